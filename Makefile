@@ -1,0 +1,48 @@
+# prodgate: every target installs what it needs into .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+PORT ?= 8000
+DEMO_HOME ?= .prodgate-demo
+
+.PHONY: install install-dev demo test check lint format bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.core: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.core
+
+install: $(VENV)/.core
+install-dev: $(VENV)/.dev
+
+## demo: build the claims-triage example, register, deploy and serve it on SQLite
+demo: $(VENV)/.core
+	$(BIN)/prodgate --home $(DEMO_HOME) demo --port $(PORT)
+
+## test: the test suite, on SQLite and PostgreSQL
+test: $(VENV)/.dev
+	$(BIN)/pytest -q
+
+## check: lint, format check, type check
+check: $(VENV)/.dev
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+format: $(VENV)/.dev
+	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench
+
+## bench: gateway vs a bare FastAPI endpoint (needs wrk: apt-get install wrk)
+bench: $(VENV)/.dev
+	$(BIN)/python bench/gateway_vs_bare.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_HOME) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,235 @@
+"""The one error hierarchy of prodgate.
+
+Every error a user can cause or meet derives from :class:`ProdgateError`. Each class
+knows its HTTP status and its RFC 9457 problem type, so the server maps errors to
+``application/problem+json`` in one place and the CLI prints one readable line and
+exits with code 2 (a user's mistake) without a traceback.
+
+::
+
+    ProdgateError                      500  internal
+    ├── UsageError                     400  usage (a bad CLI argument or option)
+    ├── SpecError                      400  spec (prodgate.yaml is broken; file:line: field)
+    ├── NotFoundError                  404  not-found
+    │   ├── UnknownServiceError        404  unknown-service
+    │   ├── UnknownVersionError        404  unknown-version
+    │   ├── UnknownInferenceError      404  unknown-inference
+    │   └── NoRolloutError             404  no-rollout
+    ├── ConflictError                  409  conflict
+    │   ├── ApprovalRefused            409  approval-refused (gates failed, duties, twice)
+    │   ├── NotApprovedError           409  not-approved (no production/canary traffic)
+    │   ├── RolloutRefused             409  rollout-refused (cannot start)
+    │   └── RolloutStateError          409  rollout-state (command not allowed now)
+    ├── AuthError                      401  unauthorized (admin API token missing or wrong)
+    │   └── ForbiddenError             403  forbidden (the admin API is off)
+    ├── ArtifactError                  422  artifact (a model file that cannot be loaded or trusted)
+    ├── RequestError                   400  bad-request (malformed request to the gateway)
+    │   ├── MalformedJSONError         400  malformed-json
+    │   ├── UnsupportedMediaTypeError  415  unsupported-media-type
+    │   ├── PayloadTooLargeError       413  payload-too-large
+    │   └── ContractViolationError     422  contract-violation (lists every violation)
+    ├── UnavailableError               503  unavailable
+    │   ├── NotDeployedError           503  not-deployed
+    │   ├── ServiceDisabledError       503  disabled (the kill switch is on)
+    │   └── OverloadedError            503  overloaded (with Retry-After)
+    ├── ModelError                     500  model-error (the model failed on a valid input)
+    ├── StoreError                     503  store (the database cannot be reached or migrated)
+    └── AuditIntegrityError            500  audit-integrity (the chain does not verify)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+PROBLEM_BASE = "urn:prodgate:problem:"
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One thing wrong with an input: where (a JSON Pointer) and what."""
+
+    path: str
+    message: str
+
+    @property
+    def field(self) -> str:
+        """The top-level field a violation concerns, for metrics (``-`` for the root)."""
+        parts = [p for p in self.path.split("/") if p]
+        # /inputs/field or /instances/3/field -> field
+        while parts and (parts[0] in ("inputs", "instances") or parts[0].isdigit()):
+            parts.pop(0)
+        return parts[0] if parts else "-"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"path": self.path, "message": self.message}
+
+
+class ProdgateError(Exception):
+    """Root of all prodgate errors."""
+
+    status: int = 500
+    slug: str = "internal"
+    title: str = "Internal error"
+    #: True where the cause is the user's input or usage (CLI exit code 2, HTTP 4xx).
+    user_error: bool = True
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+    @property
+    def type_uri(self) -> str:
+        return PROBLEM_BASE + self.slug
+
+    def problem(self, instance: str | None = None) -> dict[str, Any]:
+        """The RFC 9457 problem document of this error."""
+        body: dict[str, Any] = {
+            "type": self.type_uri,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if instance:
+            body["instance"] = instance
+        body.update(self.extra)
+        return body
+
+
+class UsageError(ProdgateError):
+    status, slug, title = 400, "usage", "Bad usage"
+
+
+class SpecError(ProdgateError):
+    """prodgate.yaml is broken; ``detail`` reads ``file:line: field.path: what is wrong``."""
+
+    status, slug, title = 400, "spec", "Invalid spec"
+
+
+class NotFoundError(ProdgateError):
+    status, slug, title = 404, "not-found", "Not found"
+
+
+class UnknownServiceError(NotFoundError):
+    slug, title = "unknown-service", "Unknown service"
+
+
+class UnknownVersionError(NotFoundError):
+    slug, title = "unknown-version", "Unknown version"
+
+
+class UnknownInferenceError(NotFoundError):
+    slug, title = "unknown-inference", "Unknown inference"
+
+
+class NoRolloutError(NotFoundError):
+    slug, title = "no-rollout", "No rollout"
+
+
+class ConflictError(ProdgateError):
+    status, slug, title = 409, "conflict", "Conflict"
+
+
+class RolloutRefused(ConflictError):
+    """A rollout cannot start (nothing in production, already production, one under way)."""
+
+    slug, title = "rollout-refused", "Rollout refused"
+
+
+class RolloutStateError(ConflictError):
+    """The rollout is not in a state that allows the command (e.g. confirm while running)."""
+
+    slug, title = "rollout-state", "Rollout in the wrong state"
+
+
+class ApprovalRefused(ConflictError):
+    """The approval breaks a rule (gates failed, separation of duties, twice)."""
+
+    slug, title = "approval-refused", "Approval refused"
+
+
+class NotApprovedError(ConflictError):
+    """A version without its approvals was asked to take production or canary traffic."""
+
+    slug, title = "not-approved", "Version not approved"
+
+
+class AuthError(ProdgateError):
+    status, slug, title = 401, "unauthorized", "Unauthorized"
+
+
+class ForbiddenError(AuthError):
+    status, slug, title = 403, "forbidden", "Forbidden"
+
+
+class ArtifactError(ProdgateError):
+    status, slug, title = 422, "artifact", "Unusable model artifact"
+
+
+class RequestError(ProdgateError):
+    status, slug, title = 400, "bad-request", "Bad request"
+
+
+class MalformedJSONError(RequestError):
+    slug, title = "malformed-json", "Malformed JSON"
+
+
+class UnsupportedMediaTypeError(RequestError):
+    status, slug, title = 415, "unsupported-media-type", "Unsupported media type"
+
+
+class PayloadTooLargeError(RequestError):
+    status, slug, title = 413, "payload-too-large", "Payload too large"
+
+
+class ContractViolationError(RequestError):
+    """The input breaks the service's contract; carries every violation."""
+
+    status, slug, title = 422, "contract-violation", "Contract violation"
+
+    def __init__(self, violations: list[Violation], detail: str | None = None) -> None:
+        n = len(violations)
+        super().__init__(
+            detail or f"{n} violation{'s' if n != 1 else ''} of the input contract",
+            errors=[v.as_dict() for v in violations],
+        )
+        self.violations = violations
+
+
+class UnavailableError(ProdgateError):
+    status, slug, title = 503, "unavailable", "Service unavailable"
+    user_error = False
+
+
+class NotDeployedError(UnavailableError):
+    slug, title = "not-deployed", "No version deployed"
+
+
+class ServiceDisabledError(UnavailableError):
+    slug, title = "disabled", "Service disabled"
+
+
+class OverloadedError(UnavailableError):
+    slug, title = "overloaded", "Overloaded"
+
+    def __init__(self, detail: str, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class ModelError(ProdgateError):
+    """The model failed on a valid input: the operator's problem, not the caller's."""
+
+    status, slug, title = 500, "model-error", "Model error"
+    user_error = False
+
+
+class StoreError(ProdgateError):
+    status, slug, title = 503, "store", "Store unavailable"
+    user_error = False
+
+
+class AuditIntegrityError(ProdgateError):
+    status, slug, title = 500, "audit-integrity", "Audit chain broken"
+    user_error = False

@@ -1,0 +1,349 @@
+"""``prodgate.yaml``: its schema, loading, and errors that say ``file:line: field: what``.
+
+A spec declares one or more services::
+
+    services:
+      claims-triage:
+        owner: {name: Claims Operations, contact: claims-ops@example.com}
+        kind: classifier
+        labels: [routine, adjuster]
+        contract:
+          input: {type: object, properties: {...}, required: [...]}
+        escalation: {confidence_below: 0.7}
+        batching: {max_batch_size: 64, max_wait_ms: 2}
+
+The document is checked against :data:`SPEC_SCHEMA` (a JSON Schema, compiled once),
+then each contract is checked to be a valid JSON Schema itself. Every error is mapped
+back to the line of the YAML node it concerns.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema_rs
+import yaml
+
+from prodgate import policy as policy_module
+from prodgate.exceptions import SpecError
+from prodgate.policy import Policy
+
+SERVICE_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
+
+_JSON_TYPES = ["object", "array", "string", "number", "integer", "boolean", "null"]
+
+SPEC_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["services"],
+    "additionalProperties": False,
+    "properties": {
+        "version": {"const": 1},
+        "services": {
+            "type": "object",
+            "minProperties": 1,
+            "propertyNames": {"pattern": SERVICE_NAME},
+            "additionalProperties": {"$ref": "#/$defs/service"},
+        },
+    },
+    "$defs": {
+        "service": {
+            "type": "object",
+            "required": ["owner", "kind", "contract"],
+            "additionalProperties": False,
+            "properties": {
+                "description": {"type": "string"},
+                "owner": {
+                    "type": "object",
+                    "required": ["name", "contact"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "name": {"type": "string", "minLength": 1},
+                        "contact": {"type": "string", "minLength": 3},
+                    },
+                },
+                "kind": {"enum": ["classifier", "regressor"]},
+                "labels": {
+                    "type": "array",
+                    "minItems": 2,
+                    "uniqueItems": True,
+                    "items": {"type": ["string", "integer", "boolean"]},
+                },
+                "contract": {
+                    "type": "object",
+                    "required": ["input"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "input": {"type": "object"},
+                        "output": {"type": "object"},
+                    },
+                },
+                "escalation": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "confidence_below": {"type": "number", "minimum": 0, "maximum": 1},
+                    },
+                },
+                "batching": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "max_batch_size": {"type": "integer", "minimum": 1, "maximum": 4096},
+                        "max_wait_ms": {"type": "number", "minimum": 0, "maximum": 1000},
+                    },
+                },
+                **policy_module.SCHEMA,
+            },
+        }
+    },
+}
+
+_SPEC_VALIDATOR = jsonschema_rs.validator_for(SPEC_SCHEMA)
+
+
+@dataclass(frozen=True)
+class Owner:
+    name: str
+    contact: str
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One service as declared in the spec."""
+
+    name: str
+    owner: Owner
+    kind: str
+    contract: dict[str, Any]
+    labels: tuple[str, ...] | None = None
+    escalation_below: float | None = None
+    max_batch_size: int | None = None
+    max_wait_ms: float | None = None
+    description: str = ""
+    output_contract: dict[str, Any] | None = None
+    policy: Policy = field(default_factory=Policy)
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Input fields in the order the contract declares them."""
+        return list(self.contract.get("properties", {}))
+
+
+@dataclass(frozen=True)
+class Spec:
+    path: Path
+    services: dict[str, ServiceSpec] = field(default_factory=dict)
+
+    def service(self, name: str) -> ServiceSpec:
+        from prodgate.exceptions import UnknownServiceError
+
+        try:
+            return self.services[name]
+        except KeyError:
+            known = ", ".join(sorted(self.services)) or "none"
+            raise UnknownServiceError(
+                f"unknown service {name!r}; {self.path.name} declares: {known}"
+            ) from None
+
+
+def _line_map(node: yaml.Node, path: tuple[str, ...], out: dict[tuple[str, ...], int]) -> None:
+    out[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            child = (*path, str(key.value))
+            out[child] = key.start_mark.line + 1
+            _line_map(value, child, out)
+            out[child] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_map(item, (*path, str(i)), out)
+
+
+def _line_of(lines: dict[tuple[str, ...], int], path: tuple[str, ...]) -> int:
+    while path and path not in lines:
+        path = path[:-1]
+    return lines.get(path, 1)
+
+
+def _dotted(path: tuple[str, ...]) -> str:
+    return ".".join(path) if path else "(top)"
+
+
+def _problem(file: Path, lines: dict[tuple[str, ...], int], path: tuple[str, ...], msg: str) -> str:
+    return f"{file}:{_line_of(lines, path)}: {_dotted(path)}: {msg}"
+
+
+def _friendly(err: Any) -> str:
+    """jsonschema-rs messages name the whole instance; keep them short and plain."""
+    message: str = err.message
+    kind = type(err.kind).__name__ if hasattr(err, "kind") else ""
+    if kind.endswith("AdditionalProperties"):
+        unexpected = getattr(err.kind, "unexpected", None)
+        if unexpected:
+            return "unknown field(s): " + ", ".join(sorted(unexpected))
+    if kind.endswith("Required"):
+        prop = getattr(err.kind, "property", None)
+        if prop is not None:
+            return f"missing required field {prop!r}"
+    if len(message) > 200:
+        message = message[:197] + "..."
+    return message
+
+
+def _error_path(err: Any, data: Any) -> tuple[str, ...]:
+    """The path of the node an error is about: for an unknown or badly named key, the key."""
+    path = tuple(map(str, err.instance_path))
+    kind = type(err.kind).__name__
+    if kind == "AdditionalProperties" and err.kind.unexpected:
+        return (*path, str(sorted(err.kind.unexpected)[0]))
+    if kind == "PropertyNames":
+        node = data
+        for part in err.instance_path:
+            node = node[part]
+        for key in node if isinstance(node, dict) else ():
+            if f'"{key}"' in err.message:
+                return (*path, str(key))
+    return path
+
+
+def normalize_contract(schema: Any) -> Any:
+    """Turn OpenAPI-style ``nullable: true`` into a JSON Schema type union with null."""
+    if isinstance(schema, list):
+        return [normalize_contract(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: normalize_contract(v) for k, v in schema.items() if k != "nullable"}
+    if schema.get("nullable") is True:
+        t = out.get("type")
+        if isinstance(t, str) and t != "null":
+            out["type"] = [t, "null"]
+        elif isinstance(t, list) and "null" not in t:
+            out["type"] = [*t, "null"]
+        if "enum" in out and None not in out["enum"]:
+            out["enum"] = [*out["enum"], None]
+    return out
+
+
+def _check_contract(contract: Any) -> tuple[tuple[str, ...], str] | None:
+    """What is wrong with a contract, and where inside it; None when it is fine."""
+    if contract.get("type") != "object" or not isinstance(contract.get("properties"), dict):
+        return (), "the input contract must be an object schema with properties"
+    for key, prop in contract["properties"].items():
+        where = ("properties", str(key))
+        if not isinstance(prop, dict):
+            return where, "must be a schema object"
+        t = prop.get("type")
+        for one in t if isinstance(t, list) else [t]:
+            if one is not None and one not in _JSON_TYPES:
+                return (
+                    *where,
+                    "type",
+                ), f"unknown type {one!r}; use one of {', '.join(_JSON_TYPES)}"
+        pattern = prop.get("pattern")
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                return (*where, "pattern"), f"bad pattern: {exc}"
+    try:
+        jsonschema_rs.meta.validate(contract)
+    except jsonschema_rs.ValidationError as exc:
+        return tuple(map(str, exc.instance_path)), f"not a valid JSON Schema: {_friendly(exc)}"
+    except Exception as exc:  # the meta-validator's own refusal
+        return (), f"not a valid JSON Schema: {exc}"
+    return None
+
+
+def parse(text: str, file: Path) -> Spec:
+    """Parse spec *text* (read from *file*, for messages). Raises :class:`SpecError`."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        raise SpecError(f"{file}:{line}: (yaml): {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{file}:1: (yaml): {exc}") from None
+    lines: dict[tuple[str, ...], int] = {}
+    if node is not None:
+        _line_map(node, (), lines)
+    if not isinstance(data, dict):
+        raise SpecError(f"{file}:1: (top): the spec must be a mapping with a 'services' key")
+
+    located = sorted(
+        ((_error_path(e, data), _friendly(e)) for e in _SPEC_VALIDATOR.iter_errors(data)),
+        key=lambda pm: (_line_of(lines, pm[0]), len(pm[0])),
+    )
+    problems = [_problem(file, lines, path, msg) for path, msg in located]
+
+    services: dict[str, ServiceSpec] = {}
+    if not problems:
+        for name, raw in data["services"].items():
+            base = ("services", name)
+            contract = normalize_contract(raw["contract"]["input"])
+            bad = _check_contract(contract)
+            if bad:
+                where, msg = bad
+                problems.append(_problem(file, lines, (*base, "contract", "input", *where), msg))
+                continue
+            labels = raw.get("labels")
+            if raw["kind"] == "regressor" and labels:
+                problems.append(
+                    _problem(file, lines, (*base, "labels"), "a regressor has no labels")
+                )
+                continue
+            if raw["kind"] == "regressor" and raw.get("escalation"):
+                problems.append(
+                    _problem(
+                        file,
+                        lines,
+                        (*base, "escalation"),
+                        "escalation by confidence needs a classifier",
+                    )
+                )
+                continue
+            labels_t = tuple(str(x) for x in labels) if labels else None
+            try:
+                policy = policy_module.build(
+                    raw, raw["kind"], labels_t, list(contract["properties"])
+                )
+            except policy_module.PolicyProblem as exc:
+                problems.append(_problem(file, lines, (*base, *exc.path), exc.message))
+                continue
+            owner = raw["owner"]
+            batching = raw.get("batching", {})
+            services[name] = ServiceSpec(
+                name=name,
+                owner=Owner(owner["name"], owner["contact"]),
+                kind=raw["kind"],
+                contract=contract,
+                labels=labels_t,
+                escalation_below=raw.get("escalation", {}).get("confidence_below"),
+                max_batch_size=batching.get("max_batch_size"),
+                max_wait_ms=batching.get("max_wait_ms"),
+                description=raw.get("description", ""),
+                output_contract=raw["contract"].get("output"),
+                policy=policy,
+            )
+    if problems:
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise SpecError(problems[0] + more, problems=problems)
+    return Spec(path=file, services=services)
+
+
+def load(path: str | Path) -> Spec:
+    """Load and check the spec at *path*."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(
+            f"{file}: no such spec file (run 'prodgate init' to write one, or pass --config)"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{file}: cannot read the spec: {exc}") from None
+    return parse(text, file)

@@ -1,0 +1,161 @@
+"""The store's tables (SQLAlchemy Core). Schema changes go through migrations/."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+#: Immutable registered model versions, numbered 1, 2, 3 per service.
+versions = Table(
+    "versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("service", String(64), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("flavor", String(32), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    # Path relative to HOME/artifacts, or the ``module:function`` of a callable.
+    Column("artifact", String(1024), nullable=False),
+    Column("source", String(1024), nullable=False),
+    Column("trusted", Boolean, nullable=False, default=False),
+    Column("data_fingerprint", Text, nullable=True),
+    Column("note", Text, nullable=False, default=""),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
+    UniqueConstraint("service", "number", name="uq_versions_service_number"),
+)
+
+#: The traffic split of each service: production, a canary at a weight (0..1), a
+#: shadow that sees copies of requests, the version before production (for
+#: rollback) and the kill switch.
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("service", String(64), primary_key=True),
+    Column("production_version", Integer, nullable=True),
+    Column("updated_by", String(128), nullable=False),
+    Column("updated_at_us", BigInteger, nullable=False),
+    Column("canary_version", Integer, nullable=True),
+    Column("canary_weight", Float, nullable=False, default=0.0),
+    Column("shadow_version", Integer, nullable=True),
+    Column("previous_version", Integer, nullable=True),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("disabled_reason", Text, nullable=True),
+)
+
+#: Stored offline evaluations of a version on a dataset.
+evaluations = Table(
+    "evaluations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("service", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("dataset", Text, nullable=False),  # fingerprint JSON
+    Column("label_column", String(128), nullable=False),
+    Column("result", Text, nullable=False),  # metrics, business, cohorts, gates (JSON)
+    Column("passed", Boolean, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
+    Index("ix_evaluations_service_version", "service", "version"),
+)
+
+#: A person's sign-off on a version.
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("service", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("approver", String(128), nullable=False),
+    Column("note", Text, nullable=False, default=""),
+    Column("override_gates", Boolean, nullable=False, default=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("evaluation_id", Integer, nullable=True),
+    Column("created_at_us", BigInteger, nullable=False),
+    UniqueConstraint("service", "version", "approver", name="uq_approvals_once"),
+)
+
+#: Ground truth that arrives after the decision; one per inference.
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("inference_id", String(32), primary_key=True),
+    Column("service", String(128), nullable=False),
+    Column("version", Integer, nullable=True),
+    Column("value", Text, nullable=False),  # JSON: the true label or value
+    Column("source", String(128), nullable=False),
+    Column("observed_at_us", BigInteger, nullable=False),
+    Column("received_at_us", BigInteger, nullable=False),
+    Index("ix_feedback_service_received", "service", "received_at_us"),
+)
+
+#: Canary rollouts; one active (not finished) per service at most.
+rollouts = Table(
+    "rollouts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("service", String(64), nullable=False),
+    Column("canary_version", Integer, nullable=False),
+    Column("baseline_version", Integer, nullable=False),
+    Column("state", String(24), nullable=False),
+    Column("step", Integer, nullable=False),  # index into policy steps
+    Column("failures", Integer, nullable=False),
+    Column("policy", Text, nullable=False),  # JSON of the rollout policy in force
+    Column("interval_started_at_us", BigInteger, nullable=False),
+    Column("started_by", String(128), nullable=False),
+    Column("started_at_us", BigInteger, nullable=False),
+    Column("updated_at_us", BigInteger, nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Index("ix_rollouts_service_state", "service", "state"),
+)
+
+#: The append-only, hash-chained audit log of inferences and governance actions.
+#: ``seq`` is contiguous from 1, ``leaf_hash`` is sha256(0x00 || canonical record)
+#: as in RFC 6962, so a Merkle tree over leaves by seq (inclusion proofs, signed
+#: checkpoints) can be added beside this table without rewriting it; ``chain_hash``
+#: is sha256(previous chain_hash || leaf_hash) and makes a removal or reordering show.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("id", String(32), nullable=False),
+    Column("ts_us", BigInteger, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("service", String(128), nullable=True),
+    Column("version", Integer, nullable=True),
+    Column("action", String(32), nullable=False),
+    Column("actor", String(128), nullable=True),
+    Column("status", Integer, nullable=True),
+    Column("decision", String(16), nullable=True),
+    Column("confidence", Float, nullable=True),
+    Column("latency_ms", Float, nullable=True),
+    Column("payload", Text, nullable=False),
+    Column("leaf_hash", String(64), nullable=False),
+    Column("chain_hash", String(64), nullable=False),
+    UniqueConstraint("id", name="uq_audit_log_id"),
+    Index("ix_audit_log_service_ts", "service", "ts_us"),
+    Index("ix_audit_log_kind_service", "kind", "service", "seq"),
+)
+
+#: Small shared counters; ``generation`` moves on every control-plane change so that
+#: gateways refresh their in-memory state without a per-request query.
+state = Table(
+    "state",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
