@@ -1,0 +1,89 @@
+"""Adapter for MLflow model directories, read without importing mlflow.
+
+mlflow's own pyfunc loader imports whatever ``loader_module`` the MLmodel file names,
+which is code chosen by the artifact. prodgate instead reads MLmodel as data and
+serves only the loaders it re-implements (:data:`ALLOWED_LOADERS`) with its own
+sklearn and ONNX adapters.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from prodgate.exceptions import ArtifactError
+from prodgate.runtime.base import Model, ModelInfo
+
+#: The pyfunc loader modules prodgate can serve.
+ALLOWED_LOADERS = ("mlflow.sklearn", "mlflow.onnx")
+
+_PICKLE_FORMATS = ("pickle", "cloudpickle")
+
+
+def read_mlmodel(directory: str | Path) -> dict[str, Any]:
+    """The parsed ``MLmodel`` file of an MLflow model directory."""
+    path = Path(directory) / "MLmodel"
+    if not path.is_file():
+        raise ArtifactError(
+            f"{directory} is not an MLflow model directory (it has no MLmodel file)"
+        )
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path} is not valid YAML ({exc})") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("flavors"), dict):
+        raise ArtifactError(f"{path} has no 'flavors' section")
+    return data
+
+
+def _flavor(mlmodel: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
+    conf = mlmodel["flavors"].get(name)
+    if not isinstance(conf, dict):
+        raise ArtifactError(f"{path / 'MLmodel'} has no {name!r} flavor")
+    return conf
+
+
+def _member(directory: Path, name: Any, what: str) -> Path:
+    """A file named by MLmodel, which must stay inside the model directory."""
+    if not isinstance(name, str) or not name:
+        raise ArtifactError(f"{directory / 'MLmodel'} does not name the {what}")
+    root = directory.resolve()
+    target = (root / name).resolve()
+    if not target.is_relative_to(root):
+        raise ArtifactError(f"{directory / 'MLmodel'} names a {what} outside the model directory")
+    if not target.is_file():
+        raise ArtifactError(f"the {what} {name!r} is missing from {directory}")
+    return target
+
+
+def load_mlflow(directory: str | Path, info: ModelInfo) -> Model:
+    """Load an MLflow model directory whose pyfunc loader is in :data:`ALLOWED_LOADERS`."""
+    directory = Path(directory)
+    mlmodel = read_mlmodel(directory)
+    pyfunc = _flavor(mlmodel, "python_function", directory)
+    loader = pyfunc.get("loader_module")
+    if loader not in ALLOWED_LOADERS:
+        raise ArtifactError(
+            f"the MLflow model's loader module {loader!r} is not one prodgate serves "
+            f"(allowed: {', '.join(ALLOWED_LOADERS)})"
+        )
+    if loader == "mlflow.onnx":
+        from prodgate.runtime.onnx import load_onnx
+
+        conf = _flavor(mlmodel, "onnx", directory)
+        return load_onnx(_member(directory, conf.get("data"), "ONNX model file"), info, "mlflow")
+
+    from prodgate.runtime.sklearn import load_pickle, load_skops
+
+    conf = _flavor(mlmodel, "sklearn", directory)
+    fmt = conf.get("serialization_format", "cloudpickle")
+    file = _member(directory, conf.get("pickled_model"), "pickled model")
+    if fmt == "skops":
+        # MLmodel's skops_trusted_types is ignored on purpose: the artifact would be
+        # vouching for itself.
+        return load_skops(file, info, "mlflow")
+    if fmt in _PICKLE_FORMATS:
+        return load_pickle(file, info, "mlflow", serializer=fmt)  # refuses unless trusted
+    raise ArtifactError(f"the MLflow sklearn model uses an unknown serialization format {fmt!r}")

@@ -1,0 +1,37 @@
+"""Python-callable models for gateway tests (importable as ``fixture_models:NAME``)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+CALLS: list[int] = []  # batch sizes seen by ``claims``
+_lock = threading.Lock()
+
+
+def claims(rows: list[dict[str, Any]]) -> list[dict[str, float]]:
+    """P(adjuster) grows with the amount: 0.5 at 5,000, sure at 10,000 and above."""
+    with _lock:
+        CALLS.append(len(rows))
+    out = []
+    for row in rows:
+        p = min(0.99, max(0.01, float(row["amount"]) / 10_000))
+        out.append({"routine": 1 - p, "adjuster": p})
+    return out
+
+
+def claims_v2(rows: list[dict[str, Any]]) -> list[str]:
+    """A second version: always 'adjuster', no probabilities."""
+    return ["adjuster" for _ in rows]
+
+
+def flaky(rows: list[dict[str, Any]]) -> list[dict[str, float]]:
+    if any(row["amount"] == 13 for row in rows):
+        raise ValueError("unlucky amount")
+    return claims(rows)
+
+
+def slow(rows: list[dict[str, Any]]) -> list[dict[str, float]]:
+    time.sleep(0.2)
+    return claims(rows)
