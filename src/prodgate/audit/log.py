@@ -1,0 +1,78 @@
+"""Appending to the audit log and reading it back.
+
+Appends are serialised across processes (``BEGIN IMMEDIATE`` on SQLite, an advisory
+lock on PostgreSQL) because each record's chain hash depends on the one before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from prodgate.audit.record import GENESIS, KIND_ACTION, Record, seal
+from prodgate.store.engine import LOCK_AUDIT, Store, now_us
+from prodgate.store.tables import audit_log, state
+
+HEAD_KEY = "audit_head"
+
+
+def append(store: Store, conn: Connection, records: Sequence[Record]) -> None:
+    """Append *records* in order inside the caller's write transaction."""
+    if not records:
+        return
+    store.lock(conn, LOCK_AUDIT)
+    last = conn.execute(
+        sa.select(audit_log.c.seq, audit_log.c.chain_hash).order_by(audit_log.c.seq.desc()).limit(1)
+    ).first()
+    seq, prev = (int(last[0]), str(last[1])) if last else (0, GENESIS)
+    rows = [r.row(seq + i + 1) for i, r in enumerate(records)]
+    seal(rows, prev)
+    conn.execute(audit_log.insert(), rows)
+    head = seq + len(rows)
+    updated = conn.execute(state.update().where(state.c.key == HEAD_KEY).values(value=head))
+    if updated.rowcount == 0:
+        conn.execute(state.insert().values(key=HEAD_KEY, value=head))
+
+
+def action(
+    kind_action: str,
+    *,
+    actor: str,
+    service: str | None,
+    version: int | None = None,
+    **details: Any,
+) -> Record:
+    """A governance action record (register, deploy, ...)."""
+    return Record(
+        kind=KIND_ACTION,
+        action=kind_action,
+        ts_us=now_us(),
+        payload=details,
+        service=service,
+        version=version,
+        actor=actor,
+    )
+
+
+def as_dict(row: Any) -> dict[str, Any]:
+    """A stored row as the JSON the API and CLI show."""
+    m = row._mapping
+    out = {str(k): m[k] for k in m if k != "payload"}
+    out.update(orjson.loads(m["payload"]))
+    return out
+
+
+def get(conn: Connection, record_id: str) -> dict[str, Any] | None:
+    row = conn.execute(sa.select(audit_log).where(audit_log.c.id == record_id)).first()
+    return as_dict(row) if row is not None else None
+
+
+def tail(conn: Connection, limit: int = 20, service: str | None = None) -> list[dict[str, Any]]:
+    q = sa.select(audit_log).order_by(audit_log.c.seq.desc()).limit(limit)
+    if service:
+        q = q.where(audit_log.c.service == service)
+    return [as_dict(r) for r in reversed(conn.execute(q).all())]

@@ -1,0 +1,248 @@
+"""The traffic split of each service, and the actions that change it.
+
+A deployment row says which version takes production traffic, which runs as a
+canary at what weight, which runs in shadow (sees copies, answers nobody), which was
+production before (for instant rollback), and whether the kill switch is on. Every
+change bumps the store's generation, so running gateways pick it up within a second,
+and is recorded in the audit log with who, when and why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from prodgate.audit import log
+from prodgate.exceptions import ConflictError, UsageError
+from prodgate.registry.approvals import require_approved
+from prodgate.registry.versions import get_version
+from prodgate.spec import ServiceSpec
+from prodgate.store.engine import Store, now_us
+from prodgate.store.tables import deployments, rollouts
+
+ACTIVE_ROLLOUT_STATES = ("running", "paused", "awaiting_confirmation")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    service: str
+    production_version: int | None
+    updated_by: str
+    updated_at_us: int
+    canary_version: int | None = None
+    canary_weight: float = 0.0
+    shadow_version: int | None = None
+    previous_version: int | None = None
+    disabled: bool = False
+    disabled_reason: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "production": self.production_version,
+            "canary": self.canary_version,
+            "canary_weight": self.canary_weight,
+            "shadow": self.shadow_version,
+            "previous": self.previous_version,
+            "disabled": self.disabled,
+            "disabled_reason": self.disabled_reason,
+            "updated_by": self.updated_by,
+            "updated_at_us": self.updated_at_us,
+        }
+
+
+def _from_row(row: Any) -> Deployment:
+    m = row._mapping
+    return Deployment(
+        service=m["service"],
+        production_version=m["production_version"],
+        updated_by=m["updated_by"],
+        updated_at_us=int(m["updated_at_us"]),
+        canary_version=m["canary_version"],
+        canary_weight=float(m["canary_weight"] or 0.0),
+        shadow_version=m["shadow_version"],
+        previous_version=m["previous_version"],
+        disabled=bool(m["disabled"]),
+        disabled_reason=m["disabled_reason"],
+    )
+
+
+def get_deployment(conn: Connection, service: str) -> Deployment | None:
+    row = conn.execute(sa.select(deployments).where(deployments.c.service == service)).first()
+    return _from_row(row) if row is not None else None
+
+
+def all_deployments(conn: Connection) -> dict[str, Deployment]:
+    return {d.service: d for d in map(_from_row, conn.execute(sa.select(deployments)).all())}
+
+
+def save(store: Store, conn: Connection, new: Deployment) -> None:
+    """Write *new* as the service's split and tell gateways (same transaction)."""
+    values = {k: v for k, v in new.__dict__.items() if k != "service"}
+    if get_deployment(conn, new.service) is None:
+        conn.execute(deployments.insert().values(service=new.service, **values))
+    else:
+        conn.execute(
+            deployments.update().where(deployments.c.service == new.service).values(**values)
+        )
+    store.bump_generation(conn)
+
+
+def _commit(
+    store: Store,
+    conn: Connection,
+    new: Deployment,
+    action: str,
+    version: int | None,
+    **details: Any,
+) -> Deployment:
+    """Save *new* and record *action* in the audit log, in the caller's transaction."""
+    save(store, conn, new)
+    log.append(
+        store,
+        conn,
+        [log.action(action, actor=new.updated_by, service=new.service, version=version, **details)],
+    )
+    return new
+
+
+def _current(conn: Connection, service: str, actor: str) -> Deployment:
+    return get_deployment(conn, service) or Deployment(service, None, actor, now_us())
+
+
+def _active_rollout(conn: Connection, service: str) -> int | None:
+    row = conn.execute(
+        sa.select(rollouts.c.canary_version).where(
+            rollouts.c.service == service, rollouts.c.state.in_(ACTIVE_ROLLOUT_STATES)
+        )
+    ).first()
+    return int(row[0]) if row is not None else None
+
+
+def deploy(
+    store: Store, service: ServiceSpec, number: int, *, actor: str, reason: str = ""
+) -> Deployment:
+    """Send 100% of *service*'s traffic to approved version *number*."""
+    with store.write() as conn:
+        get_version(conn, service.name, number)  # raises for an unknown version
+        require_approved(conn, service, number, "production")
+        canary = _active_rollout(conn, service.name)
+        if canary is not None:
+            raise ConflictError(
+                f"a rollout of version {canary} is under way; finish it or run "
+                f"'prodgate rollout abort {service.name}' first"
+            )
+        before = _current(conn, service.name, actor)
+        previous = before.production_version
+        new = replace(
+            before,
+            production_version=number,
+            previous_version=previous if previous != number else before.previous_version,
+            canary_version=None,
+            canary_weight=0.0,
+            updated_by=actor,
+            updated_at_us=now_us(),
+        )
+        _commit(
+            store,
+            conn,
+            new,
+            "deploy",
+            number,
+            previous=previous,
+            reason=reason,
+        )
+    return new
+
+
+def rollback(store: Store, service: ServiceSpec, *, actor: str, reason: str = "") -> Deployment:
+    """Put the previous production version back at once (and stop any canary)."""
+    with store.write() as conn:
+        before = get_deployment(conn, service.name)
+        if before is None or before.previous_version is None:
+            raise ConflictError(f"{service.name} has no previous production version to go back to")
+        canary = _active_rollout(conn, service.name)
+        if canary is not None:
+            conn.execute(
+                rollouts.update()
+                .where(
+                    rollouts.c.service == service.name,
+                    rollouts.c.state.in_(ACTIVE_ROLLOUT_STATES),
+                )
+                .values(state="aborted", reason=f"rollback by {actor}", updated_at_us=now_us())
+            )
+        new = replace(
+            before,
+            production_version=before.previous_version,
+            previous_version=before.production_version,
+            canary_version=None,
+            canary_weight=0.0,
+            updated_by=actor,
+            updated_at_us=now_us(),
+        )
+        _commit(
+            store,
+            conn,
+            new,
+            "rollback",
+            new.production_version,
+            rolled_back=before.production_version,
+            aborted_canary=canary,
+            reason=reason or "manual rollback",
+        )
+    return new
+
+
+def set_shadow(
+    store: Store, service: ServiceSpec, number: int | None, *, actor: str, reason: str = ""
+) -> Deployment:
+    """Run *number* in shadow (copies of requests, answers never returned); None stops it.
+
+    Shadow needs no approval: it never decides anything.
+    """
+    with store.write() as conn:
+        if number is not None:
+            get_version(conn, service.name, number)
+        before = _current(conn, service.name, actor)
+        new = replace(before, shadow_version=number, updated_by=actor, updated_at_us=now_us())
+        _commit(
+            store,
+            conn,
+            new,
+            "shadow",
+            number,
+            previous=before.shadow_version,
+            reason=reason,
+        )
+    return new
+
+
+def set_disabled(
+    store: Store, service: ServiceSpec, disabled: bool, *, actor: str, reason: str = ""
+) -> Deployment:
+    """The kill switch: while on, every request gets 503 with *reason*, and is recorded."""
+    if disabled and not reason.strip():
+        raise UsageError("disabling a service needs --reason TEXT; callers will see it")
+    with store.write() as conn:
+        before = _current(conn, service.name, actor)
+        if before.disabled == disabled:
+            state = "disabled" if disabled else "enabled"
+            raise ConflictError(f"{service.name} is already {state}")
+        new = replace(
+            before,
+            disabled=disabled,
+            disabled_reason=reason if disabled else None,
+            updated_by=actor,
+            updated_at_us=now_us(),
+        )
+        _commit(
+            store,
+            conn,
+            new,
+            "disable" if disabled else "enable",
+            before.production_version,
+            reason=reason,
+        )
+    return new

@@ -1,0 +1,233 @@
+"""Registering immutable model versions and reading them back."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from prodgate.audit import log
+from prodgate.exceptions import ArtifactError, UnknownVersionError, UsageError
+from prodgate.registry.fingerprint import data_fingerprint, sha256_path
+from prodgate.runtime.base import FLAVORS
+from prodgate.spec import ServiceSpec
+from prodgate.store.engine import Store, now_us
+from prodgate.store.tables import versions
+
+PICKLE_FLAVORS = ("pickle",)
+
+
+@dataclass(frozen=True)
+class Version:
+    service: str
+    number: int
+    flavor: str
+    sha256: str
+    size: int
+    artifact: str
+    source: str
+    trusted: bool
+    data_fingerprint: dict[str, Any] | None
+    note: str
+    created_by: str
+    created_at_us: int
+
+    @classmethod
+    def from_row(cls, row: Any) -> Version:
+        m = row._mapping
+        fp = m["data_fingerprint"]
+        return cls(
+            service=m["service"],
+            number=int(m["number"]),
+            flavor=m["flavor"],
+            sha256=m["sha256"],
+            size=int(m["size"]),
+            artifact=m["artifact"],
+            source=m["source"],
+            trusted=bool(m["trusted"]),
+            data_fingerprint=orjson.loads(fp) if fp else None,
+            note=m["note"] or "",
+            created_by=m["created_by"],
+            created_at_us=int(m["created_at_us"]),
+        )
+
+    def location(self, artifacts: Path) -> str:
+        """Where the adapter loads it from: a stored path, or the callable's reference."""
+        if self.flavor == "callable":
+            return self.artifact
+        return str(artifacts / self.artifact)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "service": self.service,
+            "version": self.number,
+            "flavor": self.flavor,
+            "sha256": self.sha256,
+            "size": self.size,
+            "source": self.source,
+            "trusted_pickle": self.trusted,
+            "data": self.data_fingerprint,
+            "note": self.note,
+            "created_by": self.created_by,
+            "created_at_us": self.created_at_us,
+        }
+
+
+def _copy_readonly(src: Path, dest: Path) -> None:
+    """Copy *src* (file or folder) to *dest* and make the copy read-only."""
+    tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
+    if src.is_dir():
+        shutil.copytree(src, tmp)
+        for p in tmp.rglob("*"):
+            if p.is_file():
+                p.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+    else:
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, tmp)
+        tmp.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+    tmp.replace(dest)
+
+
+def register(
+    store: Store,
+    service: ServiceSpec,
+    path: str,
+    *,
+    actor: str,
+    flavor: str | None = None,
+    data: Path | None = None,
+    note: str = "",
+    trust_pickle: bool = False,
+    check: bool = True,
+) -> Version:
+    """Store *path* as the next version of *service*; return it.
+
+    The artifact is hashed and copied into the store's artifact folder (content
+    addressed), so changing or moving the original changes nothing. With *check*
+    the model is loaded and run on the contract's example input first, so a broken
+    or mismatched artifact is refused at the door rather than at serving time.
+    """
+    from prodgate.pipeline.contract import Contract
+    from prodgate.runtime import callable as callable_adapter
+    from prodgate.runtime.base import ModelInfo
+    from prodgate.runtime.loader import detect_flavor, load_model
+
+    flavor = flavor or detect_flavor(path)
+    if flavor not in FLAVORS:
+        raise UsageError(f"unknown flavor {flavor!r}; known: {', '.join(FLAVORS)}")
+    if flavor in PICKLE_FLAVORS and not trust_pickle:
+        raise ArtifactError(
+            f"{path}: a {flavor} file runs code when it is loaded; pass --trust-pickle if you "
+            "trust its source, or save the model with skops"
+        )
+    fingerprint = data_fingerprint(data) if data else None
+    artifacts = store.settings.artifacts_path
+    if flavor == "callable":
+        sha, size = callable_adapter.callable_fingerprint(path)
+        stored, source = path, path
+    else:
+        src = Path(path)
+        if not src.exists():
+            raise UsageError(f"{path}: no such file or folder")
+        sha, size = sha256_path(src)
+        stored = f"{sha[:2]}/{sha}/{src.name}"
+        source = str(src.resolve())
+        dest = artifacts / stored
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            _copy_readonly(src, dest)
+
+    if check:
+        info = ModelInfo(
+            kind=service.kind,
+            features=service.feature_names,
+            labels=service.labels,
+            trusted=trust_pickle,
+        )
+        location = stored if flavor == "callable" else str(artifacts / stored)
+        model = load_model(location, flavor, info)
+        example = Contract(service.contract).example()
+        try:
+            model.predict([example])
+        except ArtifactError:
+            raise
+        except Exception as exc:
+            raise ArtifactError(
+                f"{path}: the model failed on the contract's example input: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+
+    with store.write() as conn:
+        number = (
+            conn.execute(
+                sa.select(sa.func.max(versions.c.number)).where(versions.c.service == service.name)
+            ).scalar()
+            or 0
+        ) + 1
+        row = {
+            "service": service.name,
+            "number": number,
+            "flavor": flavor,
+            "sha256": sha,
+            "size": size,
+            "artifact": stored,
+            "source": source,
+            "trusted": trust_pickle and flavor in (*PICKLE_FLAVORS, "mlflow"),
+            "data_fingerprint": orjson.dumps(fingerprint).decode() if fingerprint else None,
+            "note": note,
+            "created_by": actor,
+            "created_at_us": now_us(),
+        }
+        conn.execute(versions.insert().values(**row))
+        version = Version.from_row(
+            conn.execute(
+                sa.select(versions).where(
+                    versions.c.service == service.name, versions.c.number == number
+                )
+            ).one()
+        )
+        log.append(
+            store,
+            conn,
+            [
+                log.action(
+                    "register",
+                    actor=actor,
+                    service=service.name,
+                    version=number,
+                    flavor=flavor,
+                    sha256=sha,
+                    size=size,
+                    source=source,
+                    data=fingerprint,
+                    note=note,
+                    trusted_pickle=row["trusted"],
+                )
+            ],
+        )
+    return version
+
+
+def list_versions(conn: Connection, service: str) -> list[Version]:
+    rows = conn.execute(
+        sa.select(versions).where(versions.c.service == service).order_by(versions.c.number)
+    ).all()
+    return [Version.from_row(r) for r in rows]
+
+
+def get_version(conn: Connection, service: str, number: int) -> Version:
+    row = conn.execute(
+        sa.select(versions).where(versions.c.service == service, versions.c.number == number)
+    ).first()
+    if row is None:
+        known = [v.number for v in list_versions(conn, service)]
+        hint = f"registered: {', '.join(map(str, known))}" if known else "none registered yet"
+        raise UnknownVersionError(f"{service} has no version {number} ({hint})")
+    return Version.from_row(row)

@@ -1,0 +1,126 @@
+"""The audit chain on both stores: appends, and verification of tampered logs."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from prodgate.audit import log
+from prodgate.audit.record import KIND_INFERENCE, Record
+from prodgate.audit.verify import verify
+from prodgate.store.engine import Store, now_us
+from prodgate.store.tables import audit_log
+
+
+def fill(store: Store, n: int = 10) -> list[Record]:
+    records = [
+        Record(
+            kind=KIND_INFERENCE,
+            action="predict",
+            ts_us=now_us(),
+            payload={"input": {"x": i, "name": "é"}, "output": {"prediction": "a"}},
+            service="svc",
+            version=1,
+            status=200,
+            decision="auto",
+            confidence=0.1 * i + 1e-9,
+            latency_ms=1.5,
+        )
+        for i in range(n)
+    ]
+    with store.write() as conn:
+        log.append(store, conn, records[: n // 2])
+    with store.write() as conn:
+        log.append(store, conn, records[n // 2 :])
+    return records
+
+
+def test_an_untouched_log_verifies(store: Store) -> None:
+    records = fill(store)
+    verdict = verify(store)
+    assert verdict.ok, verdict.problem
+    assert verdict.checked == len(records)
+    with store.read() as conn:
+        got = log.get(conn, records[3].id)
+    assert got is not None
+    assert got["seq"] == 4
+    assert got["input"] == {"x": 3, "name": "é"}
+
+
+def test_empty_log_verifies(store: Store) -> None:
+    assert verify(store).ok
+
+
+def test_a_changed_record_is_named(store: Store) -> None:
+    records = fill(store)
+    with store.write() as conn:
+        conn.execute(audit_log.update().where(audit_log.c.seq == 4).values(decision="escalated"))
+    verdict = verify(store)
+    assert not verdict.ok
+    assert verdict.seq == 4
+    assert verdict.id == records[3].id
+    assert "changed" in verdict.problem
+
+
+def test_a_changed_payload_is_named(store: Store) -> None:
+    fill(store)
+    with store.write() as conn:
+        conn.execute(
+            audit_log.update().where(audit_log.c.seq == 7).values(payload='{"input":{"x":0}}')
+        )
+    verdict = verify(store)
+    assert (verdict.ok, verdict.seq) == (False, 7)
+
+
+def test_a_removed_record_is_named(store: Store) -> None:
+    fill(store)
+    with store.write() as conn:
+        conn.execute(audit_log.delete().where(audit_log.c.seq == 5))
+    verdict = verify(store)
+    assert not verdict.ok
+    assert verdict.seq == 5
+    assert "removed" in verdict.problem
+
+
+def test_removed_tail_is_noticed(store: Store) -> None:
+    fill(store)
+    with store.write() as conn:
+        conn.execute(audit_log.delete().where(audit_log.c.seq >= 9))
+    verdict = verify(store)
+    assert not verdict.ok
+    assert "at the end were removed" in verdict.problem
+
+
+def test_swapped_records_are_named(store: Store) -> None:
+    records = fill(store)
+    # Swap the places of records 3 and 4, hashes and all, as a careful forger would.
+    with store.write() as conn:
+        rows = {
+            r.seq: dict(r._mapping)
+            for r in conn.execute(sa.select(audit_log).where(audit_log.c.seq.in_([3, 4])))
+        }
+        conn.execute(audit_log.delete().where(audit_log.c.seq.in_([3, 4])))
+        a, b = rows[3], rows[4]
+        a["seq"], b["seq"] = 4, 3
+        conn.execute(audit_log.insert(), [b, a])
+    verdict = verify(store)
+    assert not verdict.ok
+    assert verdict.seq == 3
+    assert verdict.id == records[3].id
+
+
+def test_rehashed_forgery_breaks_the_chain(store: Store) -> None:
+    """Changing a record and recomputing its leaf hash still fails: the chain moves."""
+    from prodgate.audit.record import leaf_hash
+
+    fill(store)
+    with store.write() as conn:
+        row = dict(conn.execute(sa.select(audit_log).where(audit_log.c.seq == 6)).one()._mapping)
+        row["decision"] = "escalated"
+        conn.execute(
+            audit_log.update()
+            .where(audit_log.c.seq == 6)
+            .values(decision="escalated", leaf_hash=leaf_hash(row))
+        )
+    verdict = verify(store)
+    assert (verdict.ok, verdict.seq) == (False, 6)
+    assert "does not follow" in verdict.problem
