@@ -1,0 +1,144 @@
+"""The micro-batcher: concurrent requests share one model call.
+
+Requests queue their rows; one task per model takes everything waiting, up to
+``max_batch_size`` rows, waiting at most ``max_wait_ms`` for a batch to fill, and
+runs the model once in a thread of its own so the event loop keeps serving. While
+the model runs, the next batch gathers by itself, so under load batches grow
+without any waiting. The queue is bounded: past ``max_queue`` rows a request is
+shed at once with :class:`OverloadedError` (503 with Retry-After) rather than
+waiting ever longer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from prodgate.exceptions import OverloadedError
+from prodgate.runtime.base import Model, Prediction
+
+Rows = Sequence[Mapping[str, Any]]
+
+
+class Batcher:
+    def __init__(
+        self,
+        model: Model,
+        *,
+        max_batch_size: int,
+        max_wait_ms: float,
+        max_queue: int,
+        on_batch: Callable[[int], None] | None = None,
+        on_depth: Callable[[int], None] | None = None,
+        name: str = "model",
+    ) -> None:
+        self.model = model
+        self.max_batch_size = max_batch_size
+        self.max_wait = max_wait_ms / 1000.0
+        self.max_queue = max_queue
+        self._on_batch = on_batch
+        self._on_depth = on_depth
+        self._queue: deque[tuple[Rows, asyncio.Future[list[Prediction]]]] = deque()
+        self._pending = 0
+        self._wakeup = asyncio.Event()
+        self._full = asyncio.Event()
+        self._closing = False
+        # One thread per model: a model runs one batch at a time, off the event loop.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{name}")
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    @property
+    def pending_rows(self) -> int:
+        return self._pending
+
+    async def predict(self, rows: Rows) -> list[Prediction]:
+        """Predict *rows* in some shared batch; raises OverloadedError when full."""
+        if self._closing:
+            raise OverloadedError("this model version is being replaced; retry", retry_after=1)
+        n = len(rows)
+        if self._pending + n > self.max_queue:
+            raise OverloadedError(
+                f"the model's queue is full ({self._pending} rows waiting); retry shortly",
+                retry_after=1,
+            )
+        fut: asyncio.Future[list[Prediction]] = asyncio.get_running_loop().create_future()
+        self._queue.append((rows, fut))
+        self._pending += n
+        self._wakeup.set()
+        if self._pending >= self.max_batch_size:
+            self._full.set()
+        return await fut
+
+    def _take(
+        self,
+    ) -> tuple[list[Mapping[str, Any]], list[tuple[int, asyncio.Future[list[Prediction]]]]]:
+        rows: list[Mapping[str, Any]] = []
+        owners: list[tuple[int, asyncio.Future[list[Prediction]]]] = []
+        while self._queue:
+            unit, fut = self._queue[0]
+            if rows and len(rows) + len(unit) > self.max_batch_size:
+                break
+            self._queue.popleft()
+            self._pending -= len(unit)
+            if fut.cancelled():
+                continue
+            rows.extend(unit)
+            owners.append((len(unit), fut))
+        if self._pending < self.max_batch_size:
+            self._full.clear()
+        if not self._queue:
+            self._wakeup.clear()
+        return rows, owners
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wakeup.wait()
+            if self.max_wait > 0 and self._pending < self.max_batch_size and not self._closing:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.max_wait):
+                        await self._full.wait()
+            rows, owners = self._take()
+            if self._on_depth:
+                self._on_depth(self._pending)
+            if not rows:
+                if self._closing and not self._queue:
+                    return
+                continue
+            try:
+                predictions = await loop.run_in_executor(self._executor, self.model.predict, rows)
+                if len(predictions) != len(rows):
+                    raise RuntimeError(
+                        f"the model returned {len(predictions)} predictions for {len(rows)} rows"
+                    )
+            except Exception as exc:
+                for _, fut in owners:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            if self._on_batch:
+                self._on_batch(len(rows))
+            start = 0
+            for n, fut in owners:
+                if not fut.done():
+                    fut.set_result(predictions[start : start + n])
+                start += n
+            if self._closing and not self._queue:
+                return
+
+    async def close(self) -> None:
+        """Finish what is queued, then stop."""
+        self._closing = True
+        self._wakeup.set()
+        self._full.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._executor.shutdown(wait=False)

@@ -1,0 +1,194 @@
+"""The fleet: every deployed version loaded and batched, and each service's split.
+
+The gateway reads routing state from here on every request without touching the
+store. A refresh (on start, then whenever the store's generation moves) reads the
+deployments, loads versions that are newly needed (production, canary, shadow),
+swaps in the new state in one assignment, and closes batchers no longer needed once
+their queued work is done, so requests in flight finish on the version they started
+with and none fails during a rollback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prodgate.exceptions import ArtifactError, ProdgateError
+from prodgate.pipeline.batcher import Batcher
+from prodgate.pipeline.metrics import Metrics
+from prodgate.registry.deployments import Deployment, all_deployments
+from prodgate.registry.fingerprint import sha256_path
+from prodgate.registry.versions import Version, get_version
+from prodgate.rollout.router import Split
+from prodgate.runtime.base import ModelInfo
+from prodgate.runtime.loader import load_model
+from prodgate.settings import Settings
+from prodgate.spec import ServiceSpec, Spec
+from prodgate.store.engine import Store
+
+logger = logging.getLogger("prodgate.fleet")
+
+
+@dataclass
+class Live:
+    """A version loaded and ready to take traffic."""
+
+    spec: ServiceSpec
+    version: Version
+    batcher: Batcher
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """What a request to one service needs: the split and the loaded versions."""
+
+    split: Split | None = None
+    versions: dict[int, Live] = field(default_factory=dict)
+    disabled: bool = False
+    disabled_reason: str = ""
+    error: str | None = None  # why a needed version could not be loaded
+
+    @property
+    def production(self) -> Live | None:
+        if self.split is None or self.split.production is None:
+            return None
+        return self.versions.get(self.split.production)
+
+    @property
+    def shadow(self) -> Live | None:
+        if self.split is None or self.split.shadow is None:
+            return None
+        return self.versions.get(self.split.shadow)
+
+
+def _needed(dep: Deployment | None) -> list[int]:
+    if dep is None:
+        return []
+    wanted = [dep.production_version, dep.canary_version, dep.shadow_version]
+    return sorted({v for v in wanted if v is not None})
+
+
+class Fleet:
+    def __init__(self, settings: Settings, spec: Spec, store: Store, metrics: Metrics) -> None:
+        self.settings = settings
+        self.spec = spec
+        self.store = store
+        self.metrics = metrics
+        self.services: dict[str, ServiceState] = {name: ServiceState() for name in spec.services}
+        self.generation = -1
+        self._lock = asyncio.Lock()
+
+    @property
+    def load_errors(self) -> dict[str, str]:
+        return {n: s.error for n, s in self.services.items() if s.error}
+
+    async def refresh(self) -> bool:
+        """Reload state if the store's generation moved; True when something changed."""
+        async with self._lock:
+            generation = await asyncio.to_thread(self.store.generation)
+            if generation == self.generation:
+                return False
+            deployments, versions = await asyncio.to_thread(self._read)
+            for name, service in self.spec.services.items():
+                await self._refresh_service(service, deployments.get(name), versions)
+            self.generation = generation
+            return True
+
+    def _read(self) -> tuple[dict[str, Deployment], dict[tuple[str, int], Version]]:
+        with self.store.read() as conn:
+            deployments = all_deployments(conn)
+            versions = {
+                (name, n): get_version(conn, name, n)
+                for name in self.spec.services
+                for n in _needed(deployments.get(name))
+            }
+        return deployments, versions
+
+    async def _refresh_service(
+        self,
+        service: ServiceSpec,
+        dep: Deployment | None,
+        versions: dict[tuple[str, int], Version],
+    ) -> None:
+        old = self.services[service.name]
+        loaded = dict(old.versions)
+        error = None
+        for number in _needed(dep):
+            if number in loaded:
+                continue
+            version = versions[(service.name, number)]
+            try:
+                live = await asyncio.to_thread(self._load, service, version)
+            except ProdgateError as exc:
+                error = f"version {number}: {exc.detail}"
+                logger.error("%s v%s cannot be loaded: %s", service.name, number, exc.detail)
+                continue
+            live.batcher.start()
+            loaded[number] = live
+            logger.info("%s: loaded version %s (%s)", service.name, number, version.flavor)
+        split = None
+        if dep is not None:
+            canary = dep.canary_version if dep.canary_version in loaded else None
+            shadow = dep.shadow_version if dep.shadow_version in loaded else None
+            production = dep.production_version if dep.production_version in loaded else None
+            split = Split(
+                production=production,
+                canary=canary,
+                canary_weight=dep.canary_weight if canary is not None else 0.0,
+                shadow=shadow,
+            )
+        keep = set(_needed(dep))
+        state = ServiceState(
+            split=split,
+            versions={n: live for n, live in loaded.items() if n in keep},
+            disabled=bool(dep and dep.disabled),
+            disabled_reason=(dep.disabled_reason or "") if dep else "",
+            error=error,
+        )
+        self.services[service.name] = state  # one assignment: requests see old or new
+        for number, live in loaded.items():
+            if number not in keep:
+                logger.info("%s: retiring version %s", service.name, number)
+                asyncio.get_running_loop().create_task(live.batcher.close())
+
+    def _load(self, service: ServiceSpec, version: Version) -> Live:
+        location = version.location(self.settings.artifacts_path)
+        if version.flavor != "callable":
+            path = Path(location)
+            if not path.exists():
+                raise ArtifactError(f"the artifact is missing: {path}")
+            sha, _ = sha256_path(path)
+            if sha != version.sha256:
+                raise ArtifactError(
+                    f"the artifact was changed after registration (sha256 {sha[:12]}..., "
+                    f"registered {version.sha256[:12]}...)"
+                )
+        info = ModelInfo(
+            kind=service.kind,
+            features=service.feature_names,
+            labels=service.labels,
+            trusted=version.trusted,
+        )
+        model = load_model(location, version.flavor, info)
+        label = str(version.number)
+        batcher = Batcher(
+            model,
+            max_batch_size=service.max_batch_size or self.settings.max_batch_size,
+            max_wait_ms=(
+                service.max_wait_ms
+                if service.max_wait_ms is not None
+                else self.settings.max_wait_ms
+            ),
+            max_queue=self.settings.max_queue,
+            on_batch=self.metrics.batch_size.labels(service.name, label).observe,
+            on_depth=self.metrics.queue_depth.labels(service.name, label).set,
+            name=f"{service.name}-v{version.number}",
+        )
+        return Live(service, version, batcher)
+
+    async def close(self) -> None:
+        for state in self.services.values():
+            for live in state.versions.values():
+                await live.batcher.close()

@@ -1,0 +1,78 @@
+"""The gateway's Prometheus metrics, in a registry of its own (no global state)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+UNKNOWN = "(unknown)"  # label for names that are not declared: bounded cardinality
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "prodgate_requests",
+            "Prediction requests by service, version and HTTP status.",
+            ["service", "version", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "prodgate_request_duration_seconds",
+            "Time from request to response of prediction requests.",
+            ["service"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "prodgate_batch_size",
+            "Rows per model call.",
+            ["service", "version"],
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.violations = Counter(
+            "prodgate_contract_violations",
+            "Contract violations by service and input field.",
+            ["service", "field"],
+            registry=r,
+        )
+        self.decisions = Counter(
+            "prodgate_decisions",
+            "Decisions by service, version and outcome (auto, escalated).",
+            ["service", "version", "decision"],
+            registry=r,
+        )
+        self.escalations = Counter(
+            "prodgate_escalations",
+            "Decisions escalated to a person (confidence below the service's threshold).",
+            ["service", "version"],
+            registry=r,
+        )
+        self.shed = Counter(
+            "prodgate_shed_requests",
+            "Requests refused with 503 because the model's queue was full.",
+            ["service"],
+            registry=r,
+        )
+        self.audit_commit = Histogram(
+            "prodgate_audit_commit_records",
+            "Audit records per store transaction (group commit).",
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.audit_commit_seconds = Histogram(
+            "prodgate_audit_commit_seconds",
+            "Time one audit group commit takes.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "prodgate_queue_rows",
+            "Rows waiting for a model call.",
+            ["service", "version"],
+            registry=r,
+        )

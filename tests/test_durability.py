@@ -1,0 +1,96 @@
+"""Real server processes: real HTTP, SIGKILL under load, nothing acknowledged lost."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from gateway_support import GOOD, register_and_deploy, write_spec
+from prodgate.audit.verify import verify
+from prodgate.settings import Settings
+from prodgate.store.engine import open_store
+from prodgate.store.tables import audit_log
+from server_process import serving
+
+PREDICT = "/v1/services/claims/predict"
+
+
+@pytest.fixture
+def deployed(settings: Settings) -> Settings:
+    write_spec(settings)
+    register_and_deploy(settings)
+    return settings
+
+
+def test_real_server_answers_and_shuts_down_cleanly(deployed: Settings) -> None:
+    with serving(deployed) as (proc, base):
+        r = httpx.post(base + PREDICT, json={"inputs": GOOD})
+        assert r.status_code == 200
+        rid = r.json()["id"]
+        bad = httpx.post(base + PREDICT, content=b"{", headers={"content-type": "application/json"})
+        assert bad.status_code == 400
+        assert bad.headers["content-type"] == "application/problem+json"
+        assert "prodgate_requests_total" in httpx.get(base + "/metrics").text
+        proc.send_signal(signal.SIGTERM)
+        # uvicorn shuts down gracefully, then re-raises the signal it caught.
+        assert proc.wait(15) in (0, -signal.SIGTERM)
+        log = next(Path(deployed.home).parent.glob("server-*.log")).read_text()
+        assert "Application shutdown complete" in log
+    store = open_store(deployed)
+    with store.read() as conn:
+        ids = set(conn.execute(sa.select(audit_log.c.id)).scalars())
+    assert rid in ids
+    assert verify(store).ok
+    store.dispose()
+
+
+async def _hammer(base: str, stop_after: float, workers: int = 32) -> list[str]:
+    """Post until the server dies; return the ids of every 200 response received."""
+    acked: list[str] = []
+    deadline = time.monotonic() + 30
+
+    async def worker(client: httpx.AsyncClient, n: int) -> None:
+        i = 0
+        while time.monotonic() < deadline:
+            i += 1
+            try:
+                r = await client.post(PREDICT, json={"inputs": {**GOOD, "amount": n * 1000 + i}})
+            except httpx.HTTPError:
+                return  # the server is gone
+            if r.status_code == 200:
+                acked.append(r.json()["id"])
+
+    limits = httpx.Limits(max_connections=workers)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=10) as client:
+        await asyncio.gather(*(worker(client, n) for n in range(workers)))
+    return acked
+
+
+def test_sigkill_under_load_loses_no_acknowledged_record(deployed: Settings) -> None:
+    with serving(deployed) as (proc, base):
+
+        async def run() -> list[str]:
+            task = asyncio.create_task(_hammer(base, 0))
+            await asyncio.sleep(2.0)
+            os.kill(proc.pid, signal.SIGKILL)
+            return await task
+
+        acked = asyncio.run(run())
+        proc.wait(10)
+    assert len(acked) > 50, "the load did not get going"
+    store = open_store(deployed)
+    with store.read() as conn:
+        stored = set(conn.execute(sa.select(audit_log.c.id)).scalars())
+    missing = [i for i in acked if i not in stored]
+    assert not missing, f"{len(missing)} acknowledged records lost"
+    verdict = verify(store)
+    store.dispose()
+    assert verdict.ok, verdict.problem
+    assert verdict.checked >= len(acked)

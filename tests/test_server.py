@@ -1,0 +1,395 @@
+"""The gateway over HTTP (ASGI transport), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+import fixture_models
+from gateway_support import (
+    GOOD,
+    deploy,
+    register_and_approve,
+    register_and_deploy,
+    running,
+    write_spec,
+)
+from prodgate.audit.verify import verify
+from prodgate.settings import Settings
+from prodgate.store.engine import open_store
+
+pytestmark = pytest.mark.anyio
+
+PREDICT = "/v1/services/claims/predict"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def deployed(settings: Settings) -> Settings:
+    write_spec(settings)
+    register_and_deploy(settings)
+    return settings
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text output (0 when absent)."""
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        key, _, value = line.rpartition(" ")
+        if key.startswith(name + "{"):
+            got = ",".join(sorted(key[len(name) + 1 : -1].split(",")))
+            if got == want:
+                return float(value)
+        elif key == name and not labels:
+            return float(value)
+    return 0.0
+
+
+async def test_one_row_gets_a_decision(deployed: Settings) -> None:
+    async with running(deployed) as client:
+        r = await client.post(PREDICT, json={"inputs": GOOD})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["service"] == "claims"
+        assert body["version"] == 1
+        assert body["prediction"] == "routine"
+        assert body["probabilities"]["adjuster"] == pytest.approx(0.12005)
+        assert body["confidence"] == pytest.approx(0.87995)
+        assert body["decision"] == "auto"
+        assert body["latency_ms"] >= 0
+        stored = (await client.get(f"/v1/inferences/{body['id']}")).json()
+        assert stored["input"] == GOOD
+        assert stored["output"]["prediction"] == "routine"
+        assert stored["decision"] == "auto"
+        assert stored["status"] == 200
+
+
+async def test_low_confidence_is_escalated(deployed: Settings) -> None:
+    async with running(deployed) as client:
+        r = await client.post(PREDICT, json={"inputs": {**GOOD, "amount": 5500}})
+        assert r.json()["decision"] == "escalated"
+        metrics = (await client.get("/metrics")).text
+        assert metric(metrics, "prodgate_escalations_total", service="claims", version="1") == 1
+
+
+async def test_many_rows_each_get_their_own_record(deployed: Settings) -> None:
+    rows = [{**GOOD, "amount": a} for a in (100, 9000, 20000)]
+    async with running(deployed) as client:
+        r = await client.post(PREDICT, json={"instances": rows})
+        assert r.status_code == 200, r.text
+        preds = r.json()["predictions"]
+        assert [p["prediction"] for p in preds] == ["routine", "adjuster", "adjuster"]
+        assert len({p["id"] for p in preds}) == 3
+        for row, p in zip(rows, preds, strict=True):
+            stored = (await client.get(f"/v1/inferences/{p['id']}")).json()
+            assert stored["input"] == row
+
+
+BAD_INPUTS: list[tuple[str, dict[str, Any], int, str, list[str]]] = [
+    # name, request kwargs, status, problem slug, violation paths
+    (
+        "malformed json",
+        {"content": b'{"inputs": {', "headers": {"content-type": "application/json"}},
+        400,
+        "malformed-json",
+        [],
+    ),
+    (
+        "wrong content type",
+        {"content": b"amount=3", "headers": {"content-type": "application/x-www-form-urlencoded"}},
+        415,
+        "unsupported-media-type",
+        [],
+    ),
+    ("no content type", {"content": b"{}"}, 415, "unsupported-media-type", []),
+    (
+        "wrong types",
+        {"json": {"inputs": {**GOOD, "amount": "lots", "count": 1.5}}},
+        422,
+        "contract-violation",
+        ["/inputs/amount", "/inputs/count"],
+    ),
+    (
+        "missing field",
+        {"json": {"inputs": {"amount": 3}}},
+        422,
+        "contract-violation",
+        ["/inputs/category"],
+    ),
+    (
+        "unknown field",
+        {"json": {"inputs": {**GOOD, "colour": "red"}}},
+        422,
+        "contract-violation",
+        ["/inputs/colour"],
+    ),
+    (
+        "out of range",
+        {"json": {"inputs": {**GOOD, "amount": -1}}},
+        422,
+        "contract-violation",
+        ["/inputs/amount"],
+    ),
+    (
+        "bad enum and pattern",
+        {"json": {"inputs": {**GOOD, "category": "boat", "code": "ab"}}},
+        422,
+        "contract-violation",
+        ["/inputs/category", "/inputs/code"],
+    ),
+    (
+        "null where not nullable",
+        {"json": {"inputs": {**GOOD, "category": None}}},
+        422,
+        "contract-violation",
+        ["/inputs/category"],
+    ),
+    (
+        "every row checked",
+        {"json": {"instances": [GOOD, {**GOOD, "amount": -5}, {"amount": 1}]}},
+        422,
+        "contract-violation",
+        ["/instances/1/amount", "/instances/2/category"],
+    ),
+    ("not an object", {"json": [1, 2]}, 422, "contract-violation", [""]),
+    (
+        "both shapes",
+        {"json": {"inputs": GOOD, "instances": [GOOD]}},
+        422,
+        "contract-violation",
+        [""],
+    ),
+    ("empty instances", {"json": {"instances": []}}, 422, "contract-violation", ["/instances"]),
+    (
+        "stray top-level field",
+        {"json": {"inputs": GOOD, "extra": 1}},
+        422,
+        "contract-violation",
+        ["/extra"],
+    ),
+    (
+        "too large",
+        {
+            "content": b'{"inputs": {"note": "' + b"x" * 3000 + b'"}}',
+            "headers": {"content-type": "application/json"},
+        },
+        413,
+        "payload-too-large",
+        [],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "status", "slug", "paths"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS]
+)
+async def test_bad_input_gets_a_problem_and_a_record(
+    deployed: Settings, name: str, kwargs: dict[str, Any], status: int, slug: str, paths: list[str]
+) -> None:
+    settings = deployed.with_(max_body_bytes=2048)
+    async with running(settings) as client:
+        r = await client.post(PREDICT, **kwargs)
+        assert r.status_code == status, r.text
+        assert r.headers["content-type"] == "application/problem+json"
+        problem = r.json()
+        assert problem["type"] == f"urn:prodgate:problem:{slug}"
+        assert problem["status"] == status
+        assert problem["instance"] == PREDICT
+        assert sorted({e["path"] for e in problem.get("errors", [])}) == sorted(paths)
+        assert all(e["message"] for e in problem.get("errors", []))
+        stored = (await client.get(f"/v1/inferences/{problem['id']}")).json()
+        assert stored["status"] == status
+        assert stored["decision"] == "rejected"
+        assert stored["problem"] == slug
+        metrics = (await client.get("/metrics")).text
+        assert (
+            metric(
+                metrics,
+                "prodgate_requests_total",
+                service="claims",
+                # contract checks run after routing: the version is known by then
+                version="1" if status == 422 else "-",
+                status=str(status),
+            )
+            == 1
+        )
+        for path in paths:
+            field = path.split("/")[-1] if path.count("/") >= 2 else "-"
+            if path.startswith("/instances/") or path.startswith("/inputs/"):
+                assert (
+                    metric(
+                        metrics, "prodgate_contract_violations_total", service="claims", field=field
+                    )
+                    >= 1
+                )
+
+
+async def test_unknown_service_is_404_recorded_and_counted(deployed: Settings) -> None:
+    async with running(deployed) as client:
+        r = await client.post("/v1/services/nope/predict", json={"inputs": GOOD})
+        assert r.status_code == 404
+        problem = r.json()
+        assert problem["type"].endswith("unknown-service")
+        assert "claims" in problem["detail"]
+        stored = (await client.get(f"/v1/inferences/{problem['id']}")).json()
+        assert stored["service"] == "nope"
+        metrics = (await client.get("/metrics")).text
+        assert (
+            metric(
+                metrics, "prodgate_requests_total", service="(unknown)", version="-", status="404"
+            )
+            == 1
+        )
+
+
+async def test_service_without_deployment_is_503_problem(deployed: Settings) -> None:
+    async with running(deployed) as client:
+        r = await client.post("/v1/services/idle/predict", json={"inputs": {"x": 1}})
+        assert r.status_code == 503
+        assert "prodgate deploy idle" in r.json()["detail"]
+
+
+async def test_unknown_routes_and_methods_are_problems(deployed: Settings) -> None:
+    async with running(deployed) as client:
+        r = await client.get("/nowhere")
+        assert (r.status_code, r.headers["content-type"]) == (404, "application/problem+json")
+        r = await client.get(PREDICT)
+        assert (r.status_code, r.headers["content-type"]) == (405, "application/problem+json")
+        r = await client.get("/v1/inferences/0123")
+        assert r.status_code == 404
+        r = await client.get("/v1/services/nope")
+        assert r.status_code == 404
+        assert r.json()["type"].endswith("unknown-service")
+
+
+async def test_service_description_and_its_example_passes(deployed: Settings) -> None:
+    async with running(deployed) as client:
+        listing = (await client.get("/v1/services")).json()["services"]
+        assert {s["name"]: s["deployed_version"] for s in listing} == {"claims": 1, "idle": None}
+        svc = (await client.get("/v1/services/claims")).json()
+        assert svc["owner"] == {"name": "Claims Ops", "contact": "ops@example.com"}
+        assert svc["contract"]["required"] == ["amount", "category"]
+        assert svc["version"]["flavor"] == "callable"
+        r = await client.post(PREDICT, json=svc["example"])
+        assert r.status_code == 200, r.text
+
+
+async def test_health_readiness_openapi(deployed: Settings) -> None:
+    async with running(deployed) as client:
+        assert (await client.get("/healthz")).json() == {"status": "alive"}
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json()["services"] == {"claims": 1}
+        doc = (await client.get("/openapi.json")).json()
+        assert PREDICT in doc["paths"]
+        assert "post" in doc["paths"]["/v1/inferences/{id}/feedback"]
+        rollout = doc["paths"]["/v1/services/{service}/rollout"]
+        assert set(rollout) == {"get", "post"}
+        assert rollout["post"]["security"] == [{"admin": []}]
+        assert doc["components"]["schemas"]["Input_claims"]["required"] == ["amount", "category"]
+
+
+async def test_readyz_is_503_when_a_model_cannot_load(deployed: Settings) -> None:
+    number = register_and_approve(deployed, "fixture_models:claims_v2")
+    # Make v2 unloadable by pointing its callable at nothing, then deploy it.
+    from prodgate.store.tables import versions as vt
+
+    store = open_store(deployed)
+    with store.write() as conn:
+        conn.execute(
+            vt.update().where(vt.c.number == number).values(artifact="fixture_models:gone")
+        )
+    store.dispose()
+    deploy(deployed, number)
+    async with running(deployed) as client:
+        r = await client.get("/readyz")
+        assert r.status_code == 503
+        assert "claims" in r.json()["detail"]
+        r = await client.post(PREDICT, json={"inputs": GOOD})
+        assert r.status_code == 503
+
+
+async def test_concurrent_requests_share_batches(deployed: Settings) -> None:
+    fixture_models.CALLS.clear()
+    amounts = [100.0 * i for i in range(1, 97)]
+    async with running(deployed) as client:
+        responses = await asyncio.gather(
+            *(client.post(PREDICT, json={"inputs": {**GOOD, "amount": a}}) for a in amounts)
+        )
+        for a, r in zip(amounts, responses, strict=True):
+            assert r.status_code == 200
+            p = r.json()["probabilities"]["adjuster"]
+            assert p == pytest.approx(min(0.99, max(0.01, a / 10_000)))  # its own answer
+        assert sum(fixture_models.CALLS) == len(amounts)
+        assert len(fixture_models.CALLS) < len(amounts) / 4, fixture_models.CALLS
+        assert max(fixture_models.CALLS) <= 32
+        metrics = (await client.get("/metrics")).text
+        assert metric(metrics, "prodgate_batch_size_count", service="claims", version="1") == len(
+            fixture_models.CALLS
+        )
+
+
+async def test_model_failure_is_recorded_and_others_unaffected(deployed: Settings) -> None:
+    register_and_deploy(deployed, "fixture_models:flaky")
+    async with running(deployed) as client:
+        bad = await client.post(PREDICT, json={"inputs": {**GOOD, "amount": 13}})
+        assert bad.status_code == 500
+        assert bad.json()["type"].endswith("model-error")
+        stored = (await client.get(f"/v1/inferences/{bad.json()['id']}")).json()
+        assert stored["status"] == 500
+        ok = await client.post(PREDICT, json={"inputs": GOOD})
+        assert ok.status_code == 200
+
+
+async def test_full_queue_sheds_with_retry_after(deployed: Settings) -> None:
+    register_and_deploy(deployed, "fixture_models:slow")
+    async with running(deployed.with_(max_queue=4)) as client:
+        responses = await asyncio.gather(
+            *(client.post(PREDICT, json={"inputs": GOOD}) for _ in range(40))
+        )
+        codes = [r.status_code for r in responses]
+        assert 200 in codes
+        shed = [r for r in responses if r.status_code == 503]
+        assert shed, codes
+        assert shed[0].headers["retry-after"] == "1"
+        assert shed[0].json()["type"].endswith("overloaded")
+        metrics = (await client.get("/metrics")).text
+        assert metric(metrics, "prodgate_shed_requests_total", service="claims") == len(shed)
+
+
+async def test_restart_keeps_records_and_deployment(deployed: Settings) -> None:
+    async with running(deployed) as client:
+        first = (await client.post(PREDICT, json={"inputs": GOOD})).json()
+    async with running(deployed) as client:
+        again = await client.get(f"/v1/inferences/{first['id']}")
+        assert again.status_code == 200
+        r = await client.post(PREDICT, json={"inputs": GOOD})
+        assert r.json()["version"] == 1
+    store = open_store(deployed)
+    verdict = verify(store)
+    store.dispose()
+    assert verdict.ok, verdict.problem
+    assert verdict.checked == 5  # register, approve, deploy, two inferences
+
+
+async def test_a_new_deployment_is_picked_up_live(deployed: Settings) -> None:
+    async with running(deployed) as client:
+        assert (await client.post(PREDICT, json={"inputs": GOOD})).json()["version"] == 1
+        register_and_deploy(deployed, "fixture_models:claims_v2")
+        for _ in range(50):
+            r = (await client.post(PREDICT, json={"inputs": GOOD})).json()
+            if r["version"] == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert r["version"] == 2
+        assert r["prediction"] == "adjuster"
+        assert r["probabilities"] is None
+        assert r["decision"] == "auto"
