@@ -1,0 +1,299 @@
+"""Evaluate a registered version on a labelled data file, and compare two versions.
+
+:func:`evaluate_version` loads the version's model exactly as the gateway would, runs
+it over the file in chunks, decides escalation with the service's threshold, scores
+the decisions (:func:`~prodgate.evaluation.scoring.score`) and stores the result with
+its audit record in one transaction. Approval reads the newest stored evaluation.
+:func:`compare` scores two versions on the same rows and stores nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from prodgate.audit import log
+from prodgate.evaluation.gates import lookup
+from prodgate.evaluation.scoring import score
+from prodgate.exceptions import ArtifactError, ProdgateError, UsageError
+from prodgate.policy import CLASSIFIER_METRICS, REGRESSOR_METRICS
+from prodgate.registry.fingerprint import data_fingerprint, read_table
+from prodgate.registry.versions import Version, get_version
+from prodgate.runtime.base import ModelInfo, Prediction
+from prodgate.runtime.loader import load_model
+from prodgate.spec import ServiceSpec
+from prodgate.store.engine import Store, now_us
+from prodgate.store.tables import evaluations
+
+#: Rows per call to the model.
+CHUNK = 1_000
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class StoredEvaluation:
+    """A stored evaluation: its id, the scored result and the data's fingerprint."""
+
+    id: int
+    result: dict[str, Any]
+    fingerprint: dict[str, Any]
+    label_column: str = ""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A labelled data file read for evaluation."""
+
+    frame: pd.DataFrame
+    rows: list[dict[str, Any]]  # input fields only, plain Python values
+    truth: list[Any]
+    label_column: str
+    fingerprint: dict[str, Any]
+
+
+def pick_label_column(columns: Sequence[str], fields: Sequence[str], given: str | None) -> str:
+    """The label column: *given*; else one named ``label``; else the only column that
+    is not an input field. A :class:`UsageError` lists the candidates otherwise."""
+    if given is not None:
+        if given not in columns:
+            raise UsageError(f"no column {given!r} in the data; it has: {', '.join(columns)}")
+        if given in fields:
+            raise UsageError(f"{given!r} is an input field of the service, not a label column")
+        return given
+    if "label" in columns and "label" not in fields:
+        return "label"
+    others = [c for c in columns if c not in fields]
+    if len(others) == 1:
+        return others[0]
+    if not others:
+        raise UsageError("the data has no column besides the input fields to take the truth from")
+    raise UsageError(f"which column holds the truth? pass --label, one of: {', '.join(others)}")
+
+
+def _is_integer_field(prop: Any) -> bool:
+    types = prop.get("type") if isinstance(prop, dict) else None
+    types = types if isinstance(types, list) else [types]
+    return "integer" in types and "number" not in types
+
+
+def input_rows(frame: pd.DataFrame, service: ServiceSpec) -> list[dict[str, Any]]:
+    """The rows as requests would carry them: the contract's input fields only, plain
+    Python values, missing as None, whole floats in integer fields as ints."""
+    properties = service.contract.get("properties", {})
+    fields = [f for f in service.feature_names if f in frame.columns]
+    if not fields:
+        return [{} for _ in range(len(frame))]
+    columns: dict[str, list[Any]] = {}
+    for name in fields:
+        series = frame[name]
+        values = series.tolist()
+        for i in np.flatnonzero(series.isna().to_numpy()):
+            values[i] = None
+        if _is_integer_field(properties[name]) and pd.api.types.is_float_dtype(series.dtype):
+            values = [v if v is None or not float(v).is_integer() else int(v) for v in values]
+        columns[name] = values
+    return [dict(zip(fields, cells, strict=True)) for cells in zip(*columns.values(), strict=True)]
+
+
+def load_dataset(service: ServiceSpec, data_path: Path | str, label_column: str | None) -> Dataset:
+    """Read *data_path*, pick its label column and turn its rows into requests."""
+    path = Path(data_path)
+    fingerprint = data_fingerprint(path)
+    frame = read_table(path)
+    if len(frame) == 0:
+        raise UsageError(f"{path}: the data has no rows")
+    columns = [str(c) for c in frame.columns]
+    frame.columns = pd.Index(columns)
+    fields = service.feature_names
+    required = service.contract.get("required", [])
+    absent = [f for f in required if f not in columns]
+    if absent:
+        raise UsageError(f"{path}: the data lacks required input field(s): {', '.join(absent)}")
+    label = pick_label_column(columns, fields, label_column)
+    return Dataset(
+        frame=frame,
+        rows=input_rows(frame, service),
+        truth=frame[label].tolist(),
+        label_column=label,
+        fingerprint=fingerprint,
+    )
+
+
+def _predict(
+    store: Store, service: ServiceSpec, version: Version, rows: Sequence[Mapping[str, Any]]
+) -> list[Prediction]:
+    info = ModelInfo(service.kind, service.feature_names, service.labels, version.trusted)
+    model = load_model(version.location(store.settings.artifacts_path), version.flavor, info)
+    out: list[Prediction] = []
+    for start in range(0, len(rows), CHUNK):
+        chunk = rows[start : start + CHUNK]
+        try:
+            answers = model.predict(chunk)
+        except ProdgateError:
+            raise
+        except Exception as exc:
+            raise ArtifactError(
+                f"version {version.number} failed on rows {start}-{start + len(chunk) - 1}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+        if len(answers) != len(chunk):
+            raise ArtifactError(
+                f"version {version.number} gave {len(answers)} answers for {len(chunk)} rows"
+            )
+        out.extend(answers)
+    return out
+
+
+def score_version(
+    store: Store,
+    service: ServiceSpec,
+    version: Version,
+    data: Dataset,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Run *version* over *data* and score its decisions (nothing is stored)."""
+    if progress:
+        progress(f"scoring {len(data.rows):,} rows with {service.name} version {version.number}...")
+    predictions = _predict(store, service, version, data.rows)
+    threshold = service.escalation_below
+    escalated = [
+        threshold is not None and p.confidence is not None and p.confidence < threshold
+        for p in predictions
+    ]
+    return score(
+        service,
+        data.frame,
+        data.truth,
+        [p.value for p in predictions],
+        [p.probabilities for p in predictions],
+        escalated,
+    )
+
+
+def evaluate_version(
+    store: Store,
+    service: ServiceSpec,
+    version_number: int,
+    data_path: Path | str,
+    label_column: str | None = None,
+    *,
+    actor: str,
+    progress: Progress | None = None,
+) -> StoredEvaluation:
+    """Evaluate version *version_number* of *service* on a labelled data file.
+
+    The result (see :func:`~prodgate.evaluation.scoring.score`) is stored in the
+    ``evaluations`` table with an ``evaluate`` audit record in the same transaction;
+    the record holds the data's fingerprint, the overall figures, every gate's
+    verdict and the sha256 of the stored result. *progress* hears what is going on.
+    """
+    with store.read() as conn:
+        version = get_version(conn, service.name, version_number)
+    data = load_dataset(service, data_path, label_column)
+    result = score_version(store, service, version, data, progress)
+    text = orjson.dumps(result).decode()
+    with store.write() as conn:
+        inserted = conn.execute(
+            evaluations.insert().values(
+                service=service.name,
+                version=version.number,
+                dataset=orjson.dumps(data.fingerprint).decode(),
+                label_column=data.label_column,
+                result=text,
+                passed=result["passed"],
+                created_by=actor,
+                created_at_us=now_us(),
+            )
+        )
+        key = inserted.inserted_primary_key
+        assert key is not None  # an INSERT of one row always has one
+        evaluation_id = int(key[0])
+        record = log.action(
+            "evaluate",
+            actor=actor,
+            service=service.name,
+            version=version.number,
+            evaluation_id=evaluation_id,
+            dataset=data.fingerprint,
+            label_column=data.label_column,
+            rows=result["rows"],
+            metrics=result["metrics"],
+            business=result["business"],
+            escalation_rate=result["escalation_rate"],
+            gates=result["gates"],
+            passed=result["passed"],
+            result_sha256=hashlib.sha256(text.encode()).hexdigest(),
+        )
+        log.append(store, conn, [record])
+    return StoredEvaluation(evaluation_id, result, data.fingerprint, data.label_column)
+
+
+def _entries(result: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [{**result, "name": "overall"}, *result["cohorts"]]
+
+
+def compared_metrics(service: ServiceSpec) -> list[str]:
+    """The metric names a comparison shows, in order (dotted names as in gates)."""
+    if service.kind != "classifier":
+        return list(REGRESSOR_METRICS)
+    names = [*CLASSIFIER_METRICS, "escalation_rate"]
+    if service.policy.business is not None:
+        names.append("business.cost_per_decision")
+    return names
+
+
+def compare(
+    store: Store,
+    service: ServiceSpec,
+    a: int,
+    b: int,
+    data_path: Path | str,
+    label_column: str | None = None,
+    *,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Score versions *a* and *b* of *service* on the same data (nothing is stored).
+
+    Returns ``{"service", "dataset", "label_column", "a", "b", "differences"}``: each
+    version's full result (with its ``version``) and, for overall and every cohort,
+    one row per metric ``{"cohort", "rows", "metric", "a", "b", "difference"}``
+    (difference is b - a, None when either is not measurable).
+    """
+    with store.read() as conn:
+        va = get_version(conn, service.name, a)
+        vb = get_version(conn, service.name, b)
+    data = load_dataset(service, data_path, label_column)
+    ra = score_version(store, service, va, data, progress)
+    rb = score_version(store, service, vb, data, progress)
+    by_name = {e["name"]: e for e in _entries(rb)}
+    differences = []
+    for entry in _entries(ra):
+        other = by_name[entry["name"]]
+        for metric in compared_metrics(service):
+            x, y = lookup(entry, metric), lookup(other, metric)
+            differences.append(
+                {
+                    "cohort": entry["name"],
+                    "rows": entry["rows"],
+                    "metric": metric,
+                    "a": x,
+                    "b": y,
+                    "difference": None if x is None or y is None else y - x,
+                }
+            )
+    return {
+        "service": service.name,
+        "dataset": data.fingerprint,
+        "label_column": data.label_column,
+        "a": {"version": a, **ra},
+        "b": {"version": b, **rb},
+        "differences": differences,
+    }

@@ -1,0 +1,131 @@
+"""Ground truth that arrives after a decision.
+
+Feedback names an inference by id and gives its true label (classifiers) or value
+(regressors), where it came from and when it was observed. It is kept one per
+inference, recorded in the audit log, and feeds canary checks and production metrics.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from prodgate.audit import log
+from prodgate.audit.record import KIND_INFERENCE
+from prodgate.exceptions import (
+    ConflictError,
+    ContractViolationError,
+    UnknownInferenceError,
+    Violation,
+)
+from prodgate.spec import Spec
+from prodgate.store.engine import Store, now_us
+from prodgate.store.tables import audit_log, feedback
+
+MAX_SOURCE = 128
+
+
+def _observed_us(raw: Any) -> int:
+    if raw is None:
+        return now_us()
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        return int(raw * 1_000_000)
+    if isinstance(raw, str):
+        try:
+            when = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=dt.UTC)
+            return int(when.timestamp() * 1_000_000)
+    raise ContractViolationError(
+        [Violation("/observed_at", "must be an RFC 3339 time or seconds since the epoch")]
+    )
+
+
+def parse(body: Any, kind: str, labels: tuple[str, ...] | None) -> tuple[Any, str, int]:
+    """Check a feedback body; return (true value, source, observed time in us)."""
+    if not isinstance(body, dict):
+        raise ContractViolationError([Violation("", 'send {"label": ...} or {"value": ...}')])
+    violations = [
+        Violation(f"/{k}", "unknown field")
+        for k in sorted(set(body) - {"label", "value", "source", "observed_at"})
+    ]
+    key = "label" if "label" in body else "value"
+    if key not in body:
+        violations.append(Violation("", 'give the truth as "label" (or "value" for a regressor)'))
+        raise ContractViolationError(violations)
+    truth = body[key]
+    if kind == "classifier":
+        if labels is not None and str(truth) not in labels:
+            violations.append(Violation(f"/{key}", f"must be one of the labels {list(labels)}"))
+        elif not isinstance(truth, (str, int, bool)):
+            violations.append(Violation(f"/{key}", "must be a label"))
+    elif not isinstance(truth, (int, float)) or isinstance(truth, bool):
+        violations.append(Violation(f"/{key}", "must be a number"))
+    source = body.get("source", "api")
+    if not isinstance(source, str) or not 0 < len(source) <= MAX_SOURCE:
+        violations.append(Violation("/source", f"must be a string of 1 to {MAX_SOURCE} characters"))
+    try:
+        observed = _observed_us(body.get("observed_at"))
+    except ContractViolationError as exc:
+        violations.extend(exc.violations)
+        observed = 0
+    if violations:
+        raise ContractViolationError(violations)
+    value = str(truth) if kind == "classifier" else float(truth)
+    return value, source, observed
+
+
+def submit(store: Store, spec: Spec, inference_id: str, body: Any) -> dict[str, Any]:
+    """Store feedback for *inference_id*; raises 404 for unknown ids, 409 for repeats."""
+    with store.write() as conn:
+        row = conn.execute(
+            sa.select(
+                audit_log.c.service, audit_log.c.version, audit_log.c.status, audit_log.c.action
+            ).where(audit_log.c.id == inference_id, audit_log.c.kind == KIND_INFERENCE)
+        ).first()
+        if row is None or row.status != 200 or row.action != "predict":
+            raise UnknownInferenceError(f"no accepted decision with id {inference_id!r}")
+        service = spec.service(row.service)
+        value, source, observed = parse(body, service.kind, service.labels)
+        exists = conn.execute(
+            sa.select(feedback.c.inference_id).where(feedback.c.inference_id == inference_id)
+        ).first()
+        if exists is not None:
+            raise ConflictError(f"inference {inference_id} already has feedback")
+        received = now_us()
+        conn.execute(
+            feedback.insert().values(
+                inference_id=inference_id,
+                service=service.name,
+                version=row.version,
+                value=orjson.dumps(value).decode(),
+                source=source,
+                observed_at_us=observed,
+                received_at_us=received,
+            )
+        )
+        record = log.action(
+            "feedback",
+            actor=source,
+            service=service.name,
+            version=row.version,
+            inference_id=inference_id,
+            truth=value,
+        )
+        record.kind = "feedback"
+        log.append(store, conn, [record])
+    return {
+        "inference_id": inference_id,
+        "service": service.name,
+        "version": row.version,
+        "truth": value,
+        "source": source,
+        "observed_at_us": observed,
+        "received_at_us": received,
+    }

@@ -1,0 +1,319 @@
+"""Measuring a version over a time window, and judging a canary against production.
+
+The evidence is the audit log itself: every request the gateway answered (or
+refused) for a version is an inference record with its status, decision and
+latency, and ground truth that arrived later sits in ``feedback`` keyed by the
+record's id. So a canary is judged on exactly what was recorded, and anyone can
+recompute a verdict from the log.
+
+Windows are half-open, ``start_us <= ts_us < end_us``, so consecutive intervals
+never count a request twice. Queries use the ``(service, ts_us)`` index and return
+aggregates, one latency value and at most :data:`FEEDBACK_LIMIT` labelled rows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from prodgate.audit.record import KIND_INFERENCE
+from prodgate.policy import Business, Checks
+from prodgate.store.tables import audit_log, feedback
+
+#: Labelled decisions read per version and window (the newest); enough for a rate
+#: to be known within about a percent, small enough to keep a tick cheap.
+FEEDBACK_LIMIT = 5000
+
+#: Latencies below this (ms) count as this in the p95 ratio: under a millisecond the
+#: ratio measures timer noise and garbage collection, not the model.
+LATENCY_FLOOR_MS = 1.0
+
+#: Slack for float comparisons against limits (0.1 - 0.09 is not 0.01 in binary).
+_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class VersionStats:
+    """What one version did in one window."""
+
+    version: int
+    start_us: int
+    end_us: int
+    requests: int = 0  # records with a status (answered or refused)
+    errors: int = 0  # status >= 500
+    successes: int = 0  # status 200
+    escalations: int = 0  # 200s escalated to a person
+    violations: int = 0  # status 422 (contract violations)
+    p95_latency_ms: float | None = None  # of the 200s
+    labelled: int = 0  # 200s with feedback
+    graded: int = 0  # labelled with a class label (accuracy's denominator)
+    correct: int = 0
+    cost_total: float | None = None  # business cost of the labelled decisions
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    @property
+    def escalation_rate(self) -> float:
+        return self.escalations / self.successes if self.successes else 0.0
+
+    @property
+    def violation_rate(self) -> float:
+        return self.violations / self.requests if self.requests else 0.0
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.graded if self.graded else None
+
+    @property
+    def cost_per_decision(self) -> float | None:
+        if self.cost_total is None or not self.labelled:
+            return None
+        return self.cost_total / self.labelled
+
+    def as_dict(self) -> dict[str, Any]:
+        """Counts and derived rates, as recorded in the audit log."""
+        out = asdict(self)
+        out.update(
+            error_rate=self.error_rate,
+            escalation_rate=self.escalation_rate,
+            violation_rate=self.violation_rate,
+            accuracy=self.accuracy,
+            cost_per_decision=self.cost_per_decision,
+        )
+        return out
+
+
+def _window(service: str, version: int, start_us: int, end_us: int) -> list[Any]:
+    # service and ts_us first: they are the index; the rest filter the range it yields.
+    # Shadow copies (action "shadow") answered nobody, so only "predict" counts.
+    return [
+        audit_log.c.service == service,
+        audit_log.c.ts_us >= start_us,
+        audit_log.c.ts_us < end_us,
+        audit_log.c.kind == KIND_INFERENCE,
+        audit_log.c.action == "predict",
+        audit_log.c.version == version,
+        audit_log.c.status.is_not(None),
+    ]
+
+
+def _count(condition: Any) -> Any:
+    return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
+
+
+def window_stats(
+    conn: Connection,
+    service: str,
+    version: int,
+    start_us: int,
+    end_us: int,
+    business: Business | None = None,
+    *,
+    feedback_limit: int = FEEDBACK_LIMIT,
+) -> VersionStats:
+    """Measure *version* of *service* over ``[start_us, end_us)``.
+
+    Requests, errors, 422s, escalations and the p95 latency of successful requests
+    come from the audit log's inference records; accuracy and (with *business*) the
+    business cost per decision come from the feedback those decisions received.
+    """
+    where = _window(service, version, start_us, end_us)
+    ok = audit_log.c.status == 200
+    row = conn.execute(
+        sa.select(
+            sa.func.count(),
+            _count(audit_log.c.status >= 500),
+            _count(ok),
+            _count(ok & (audit_log.c.decision == "escalated")),
+            _count(audit_log.c.status == 422),
+            _count(ok & audit_log.c.latency_ms.is_not(None)),
+        ).where(*where)
+    ).one()
+    requests, errors, successes, escalations, violations, timed = (int(v or 0) for v in row)
+    p95 = None
+    if timed:
+        # Nearest-rank percentile, computed by the database so only one value travels.
+        rank = math.ceil(0.95 * timed) - 1
+        p95_value = conn.execute(
+            sa.select(audit_log.c.latency_ms)
+            .where(*where, ok, audit_log.c.latency_ms.is_not(None))
+            .order_by(audit_log.c.latency_ms)
+            .offset(rank)
+            .limit(1)
+        ).scalar()
+        p95 = float(p95_value) if p95_value is not None else None
+    labelled = graded = correct = 0
+    cost = 0.0 if business is not None else None
+    if successes:
+        rows = conn.execute(
+            sa.select(audit_log.c.payload, audit_log.c.decision, feedback.c.value)
+            .join(feedback, feedback.c.inference_id == audit_log.c.id)
+            .where(*where, ok)
+            .order_by(audit_log.c.ts_us.desc())
+            .limit(feedback_limit)
+        ).all()
+        for payload_text, decision, value_text in rows:
+            payload = orjson.loads(payload_text)
+            truth = orjson.loads(value_text)
+            output = payload.get("output") or {}
+            prediction = output.get("prediction") if isinstance(output, dict) else None
+            labelled += 1
+            # Classifier feedback is stored as the label's text; a number is a
+            # regressor's true value, for which accuracy means nothing.
+            if isinstance(truth, str):
+                graded += 1
+                correct += str(prediction) == truth
+            if business is not None and cost is not None:
+                row_in = payload.get("input")
+                cost += business.cost_of(
+                    row_in if isinstance(row_in, dict) else {},
+                    truth,
+                    prediction,
+                    decision == "escalated",
+                )
+    return VersionStats(
+        version=version,
+        start_us=start_us,
+        end_us=end_us,
+        requests=requests,
+        errors=errors,
+        successes=successes,
+        escalations=escalations,
+        violations=violations,
+        p95_latency_ms=p95,
+        labelled=labelled,
+        graded=graded,
+        correct=correct,
+        cost_total=cost,
+    )
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check of the canary against the baseline over the same window."""
+
+    name: str
+    passed: bool
+    canary_value: float | None
+    baseline_value: float | None
+    limit: float
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _increase(name: str, what: str, canary: float, baseline: float, limit: float) -> CheckResult:
+    increase = canary - baseline
+    passed = increase <= limit + _EPS
+    detail = (
+        f"{what} {canary:.4f} vs {baseline:.4f} in production: "
+        f"{'+' if increase >= 0 else ''}{increase:.4f} (limit +{limit:g})"
+    )
+    return CheckResult(name, passed, canary, baseline, limit, detail)
+
+
+def compare(canary: VersionStats, baseline: VersionStats, checks: Checks) -> list[CheckResult]:
+    """Judge *canary* against *baseline* (production over the same window).
+
+    Always: error rate, p95 latency ratio, escalation rate and contract-violation
+    rate. Cost and accuracy only when both versions have at least
+    ``checks.min_feedback`` labelled decisions, since fewer make noise look like a
+    regression.
+    """
+    results = [
+        _increase(
+            "error_rate",
+            "error rate",
+            canary.error_rate,
+            baseline.error_rate,
+            checks.max_error_rate_increase,
+        )
+    ]
+    limit = checks.max_p95_latency_ratio
+    if canary.p95_latency_ms is None or baseline.p95_latency_ms is None:
+        missing = "canary" if canary.p95_latency_ms is None else "production"
+        results.append(
+            CheckResult(
+                "p95_latency",
+                True,
+                canary.p95_latency_ms,
+                baseline.p95_latency_ms,
+                limit,
+                f"not compared: {missing} answered no request successfully in the window",
+            )
+        )
+    else:
+        ratio = max(canary.p95_latency_ms, LATENCY_FLOOR_MS) / max(
+            baseline.p95_latency_ms, LATENCY_FLOOR_MS
+        )
+        results.append(
+            CheckResult(
+                "p95_latency",
+                ratio <= limit + _EPS,
+                canary.p95_latency_ms,
+                baseline.p95_latency_ms,
+                limit,
+                f"p95 latency {canary.p95_latency_ms:.1f} ms vs {baseline.p95_latency_ms:.1f} ms"
+                f" in production: x{ratio:.2f} (limit x{limit:g})",
+            )
+        )
+    results.append(
+        _increase(
+            "escalation_rate",
+            "escalation rate",
+            canary.escalation_rate,
+            baseline.escalation_rate,
+            checks.max_escalation_rate_increase,
+        )
+    )
+    results.append(
+        _increase(
+            "violation_rate",
+            "contract-violation rate",
+            canary.violation_rate,
+            baseline.violation_rate,
+            checks.max_violation_rate_increase,
+        )
+    )
+    if min(canary.labelled, baseline.labelled) < checks.min_feedback:
+        return results
+    c_cost, b_cost = canary.cost_per_decision, baseline.cost_per_decision
+    if c_cost is not None and b_cost is not None:
+        limit = checks.max_cost_increase
+        # If production cost nothing, any cost is an unbounded relative increase.
+        relative = (c_cost - b_cost) / b_cost if b_cost > 0 else (math.inf if c_cost > 0 else 0.0)
+        results.append(
+            CheckResult(
+                "cost_per_decision",
+                relative <= limit + _EPS,
+                c_cost,
+                b_cost,
+                limit,
+                f"cost per decision {c_cost:.2f} vs {b_cost:.2f} in production: "
+                f"{relative:+.1%} (limit +{limit:.0%})",
+            )
+        )
+    c_acc, b_acc = canary.accuracy, baseline.accuracy
+    if c_acc is not None and b_acc is not None:
+        limit = checks.max_accuracy_drop
+        drop = b_acc - c_acc
+        results.append(
+            CheckResult(
+                "accuracy",
+                drop <= limit + _EPS,
+                c_acc,
+                b_acc,
+                limit,
+                f"accuracy {c_acc:.4f} vs {b_acc:.4f} in production: "
+                f"drop {drop:.4f} (limit {limit:g})",
+            )
+        )
+    return results

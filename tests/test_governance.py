@@ -1,0 +1,301 @@
+"""Governance through the gateway and the admin API, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway_support import (
+    GOOD,
+    SPEC,
+    deploy,
+    register_and_approve,
+    register_and_deploy,
+    running,
+    write_spec,
+)
+from prodgate import spec as spec_module
+from prodgate.exceptions import ApprovalRefused, NotApprovedError, UsageError
+from prodgate.registry import approvals, deployments, versions
+from prodgate.rollout import commands
+from prodgate.settings import Settings
+from prodgate.store.engine import open_store
+
+pytestmark = pytest.mark.anyio
+PREDICT = "/v1/services/claims/predict"
+TOKEN = "s3cret-admin-token"
+ADMIN = {"Authorization": f"Bearer {TOKEN}", "X-Prodgate-Actor": "ops-alice"}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def deployed(settings: Settings) -> Settings:
+    write_spec(settings)
+    register_and_deploy(settings)
+    return settings.with_(admin_token=TOKEN, controller=False)
+
+
+def claims(settings: Settings) -> Any:
+    return spec_module.load(settings.config).service("claims")
+
+
+async def history(client: httpx.AsyncClient) -> list[dict[str, Any]]:
+    r = await client.get("/v1/services/claims/history", headers=ADMIN)
+    assert r.status_code == 200, r.text
+    return list(r.json()["history"])
+
+
+# -- approvals ---------------------------------------------------------------------
+
+
+def test_registrant_may_not_approve_and_refusal_is_recorded(deployed: Settings) -> None:
+    store = open_store(deployed)
+    v = versions.register(store, claims(deployed), "fixture_models:claims_v2", actor="carol")
+    with pytest.raises(ApprovalRefused, match="carol registered version 2"):
+        approvals.approve(
+            store, claims(deployed), v.number, by="carol", override_gates=True, reason="x"
+        )
+    with pytest.raises(UsageError, match="--reason"):
+        approvals.approve(store, claims(deployed), v.number, by="dave", override_gates=True)
+    with pytest.raises(ApprovalRefused, match="no stored evaluation"):
+        approvals.approve(store, claims(deployed), v.number, by="dave")
+    with pytest.raises(NotApprovedError, match="0 of 1"):
+        deployments.deploy(store, claims(deployed), v.number, actor="dave")
+    approvals.approve(
+        store, claims(deployed), v.number, by="dave", override_gates=True, reason="hotfix"
+    )
+    with pytest.raises(ApprovalRefused, match="already approved"):
+        approvals.approve(
+            store, claims(deployed), v.number, by="dave", override_gates=True, reason="x"
+        )
+    deployments.deploy(store, claims(deployed), v.number, actor="dave")
+    store.dispose()
+
+
+def test_several_approvers_required(settings: Settings) -> None:
+    write_spec(
+        settings,
+        SPEC.replace("    batching:\n", "    approvals: {required: 2}\n    batching:\n", 1),
+    )
+    number = register_and_approve(settings)  # one approval
+    with pytest.raises(NotApprovedError, match="1 of 2"):
+        deploy(settings, number)
+    store = open_store(settings)
+    approvals.approve(store, claims(settings), number, by="erin", override_gates=True, reason="x")
+    store.dispose()
+    deploy(settings, number)
+
+
+async def test_unapproved_version_cannot_deploy_or_canary_over_http(deployed: Settings) -> None:
+    store = open_store(deployed)
+    v = versions.register(store, claims(deployed), "fixture_models:claims_v2", actor="carol")
+    store.dispose()
+    async with running(deployed) as client:
+        for path, body in (("deploy", {"version": v.number}), ("rollout", {"version": v.number})):
+            r = await client.post(f"/v1/services/claims/{path}", json=body, headers=ADMIN)
+            assert r.status_code == 409, r.text
+            assert r.json()["type"].endswith("not-approved")
+        r = await client.post(
+            f"/v1/services/claims/versions/{v.number}/approve",
+            json={"override_gates": True, "reason": "reviewed by hand"},
+            headers=ADMIN,
+        )
+        assert r.status_code == 200, r.text
+        r = await client.post(
+            "/v1/services/claims/deploy", json={"version": v.number}, headers=ADMIN
+        )
+        assert r.status_code == 200, r.text
+        r = await client.post(PREDICT, json={"inputs": GOOD})
+        assert r.json()["version"] == v.number  # applied at once, no restart
+        actions = [(h["action"], h["actor"]) for h in await history(client)]
+        assert ("override", "ops-alice") in actions
+        assert ("deploy", "ops-alice") in actions
+
+
+# -- admin API access --------------------------------------------------------------
+
+
+async def test_admin_api_needs_the_token(deployed: Settings) -> None:
+    async with running(deployed) as client:
+        r = await client.get("/v1/services/claims/history")
+        assert r.status_code == 401
+        assert r.headers["www-authenticate"].startswith("Bearer")
+        r = await client.get(
+            "/v1/services/claims/history", headers={"Authorization": "Bearer nope"}
+        )
+        assert r.status_code == 401
+        assert TOKEN not in r.text
+        assert (await client.get("/v1/services/claims/history", headers=ADMIN)).status_code == 200
+    async with running(deployed.with_(admin_token="")) as client:
+        r = await client.get("/v1/services/claims/history", headers=ADMIN)
+        assert r.status_code == 403
+        assert "PRODGATE_ADMIN_TOKEN" in r.json()["detail"]
+
+
+async def test_admin_bad_bodies_are_problems(deployed: Settings) -> None:
+    async with running(deployed) as client:
+        r = await client.post("/v1/services/claims/deploy", content=b"{", headers=ADMIN)
+        assert r.status_code == 400
+        r = await client.post(
+            "/v1/services/claims/deploy", json={"version": "one", "x": 1}, headers=ADMIN
+        )
+        assert r.status_code == 422
+        assert {e["path"] for e in r.json()["errors"]} == {"/version", "/x"}
+        r = await client.post("/v1/services/claims/deploy", json={"version": 9}, headers=ADMIN)
+        assert r.status_code == 404
+        r = await client.post("/v1/services/claims/disable", json={}, headers=ADMIN)
+        assert r.status_code == 422
+        r = await client.post("/v1/services/claims/rollout/jump", headers=ADMIN)
+        assert r.status_code == 404
+
+
+# -- kill switch, rollback, shadow ---------------------------------------------------
+
+
+async def test_kill_switch(deployed: Settings) -> None:
+    async with running(deployed) as client:
+        r = await client.post(
+            "/v1/services/claims/disable", json={"reason": "bad data upstream"}, headers=ADMIN
+        )
+        assert r.status_code == 200, r.text
+        r = await client.post(PREDICT, json={"inputs": GOOD})
+        assert r.status_code == 503
+        assert r.json()["type"].endswith("disabled")
+        assert "bad data upstream" in r.json()["detail"]
+        stored = (await client.get(f"/v1/inferences/{r.json()['id']}")).json()
+        assert (stored["status"], stored["problem"]) == (503, "disabled")
+        assert (await client.get("/v1/services/claims")).json()["disabled"] is True
+        r = await client.post(
+            "/v1/services/claims/disable", json={"reason": "again"}, headers=ADMIN
+        )
+        assert r.status_code == 409
+        assert (await client.post("/v1/services/claims/enable", headers=ADMIN)).status_code == 200
+        assert (await client.post(PREDICT, json={"inputs": GOOD})).status_code == 200
+        actions = [h["action"] for h in await history(client)]
+        assert actions[-2:] == ["disable", "enable"]
+
+
+async def test_rollback_under_load_fails_no_request(deployed: Settings) -> None:
+    register_and_deploy(deployed, "fixture_models:claims_v2")
+    async with running(deployed) as client:
+
+        async def one(i: int) -> httpx.Response:
+            return await client.post(PREDICT, json={"inputs": {**GOOD, "amount": i}})
+
+        load = [asyncio.create_task(one(i)) for i in range(300)]
+        await asyncio.sleep(0)
+        r = await client.post(
+            "/v1/services/claims/rollback", json={"reason": "v2 misroutes"}, headers=ADMIN
+        )
+        assert r.status_code == 200, r.text
+        more = [asyncio.create_task(one(i)) for i in range(300)]
+        responses = await asyncio.gather(*load, *more)
+        assert Counter(r.status_code for r in responses) == Counter({200: 600})
+        versions_seen = Counter(r.json()["version"] for r in responses)
+        assert set(versions_seen) <= {1, 2}
+        assert (await client.post(PREDICT, json={"inputs": GOOD})).json()["version"] == 1
+        last = (await history(client))[-1]
+        assert (last["action"], last["version"], last["rolled_back"]) == ("rollback", 1, 2)
+        assert last["reason"] == "v2 misroutes"
+
+
+async def test_shadow_sees_copies_and_answers_nobody(deployed: Settings) -> None:
+    store = open_store(deployed)
+    v = versions.register(store, claims(deployed), "fixture_models:claims_v2", actor="carol")
+    store.dispose()  # unapproved: shadow needs no approval
+    async with running(deployed) as client:
+        r = await client.post(
+            "/v1/services/claims/shadow", json={"version": v.number}, headers=ADMIN
+        )
+        assert r.status_code == 200, r.text
+        answers = [await client.post(PREDICT, json={"inputs": GOOD}) for _ in range(5)]
+        assert {a.json()["version"] for a in answers} == {1}
+        assert {a.json()["prediction"] for a in answers} == {"routine"}
+        await asyncio.sleep(0.2)  # shadow copies are recorded after the answer
+    import sqlalchemy as sa
+
+    from prodgate.store.tables import audit_log
+
+    store = open_store(deployed)
+    with store.read() as conn:
+        shadows = conn.execute(
+            sa.select(audit_log.c.version, audit_log.c.status).where(
+                audit_log.c.action == "shadow", audit_log.c.kind == "inference"
+            )
+        ).all()
+    store.dispose()
+    assert len(shadows) == 5
+    assert {tuple(s) for s in shadows} == {(v.number, 200)}
+
+
+# -- routing ------------------------------------------------------------------------
+
+
+async def test_sticky_routing_through_the_gateway(deployed: Settings) -> None:
+    number = register_and_approve(deployed, "fixture_models:claims_v2")
+    store = open_store(deployed)
+    commands.start(store, claims(deployed), number, actor="ops")
+    with store.write() as conn:  # hold the canary at 50% for this test
+        from prodgate.store.tables import deployments as dt
+
+        conn.execute(dt.update().values(canary_weight=0.5))
+        store.bump_generation(conn)
+    store.dispose()
+    async with running(deployed) as client:
+        seen: dict[str, set[int]] = {}
+        for key in [f"customer-{i}" for i in range(40)]:
+            for _ in range(3):
+                r = await client.post(PREDICT, json={"inputs": GOOD, "routing_key": key})
+                seen.setdefault(key, set()).add(r.json()["version"])
+            r = await client.post(PREDICT, json={"inputs": GOOD}, headers={"X-Routing-Key": key})
+            seen[key].add(r.json()["version"])
+            stored = (await client.get(f"/v1/inferences/{r.json()['id']}")).json()
+            assert stored["version"] == r.json()["version"]
+        assert all(len(v) == 1 for v in seen.values()), seen
+        shares = Counter(next(iter(v)) for v in seen.values())
+        assert set(shares) == {1, number}  # both versions serve some keys
+
+
+# -- feedback -----------------------------------------------------------------------
+
+
+async def test_feedback(deployed: Settings) -> None:
+    async with running(deployed) as client:
+        rid = (await client.post(PREDICT, json={"inputs": GOOD})).json()["id"]
+        url = f"/v1/inferences/{rid}/feedback"
+        r = await client.post(url, json={"label": "teapot"})
+        assert r.status_code == 422
+        assert r.json()["errors"][0]["path"] == "/label"
+        r = await client.post(
+            url,
+            json={
+                "label": "adjuster",
+                "source": "claims-system",
+                "observed_at": "2026-11-20T10:00:00Z",
+            },
+        )
+        assert r.status_code == 201, r.text
+        assert r.json()["truth"] == "adjuster"
+        assert (await client.post(url, json={"label": "routine"})).status_code == 409
+        r = await client.post("/v1/inferences/nope/feedback", json={"label": "routine"})
+        assert r.status_code == 404
+        bad = (await client.post(PREDICT, json={"inputs": {}})).json()["id"]
+        assert (
+            await client.post(f"/v1/inferences/{bad}/feedback", json={"label": "routine"})
+        ).status_code == 404
+        r = await client.post(url, content=b"nope", headers={"content-type": "application/json"})
+        assert r.status_code == 400
+        report = (await client.get("/v1/services/claims/metrics?window=1h", headers=ADMIN)).json()
+        v1 = report["versions"][0]
+        assert v1["operations"]["labelled"] == 1
+        assert v1["quality"]["metrics"]["accuracy"] == 0.0  # it said routine; truth adjuster
+        r = await client.get("/v1/services/claims/metrics?window=soon", headers=ADMIN)
+        assert r.status_code == 400

@@ -1,0 +1,251 @@
+"""Window statistics from the audit log and feedback, and the canary checks."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import orjson
+import pytest
+
+from prodgate.audit import log
+from prodgate.audit.record import KIND_INFERENCE, Record
+from prodgate.policy import Business, Checks, Cost
+from prodgate.rollout.analysis import VersionStats, compare, window_stats
+from prodgate.store.engine import Store
+from prodgate.store.tables import feedback
+
+T0 = 1_700_000_000_000_000
+MIN = 60_000_000
+BUSINESS = Business(
+    "adjuster",
+    {
+        "false_negative": Cost(rate=0.1, of="amount"),
+        "false_positive": Cost(amount=40.0),
+        "escalation": Cost(amount=25.0),
+    },
+)
+
+
+def inference(
+    version: int | None,
+    ts: int,
+    *,
+    status: int = 200,
+    latency: float = 10.0,
+    decision: str | None = None,
+    prediction: str = "routine",
+    amount: float = 100.0,
+    service: str = "claims",
+    action: str = "predict",
+) -> Record:
+    payload: dict[str, Any] = {"input": {"amount": amount, "category": "auto"}}
+    if status == 200:
+        payload["output"] = {"prediction": prediction, "probabilities": None}
+    return Record(
+        kind=KIND_INFERENCE,
+        action=action,
+        ts_us=ts,
+        payload=payload,
+        service=service,
+        version=version,
+        status=status,
+        decision=decision or ("auto" if status == 200 else "rejected"),
+        latency_ms=latency,
+    )
+
+
+def append(store: Store, records: list[Record], truths: dict[str, str] | None = None) -> None:
+    with store.write() as conn:
+        log.append(store, conn, records)
+        for rid, truth in (truths or {}).items():
+            conn.execute(
+                feedback.insert().values(
+                    inference_id=rid,
+                    service="claims",
+                    version=None,
+                    value=orjson.dumps(truth).decode(),
+                    source="test",
+                    observed_at_us=T0,
+                    received_at_us=T0,
+                )
+            )
+
+
+def stats(store: Store, version: int, business: Business | None = None) -> VersionStats:
+    with store.read() as conn:
+        return window_stats(conn, "claims", version, T0, T0 + MIN, business)
+
+
+def test_counts_rates_and_p95(store: Store) -> None:
+    records = [inference(2, T0 + i, latency=float(i + 1)) for i in range(100)]  # 1..100 ms
+    records += [inference(2, T0 + 200 + i, decision="escalated", latency=5.0) for i in range(20)]
+    records += [inference(2, T0 + 300, status=500), inference(2, T0 + 301, status=503)]
+    records += [inference(2, T0 + 400 + i, status=422) for i in range(6)]
+    append(store, records)
+    s = stats(store, 2)
+    assert (s.requests, s.errors, s.successes, s.escalations, s.violations) == (128, 2, 120, 20, 6)
+    assert s.error_rate == pytest.approx(2 / 128)
+    assert s.escalation_rate == pytest.approx(20 / 120)
+    assert s.violation_rate == pytest.approx(6 / 128)
+    # nearest rank over 120 successes: the 114th smallest; twenty 5s come first
+    assert s.p95_latency_ms == 94.0
+    assert s.labelled == 0
+    assert s.accuracy is None
+    assert s.cost_per_decision is None
+
+
+def test_the_window_is_half_open_and_selective(store: Store) -> None:
+    append(
+        store,
+        [
+            inference(2, T0),  # counted: the start is inside
+            inference(2, T0 + MIN - 1),  # counted
+            inference(2, T0 + MIN),  # the end is outside: the next window's
+            inference(2, T0 - 1),  # before
+            inference(1, T0 + 5),  # another version
+            inference(2, T0 + 5, service="other"),  # another service
+            inference(2, T0 + 5, action="shadow"),  # a shadow copy answered nobody
+        ],
+    )
+    s = stats(store, 2)
+    assert s.requests == 2
+    assert s.successes == 2
+
+
+def test_empty_window(store: Store) -> None:
+    s = stats(store, 2, BUSINESS)
+    assert s.requests == 0
+    assert s.p95_latency_ms is None
+    assert s.error_rate == s.escalation_rate == s.violation_rate == 0.0
+    assert s.accuracy is None
+    assert s.cost_per_decision is None
+    assert s.as_dict()["error_rate"] == 0.0
+
+
+def test_accuracy_and_business_cost_from_feedback(store: Store) -> None:
+    right = inference(2, T0 + 1, prediction="adjuster")  # true positive: 0
+    missed = inference(2, T0 + 2, prediction="routine", amount=5000.0)  # FN: 0.1 * 5000
+    alarm = inference(2, T0 + 3, prediction="adjuster")  # false positive: 40
+    escalated = inference(2, T0 + 4, prediction="routine", decision="escalated")  # 25
+    unlabelled = inference(2, T0 + 5)
+    refused = inference(2, T0 + 6, status=422)
+    append(
+        store,
+        [right, missed, alarm, escalated, unlabelled, refused],
+        {
+            right.id: "adjuster",
+            missed.id: "adjuster",
+            alarm.id: "routine",
+            escalated.id: "routine",
+            refused.id: "routine",  # not an accepted decision: ignored
+        },
+    )
+    s = stats(store, 2, BUSINESS)
+    assert s.labelled == 4
+    assert s.graded == 4
+    assert s.accuracy == pytest.approx(2 / 4)  # right and escalated (its prediction was right)
+    assert s.cost_total == pytest.approx(0 + 500 + 40 + 25)
+    assert s.cost_per_decision == pytest.approx(565 / 4)
+    assert stats(store, 2).cost_per_decision is None  # no business section, no cost
+
+
+def test_feedback_rows_read_are_bounded(store: Store) -> None:
+    records = [inference(2, T0 + i) for i in range(30)]
+    append(store, records, {r.id: "routine" for r in records})
+    with store.read() as conn:
+        s = window_stats(conn, "claims", 2, T0, T0 + MIN, feedback_limit=10)
+    assert s.successes == 30
+    assert s.labelled == 10
+
+
+# -- compare (pure) ------------------------------------------------------------------
+
+
+def vs(**kw: Any) -> VersionStats:
+    base: dict[str, Any] = {
+        "version": 1,
+        "start_us": T0,
+        "end_us": T0 + MIN,
+        "requests": 1000,
+        "successes": 1000,
+        "p95_latency_ms": 20.0,
+    }
+    base.update(kw)
+    return VersionStats(**base)
+
+
+def by_name(results: list[Any]) -> dict[str, Any]:
+    return {r.name: r for r in results}
+
+
+def test_equal_versions_pass_every_check() -> None:
+    results = compare(vs(version=2), vs(), Checks())
+    assert [r.name for r in results] == [
+        "error_rate",
+        "p95_latency",
+        "escalation_rate",
+        "violation_rate",
+    ]
+    assert all(r.passed for r in results)
+
+
+@pytest.mark.parametrize(
+    ("canary", "failing"),
+    [
+        ({"errors": 30}, "error_rate"),  # 3% vs 1% > +1%
+        ({"p95_latency_ms": 40.0}, "p95_latency"),  # x2 > x1.5
+        ({"escalations": 200}, "escalation_rate"),  # 20% vs 10% > +5%
+        ({"violations": 60}, "violation_rate"),  # 6% vs 2% > +2%
+    ],
+)
+def test_each_check_fails_past_its_limit(canary: dict[str, Any], failing: str) -> None:
+    baseline = vs(errors=10, escalations=100, violations=20)
+    canary_stats = vs(**{"errors": 10, "escalations": 100, "violations": 20, **canary})
+    results = by_name(compare(canary_stats, baseline, Checks()))
+    assert [n for n, r in results.items() if not r.passed] == [failing]
+    assert failing.split("_")[0] in results[failing].detail
+
+
+def test_limits_are_inclusive() -> None:
+    # exactly +1% errors, exactly x1.5 latency
+    results = compare(vs(errors=20, p95_latency_ms=30.0), vs(errors=10), Checks())
+    assert all(r.passed for r in results)
+
+
+def test_sub_millisecond_latencies_are_not_compared_as_ratios() -> None:
+    results = by_name(compare(vs(p95_latency_ms=0.9), vs(p95_latency_ms=0.3), Checks()))
+    assert results["p95_latency"].passed
+
+
+def test_latency_without_successes_is_not_judged() -> None:
+    results = by_name(compare(vs(p95_latency_ms=None), vs(), Checks()))
+    assert results["p95_latency"].passed
+    assert "not compared" in results["p95_latency"].detail
+
+
+def test_cost_and_accuracy_need_enough_feedback_on_both() -> None:
+    good = vs(labelled=50, graded=50, correct=45, cost_total=500.0)
+    worse = vs(version=2, labelled=50, graded=50, correct=40, cost_total=700.0)
+    results = by_name(compare(worse, good, Checks(min_feedback=20)))
+    assert not results["cost_per_decision"].passed  # +40% > +10%
+    assert results["cost_per_decision"].canary_value == pytest.approx(14.0)
+    assert not results["accuracy"].passed  # 0.80 vs 0.90
+    few = vs(version=2, labelled=10, graded=10, correct=1, cost_total=900.0)
+    assert "accuracy" not in by_name(compare(few, good, Checks(min_feedback=20)))
+    assert "cost_per_decision" not in by_name(compare(worse, few, Checks(min_feedback=20)))
+
+
+def test_cost_against_a_free_baseline() -> None:
+    free = vs(labelled=30, graded=30, correct=30, cost_total=0.0)
+    costly = vs(version=2, labelled=30, graded=30, correct=30, cost_total=30.0)
+    results = by_name(compare(costly, free, Checks()))
+    assert not results["cost_per_decision"].passed
+    assert by_name(compare(free, free, Checks()))["cost_per_decision"].passed
+
+
+def test_check_results_serialise() -> None:
+    result = compare(vs(), vs(), Checks())[0]
+    d = result.as_dict()
+    assert set(d) == {"name", "passed", "canary_value", "baseline_value", "limit", "detail"}
+    assert not math.isnan(d["limit"])
