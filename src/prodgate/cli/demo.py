@@ -1,0 +1,114 @@
+"""``demo``: the bundled claims-triage example, built, registered, deployed and served."""
+
+from __future__ import annotations
+
+import shlex
+import time
+from typing import TYPE_CHECKING
+
+import click
+import orjson
+
+from prodgate.cli.context import Context, pass_ctx
+from prodgate.cli.serve import run_server
+from prodgate.exceptions import UsageError
+
+if TYPE_CHECKING:
+    from prodgate.pipeline.gateway import Gateway
+
+SERVICE = "claims-triage"
+
+
+def curl_line(base: str, inputs: dict[str, object]) -> str:
+    body = orjson.dumps({"inputs": inputs}).decode()
+    return (
+        f"curl -s -X POST {base}/v1/services/{SERVICE}/predict "
+        f"-H 'content-type: application/json' -d {shlex.quote(body)}"
+    )
+
+
+@click.command()
+@click.option("--host", default=None, help="Address to listen on [default 127.0.0.1].")
+@click.option("--port", type=int, default=None, help="Port to listen on [default 8000].")
+@click.option("--no-serve", is_flag=True, help="Build, register and deploy, then exit.")
+@click.option(
+    "--story",
+    is_flag=True,
+    help="Tell the governance story (v2 refused, v3 canaried and promoted, v4 rolled back) "
+    "without a person, then exit.",
+)
+@pass_ctx
+def demo(ctx: Context, host: str | None, port: int | None, no_serve: bool, story: bool) -> None:
+    """Build the claims-triage example under HOME/example and serve it on SQLite.
+
+    The first run generates synthetic claims, trains a scikit-learn model, writes
+    its prodgate.yaml, registers the model as version 1, evaluates it on the holdout,
+    has two people approve it and deploys it; later runs reuse all of that. It prints
+    a curl line to try once the gateway is up. With --story it tells the whole
+    governance story instead (use a fresh --home).
+    """
+    from prodgate import spec as spec_module
+    from prodgate.examples.claims_triage.build import build, example_request
+    from prodgate.examples.claims_triage.story import ensure_v1, tell
+    from prodgate.registry import versions
+
+    settings = ctx.settings
+    directory = settings.home_path / "example"
+    started = time.perf_counter()
+    click.echo(f"prodgate demo: building the claims-triage example in {directory} ...")
+    result = build(directory)
+    if result.built:
+        click.echo(
+            f"  wrote {', '.join(result.built)} in {time.perf_counter() - started:.1f}s; "
+            f"holdout accuracy {result.accuracy:.1%} overall, "
+            f"{result.accuracy_high_value:.1%} on claims >= 20,000"
+        )
+    else:
+        click.echo("  already built; reusing it")
+
+    # Commands run with the same --home find the example's spec without --config.
+    link = settings.home_path / "prodgate.yaml"
+    if not link.exists():
+        link.symlink_to(result.spec.relative_to(settings.home_path))
+    settings = settings.with_(
+        config=str(result.spec),
+        host=host or settings.host,
+        port=port if port is not None else settings.port,
+    )
+    ctx.settings = settings
+    spec = spec_module.load(result.spec)
+    store = ctx.store()
+    if story:
+        with store.read() as conn:
+            if len(versions.list_versions(conn, SERVICE)) > 1:
+                raise UsageError(
+                    f"the story has already run in {settings.home}; give a fresh --home"
+                )
+        click.echo("prodgate demo --story: the claims-triage story, told without a person")
+        ok = tell(settings, store, result, click.echo)
+        click.echo(
+            f"\nSee it all: prodgate --home {settings.home} history {SERVICE}\n"
+            + ("The story ran as told." if ok else "The story did NOT run as told.")
+        )
+        raise SystemExit(0 if ok else 1)
+    ensure_v1(store, spec.service(SERVICE), result, lambda line: click.echo(line))
+    base = f"http://{settings.host}:{settings.port}"
+    line = curl_line(base, example_request())
+    if no_serve:
+        click.echo(f"ready; serve it with: prodgate --home {settings.home} demo\n{line}")
+        return
+
+    def announce(gateway: Gateway) -> None:
+        click.echo(
+            f"\nprodgate is serving {SERVICE} at {base} (SQLite store {settings.store_url}).\n"
+            f"Try it:\n\n  {line}\n\n"
+            f"Also: {base}/v1/services/{SERVICE}  {base}/metrics  {base}/openapi.json\n"
+            f"Then: prodgate --home {settings.home} audit tail; "
+            f"prodgate --home {settings.home} audit verify\n"
+            "Stop with Ctrl-C.\n"
+        )
+
+    run_server(settings, spec, on_ready=announce)
+
+
+COMMANDS = [demo]

@@ -1,0 +1,198 @@
+"""``approve``, ``rollback``, ``shadow``, ``disable``, ``enable`` and ``history``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import click
+
+from prodgate.audit.history import history as read_history
+from prodgate.cli.context import Context, echo_json, pass_ctx, table
+from prodgate.registry import approvals, deployments
+
+
+@click.command()
+@click.argument("service")
+@click.argument("version", type=int)
+@click.option("--by", "by", required=True, help="Who approves (recorded).")
+@click.option("--note", default="", help="Free text kept with the approval.")
+@click.option(
+    "--override-gates", is_flag=True, help="Approve although gates failed (needs --reason)."
+)
+@click.option("--reason", default="", help="Why the gates are overridden.")
+@pass_ctx
+def approve(
+    ctx: Context, service: str, version: int, by: str, note: str, override_gates: bool, reason: str
+) -> None:
+    """Sign off VERSION of SERVICE for production and canary traffic.
+
+    Refused (and recorded as refused) when the version's newest evaluation failed its
+    gates, when BY registered the version (separation of duties), or when BY already
+    approved it.
+    """
+    spec = ctx.spec().service(service)
+    store = ctx.store()
+    approvals.approve(
+        store, spec, version, by=by, note=note, override_gates=override_gates, reason=reason
+    )
+    with store.read() as conn:
+        have = len(approvals.list_approvals(conn, service, version))
+    need = spec.policy.approvals.required
+    kind = "override of failed gates" if override_gates else "approval"
+    click.echo(f"{service} version {version}: {kind} by {by} recorded ({have} of {need} needed)")
+
+
+@click.command()
+@click.argument("service")
+@click.option("--reason", default="", help="Why, for the audit trail.")
+@pass_ctx
+def rollback(ctx: Context, service: str, reason: str) -> None:
+    """Put the previous production version of SERVICE back at once (stops any canary)."""
+    spec = ctx.spec().service(service)
+    dep = deployments.rollback(ctx.store(), spec, actor=ctx.settings.actor, reason=reason)
+    click.echo(
+        f"{service}: version {dep.production_version} is back in production "
+        f"(version {dep.previous_version} rolled back)"
+    )
+
+
+@click.command()
+@click.argument("service")
+@click.argument("version", type=int, required=False)
+@click.option("--off", is_flag=True, help="Stop shadowing.")
+@click.option("--reason", default="", help="Why, for the audit trail.")
+@pass_ctx
+def shadow(ctx: Context, service: str, version: int | None, off: bool, reason: str) -> None:
+    """Run VERSION in shadow: it sees a copy of every request; its answers are recorded
+    but never returned. Needs no approval."""
+    spec = ctx.spec().service(service)
+    if off == (version is not None):
+        raise click.UsageError("give a VERSION, or --off")
+    deployments.set_shadow(ctx.store(), spec, version, actor=ctx.settings.actor, reason=reason)
+    click.echo(f"{service}: " + (f"version {version} runs in shadow" if version else "shadow off"))
+
+
+@click.command()
+@click.argument("service")
+@click.option("--reason", required=True, help="Why; every caller gets it with the 503.")
+@pass_ctx
+def disable(ctx: Context, service: str, reason: str) -> None:
+    """The kill switch: every request to SERVICE gets 503 with REASON, and is recorded."""
+    spec = ctx.spec().service(service)
+    deployments.set_disabled(ctx.store(), spec, True, actor=ctx.settings.actor, reason=reason)
+    click.echo(f"{service} is disabled: {reason}")
+
+
+@click.command()
+@click.argument("service")
+@click.option("--reason", default="", help="Why, for the audit trail.")
+@pass_ctx
+def enable(ctx: Context, service: str, reason: str) -> None:
+    """Undo 'prodgate disable': SERVICE serves again."""
+    spec = ctx.spec().service(service)
+    deployments.set_disabled(ctx.store(), spec, False, actor=ctx.settings.actor, reason=reason)
+    click.echo(f"{service} is enabled")
+
+
+_SKIP = {"seq", "id", "ts_us", "action", "actor", "service", "version", "chain_hash"}
+
+
+def _summary(entry: dict[str, Any]) -> str:
+    parts = []
+    for key in ("reason", "note", "previous", "rolled_back", "failed_gates", "passed", "weight"):
+        value = entry.get(key)
+        if value in (None, "", []):
+            continue
+        if key == "failed_gates":
+            value = "; ".join(g.get("gate", "?") for g in value)
+        parts.append(f"{key}={value}")
+    return ", ".join(parts)
+
+
+@click.command()
+@click.argument("service")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, with every detail.")
+@click.option("-n", "limit", default=1000, show_default=True, help="Newest N actions.")
+@pass_ctx
+def history(ctx: Context, service: str, as_json: bool, limit: int) -> None:
+    """Every governance action on SERVICE: who, when, why, and the metrics behind it."""
+    ctx.spec().service(service)
+    with ctx.store().read() as conn:
+        entries = read_history(conn, service, limit)
+    if as_json:
+        echo_json(entries)
+        return
+    if not entries:
+        click.echo(f"{service} has no recorded actions yet")
+        return
+    rows = [
+        [
+            dt.datetime.fromtimestamp(e["ts_us"] / 1e6, dt.UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            e["action"],
+            str(e["version"] if e["version"] is not None else "-"),
+            e.get("actor") or "-",
+            _summary(e),
+        ]
+        for e in entries
+    ]
+    click.echo(table(rows, ["TIME (UTC)", "ACTION", "VER", "BY", "DETAILS"]))
+
+
+COMMANDS = [approve, rollback, shadow, disable, enable, history]
+
+
+@click.command()
+@click.argument("service")
+@click.option("--window", default="1h", show_default=True, help="How far back: 90s, 30m, 1h, 7d.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, with cohorts and gates.")
+@pass_ctx
+def metrics(ctx: Context, service: str, window: str, as_json: bool) -> None:
+    """Production metrics of SERVICE per version: operations, and quality from feedback."""
+    from prodgate.monitor.production import parse_window, production_metrics
+
+    spec = ctx.spec().service(service)
+    report = production_metrics(ctx.store(), spec, parse_window(window))
+    if as_json:
+        echo_json(report)
+        return
+    if not report["versions"]:
+        click.echo(f"{service}: no decisions in the last {window}")
+        return
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{x:.1%}"
+
+    rows = []
+    for v in report["versions"]:
+        ops, quality = v["operations"], v["quality"]
+        cost = (quality or {}).get("business") or {}
+        rows.append(
+            [
+                str(v["version"]),
+                str(ops["requests"]),
+                pct(ops["error_rate"]),
+                f"{ops['p95_latency_ms']:.1f}" if ops.get("p95_latency_ms") is not None else "-",
+                pct(ops["escalation_rate"]),
+                pct(ops["violation_rate"]),
+                str(ops["labelled"]),
+                pct((quality or {}).get("metrics", {}).get("accuracy")),
+                f"{cost['cost_per_decision']:.2f}" if cost else "-",
+            ]
+        )
+    click.echo(f"{service}, last {window}:")
+    headers = ["VERSION", "REQUESTS", "ERRORS", "P95 MS", "ESCALATED", "VIOLATIONS"]
+    click.echo(table(rows, [*headers, "LABELLED", "ACCURACY", "COST/DECISION"]))
+    for v in report["versions"]:
+        quality = v["quality"]
+        if not quality:
+            continue
+        for cohort in quality["cohorts"]:
+            acc = cohort["metrics"].get("accuracy")
+            click.echo(
+                f"  v{v['version']} {cohort['name']}: {cohort['rows']} labelled, "
+                f"accuracy {pct(acc)}"
+            )
+
+
+COMMANDS.append(metrics)

@@ -1,0 +1,70 @@
+"""The ``prodgate`` command: a click group with one thin module per noun."""
+
+from __future__ import annotations
+
+import click
+
+from prodgate import __version__
+from prodgate.cli.context import Context, Group
+from prodgate.settings import Settings
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder of the store and artifacts [env PRODGATE_HOME; default ./.prodgate].",
+)
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="The spec file [env PRODGATE_CONFIG; default ./prodgate.yaml].",
+)
+@click.version_option(__version__, prog_name="prodgate")
+@click.pass_context
+def cli(ctx: click.Context, home: str | None, config: str | None) -> None:
+    """prodgate: take a model from pilot to production and keep it healthy there.
+
+    \b
+    prodgate init                                 write a prodgate.yaml to start from
+    prodgate register SERVICE PATH --data FILE    store an immutable version
+    prodgate deploy SERVICE VERSION               send it all traffic
+    prodgate serve                                gateway, metrics, audit trail
+    prodgate audit verify                         prove nothing was changed or removed
+    prodgate demo                                 all of it on a bundled example
+    """
+    settings = Settings.load({"home": home, "config": config})
+    obj = Context(settings)
+    ctx.obj = obj
+    ctx.call_on_close(obj.close)
+
+
+def _register_commands() -> None:
+    from prodgate.cli import (
+        audit,
+        demo,
+        evaluation,
+        governance,
+        init,
+        registry,
+        rollout,
+        serve,
+        settings,
+    )
+
+    for module in (audit, demo, evaluation, governance, init, registry, rollout, serve, settings):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register_commands()
+
+
+def main() -> None:
+    cli(prog_name="prodgate")
+
+
+if __name__ == "__main__":
+    main()

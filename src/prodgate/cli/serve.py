@@ -1,0 +1,71 @@
+"""``serve``: the gateway under uvicorn."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import click
+
+from prodgate.cli.context import Context, pass_ctx
+from prodgate.settings import Settings
+from prodgate.spec import Spec
+
+if TYPE_CHECKING:  # the server stack loads only when serving
+    from prodgate.pipeline.gateway import Gateway
+
+
+def run_server(
+    settings: Settings,
+    spec: Spec,
+    on_ready: Callable[[Gateway], None] | None = None,
+    access_log: bool = False,
+) -> None:
+    """Serve until interrupted. The store is opened first so its errors are one line."""
+    import uvicorn
+
+    from prodgate.server.app import create_app
+    from prodgate.store.engine import open_store
+
+    open_store(settings).dispose()  # migrate now; fail fast on a bad URL or a down server
+    app = create_app(settings, spec, on_ready=on_ready)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=access_log,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@click.command()
+@click.option(
+    "--host", default=None, help="Address to listen on [env PRODGATE_HOST; default 127.0.0.1]."
+)
+@click.option("--port", type=int, default=None, help="Port [env PRODGATE_PORT; default 8000].")
+@click.option(
+    "--access-log", is_flag=True, help="Log every request (the audit trail has them anyway)."
+)
+@pass_ctx
+def serve(ctx: Context, host: str | None, port: int | None, access_log: bool) -> None:
+    """Serve the deployed versions of every service in the spec.
+
+    POST /v1/services/SERVICE/predict, GET /v1/services, /metrics, /healthz, /readyz,
+    /openapi.json.
+    """
+    settings = ctx.settings.with_(
+        host=host or ctx.settings.host, port=port if port is not None else ctx.settings.port
+    )
+
+    def announce(gateway: Gateway) -> None:
+        base = f"http://{settings.host}:{settings.port}"
+        for name in gateway.spec.services:
+            live = gateway.fleet.services[name].production
+            state = f"version {live.version.number}" if live else "nothing deployed"
+            click.echo(f"prodgate: {name}: {state}; POST {base}/v1/services/{name}/predict")
+
+    run_server(settings, ctx.spec(), on_ready=announce, access_log=access_log)
+
+
+COMMANDS = [serve]

@@ -1,0 +1,1 @@
+"""Bundled, self-contained examples: synthetic data, a trained model, and a spec."""

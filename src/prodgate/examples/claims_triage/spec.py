@@ -1,0 +1,142 @@
+"""The claims-triage service's input contract and its ``prodgate.yaml``.
+
+:data:`CONTRACT` is the JSON Schema every request row must satisfy. It is strict:
+every field but ``customer_age`` is required, no other field is allowed, the claim types
+and regions are closed enums, and ``police_report`` may not be null. So the shifts that
+:func:`~prodgate.examples.claims_triage.generate.generate` can make (a new ``cyber``
+claim type, an empty ``police_report``) are contract violations in production, while
+a missing ``customer_age`` is not.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from prodgate.examples.claims_triage.generate import (
+    CLAIM_TYPES,
+    FEATURES,
+    HIGH_VALUE,
+    LABELS,
+    REGIONS,
+)
+
+#: The service's name in the spec and the registry.
+SERVICE = "claims-triage"
+
+#: One valid request row (the contract's example, and the demo's curl line).
+EXAMPLE_ROW: dict[str, Any] = {
+    "claim_amount": 4250.0,
+    "claim_type": "auto",
+    "region": "north",
+    "policy_age_years": 3,
+    "prior_claims": 1,
+    "days_to_report": 2,
+    "police_report": True,
+    "customer_age": 41,
+}
+
+#: The input contract (JSON Schema) of the claims-triage service.
+CONTRACT: dict[str, Any] = {
+    "type": "object",
+    "required": [f for f in FEATURES if f != "customer_age"],
+    "additionalProperties": False,
+    "properties": {
+        "claim_amount": {"type": "number", "minimum": 0, "maximum": 10_000_000},
+        "claim_type": {"type": "string", "enum": list(CLAIM_TYPES)},
+        "region": {"type": "string", "enum": list(REGIONS)},
+        "policy_age_years": {"type": "integer", "minimum": 0, "maximum": 100},
+        "prior_claims": {"type": "integer", "minimum": 0, "maximum": 100},
+        "days_to_report": {"type": "integer", "minimum": 0, "maximum": 3650},
+        "police_report": {"type": "boolean"},
+        "customer_age": {"type": ["integer", "null"], "minimum": 18, "maximum": 120},
+    },
+    "examples": [EXAMPLE_ROW],
+}
+
+_HEADER = """\
+# prodgate.yaml for the claims-triage example, written by
+# `python -m prodgate.examples.claims_triage.build`.
+# One service: a classifier that decides whether an insurance claim needs a human
+# adjuster. Requests must satisfy the input contract (a JSON Schema); answers whose
+# confidence is below 0.7 are escalated to a person.
+"""
+
+
+#: What each decision costs the insurer: an adjuster visit costs 40 whether needed or
+#: not; a missed adjuster lets about a tenth of the claim leak (overpayment, fraud);
+#: a person's quick review of an escalated claim costs 25.
+BUSINESS: dict[str, Any] = {
+    "positive": "adjuster",
+    "costs": {
+        "true_positive": 40,
+        "false_positive": 40,
+        "false_negative": {"rate": 0.1, "of": "claim_amount"},
+        "escalation": 25,
+    },
+}
+
+#: The quality gates a version must pass before it may be approved.
+GATES: tuple[str, ...] = (
+    "accuracy >= 0.9",
+    "accuracy >= 0.58 on high_value",
+    "business.cost_per_decision <= 40",
+)
+
+#: Canary policy: short intervals so the demo's story runs in about a minute, but
+#: judgements on samples big enough not to flap. A missed adjuster on a large claim
+#: costs a tenth of it, so cost per decision over ~100 decisions is noisy: the cost
+#: check allows +50%, and accuracy a drop of 5 points.
+ROLLOUT: dict[str, Any] = {
+    "steps": [25, 50, 100],
+    "interval_s": 5,
+    "min_requests": 120,
+    "failure_threshold": 2,
+    "max_idle_intervals": 4,
+    "checks": {
+        "max_p95_latency_ratio": 3.0,
+        "max_escalation_rate_increase": 0.10,
+        "max_accuracy_drop": 0.05,
+        "max_cost_increase": 0.5,
+        "min_feedback": 100,
+    },
+}
+
+
+def spec_document() -> dict[str, Any]:
+    """The ``prodgate.yaml`` document for the example, as a plain dict."""
+    return {
+        "version": 1,
+        "services": {
+            SERVICE: {
+                "description": "Decide whether an insurance claim needs a human adjuster.",
+                "owner": {"name": "Claims Operations", "contact": "claims-ops@example.com"},
+                "kind": "classifier",
+                "labels": list(LABELS),
+                "contract": {"input": copy.deepcopy(CONTRACT)},
+                "escalation": {"confidence_below": 0.7},
+                "batching": {"max_batch_size": 64, "max_wait_ms": 2},
+                "business": copy.deepcopy(BUSINESS),
+                "cohorts": {
+                    "high_value": {"where": f"claim_amount >= {HIGH_VALUE}"},
+                    "region": {"by": "region"},
+                    "claim_type": {"by": "claim_type"},
+                },
+                "gates": list(GATES),
+                "approvals": {"required": 2, "separation_of_duties": True},
+                "rollout": copy.deepcopy(ROLLOUT),
+            }
+        },
+    }
+
+
+def write_spec(path: Path) -> None:
+    """Write the example's ``prodgate.yaml`` to *path* (a comment header, then YAML)."""
+    body = yaml.safe_dump(spec_document(), sort_keys=False, default_flow_style=False, width=88)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(_HEADER + body, encoding="utf-8")
+    tmp.replace(path)

@@ -1,0 +1,176 @@
+"""The CLI: thin commands, one-line errors with exit 2, never a traceback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner, Result
+
+from gateway_support import SPEC
+from prodgate.cli.main import cli
+from prodgate.settings import Settings, markdown
+from prodgate.store.engine import open_store
+from prodgate.store.tables import audit_log
+
+
+def run(settings: Settings, *args: str, env: dict[str, str] | None = None) -> Result:
+    full_env = {"PRODGATE_USER": "alice", "PRODGATE_DATABASE_URL": settings.database_url}
+    full_env.update(env or {})
+    return CliRunner().invoke(
+        cli, ["--home", settings.home, "--config", settings.config, *args], env=full_env
+    )
+
+
+def assert_one_line_error(result: Result, *needles: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("prodgate: error: ")
+    for needle in needles:
+        assert needle in lines[0]
+    assert "Traceback" not in result.output
+
+
+@pytest.fixture
+def spec_file(settings: Settings) -> Settings:
+    Path(settings.config).write_text(SPEC)
+    return settings
+
+
+def test_register_versions_deploy_verify(spec_file: Settings, tmp_path: Path) -> None:
+    data = tmp_path / "train.csv"
+    data.write_text("amount,category\n1.5,auto\n3.0,home\n")
+    r = run(
+        spec_file,
+        "register",
+        "claims",
+        "fixture_models:claims",
+        "--data",
+        str(data),
+        "--note",
+        "first",
+    )
+    assert r.exit_code == 0, r.output
+    assert "registered claims version 1 (callable" in r.output
+    assert "data 2 rows" in r.output
+    r = run(spec_file, "register", "claims", "fixture_models:claims_v2")
+    assert "version 2" in r.output
+    r = run(spec_file, "deploy", "claims", "1")
+    assert_one_line_error(r, "0 of 1 approval", "prodgate approve claims 1")
+    r = run(
+        spec_file, "approve", "claims", "1", "--by", "bob", "--override-gates", "--reason", "pilot"
+    )
+    assert r.exit_code == 0, r.output
+    assert "override of failed gates by bob recorded (1 of 1 needed)" in r.output
+    r = run(spec_file, "deploy", "claims", "1", "--reason", "launch")
+    assert r.exit_code == 0, r.output
+    r = run(spec_file, "versions", "claims")
+    assert r.exit_code == 0
+    assert "1 *" in r.output
+    assert "first" in r.output
+    listed = json.loads(run(spec_file, "versions", "claims", "--json").output)
+    assert [v["version"] for v in listed] == [1, 2]
+    assert listed[0]["production"] is True
+    assert listed[0]["data"]["rows"] == 2
+    assert listed[0]["data"]["columns"]["amount"] == "float64"
+    assert listed[0]["created_by"] == "alice"
+    r = run(spec_file, "audit", "verify")
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith("ok: 4 records verified")
+    tail = json.loads(run(spec_file, "audit", "tail", "--json").output)
+    assert [t["action"] for t in tail] == ["register", "register", "override", "deploy"]
+    assert tail[3]["actor"] == "alice"
+    assert tail[3]["reason"] == "launch"
+    shown = json.loads(run(spec_file, "audit", "show", tail[0]["id"]).output)
+    assert shown["note"] == "first"
+
+
+def test_audit_verify_fails_naming_the_record(spec_file: Settings) -> None:
+    run(spec_file, "register", "claims", "fixture_models:claims")
+    run(spec_file, "approve", "claims", "1", "--by", "bob", "--override-gates", "--reason", "x")
+    store = open_store(spec_file)
+    with store.write() as conn:
+        rid = conn.execute(sa.select(audit_log.c.id).where(audit_log.c.seq == 2)).scalar()
+        conn.execute(audit_log.update().where(audit_log.c.seq == 2).values(actor="mallory"))
+    store.dispose()
+    r = run(spec_file, "audit", "verify")
+    assert r.exit_code == 1
+    assert f"seq 2 (id {rid}) was changed" in r.output
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["register", "nope", "fixture_models:claims"], ["unknown service 'nope'", "claims"]),
+        (["register", "claims", "missing.skops"], ["missing.skops"]),
+        (["register", "claims", "fixture_models:absent"], ["absent"]),
+        (["deploy", "claims", "7"], ["claims has no version 7"]),
+        (["audit", "show", "nope"], ["no audit record"]),
+        (["versions", "nope"], ["unknown service"]),
+    ],
+)
+def test_user_mistakes_are_one_line_exit_2(
+    spec_file: Settings, args: list[str], needles: list[str]
+) -> None:
+    assert_one_line_error(run(spec_file, *args), *needles)
+
+
+def test_pickle_needs_explicit_trust(spec_file: Settings, tmp_path: Path) -> None:
+    model = tmp_path / "model.pkl"
+    model.write_bytes(b"not even a pickle")
+    assert_one_line_error(run(spec_file, "register", "claims", str(model)), "--trust-pickle")
+
+
+def test_broken_spec_is_file_line_field(settings: Settings) -> None:
+    Path(settings.config).write_text(SPEC.replace("kind: classifier", "kind: oracle", 1))
+    assert_one_line_error(
+        run(settings, "versions", "claims"), f"{settings.config}:6: services.claims.kind"
+    )
+
+
+def test_bad_database_url_is_one_line(spec_file: Settings) -> None:
+    r = run(spec_file, "versions", "claims", env={"PRODGATE_DATABASE_URL": "mysql://x/y"})
+    assert_one_line_error(r, "unsupported store")
+
+
+def test_bad_setting_is_one_line(spec_file: Settings) -> None:
+    assert_one_line_error(
+        run(spec_file, "versions", "claims", env={"PRODGATE_PORT": "x"}), "PRODGATE_PORT"
+    )
+
+
+def test_init_writes_a_loadable_spec_and_will_not_overwrite(sqlite_settings: Settings) -> None:
+    r = run(sqlite_settings, "init", "fraud-check")
+    assert r.exit_code == 0, r.output
+    from prodgate.spec import load
+
+    assert "fraud-check" in load(sqlite_settings.config).services
+    assert_one_line_error(run(sqlite_settings, "init"), "--force")
+    assert_one_line_error(run(sqlite_settings, "init", "Bad Name", "--force"), "not a service name")
+
+
+def test_settings_markdown_matches_docs(sqlite_settings: Settings) -> None:
+    r = run(sqlite_settings, "settings", "--markdown")
+    assert r.output == markdown()
+    r = run(sqlite_settings, "settings")
+    assert "PRODGATE_HOME" in r.output
+    assert sqlite_settings.home in r.output
+
+
+def test_demo_builds_registers_deploys_and_reuses(settings: Settings) -> None:
+    r = run(settings, "demo", "--no-serve", "--port", "8123")
+    assert r.exit_code == 0, r.output
+    assert "registered version 1" in r.output
+    assert "gates passed" in r.output
+    assert "approved by claims-lead" in r.output
+    assert "approved by risk-officer" in r.output
+    assert "version 1 deployed to production" in r.output
+    assert "curl -s -X POST http://127.0.0.1:8123/v1/services/claims-triage/predict" in r.output
+    again = run(settings, "demo", "--no-serve")
+    assert again.exit_code == 0, again.output
+    assert "already built" in again.output
+    assert "version 1 is in production" in again.output
+    assert "registered" not in again.output

@@ -1,0 +1,101 @@
+"""The governance commands of the CLI, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gateway_support import SPEC
+from prodgate.settings import Settings
+from test_cli import assert_one_line_error, run
+
+
+@pytest.fixture
+def two_versions(settings: Settings) -> Settings:
+    Path(settings.config).write_text(SPEC)
+    for ref in ("fixture_models:claims", "fixture_models:claims_v2"):
+        assert run(settings, "register", "claims", ref).exit_code == 0
+    return settings
+
+
+def approve(settings: Settings, version: str, by: str = "bob") -> None:
+    r = run(settings, "approve", "claims", version, "--by", by, "--override-gates", "--reason", "t")
+    assert r.exit_code == 0, r.output
+
+
+def test_approve_rules_on_the_cli(two_versions: Settings) -> None:
+    s = two_versions
+    assert_one_line_error(
+        run(s, "approve", "claims", "1", "--by", "alice", "--override-gates", "--reason", "x"),
+        "alice registered version 1",
+    )
+    assert_one_line_error(run(s, "approve", "claims", "1", "--by", "bob"), "no stored evaluation")
+    assert_one_line_error(
+        run(s, "approve", "claims", "1", "--by", "bob", "--override-gates"), "--reason"
+    )
+    approve(s, "1")
+    assert_one_line_error(
+        run(s, "approve", "claims", "1", "--by", "bob", "--override-gates", "--reason", "x"),
+        "already approved",
+    )
+
+
+def test_rollout_rollback_kill_switch_shadow_history(two_versions: Settings) -> None:
+    s = two_versions
+    approve(s, "1")
+    assert run(s, "deploy", "claims", "1").exit_code == 0
+    assert_one_line_error(run(s, "rollout", "claims", "2"), "0 of 1 approval")
+    approve(s, "2")
+    r = run(s, "rollout", "claims", "2")
+    assert r.exit_code == 0, r.output
+    assert "canary of version 2 started at 5%" in r.output
+    assert_one_line_error(run(s, "deploy", "claims", "2"), "rollout of version 2 is under way")
+    r = run(s, "rollout", "status", "claims")
+    assert "running, weight 5%" in r.output
+    status = json.loads(run(s, "rollout", "status", "claims", "--json").output)
+    assert (status["state"], status["canary_version"]) == ("running", 2)
+    assert "paused" in run(s, "rollout", "pause", "claims").output
+    assert "running" in run(s, "rollout", "resume", "claims").output
+    assert "aborted" in run(s, "rollout", "abort", "claims", "--reason", "changed my mind").output
+    assert_one_line_error(run(s, "rollout", "status"), "prodgate rollout status SERVICE")
+    assert_one_line_error(run(s, "rollout", "claims"), "prodgate rollout SERVICE VERSION")
+
+    assert run(s, "deploy", "claims", "2").exit_code == 0
+    r = run(s, "rollback", "claims", "--reason", "v2 is worse")
+    assert "version 1 is back in production (version 2 rolled back)" in r.output
+    assert_one_line_error(run(s, "disable", "claims", "--reason", ""), "needs --reason")
+    assert run(s, "disable", "claims", "--reason", "incident 42").exit_code == 0
+    assert_one_line_error(run(s, "disable", "claims", "--reason", "x"), "already disabled")
+    assert run(s, "enable", "claims").exit_code == 0
+    assert "version 2 runs in shadow" in run(s, "shadow", "claims", "2").output
+    assert "shadow off" in run(s, "shadow", "claims", "--off").output
+
+    history = json.loads(run(s, "history", "claims", "--json").output)
+    actions = [h["action"] for h in history]
+    assert actions == [
+        "register",
+        "register",
+        "override",
+        "deploy",
+        "override",
+        "rollout_start",
+        "rollout_pause",
+        "rollout_resume",
+        "rollout_abort",
+        "deploy",
+        "rollback",
+        "disable",
+        "enable",
+        "shadow",
+        "shadow",
+    ]
+    rollback = history[actions.index("rollback")]
+    assert (rollback["reason"], rollback["actor"]) == ("v2 is worse", "alice")
+    text = run(s, "history", "claims").output
+    assert "reason=incident 42" in text
+    assert run(s, "audit", "verify").exit_code == 0
+    r = run(s, "metrics", "claims", "--window", "1h")
+    assert "no decisions in the last 1h" in r.output
+    assert_one_line_error(run(s, "metrics", "claims", "--window", "forever"), "window")
