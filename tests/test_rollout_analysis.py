@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Any
 
 import orjson
@@ -146,6 +147,8 @@ def test_accuracy_and_business_cost_from_feedback(store: Store) -> None:
     assert s.graded == 4
     assert s.accuracy == pytest.approx(2 / 4)  # right and escalated (its prediction was right)
     assert s.cost_total == pytest.approx(0 + 500 + 40 + 25)
+    assert s.cost_sq == pytest.approx(0 + 500**2 + 40**2 + 25**2)
+    assert s.cost_variance() == pytest.approx(statistics.variance([0, 500, 40, 25]))
     assert s.cost_per_decision == pytest.approx(565 / 4)
     assert stats(store, 2).cost_per_decision is None  # no business section, no cost
 
@@ -227,13 +230,61 @@ def test_latency_without_successes_is_not_judged() -> None:
 def test_cost_and_accuracy_need_enough_feedback_on_both() -> None:
     good = vs(labelled=50, graded=50, correct=45, cost_total=500.0)
     worse = vs(version=2, labelled=50, graded=50, correct=40, cost_total=700.0)
-    results = by_name(compare(worse, good, Checks(min_feedback=20)))
+    plain = Checks(min_feedback=20, confidence=0)  # point values, no test of noise
+    results = by_name(compare(worse, good, plain))
     assert not results["cost_per_decision"].passed  # +40% > +10%
     assert results["cost_per_decision"].canary_value == pytest.approx(14.0)
     assert not results["accuracy"].passed  # 0.80 vs 0.90
     few = vs(version=2, labelled=10, graded=10, correct=1, cost_total=900.0)
-    assert "accuracy" not in by_name(compare(few, good, Checks(min_feedback=20)))
-    assert "cost_per_decision" not in by_name(compare(worse, few, Checks(min_feedback=20)))
+    assert "accuracy" not in by_name(compare(few, good, plain))
+    assert "cost_per_decision" not in by_name(compare(worse, few, plain))
+
+
+def costs(version: int, values: list[float], correct: int) -> VersionStats:
+    return vs(
+        version=version,
+        labelled=len(values),
+        graded=len(values),
+        correct=correct,
+        cost_total=sum(values),
+        cost_sq=sum(v * v for v in values),
+    )
+
+
+def test_a_heavy_tailed_cost_spike_within_noise_passes() -> None:
+    # Production: 200 decisions, mostly cheap, six large misses. The canary drew four
+    # more large misses: +50% in cost per decision, which is what a few claims do.
+    base = [10.0] * 194 + [1000.0] * 6
+    canary = [10.0] * 190 + [1000.0] * 10
+    results = by_name(
+        compare(costs(2, canary, 190), costs(1, base, 190), Checks(max_cost_increase=0.1))
+    )
+    check = results["cost_per_decision"]
+    assert check.canary_value == pytest.approx(1.5 * check.baseline_value, rel=0.01)
+    assert check.passed
+    assert "within noise" in check.detail
+    # The same shares over 20x the decisions are no longer noise.
+    many = by_name(
+        compare(
+            costs(2, canary * 20, 3800), costs(1, base * 20, 3800), Checks(max_cost_increase=0.1)
+        )
+    )
+    assert not many["cost_per_decision"].passed
+    assert "beyond noise" in many["cost_per_decision"].detail
+
+
+def test_an_accuracy_drop_must_be_past_the_limit_beyond_noise() -> None:
+    # 0.80 vs 0.90 on 50 labels each: z = (0.10 - 0.02) / 0.071 = 1.13, not significant.
+    small = by_name(compare(costs(2, [1.0] * 50, 40), costs(1, [1.0] * 50, 45), Checks()))
+    assert small["accuracy"].passed
+    assert "within noise" in small["accuracy"].detail
+    # On 1,000 labels each the same drop is certain.
+    large = by_name(compare(costs(2, [1.0] * 1000, 800), costs(1, [1.0] * 1000, 900), Checks()))
+    assert not large["accuracy"].passed
+    # A drop inside the limit passes whatever the sample size, with no test made.
+    inside = by_name(compare(costs(2, [1.0] * 1000, 890), costs(1, [1.0] * 1000, 900), Checks()))
+    assert inside["accuracy"].passed
+    assert "noise" not in inside["accuracy"].detail
 
 
 def test_cost_against_a_free_baseline() -> None:

@@ -207,6 +207,7 @@ def test_bad_cohort_conditions(tmp_path: Path, bad: str, where: str, what: str) 
         ("steps: [10, 50, 100]", "steps: [50, 10]", "steps must increase and end at 100"),
         ("of: amount", "of: amt", "'amt' is not an input field"),
         ("positive: adjuster", "positive: maybe", "not one of the labels"),
+        ("max_p95_latency_ratio: 2}", "confidence: 1}", "rollout.checks.confidence"),
     ],
 )
 def test_bad_policy_is_located(tmp_path: Path, old: str, new: str, what: str) -> None:

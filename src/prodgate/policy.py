@@ -253,6 +253,9 @@ class Checks:
     max_cost_increase: float = 0.10  # relative to production's cost per decision
     max_accuracy_drop: float = 0.02
     min_feedback: int = 20  # labelled decisions per version before those checks count
+    #: How sure the analysis must be that cost or accuracy is worse than its limit
+    #: before that check fails (one-sided z-test); 0 compares the point values only.
+    confidence: float = 0.95
 
 
 @dataclass(frozen=True)
@@ -451,8 +454,14 @@ SCHEMA: dict[str, Any] = {
                 "type": "object",
                 "additionalProperties": False,
                 "properties": {
-                    name: {"type": "number" if name != "min_feedback" else "integer", "minimum": 0}
-                    for name in Checks.__dataclass_fields__
+                    **{
+                        name: {
+                            "type": "number" if name != "min_feedback" else "integer",
+                            "minimum": 0,
+                        }
+                        for name in Checks.__dataclass_fields__
+                    },
+                    "confidence": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
                 },
             },
         },

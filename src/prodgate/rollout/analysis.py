@@ -9,12 +9,20 @@ recompute a verdict from the log.
 Windows are half-open, ``start_us <= ts_us < end_us``, so consecutive intervals
 never count a request twice. Queries use the ``(service, ts_us)`` index and return
 aggregates, one latency value and at most :data:`FEEDBACK_LIMIT` labelled rows.
+
+Business cost and accuracy are measured on samples (the decisions that received
+feedback), and the cost of a decision is heavy-tailed when it scales with a claim
+amount: one missed large claim can move a hundred decisions' mean by half. So those
+two checks fail only when the canary is worse than its limit *beyond noise*: a
+one-sided z-test at the policy's ``confidence`` (Welch's standard error for the
+cost, the two-proportion one for accuracy), the way statistical canary judges do.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from statistics import NormalDist
 from typing import Any
 
 import orjson
@@ -54,6 +62,15 @@ class VersionStats:
     graded: int = 0  # labelled with a class label (accuracy's denominator)
     correct: int = 0
     cost_total: float | None = None  # business cost of the labelled decisions
+    cost_sq: float | None = None  # sum of their squares (the spread); None: unknown
+
+    def cost_variance(self) -> float:
+        """Sample variance of the per-decision cost (0 when it is not known)."""
+        n = self.labelled
+        if self.cost_total is None or self.cost_sq is None or n < 2:
+            return 0.0
+        mean = self.cost_total / n
+        return max(0.0, (self.cost_sq - n * mean * mean) / (n - 1))
 
     @property
     def error_rate(self) -> float:
@@ -151,6 +168,7 @@ def window_stats(
         p95 = float(p95_value) if p95_value is not None else None
     labelled = graded = correct = 0
     cost = 0.0 if business is not None else None
+    cost_sq = 0.0 if business is not None else None
     if successes:
         rows = conn.execute(
             sa.select(audit_log.c.payload, audit_log.c.decision, feedback.c.value)
@@ -170,14 +188,16 @@ def window_stats(
             if isinstance(truth, str):
                 graded += 1
                 correct += str(prediction) == truth
-            if business is not None and cost is not None:
+            if business is not None and cost is not None and cost_sq is not None:
                 row_in = payload.get("input")
-                cost += business.cost_of(
+                one = business.cost_of(
                     row_in if isinstance(row_in, dict) else {},
                     truth,
                     prediction,
                     decision == "escalated",
                 )
+                cost += one
+                cost_sq += one * one
     return VersionStats(
         version=version,
         start_us=start_us,
@@ -192,6 +212,7 @@ def window_stats(
         graded=graded,
         correct=correct,
         cost_total=cost,
+        cost_sq=cost_sq,
     )
 
 
@@ -220,13 +241,32 @@ def _increase(name: str, what: str, canary: float, baseline: float, limit: float
     return CheckResult(name, passed, canary, baseline, limit, detail)
 
 
+def _beyond_noise(excess: float, se: float, confidence: float) -> tuple[bool, str]:
+    """Whether *excess* (how far past its limit a measure is) is more than noise.
+
+    The answer and, when a test was made, a note on it for the check's detail.
+    """
+    if excess <= _EPS:
+        return False, ""
+    if confidence <= 0:
+        return True, ""
+    critical = max(0.0, NormalDist().inv_cdf(confidence))
+    if se <= 0:
+        return True, ""
+    z = excess / se
+    if z > critical:
+        return True, f"; beyond noise (z {z:.2f} > {critical:.2f} at {confidence:.0%})"
+    return False, f"; within noise (z {z:.2f} <= {critical:.2f} at {confidence:.0%})"
+
+
 def compare(canary: VersionStats, baseline: VersionStats, checks: Checks) -> list[CheckResult]:
     """Judge *canary* against *baseline* (production over the same window).
 
     Always: error rate, p95 latency ratio, escalation rate and contract-violation
     rate. Cost and accuracy only when both versions have at least
     ``checks.min_feedback`` labelled decisions, since fewer make noise look like a
-    regression.
+    regression; and those two fail only when the canary is past its limit beyond
+    noise at ``checks.confidence``.
     """
     results = [
         _increase(
@@ -290,30 +330,39 @@ def compare(canary: VersionStats, baseline: VersionStats, checks: Checks) -> lis
         limit = checks.max_cost_increase
         # If production cost nothing, any cost is an unbounded relative increase.
         relative = (c_cost - b_cost) / b_cost if b_cost > 0 else (math.inf if c_cost > 0 else 0.0)
+        # H0: canary mean <= (1 + limit) * production mean; Welch's standard error.
+        scale = 1.0 + limit
+        se = math.sqrt(
+            canary.cost_variance() / canary.labelled
+            + scale * scale * baseline.cost_variance() / baseline.labelled
+        )
+        worse, note = _beyond_noise(c_cost - scale * b_cost, se, checks.confidence)
         results.append(
             CheckResult(
                 "cost_per_decision",
-                relative <= limit + _EPS,
+                not worse,
                 c_cost,
                 b_cost,
                 limit,
                 f"cost per decision {c_cost:.2f} vs {b_cost:.2f} in production: "
-                f"{relative:+.1%} (limit +{limit:.0%})",
+                f"{relative:+.1%} (limit +{limit:.0%}){note}",
             )
         )
     c_acc, b_acc = canary.accuracy, baseline.accuracy
     if c_acc is not None and b_acc is not None:
         limit = checks.max_accuracy_drop
         drop = b_acc - c_acc
+        se = math.sqrt(c_acc * (1 - c_acc) / canary.graded + b_acc * (1 - b_acc) / baseline.graded)
+        worse, note = _beyond_noise(drop - limit, se, checks.confidence)
         results.append(
             CheckResult(
                 "accuracy",
-                drop <= limit + _EPS,
+                not worse,
                 c_acc,
                 b_acc,
                 limit,
                 f"accuracy {c_acc:.4f} vs {b_acc:.4f} in production: "
-                f"drop {drop:.4f} (limit {limit:g})",
+                f"drop {drop:.4f} (limit {limit:g}){note}",
             )
         )
     return results
