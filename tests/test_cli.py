@@ -174,3 +174,34 @@ def test_demo_builds_registers_deploys_and_reuses(settings: Settings) -> None:
     assert "already built" in again.output
     assert "version 1 is in production" in again.output
     assert "registered" not in again.output
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["deploy", "claims"], ["Missing argument 'VERSION'", "prodgate deploy [OPTIONS]"]),
+        (["deploy", "claims", "1", "--bogus"], ["No such option '--bogus'"]),
+        (["audit", "nope"], ["No such command 'nope'"]),
+        (["deploy", "claims", "one"], ["'one' is not a valid integer"]),
+    ],
+)
+def test_usage_errors_are_one_line_exit_2(args: list[str], needles: list[str]) -> None:
+    result = CliRunner().invoke(cli, args)
+    assert_one_line_error(result, *needles)
+
+
+def test_home_and_config_may_follow_the_command(spec_file: Settings, tmp_path: Path) -> None:
+    r = run(spec_file, "register", "claims", "fixture_models:claims")
+    assert r.exit_code == 0, r.output
+    env = {"PRODGATE_USER": "alice", "PRODGATE_DATABASE_URL": spec_file.database_url}
+    after = ["--home", spec_file.home, "--config", spec_file.config]
+    r = CliRunner().invoke(cli, ["versions", "claims", *after], env=env)
+    assert r.exit_code == 0, r.output
+    assert "callable" in r.output
+    # Given after the command, they win over the ones before it.
+    r = CliRunner().invoke(
+        cli, ["--config", str(tmp_path / "absent.yaml"), "versions", "claims", *after], env=env
+    )
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, ["versions", "claims", "--config", str(tmp_path / "no.yaml")])
+    assert_one_line_error(r, "no.yaml")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +43,37 @@ pass_ctx = click.make_pass_decorator(Context)
 
 
 class Group(click.Group):
-    """A click group that prints prodgate errors as one line, with no traceback."""
+    """A click group that prints every error as one line, with no traceback.
+
+    prodgate's own errors exit 2 for a user's mistake and 1 otherwise; click's usage
+    errors (a missing argument, an unknown option) exit 2 with the usage on the same
+    line.
+    """
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, False, **extra)
+        except click.UsageError as exc:
+            usage = exc.ctx.get_usage().replace("\n", " ") if exc.ctx is not None else ""
+            usage = " ".join(usage.split())
+            click.echo(f"prodgate: error: {exc.format_message()} ({usage})", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"prodgate: error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("prodgate: aborted", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -53,6 +84,50 @@ class Group(click.Group):
         except KeyboardInterrupt:
             click.echo("prodgate: interrupted", err=True)
             ctx.exit(130)
+
+
+def _override(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        if value is None:
+            return
+        obj = ctx.find_object(Context)
+        if obj is not None:
+            obj.settings = obj.settings.with_(**{name: value})
+
+    return callback
+
+
+def add_shared_options(command: click.Command) -> None:
+    """Let ``--home`` and ``--config`` follow any command too (``prodgate serve --config F``).
+
+    Given after the command, they override the ones given before it; the store and the
+    spec are opened on first use, after every option is read.
+    """
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            add_shared_options(sub)
+        return
+    names = {opt for param in command.params for opt in getattr(param, "opts", [])}
+    if "--home" not in names:
+        command.params.append(
+            click.Option(
+                ["--home"],
+                type=click.Path(file_okay=False),
+                expose_value=False,
+                callback=_override("home"),
+                help="Folder of the store and artifacts [env PRODGATE_HOME].",
+            )
+        )
+    if "--config" not in names:
+        command.params.append(
+            click.Option(
+                ["--config"],
+                type=click.Path(dir_okay=False),
+                expose_value=False,
+                callback=_override("config"),
+                help="The spec file [env PRODGATE_CONFIG; default ./prodgate.yaml].",
+            )
+        )
 
 
 def echo_json(obj: Any) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import click
 
 from prodgate import __version__
-from prodgate.cli.context import Context, Group
+from prodgate.cli.context import Context, Group, add_shared_options
 from prodgate.settings import Settings
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("prodgate", cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--home",
     type=click.Path(file_okay=False),
@@ -56,6 +56,7 @@ def _register_commands() -> None:
 
     for module in (audit, demo, evaluation, governance, init, registry, rollout, serve, settings):
         for command in module.COMMANDS:
+            add_shared_options(command)
             cli.add_command(command)
 
 
