@@ -6,6 +6,7 @@ import pytest
 
 from prodgate import spec
 from prodgate.exceptions import SpecError, UnknownServiceError
+from prodgate.pipeline.contract import Contract
 
 GOOD = """\
 version: 1
@@ -44,6 +45,15 @@ def test_loads_a_good_spec(tmp_path: Path) -> None:
     assert svc.contract["properties"]["note"]["type"] == ["string", "null"]
 
 
+def test_patterns_are_the_gateways_regular_expressions(tmp_path: Path) -> None:
+    # Unicode classes compile in the gateway's validator, though Python's re lacks them.
+    text = GOOD.replace("note: {type: string,", r"note: {type: string, pattern: '^\p{L}+$',")
+    svc = spec.load(write(tmp_path, text)).service("claims-triage")
+    contract = Contract(svc.contract)
+    assert contract.is_valid({"amount": 1, "note": "Zoë"})
+    assert not contract.is_valid({"amount": 1, "note": "4 2"})
+
+
 def test_unknown_service_names_the_known_ones(tmp_path: Path) -> None:
     s = spec.load(write(tmp_path, GOOD))
     with pytest.raises(UnknownServiceError, match="claims-triage"):
@@ -78,6 +88,13 @@ def test_unknown_service_names_the_known_ones(tmp_path: Path) -> None:
             3,
             "services.Claims_Triage",
             "does not match",
+        ),
+        (
+            # Python's re would take this; the gateway's validator does not.
+            GOOD.replace("note: {type: string,", "note: {type: string, pattern: '^[A-Z]{,3}$',"),
+            14,
+            "contract.input.properties.note.pattern",
+            "bad pattern",
         ),
     ],
 )

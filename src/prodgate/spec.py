@@ -19,7 +19,6 @@ back to the line of the YAML node it concerns.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -243,18 +242,29 @@ def _check_contract(contract: Any) -> tuple[tuple[str, ...], str] | None:
                     "type",
                 ), f"unknown type {one!r}; use one of {', '.join(_JSON_TYPES)}"
         pattern = prop.get("pattern")
-        if pattern is not None:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                return (*where, "pattern"), f"bad pattern: {exc}"
+        if pattern is not None and not _is_regex(pattern):
+            return (*where, "pattern"), (
+                f"bad pattern {pattern!r}: not a regular expression the gateway can compile"
+            )
     try:
         jsonschema_rs.meta.validate(contract)
+        # Compile it as the gateway will: what the meta-schema allows may still be
+        # refused by the validator (a keyword's value it cannot build).
+        jsonschema_rs.validator_for(contract)
     except jsonschema_rs.ValidationError as exc:
         return tuple(map(str, exc.instance_path)), f"not a valid JSON Schema: {_friendly(exc)}"
     except Exception as exc:  # the meta-validator's own refusal
         return (), f"not a valid JSON Schema: {exc}"
     return None
+
+
+def _is_regex(pattern: Any) -> bool:
+    """Whether the contract's validator (jsonschema-rs, not Python's re) compiles it."""
+    try:
+        jsonschema_rs.validator_for({"type": "string", "pattern": pattern})
+    except (jsonschema_rs.ValidationError, ValueError, TypeError):
+        return False
+    return True
 
 
 def parse(text: str, file: Path) -> Spec:
