@@ -183,6 +183,7 @@ def test_demo_builds_registers_deploys_and_reuses(settings: Settings) -> None:
         (["deploy", "claims", "1", "--bogus"], ["No such option '--bogus'"]),
         (["audit", "nope"], ["No such command 'nope'"]),
         (["deploy", "claims", "one"], ["'one' is not a valid integer"]),
+        (["deploy", "claims", "99999999999"], ["not in the range 1<=x<=2147483647"]),
     ],
 )
 def test_usage_errors_are_one_line_exit_2(args: list[str], needles: list[str]) -> None:

@@ -151,6 +151,16 @@ async def test_admin_bad_bodies_are_problems(deployed: Settings) -> None:
         assert {e["path"] for e in r.json()["errors"]} == {"/version", "/x"}
         r = await client.post("/v1/services/claims/deploy", json={"version": 9}, headers=ADMIN)
         assert r.status_code == 404
+        for huge in (2**31, 10**20):
+            r = await client.post(
+                "/v1/services/claims/deploy", json={"version": huge}, headers=ADMIN
+            )
+            assert r.status_code == 422, r.text
+            assert r.json()["errors"][0]["path"] == "/version"
+        r = await client.post(
+            "/v1/services/claims/versions/99999999999/approve", json={"by": "x"}, headers=ADMIN
+        )
+        assert r.status_code == 422, r.text
         r = await client.post("/v1/services/claims/disable", json={}, headers=ADMIN)
         assert r.status_code == 422
         r = await client.post("/v1/services/claims/rollout/jump", headers=ADMIN)
@@ -274,6 +284,10 @@ async def test_feedback(deployed: Settings) -> None:
         r = await client.post(url, json={"label": "teapot"})
         assert r.status_code == 422
         assert r.json()["errors"][0]["path"] == "/label"
+        for when in (1e20, -5, 1e300):  # beyond what a store keeps: the caller's mistake
+            r = await client.post(url, json={"label": "routine", "observed_at": when})
+            assert r.status_code == 422, r.text
+            assert r.json()["errors"][0]["path"] == "/observed_at"
         r = await client.post(
             url,
             json={

@@ -12,6 +12,7 @@ import orjson
 
 from prodgate import spec as spec_module
 from prodgate.exceptions import ProdgateError
+from prodgate.registry.versions import MAX_VERSION
 from prodgate.settings import Settings
 from prodgate.spec import Spec
 from prodgate.store.engine import Store, open_store
@@ -41,6 +42,9 @@ class Context:
 
 pass_ctx = click.make_pass_decorator(Context)
 
+#: A version number argument: 1, 2, 3, ...
+VERSION = click.IntRange(1, MAX_VERSION)
+
 
 class Group(click.Group):
     """A click group that prints every error as one line, with no traceback.
@@ -50,7 +54,7 @@ class Group(click.Group):
     line.
     """
 
-    def main(  # type: ignore[override]
+    def main(
         self,
         args: Sequence[str] | None = None,
         prog_name: str | None = None,

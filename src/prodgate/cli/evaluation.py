@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from prodgate.cli.context import Context, echo_json, pass_ctx
+from prodgate.cli.context import VERSION, Context, echo_json, pass_ctx
 from prodgate.evaluation import evaluate as evaluation
 from prodgate.evaluation import report
 
@@ -33,7 +33,7 @@ def _progress(message: str) -> None:
 
 @click.command()
 @click.argument("service")
-@click.argument("version", type=int)
+@click.argument("version", type=VERSION)
 @_DATA
 @_LABEL
 @_JSON
@@ -78,8 +78,8 @@ def evaluate(
 
 @click.command()
 @click.argument("service")
-@click.argument("a", type=int)
-@click.argument("b", type=int)
+@click.argument("a", type=VERSION)
+@click.argument("b", type=VERSION)
 @_DATA
 @_LABEL
 @_JSON

@@ -8,13 +8,13 @@ from typing import Any
 import click
 
 from prodgate.audit.history import history as read_history
-from prodgate.cli.context import Context, echo_json, pass_ctx, table
+from prodgate.cli.context import VERSION, Context, echo_json, pass_ctx, table
 from prodgate.registry import approvals, deployments
 
 
 @click.command()
 @click.argument("service")
-@click.argument("version", type=int)
+@click.argument("version", type=VERSION)
 @click.option("--by", "by", required=True, help="Who approves (recorded).")
 @click.option("--note", default="", help="Free text kept with the approval.")
 @click.option(
@@ -59,7 +59,7 @@ def rollback(ctx: Context, service: str, reason: str) -> None:
 
 @click.command()
 @click.argument("service")
-@click.argument("version", type=int, required=False)
+@click.argument("version", type=VERSION, required=False)
 @click.option("--off", is_flag=True, help="Stop shadowing.")
 @click.option("--reason", default="", help="Why, for the audit trail.")
 @pass_ctx

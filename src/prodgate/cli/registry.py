@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from prodgate.cli.context import Context, echo_json, pass_ctx, table
+from prodgate.cli.context import VERSION, Context, echo_json, pass_ctx, table
 from prodgate.registry import deployments
 from prodgate.registry import versions as registry
 from prodgate.runtime.base import FLAVORS
@@ -111,7 +111,7 @@ def versions(ctx: Context, service: str, as_json: bool) -> None:
 
 @click.command()
 @click.argument("service")
-@click.argument("version", type=int)
+@click.argument("version", type=VERSION)
 @click.option("--reason", default="", help="Why, for the audit trail.")
 @pass_ctx
 def deploy(ctx: Context, service: str, version: int, reason: str) -> None:

@@ -8,6 +8,7 @@ import click
 
 from prodgate.cli.context import Context, echo_json, pass_ctx, table
 from prodgate.exceptions import UsageError
+from prodgate.registry.versions import MAX_VERSION
 from prodgate.rollout import commands
 from prodgate.rollout.state import status as rollout_status
 
@@ -78,10 +79,11 @@ def rollout(ctx: Context, first: str, second: str | None, reason: str, as_json: 
         r = action(store, service, actor=actor, reason=reason)
         click.echo(f"{service.name}: rollout of version {r.canary_version} is {r.state}")
         return
-    if second is None or not second.isdigit():
-        raise UsageError("start a rollout with: prodgate rollout SERVICE VERSION")
+    if second is None or not second.isdigit() or not 1 <= int(second) <= MAX_VERSION:
+        raise UsageError("start a rollout with: prodgate rollout SERVICE VERSION (1, 2, ...)")
+    number = int(second)
     service = ctx.spec().service(first)
-    r = commands.start(store, service, int(second), actor=actor, reason=reason)
+    r = commands.start(store, service, number, actor=actor, reason=reason)
     steps = ", ".join(f"{s:g}%" for s in r.policy.steps)
     click.echo(
         f"{service.name}: canary of version {r.canary_version} started at {r.weight:.0%} "

@@ -28,10 +28,18 @@ from prodgate.store.tables import audit_log, feedback
 MAX_SOURCE = 128
 
 
+#: The last second datetime can name (9999-12-31T23:59:59Z); times are kept in us.
+LATEST_S = 253_402_300_799
+
+
 def _observed_us(raw: Any) -> int:
     if raw is None:
         return now_us()
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        if not 0 <= raw <= LATEST_S:  # NaN fails this too
+            raise ContractViolationError(
+                [Violation("/observed_at", f"seconds since the epoch must be 0 to {LATEST_S}")]
+            )
         return int(raw * 1_000_000)
     if isinstance(raw, str):
         try:

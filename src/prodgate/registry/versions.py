@@ -23,6 +23,9 @@ from prodgate.store.tables import versions
 
 PICKLE_FLAVORS = ("pickle",)
 
+#: The largest version number (the store keeps them as 32-bit integers).
+MAX_VERSION = 2**31 - 1
+
 
 @dataclass(frozen=True)
 class Version:

@@ -27,6 +27,7 @@ from prodgate.exceptions import (
 )
 from prodgate.monitor.production import parse_window, production_metrics
 from prodgate.registry import approvals, deployments, versions
+from prodgate.registry.versions import MAX_VERSION
 from prodgate.rollout import commands as rollout_commands
 from prodgate.rollout.state import status as rollout_status
 from prodgate.server.problems import json_response
@@ -52,9 +53,21 @@ async def _body(request: Request, allowed: dict[str, type | tuple[type, ...]]) -
             problems.append(Violation(f"/{key}", f"wrong type: {type(body[key]).__name__}"))
         if key in body and isinstance(body[key], bool) and kind is int:
             problems.append(Violation(f"/{key}", "wrong type: bool"))
+        elif key in body and isinstance(body[key], int) and not 1 <= body[key] <= MAX_VERSION:
+            problems.append(Violation(f"/{key}", f"must be from 1 to {MAX_VERSION}"))
     if problems:
         raise ContractViolationError(problems)
     return body
+
+
+def _path_version(request: Request) -> int:
+    raw = request.path_params["version"]
+    number = int(raw) if raw.isdigit() else 0
+    if not 1 <= number <= MAX_VERSION:
+        raise ContractViolationError(
+            [Violation("/version", f"must be a version number from 1 to {MAX_VERSION}")]
+        )
+    return number
 
 
 def _require(body: dict[str, Any], key: str) -> Any:
@@ -134,10 +147,7 @@ class Admin:
         actor = self._actor(request)
         service = self._service(request)
         body = await _body(request, {"by": str, "note": str, "override_gates": bool, "reason": str})
-        try:
-            number = int(request.path_params["version"])
-        except ValueError:
-            raise ContractViolationError([Violation("/version", "must be a number")]) from None
+        number = _path_version(request)
         approval = await asyncio.to_thread(
             approvals.approve,
             self.store,
@@ -270,10 +280,7 @@ class Admin:
         actor = self._actor(request)
         service = self._service(request)
         body = await _body(request, {"data": str, "label": str})
-        try:
-            number = int(request.path_params["version"])
-        except ValueError:
-            raise ContractViolationError([Violation("/version", "must be a number")]) from None
+        number = _path_version(request)
         stored = await asyncio.to_thread(
             evaluate_version,
             self.store,
