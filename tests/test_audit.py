@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import sqlalchemy as sa
 
 from prodgate.audit import log
@@ -11,8 +13,8 @@ from prodgate.store.engine import Store, now_us
 from prodgate.store.tables import audit_log
 
 
-def fill(store: Store, n: int = 10) -> list[Record]:
-    records = [
+def fill_records(n: int) -> list[Record]:
+    return [
         Record(
             kind=KIND_INFERENCE,
             action="predict",
@@ -27,6 +29,10 @@ def fill(store: Store, n: int = 10) -> list[Record]:
         )
         for i in range(n)
     ]
+
+
+def fill(store: Store, n: int = 10) -> list[Record]:
+    records = fill_records(n)
     with store.write() as conn:
         log.append(store, conn, records[: n // 2])
     with store.write() as conn:
@@ -124,3 +130,59 @@ def test_rehashed_forgery_breaks_the_chain(store: Store) -> None:
     verdict = verify(store)
     assert (verdict.ok, verdict.seq) == (False, 6)
     assert "does not follow" in verdict.problem
+
+
+def test_verify_sees_one_snapshot_while_writers_append(store: Store) -> None:
+    """Records committed between verify's head read and its walk are not seen, nor a failure.
+
+    A listener on the store's engine appends from another connection right after verify
+    reads the head, the moment a per-statement snapshot (READ COMMITTED) would go wrong.
+    """
+    fill(store, 10)
+    appended: list[int] = []
+
+    def append_after_head_read(
+        conn: sa.Connection, cursor: object, statement: str, *args: object
+    ) -> None:
+        if appended or "FROM state" not in statement or "SELECT" not in statement:
+            return
+        appended.append(3)
+        with store.write() as other:
+            log.append(store, other, fill_records(3))
+
+    sa.event.listen(store.engine, "after_cursor_execute", append_after_head_read)
+    try:
+        verdict = verify(store)
+    finally:
+        sa.event.remove(store.engine, "after_cursor_execute", append_after_head_read)
+    assert appended, "the listener never ran: verify no longer reads the head first?"
+    assert verdict.ok, verdict.problem
+    assert verdict.checked == 10
+    after = verify(store)
+    assert (after.ok, after.checked) == (True, 13), after.problem
+
+
+def test_verify_passes_while_a_thread_keeps_appending(store: Store) -> None:
+    fill(store, 200)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            while not stop.is_set():
+                with store.write() as conn:
+                    log.append(store, conn, fill_records(2))
+        except BaseException as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        verdicts = [verify(store) for _ in range(5)]
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors, errors
+    for verdict in verdicts:
+        assert verdict.ok, verdict.problem
+        assert verdict.checked >= 200

@@ -25,8 +25,12 @@ class Verdict:
 
 
 def verify(store: Store, progress: Callable[[int], None] | None = None) -> Verdict:
-    """Check the whole chain; stop at the first record that was changed, removed or moved."""
-    with store.read() as conn:
+    """Check the whole chain; stop at the first record that was changed, removed or moved.
+
+    The head and the records are read in one snapshot, so records that writers append
+    while the walk runs are neither seen nor mistaken for a truncated log.
+    """
+    with store.read(snapshot=True) as conn:
         recorded_head = conn.execute(
             sa.select(state.c.value).where(state.c.key == HEAD_KEY)
         ).scalar()

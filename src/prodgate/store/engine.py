@@ -4,6 +4,11 @@ SQLite runs in WAL mode (readers never wait for the writer) with a busy timeout;
 write transactions ask for ``BEGIN IMMEDIATE`` so that two writers queue instead of
 failing on a lock upgrade. PostgreSQL is used as it is; writers that must be
 serialised across replicas (the audit chain, migrations) take advisory locks.
+
+Errors leave the store as one-line ``StoreError`` messages built from the driver's first
+line only: SQLAlchemy's own text carries the SQL and its parameters, which hold callers'
+inputs (several callers' in a group commit), and those must not reach responses or logs.
+Engines are created with ``hide_parameters=True`` so the chained exception hides them too.
 """
 
 from __future__ import annotations
@@ -39,6 +44,19 @@ def _redact(url: str) -> str:
         return "<invalid url>"
 
 
+def _describe(exc: SQLAlchemyError) -> str:
+    """One line about *exc* without SQL text or parameters: the DBAPI error's first line."""
+    orig = getattr(exc, "orig", None)
+    # Not a driver error: args[0] is SQLAlchemy's message without the background link.
+    text = str(orig) if orig is not None else str(exc.args[0]) if exc.args else ""
+    lines = text.strip().splitlines()
+    first = lines[0].strip() if lines else ""
+    if len(first) > 200:
+        first = first[:199] + "…"
+    name = exc.__class__.__name__
+    return f"{name}: {first}" if first else name
+
+
 class Store:
     """The store: one SQLAlchemy engine plus the few helpers every plane needs."""
 
@@ -63,7 +81,10 @@ class Store:
             if url.database:
                 Path(url.database).parent.mkdir(parents=True, exist_ok=True)
             engine = sa.create_engine(
-                url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=8
+                url,
+                connect_args={"check_same_thread": False, "timeout": 30},
+                pool_size=8,
+                hide_parameters=True,
             )
             synchronous = self.settings.sqlite_synchronous
 
@@ -82,7 +103,12 @@ class Store:
                 conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
             return engine
-        return sa.create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+        return sa.create_engine(
+            url, pool_size=8, max_overflow=8, pool_pre_ping=True, hide_parameters=True
+        )
+
+    def _error(self, exc: SQLAlchemyError) -> StoreError:
+        return StoreError(f"store {_redact(self.url)}: {_describe(exc)}")
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
@@ -93,15 +119,27 @@ class Store:
                 with conn.begin():
                     yield conn
         except SQLAlchemyError as exc:
-            raise StoreError(f"store {_redact(self.url)}: {exc.__class__.__name__}: {exc}") from exc
+            raise self._error(exc) from exc
 
     @contextlib.contextmanager
-    def read(self) -> Iterator[Connection]:
+    def read(self, *, snapshot: bool = False) -> Iterator[Connection]:
+        """A read transaction; with *snapshot*, every statement in it sees the same data.
+
+        PostgreSQL's default (READ COMMITTED) gives each statement a fresh snapshot, so a
+        reader that makes several queries can see writes committed between them; a
+        snapshot read runs REPEATABLE READ and read-only instead. On SQLite (WAL) a read
+        transaction already sees one snapshot from its first statement to its end.
+        """
         try:
-            with self.engine.connect() as conn, conn.begin():
-                yield conn
+            with self.engine.connect() as conn:
+                if snapshot and self.dialect == "postgresql":
+                    conn = conn.execution_options(
+                        isolation_level="REPEATABLE READ", postgresql_readonly=True
+                    )
+                with conn.begin():
+                    yield conn
         except SQLAlchemyError as exc:
-            raise StoreError(f"store {_redact(self.url)}: {exc.__class__.__name__}: {exc}") from exc
+            raise self._error(exc) from exc
 
     def lock(self, conn: Connection, key: int) -> None:
         """Serialise writers across processes for the rest of *conn*'s transaction."""
