@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -174,6 +175,13 @@ def test_demo_builds_registers_deploys_and_reuses(settings: Settings) -> None:
     assert "already built" in again.output
     assert "version 1 is in production" in again.output
     assert "registered" not in again.output
+    # The example's folder removed by hand: the demo builds it again, link and all.
+    link = Path(settings.home) / "prodgate.yaml"
+    shutil.rmtree(link.resolve().parent)
+    assert link.is_symlink() and not link.exists()
+    rebuilt = run(settings, "demo", "--no-serve")
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert link.exists()
 
 
 @pytest.mark.parametrize(

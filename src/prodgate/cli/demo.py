@@ -68,6 +68,8 @@ def demo(ctx: Context, host: str | None, port: int | None, no_serve: bool, story
 
     # Commands run with the same --home find the example's spec without --config.
     link = settings.home_path / "prodgate.yaml"
+    if link.is_symlink() and not link.exists():  # left dangling by a removed example
+        link.unlink()
     if not link.exists():
         link.symlink_to(result.spec.relative_to(settings.home_path))
     settings = settings.with_(

@@ -1,0 +1,71 @@
+"""``prodgate demo`` as a person runs it: a real process, and the curl line it prints."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from server_process import free_port
+
+
+def test_demo_serves_and_its_curl_line_returns_a_decision(tmp_path: Path) -> None:
+    home = tmp_path / "demo-home"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRODGATE_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    cmd = [sys.executable, "-m", "prodgate.cli.main", "--home", str(home), "demo"]
+    proc = subprocess.Popen(
+        [*cmd, "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+    )
+    output: list[str] = []
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 180
+        curl = None
+        while curl is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                raise AssertionError("demo exited early:\n" + "".join(output))
+            output.append(line)
+            if line.strip().startswith("curl "):
+                curl = line.strip()
+        assert curl is not None, "".join(output)
+        assert f"http://127.0.0.1:{port}/v1/services/claims-triage/predict" in curl
+        # The line is announced once the gateway is up; it answers as pasted.
+        answer = subprocess.run(shlex.split(curl), capture_output=True, text=True, timeout=30)
+        assert answer.returncode == 0, answer.stderr
+        decision = json.loads(answer.stdout)
+        assert decision["service"] == "claims-triage"
+        assert decision["version"] == 1
+        assert decision["prediction"] in ("routine", "adjuster")
+        assert decision["decision"] in ("auto", "escalated")
+        stored = httpx.get(f"http://127.0.0.1:{port}/v1/inferences/{decision['id']}").json()
+        assert stored["status"] == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    # The same home then verifies, and the decision is in its audit trail.
+    verify = subprocess.run(
+        [*cmd[:-1], "audit", "verify"], env=env, capture_output=True, text=True, cwd=tmp_path
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert "verified" in verify.stdout
