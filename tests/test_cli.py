@@ -178,7 +178,8 @@ def test_demo_builds_registers_deploys_and_reuses(settings: Settings) -> None:
     # The example's folder removed by hand: the demo builds it again, link and all.
     link = Path(settings.home) / "prodgate.yaml"
     shutil.rmtree(link.resolve().parent)
-    assert link.is_symlink() and not link.exists()
+    assert link.is_symlink()
+    assert not link.exists()
     rebuilt = run(settings, "demo", "--no-serve")
     assert rebuilt.exit_code == 0, rebuilt.output
     assert link.exists()
