@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import uuid
 from pathlib import Path
 
+import joblib
 import orjson
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from sklearn.dummy import DummyClassifier
 
 from prodgate import spec as spec_module
 from prodgate.audit import log
 from prodgate.audit.verify import verify
 from prodgate.evaluation import compare, evaluate_version
 from prodgate.evaluation.evaluate import input_rows, pick_label_column
-from prodgate.exceptions import ApprovalRefused, UnknownVersionError, UsageError
+from prodgate.exceptions import ApprovalRefused, ArtifactError, UnknownVersionError, UsageError
 from prodgate.policy import parse_gate
 from prodgate.registry import approvals, versions
 from prodgate.settings import Settings
@@ -214,3 +217,42 @@ def test_rows_are_plain_python_restricted_to_the_inputs(claims: ServiceSpec) -> 
     assert rows[1]["count"] is None  # NaN in the file
     assert type(rows[0]["count"]) is int  # a whole float in an integer field
     assert "needs_adjuster" not in rows[0]
+
+
+def test_a_version_whose_code_or_file_changed_is_refused(
+    store: Store, claims: ServiceSpec, data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A callable from a module of the test's own: editing it changes what "version 1"
+    # would do, so the version is refused until it is registered anew.
+    package = tmp_path / "mods"
+    package.mkdir()
+    name = f"triage_rule_{uuid.uuid4().hex[:8]}"  # not one imported by another test
+    module = package / f"{name}.py"
+    module.write_text(
+        "def model(rows):\n    return [{'routine': 0.9, 'adjuster': 0.1} for _ in rows]\n"
+    )
+    monkeypatch.syspath_prepend(str(package))
+    versions.register(store, claims, f"{name}:model", actor="maker")
+    evaluate_version(store, claims, 1, data, actor="tester")
+    module.write_text(module.read_text() + "# tweaked after registration\n")
+    with pytest.raises(ArtifactError, match=f"{name}:model' was changed after registration"):
+        evaluate_version(store, claims, 1, data, actor="tester")
+
+    # A stored artifact altered in the store's folder is refused the same way.
+    model = tmp_path / "model.joblib"
+    joblib.dump(
+        DummyClassifier(strategy="prior").fit([[0.0, 0.0]] * 2, ["routine", "adjuster"]), model
+    )
+    number = versions.register(
+        store, claims, str(model), actor="maker", trust_pickle=True, check=False
+    ).number
+    with store.read() as conn:
+        stored = versions.get_version(conn, "claims", number)
+    path = Path(stored.location(store.settings.artifacts_path))
+    path.chmod(0o644)
+    path.write_bytes(path.read_bytes() + b"\0")
+    with pytest.raises(ArtifactError, match="artifact was changed after registration"):
+        evaluate_version(store, claims, number, data, actor="tester")
+    path.unlink()
+    with pytest.raises(ArtifactError, match="artifact is missing"):
+        evaluate_version(store, claims, number, data, actor="tester")

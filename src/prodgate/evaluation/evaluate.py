@@ -131,7 +131,8 @@ def _predict(
     store: Store, service: ServiceSpec, version: Version, rows: Sequence[Mapping[str, Any]]
 ) -> list[Prediction]:
     info = ModelInfo(service.kind, service.feature_names, service.labels, version.trusted)
-    model = load_model(version.location(store.settings.artifacts_path), version.flavor, info)
+    location = version.verified_location(store.settings.artifacts_path)
+    model = load_model(location, version.flavor, info)
     out: list[Prediction] = []
     for start in range(0, len(rows), CHUNK):
         chunk = rows[start : start + CHUNK]

@@ -67,6 +67,32 @@ class Version:
             return self.artifact
         return str(artifacts / self.artifact)
 
+    def verified_location(self, artifacts: Path) -> str:
+        """:meth:`location`, after checking it is still what was registered.
+
+        A stored artifact must be present with its registered sha256; a callable's
+        module source must hash as it did, since editing it would silently change what
+        this version does. Raises :class:`ArtifactError` naming what changed.
+        """
+        from prodgate.runtime import callable as callable_adapter
+
+        location = self.location(artifacts)
+        if self.flavor == "callable":
+            sha, _ = callable_adapter.callable_fingerprint(location)
+            what = f"the module of {location!r} was changed after registration"
+        else:
+            path = Path(location)
+            if not path.exists():
+                raise ArtifactError(f"the artifact is missing: {path}")
+            sha, _ = sha256_path(path)
+            what = "the artifact was changed after registration"
+        if sha != self.sha256:
+            raise ArtifactError(
+                f"{what} (sha256 {sha[:12]}..., registered {self.sha256[:12]}...); "
+                "register it as a new version"
+            )
+        return location
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "service": self.service,
