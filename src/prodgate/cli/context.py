@@ -101,6 +101,20 @@ def _override(name: str) -> Callable[[click.Context, click.Parameter, Any], None
     return callback
 
 
+_SHARED: tuple[tuple[str, click.Path, str], ...] = (
+    (
+        "--home",
+        click.Path(file_okay=False),
+        "Folder of the store and artifacts [env PRODGATE_HOME].",
+    ),
+    (
+        "--config",
+        click.Path(dir_okay=False),
+        "The spec file [env PRODGATE_CONFIG; default ./prodgate.yaml].",
+    ),
+)
+
+
 def add_shared_options(command: click.Command) -> None:
     """Let ``--home`` and ``--config`` follow any command too (``prodgate serve --config F``).
 
@@ -112,26 +126,17 @@ def add_shared_options(command: click.Command) -> None:
             add_shared_options(sub)
         return
     names = {opt for param in command.params for opt in getattr(param, "opts", [])}
-    if "--home" not in names:
-        command.params.append(
-            click.Option(
-                ["--home"],
-                type=click.Path(file_okay=False),
-                expose_value=False,
-                callback=_override("home"),
-                help="Folder of the store and artifacts [env PRODGATE_HOME].",
+    for flag, kind, help_text in _SHARED:
+        if flag not in names:
+            command.params.append(
+                click.Option(
+                    [flag],
+                    type=kind,
+                    expose_value=False,
+                    callback=_override(flag.lstrip("-")),
+                    help=help_text,
+                )
             )
-        )
-    if "--config" not in names:
-        command.params.append(
-            click.Option(
-                ["--config"],
-                type=click.Path(dir_okay=False),
-                expose_value=False,
-                callback=_override("config"),
-                help="The spec file [env PRODGATE_CONFIG; default ./prodgate.yaml].",
-            )
-        )
 
 
 def echo_json(obj: Any) -> None:
