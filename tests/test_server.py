@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
+import skops.io as sio
+from sklearn.dummy import DummyClassifier
 
 import fixture_models
 from gateway_support import (
     GOOD,
+    SPEC,
     deploy,
     register_and_approve,
     register_and_deploy,
@@ -17,6 +23,7 @@ from gateway_support import (
     write_spec,
 )
 from prodgate.audit.verify import verify
+from prodgate.registry.versions import get_version
 from prodgate.settings import Settings
 from prodgate.store.engine import open_store
 
@@ -393,3 +400,91 @@ async def test_a_new_deployment_is_picked_up_live(deployed: Settings) -> None:
         assert r["prediction"] == "adjuster"
         assert r["probabilities"] is None
         assert r["decision"] == "auto"
+
+
+async def test_a_failing_row_fails_only_its_own_request_in_a_shared_batch(
+    settings: Settings,
+) -> None:
+    # Eight callers, eight rows per batch and a long wait: they share one model call.
+    write_spec(
+        settings,
+        SPEC.replace("max_batch_size: 32", "max_batch_size: 8").replace(
+            "max_wait_ms: 5", "max_wait_ms: 1000"
+        ),
+    )
+    register_and_deploy(settings, "fixture_models:flaky")  # raises on amount 13
+    fixture_models.CALLS.clear()
+    amounts = [100.0, 200.0, 300.0, 13.0, 400.0, 500.0, 600.0, 700.0]
+    async with running(settings) as client:
+        responses = await asyncio.gather(
+            *(client.post(PREDICT, json={"inputs": {**GOOD, "amount": a}}) for a in amounts)
+        )
+        for a, r in zip(amounts, responses, strict=True):
+            if a == 13.0:
+                assert r.status_code == 500, r.text
+                assert r.headers["content-type"] == "application/problem+json"
+                assert r.json()["type"].endswith("model-error")
+                assert "unlucky amount" in r.json()["detail"]
+                stored = (await client.get(f"/v1/inferences/{r.json()['id']}")).json()
+                assert (stored["status"], stored["version"]) == (500, 1)
+            else:
+                assert r.status_code == 200, r.text
+                assert r.json()["probabilities"]["adjuster"] == pytest.approx(a / 10_000)
+        # One shared call of all eight rows failed; then each caller alone: the seven
+        # good ones answered, the bad one failed again.
+        assert fixture_models.CALLS == [1] * 7
+        metrics = (await client.get("/metrics")).text
+        labels = {"service": "claims", "version": "1"}
+        assert metric(metrics, "prodgate_batch_size_count", **labels) == 1 + 8
+        assert metric(metrics, "prodgate_batch_size_sum", **labels) == 8 + 8
+
+
+async def test_a_new_version_that_cannot_load_leaves_the_old_one_serving(
+    deployed: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Version 2 is a real file artifact; it is damaged in the store after registration.
+    source = tmp_path / "prior.skops"
+    frame = pd.DataFrame({"amount": [1.0, 2.0, 3.0]})
+    sio.dump(
+        DummyClassifier(strategy="prior").fit(frame, ["routine", "adjuster", "adjuster"]), source
+    )
+    number = register_and_approve(deployed, str(source))
+    store = open_store(deployed)
+    with store.read() as conn:
+        artifact = Path(get_version(conn, "claims", number).location(deployed.artifacts_path))
+    store.dispose()
+    good_bytes = artifact.read_bytes()
+    artifact.unlink()
+
+    async with running(deployed) as client:
+        gateway = client.app.state.gateway  # type: ignore[attr-defined]
+        assert (await client.post(PREDICT, json={"inputs": GOOD})).json()["version"] == 1
+        deploy(deployed, number)
+        with caplog.at_level(logging.ERROR, logger="prodgate.fleet"):
+            for _ in range(3):
+                await gateway.refresh()
+        assert [r.getMessage() for r in caplog.records if r.name == "prodgate.fleet"] == [
+            f"claims v{number} cannot be loaded: the artifact is missing: {artifact}"
+        ]  # once, though every refresh tried again
+
+        r = await client.post(PREDICT, json={"inputs": GOOD})
+        assert r.status_code == 200, r.text
+        assert (r.json()["version"], r.json()["prediction"]) == (1, "routine")
+        stored = (await client.get(f"/v1/inferences/{r.json()['id']}")).json()
+        assert stored["version"] == 1
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503
+        assert "claims: version 2: the artifact is missing" in ready.json()["detail"]
+        assert "version 1 serves until version 2 loads" in ready.json()["detail"]
+        view = (await client.get("/v1/services/claims")).json()
+        assert view["deployed_version"] == 1
+
+        # Put the file back: a later refresh loads it and version 2 takes over.
+        artifact.write_bytes(good_bytes)
+        await gateway.refresh()
+        r = await client.post(PREDICT, json={"inputs": GOOD})
+        assert r.status_code == 200, r.text
+        assert (r.json()["version"], r.json()["prediction"]) == (2, "adjuster")
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["services"] == {"claims": 2}

@@ -7,6 +7,11 @@ the model runs, the next batch gathers by itself, so under load batches grow
 without any waiting. The queue is bounded: past ``max_queue`` rows a request is
 shed at once with :class:`OverloadedError` (503 with Retry-After) rather than
 waiting ever longer.
+
+When a shared model call raises, the batcher cannot tell whose rows caused it, so
+if the batch held more than one caller it runs each caller's rows again in a call
+of its own (in the same worker, one hop off the event loop for all of them): only
+the callers whose own rows fail get the error, and the others get their answers.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from prodgate.exceptions import OverloadedError
 from prodgate.runtime.base import Model, Prediction
 
 Rows = Sequence[Mapping[str, Any]]
+Waiter = tuple[Rows, asyncio.Future[list[Prediction]]]  # a caller's rows, its answer
 
 
 class Batcher:
@@ -42,7 +48,7 @@ class Batcher:
         self.max_queue = max_queue
         self._on_batch = on_batch
         self._on_depth = on_depth
-        self._queue: deque[tuple[Rows, asyncio.Future[list[Prediction]]]] = deque()
+        self._queue: deque[Waiter] = deque()
         self._pending = 0
         self._wakeup = asyncio.Event()
         self._full = asyncio.Event()
@@ -76,11 +82,9 @@ class Batcher:
             self._full.set()
         return await fut
 
-    def _take(
-        self,
-    ) -> tuple[list[Mapping[str, Any]], list[tuple[int, asyncio.Future[list[Prediction]]]]]:
+    def _take(self) -> tuple[list[Mapping[str, Any]], list[Waiter]]:
         rows: list[Mapping[str, Any]] = []
-        owners: list[tuple[int, asyncio.Future[list[Prediction]]]] = []
+        owners: list[Waiter] = []
         while self._queue:
             unit, fut = self._queue[0]
             if rows and len(rows) + len(unit) > self.max_batch_size:
@@ -90,7 +94,7 @@ class Batcher:
             if fut.cancelled():
                 continue
             rows.extend(unit)
-            owners.append((len(unit), fut))
+            owners.append((unit, fut))
         if self._pending < self.max_batch_size:
             self._full.clear()
         if not self._queue:
@@ -113,25 +117,54 @@ class Batcher:
                     return
                 continue
             try:
-                predictions = await loop.run_in_executor(self._executor, self.model.predict, rows)
-                if len(predictions) != len(rows):
-                    raise RuntimeError(
-                        f"the model returned {len(predictions)} predictions for {len(rows)} rows"
-                    )
+                predictions = await loop.run_in_executor(self._executor, self._call, rows)
             except Exception as exc:
-                for _, fut in owners:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                continue
-            if self._on_batch:
-                self._on_batch(len(rows))
-            start = 0
-            for n, fut in owners:
-                if not fut.done():
-                    fut.set_result(predictions[start : start + n])
-                start += n
+                self._observe(len(rows))  # a failed call is a model call too
+                if len(owners) == 1:
+                    _settle(owners[0][1], exc)
+                else:
+                    await self._one_by_one(loop, owners)
+            else:
+                self._observe(len(rows))
+                start = 0
+                for unit, fut in owners:
+                    _settle(fut, predictions[start : start + len(unit)])
+                    start += len(unit)
             if self._closing and not self._queue:
                 return
+
+    def _call(self, rows: Rows) -> list[Prediction]:
+        predictions = self.model.predict(rows)
+        if len(predictions) != len(rows):
+            raise RuntimeError(
+                f"the model returned {len(predictions)} predictions for {len(rows)} rows"
+            )
+        return predictions
+
+    def _each(self, units: list[Rows]) -> list[list[Prediction] | Exception]:
+        """Each unit in a model call of its own: its predictions or its error."""
+        out: list[list[Prediction] | Exception] = []
+        for unit in units:
+            try:
+                out.append(self._call(unit))
+            except Exception as exc:
+                out.append(exc)
+        return out
+
+    async def _one_by_one(self, loop: asyncio.AbstractEventLoop, owners: list[Waiter]) -> None:
+        """After a shared call failed, run each caller's rows alone: one bad row fails
+        only its own request. One hop to the worker for all of them."""
+        waiting = [(unit, fut) for unit, fut in owners if not fut.done()]
+        results = await loop.run_in_executor(
+            self._executor, self._each, [unit for unit, _ in waiting]
+        )
+        for (unit, fut), result in zip(waiting, results, strict=True):
+            self._observe(len(unit))
+            _settle(fut, result)
+
+    def _observe(self, rows: int) -> None:
+        if self._on_batch:
+            self._on_batch(rows)
 
     async def close(self) -> None:
         """Finish what is queued, then stop."""
@@ -142,3 +175,13 @@ class Batcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         self._executor.shutdown(wait=False)
+
+
+def _settle(fut: asyncio.Future[list[Prediction]], result: list[Prediction] | Exception) -> None:
+    """Answer a waiting caller, unless it stopped waiting."""
+    if fut.done():
+        return
+    if isinstance(result, Exception):
+        fut.set_exception(result)
+    else:
+        fut.set_result(result)

@@ -6,6 +6,12 @@ deployments, loads versions that are newly needed (production, canary, shadow),
 swaps in the new state in one assignment, and closes batchers no longer needed once
 their queued work is done, so requests in flight finish on the version they started
 with and none fails during a rollback.
+
+A version that cannot be loaded here (its artifact missing or changed) does not
+take the service down: the production version already loaded keeps answering, and
+says so in its answers and audit records, while ``load_errors`` (and so /readyz)
+reports the problem. The error is logged once, and every later refresh tries the
+load again until it succeeds.
 """
 
 from __future__ import annotations
@@ -79,16 +85,18 @@ class Fleet:
         self.services: dict[str, ServiceState] = {name: ServiceState() for name in spec.services}
         self.generation = -1
         self._lock = asyncio.Lock()
+        self._reported: dict[tuple[str, int], str] = {}  # load errors already logged
 
     @property
     def load_errors(self) -> dict[str, str]:
         return {n: s.error for n, s in self.services.items() if s.error}
 
     async def refresh(self) -> bool:
-        """Reload state if the store's generation moved; True when something changed."""
+        """Reload state if the store's generation moved, or retry versions that failed
+        to load; True when it reloaded."""
         async with self._lock:
             generation = await asyncio.to_thread(self.store.generation)
-            if generation == self.generation:
+            if generation == self.generation and not self.load_errors:
                 return False
             deployments, versions = await asyncio.to_thread(self._read)
             for name, service in self.spec.services.items():
@@ -114,7 +122,7 @@ class Fleet:
     ) -> None:
         old = self.services[service.name]
         loaded = dict(old.versions)
-        error = None
+        errors: list[str] = []
         for number in _needed(dep):
             if number in loaded:
                 continue
@@ -122,30 +130,44 @@ class Fleet:
             try:
                 live = await asyncio.to_thread(self._load, service, version)
             except ProdgateError as exc:
-                error = f"version {number}: {exc.detail}"
-                logger.error("%s v%s cannot be loaded: %s", service.name, number, exc.detail)
+                errors.append(f"version {number}: {exc.detail}")
+                if self._reported.get((service.name, number)) != exc.detail:
+                    self._reported[(service.name, number)] = exc.detail
+                    logger.error("%s v%s cannot be loaded: %s", service.name, number, exc.detail)
                 continue
+            self._reported.pop((service.name, number), None)
             live.batcher.start()
             loaded[number] = live
             logger.info("%s: loaded version %s (%s)", service.name, number, version.flavor)
+        keep = set(_needed(dep))
+        for key in [k for k in self._reported if k[0] == service.name and k[1] not in keep]:
+            del self._reported[key]  # no longer wanted: log it again if it comes back
         split = None
         if dep is not None:
             canary = dep.canary_version if dep.canary_version in loaded else None
             shadow = dep.shadow_version if dep.shadow_version in loaded else None
             production = dep.production_version if dep.production_version in loaded else None
+            serving = old.split.production if old.split else None
+            wanted = dep.production_version
+            if production is None and wanted is not None and serving in loaded:
+                # The new production version does not load here: the one that answered
+                # so far goes on answering (and is named in answers and records) until
+                # it does, rather than every request failing with 503.
+                production = serving
+                keep.add(serving)
+                errors.append(f"version {serving} serves until version {wanted} loads")
             split = Split(
                 production=production,
                 canary=canary,
                 canary_weight=dep.canary_weight if canary is not None else 0.0,
                 shadow=shadow,
             )
-        keep = set(_needed(dep))
         state = ServiceState(
             split=split,
             versions={n: live for n, live in loaded.items() if n in keep},
             disabled=bool(dep and dep.disabled),
             disabled_reason=(dep.disabled_reason or "") if dep else "",
-            error=error,
+            error="; ".join(errors) or None,
         )
         self.services[service.name] = state  # one assignment: requests see old or new
         for number, live in loaded.items():
