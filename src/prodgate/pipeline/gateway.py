@@ -352,8 +352,11 @@ class Gateway:
         detail: dict[str, Any] = {"problem": exc.slug, "detail": exc.detail}
         if isinstance(exc, ContractViolationError):
             detail["errors"] = [v.as_dict() for v in exc.violations]
+            # Field names a caller made up would make a label per name: count them as one.
+            declared = self.contracts[name].fields if known else ()
             for v in exc.violations:
-                self.metrics.violations.labels(label, v.field).inc()
+                field = v.field if v.field == "-" or v.field in declared else UNKNOWN
+                self.metrics.violations.labels(label, field).inc()
         if payload is not None:
             detail["input"] = payload
         elif raw is not None:

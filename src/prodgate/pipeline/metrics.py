@@ -36,7 +36,7 @@ class Metrics:
         )
         self.violations = Counter(
             "prodgate_contract_violations",
-            "Contract violations by service and input field.",
+            "Contract violations by service and input field ((unknown) for undeclared ones).",
             ["service", "field"],
             registry=r,
         )
