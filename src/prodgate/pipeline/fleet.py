@@ -19,13 +19,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from prodgate.exceptions import ArtifactError, ProdgateError
+from prodgate.exceptions import ProdgateError
 from prodgate.pipeline.batcher import Batcher
 from prodgate.pipeline.metrics import Metrics
 from prodgate.registry.deployments import Deployment, all_deployments
-from prodgate.registry.fingerprint import sha256_path
 from prodgate.registry.versions import Version, get_version
 from prodgate.rollout.router import Split
 from prodgate.runtime.base import ModelInfo
@@ -176,17 +174,7 @@ class Fleet:
                 asyncio.get_running_loop().create_task(live.batcher.close())
 
     def _load(self, service: ServiceSpec, version: Version) -> Live:
-        location = version.location(self.settings.artifacts_path)
-        if version.flavor != "callable":
-            path = Path(location)
-            if not path.exists():
-                raise ArtifactError(f"the artifact is missing: {path}")
-            sha, _ = sha256_path(path)
-            if sha != version.sha256:
-                raise ArtifactError(
-                    f"the artifact was changed after registration (sha256 {sha[:12]}..., "
-                    f"registered {version.sha256[:12]}...)"
-                )
+        location = version.verified_location(self.settings.artifacts_path)
         info = ModelInfo(
             kind=service.kind,
             features=service.feature_names,
