@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import Counter
 from typing import Any
 
@@ -22,6 +23,7 @@ from prodgate import spec as spec_module
 from prodgate.exceptions import ApprovalRefused, NotApprovedError, UsageError
 from prodgate.registry import approvals, deployments, versions
 from prodgate.rollout import commands
+from prodgate.rollout.state import set_split
 from prodgate.settings import Settings
 from prodgate.store.engine import open_store
 
@@ -168,6 +170,38 @@ async def test_admin_bad_bodies_are_problems(deployed: Settings) -> None:
 
 
 # -- kill switch, rollback, shadow ---------------------------------------------------
+
+
+def test_kill_switch_keeps_a_weight_the_controller_set_meanwhile(deployed: Settings) -> None:
+    # The controller moves the canary's weight in its own transaction; a kill switch
+    # thrown while that commits must see the new weight, not write back a stale copy.
+    store = open_store(deployed)
+    try:
+        with store.write() as conn:
+            conn.execute(
+                deployments.deployments.update().values(canary_version=1, canary_weight=0.05)
+            )
+        holding, release = threading.Event(), threading.Event()
+
+        def controller_step() -> None:
+            with store.write() as conn:
+                set_split(store, conn, "claims", "controller", 1, canary_weight=0.5)
+                holding.set()
+                release.wait(10)
+
+        step = threading.Thread(target=controller_step)
+        step.start()
+        assert holding.wait(10)
+        threading.Timer(0.3, release.set).start()  # commit while the switch waits
+        deployments.set_disabled(store, claims(deployed), True, actor="ops", reason="incident")
+        step.join(10)
+        with store.read() as conn:
+            dep = deployments.get_deployment(conn, "claims")
+        assert dep is not None
+        assert dep.disabled
+        assert dep.canary_weight == 0.5
+    finally:
+        store.dispose()
 
 
 async def test_kill_switch(deployed: Settings) -> None:

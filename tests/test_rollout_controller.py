@@ -268,6 +268,21 @@ def test_too_few_requests_is_not_judged_then_counts_as_a_failure(store: Store) -
     assert step["window"] == {"start_us": T0 + 2 * MIN, "end_us": T0 + 4 * MIN}
 
 
+def test_the_kill_switch_holds_the_rollout_without_failing_it(store: Store) -> None:
+    w = setup(store)
+    start(store, w.svc, 2, actor="alice", now_us=T0)
+    deployments.set_disabled(store, w.svc, True, actor="ops", reason="incident")
+    # No canary traffic for many intervals: not "too few requests", just on hold.
+    for k in range(1, 6):
+        assert tick(store, w.spec, T0 + k * MIN) == []
+    assert audit(store, "rollout_check_failed") == []
+    assert rollout_row(store)["interval_started_at_us"] == T0 + 5 * MIN
+    deployments.set_disabled(store, w.svc, False, actor="ops")
+    healthy(store, T0 + 5 * MIN)
+    [t] = tick(store, w.spec, T0 + 6 * MIN)
+    assert (t.action, t.step, t.failures) == ("rollout_step", 1, 0)
+
+
 # -- people --------------------------------------------------------------------------
 
 

@@ -69,8 +69,20 @@ def _from_row(row: Any) -> Deployment:
     )
 
 
-def get_deployment(conn: Connection, service: str) -> Deployment | None:
-    row = conn.execute(sa.select(deployments).where(deployments.c.service == service)).first()
+def get_deployment(
+    conn: Connection, service: str, *, for_update: bool = False
+) -> Deployment | None:
+    """The service's split; *for_update* locks its row until the transaction ends.
+
+    Whoever reads the split in order to write it back whole must lock it: on
+    PostgreSQL another transaction (the rollout controller moving the canary's
+    weight) may otherwise commit in between, and writing the stale copy back would
+    undo that change. SQLite's write transactions already exclude each other.
+    """
+    query = sa.select(deployments).where(deployments.c.service == service)
+    if for_update:
+        query = query.with_for_update()
+    row = conn.execute(query).first()
     return _from_row(row) if row is not None else None
 
 
@@ -109,7 +121,10 @@ def _commit(
 
 
 def _current(conn: Connection, service: str, actor: str) -> Deployment:
-    return get_deployment(conn, service) or Deployment(service, None, actor, now_us())
+    """The split as it stands, locked for this transaction's write."""
+    return get_deployment(conn, service, for_update=True) or Deployment(
+        service, None, actor, now_us()
+    )
 
 
 def _active_rollout(conn: Connection, service: str) -> int | None:
@@ -160,7 +175,7 @@ def deploy(
 def rollback(store: Store, service: ServiceSpec, *, actor: str, reason: str = "") -> Deployment:
     """Put the previous production version back at once (and stop any canary)."""
     with store.write() as conn:
-        before = get_deployment(conn, service.name)
+        before = get_deployment(conn, service.name, for_update=True)
         if before is None or before.previous_version is None:
             raise ConflictError(f"{service.name} has no previous production version to go back to")
         canary = _active_rollout(conn, service.name)

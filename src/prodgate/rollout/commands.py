@@ -61,7 +61,7 @@ def start(
     with store.write() as conn:
         lock(store, conn, service.name, wait=True)
         get_version(conn, service.name, version)  # raises for an unknown version
-        dep = get_deployment(conn, service.name)
+        dep = get_deployment(conn, service.name, for_update=True)
         if dep is None or dep.production_version is None:
             raise RolloutRefused(
                 f"{service.name} has nothing in production to compare a canary with; "

@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from prodgate.audit import log
 from prodgate.audit.record import Record
 from prodgate.exceptions import NoRolloutError, RolloutRefused, RolloutStateError
+from prodgate.registry.deployments import all_deployments
 from prodgate.rollout.analysis import CheckResult, VersionStats, compare, window_stats
 from prodgate.rollout.commands import abort, confirm, pause, resume, start
 from prodgate.rollout.state import (
@@ -215,11 +216,24 @@ def _apply(store: Store, r: Rollout, v: _Verdict, now: int) -> Transition | None
     return Transition(r.id, r.service, action, state, step, failures, reason)
 
 
+def _hold(store: Store, r: Rollout, now: int) -> None:
+    """Start *r*'s interval afresh at *now* without judging it (its service is off)."""
+    with store.write() as conn:
+        if (
+            lock(store, conn, r.service, wait=False)
+            and get_rollout(conn, r.id, for_update=True) == r
+        ):
+            compare_and_set(conn, r, interval_started_at_us=now, updated_at_us=now)
+
+
 def tick(store: Store, spec: Spec, now_us: int | None = None) -> list[Transition]:
     """Judge every running rollout whose interval has elapsed at *now_us*.
 
     Safe to call from several controllers at once: each interval is judged once.
     A failure on one service does not stop the others; the first is raised at the end.
+    While a service's kill switch is on, its canary answers nobody, so its rollout is
+    not judged: each elapsed interval starts afresh, and judging resumes on the
+    traffic that follows ``enable`` (rather than failing for too few requests).
     """
     now = wall_clock_us() if now_us is None else now_us
     with store.read() as conn:
@@ -229,6 +243,7 @@ def tick(store: Store, spec: Spec, now_us: int | None = None) -> list[Transition
                 sa.select(rollouts).where(rollouts.c.state == RUNNING).order_by(rollouts.c.id)
             ).all()
         ]
+        disabled = {d.service for d in all_deployments(conn).values() if d.disabled}
     done: list[Transition] = []
     first_error: Exception | None = None
     for r in running:
@@ -236,6 +251,9 @@ def tick(store: Store, spec: Spec, now_us: int | None = None) -> list[Transition
         if service is None or not r.due(now):
             continue  # a service no longer in the spec is left as it is, for a person
         try:
+            if r.service in disabled:
+                _hold(store, r, now)
+                continue
             verdict = _judge(store, service, r, now)
             if not verdict.judged:
                 continue
