@@ -341,6 +341,9 @@ async def test_feedback(deployed: Settings) -> None:
         ).status_code == 404
         r = await client.post(url, content=b"nope", headers={"content-type": "application/json"})
         assert r.status_code == 400
+        r = await client.post(url, content=b"label=routine", headers={"content-type": "text/plain"})
+        assert r.status_code == 415
+        assert r.headers["content-type"] == "application/problem+json"
         report = (await client.get("/v1/services/claims/metrics?window=1h", headers=ADMIN)).json()
         v1 = report["versions"][0]
         assert v1["operations"]["labelled"] == 1

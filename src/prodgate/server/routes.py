@@ -117,6 +117,14 @@ def _is_json(content_type: str) -> bool:
     )
 
 
+def _require_json(request: Request) -> None:
+    content_type = request.headers.get("content-type", "")
+    if not _is_json(content_type):
+        raise UnsupportedMediaTypeError(
+            f"send application/json, not {content_type or 'no content type'}"
+        )
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -138,11 +146,7 @@ async def predict(request: Request) -> Response:
     body = b""
     try:
         body = await _read_body(request, gateway.settings.max_body_bytes)
-        content_type = request.headers.get("content-type", "")
-        if not _is_json(content_type):
-            raise UnsupportedMediaTypeError(
-                f"send application/json, not {content_type or 'no content type'}"
-            )
+        _require_json(request)
     except ClientDisconnect:
         return Response(status_code=400)
     except ProdgateError as exc:
@@ -159,6 +163,7 @@ async def post_feedback(request: Request) -> Response:
     """The true label of a past decision: feeds canary checks and production metrics."""
     gateway = _gateway(request)
     body = await _read_body(request, 65_536)
+    _require_json(request)
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
