@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from gateway_support import (
     GOOD,
@@ -26,6 +27,7 @@ from prodgate.rollout import commands
 from prodgate.rollout.state import set_split
 from prodgate.settings import Settings
 from prodgate.store.engine import open_store
+from prodgate.store.tables import audit_log
 
 pytestmark = pytest.mark.anyio
 PREDICT = "/v1/services/claims/predict"
@@ -245,6 +247,19 @@ async def test_rollback_under_load_fails_no_request(deployed: Settings) -> None:
         assert Counter(r.status_code for r in responses) == Counter({200: 600})
         versions_seen = Counter(r.json()["version"] for r in responses)
         assert set(versions_seen) <= {1, 2}
+        # Every answer has its record, naming the version that served it.
+        answered = {r.json()["id"]: r.json()["version"] for r in responses}
+        store = open_store(deployed)
+        with store.read() as conn:
+            recorded = dict(
+                conn.execute(
+                    sa.select(audit_log.c.id, audit_log.c.version).where(
+                        audit_log.c.id.in_(list(answered))
+                    )
+                ).all()
+            )
+        store.dispose()
+        assert recorded == answered
         assert (await client.post(PREDICT, json={"inputs": GOOD})).json()["version"] == 1
         last = (await history(client))[-1]
         assert (last["action"], last["version"], last["rolled_back"]) == ("rollback", 1, 2)
@@ -264,10 +279,6 @@ async def test_shadow_sees_copies_and_answers_nobody(deployed: Settings) -> None
         assert {a.json()["version"] for a in answers} == {1}
         assert {a.json()["prediction"] for a in answers} == {"routine"}
         await asyncio.sleep(0.2)  # shadow copies are recorded after the answer
-    import sqlalchemy as sa
-
-    from prodgate.store.tables import audit_log
-
     store = open_store(deployed)
     with store.read() as conn:
         shadows = conn.execute(
