@@ -148,7 +148,12 @@ def test_init_writes_a_loadable_spec_and_will_not_overwrite(sqlite_settings: Set
     assert r.exit_code == 0, r.output
     from prodgate.spec import load
 
-    assert "fraud-check" in load(sqlite_settings.config).services
+    policy = load(sqlite_settings.config).service("fraud-check").policy
+    # The governance a user fills in is there to edit, and in force as written.
+    assert policy.business is not None
+    assert [c.name for c in policy.cohorts] == ["large", "category"]
+    assert len(policy.gates) == 3
+    assert policy.approvals.separation_of_duties
     assert_one_line_error(run(sqlite_settings, "init"), "--force")
     assert_one_line_error(run(sqlite_settings, "init", "Bad Name", "--force"), "not a service name")
 

@@ -36,6 +36,25 @@ services:
     batching:
       max_batch_size: 64
       max_wait_ms: 2
+    business:                   # what each outcome costs the business (docs/evaluation.md)
+      positive: positive
+      costs:
+        false_negative: {{rate: 0.1, of: amount}}   # a missed positive: 10% of the amount
+        false_positive: 40
+        escalation: 25          # a person's review
+    cohorts:                    # measured one by one beside the overall figures
+      large: {{where: "amount >= 10000"}}
+      category: {{by: category}}
+    gates:                      # a version is approved only when every gate passes
+      - accuracy >= 0.9
+      - recall >= 0.8 on large
+      - no cohort's accuracy more than 0.05 below overall
+    approvals:                  # docs/governance.md
+      required: 1
+      separation_of_duties: true
+    rollout:                    # canary steps and checks (docs/rollouts.md)
+      steps: [5, 25, 50, 100]
+      interval_s: 60
 """
 
 
