@@ -99,3 +99,46 @@ def test_rollout_rollback_kill_switch_shadow_history(two_versions: Settings) -> 
     r = run(s, "metrics", "claims", "--window", "1h")
     assert "no decisions in the last 1h" in r.output
     assert_one_line_error(run(s, "metrics", "claims", "--window", "forever"), "window")
+
+
+def test_rollout_status_shows_the_last_checks_readably(capsys: pytest.CaptureFixture[str]) -> None:
+    from prodgate.cli.rollout import _print_status
+
+    info = {
+        "service": "claims",
+        "canary_version": 2,
+        "baseline_version": 1,
+        "state": "running",
+        "weight": 0.25,
+        "step": 1,
+        "failures": 1,
+        "policy": {"steps": [5, 25, 100], "failure_threshold": 2},
+        "reason": "",
+        "last_judgement": {
+            "checks": [
+                {
+                    "name": "error_rate",
+                    "passed": False,
+                    "canary_value": 0.2066115702479339,
+                    "baseline_value": 0.0,
+                    "limit": 0.01,
+                },
+                {
+                    "name": "p95_latency",
+                    "passed": True,
+                    "canary_value": None,
+                    "baseline_value": 153.567,
+                    "limit": 3.0,
+                },
+            ]
+        },
+    }
+    _print_status(info)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == (
+        "claims: version 2 against 1: running, weight 25%, step 2 of 3, failures 1 of 2"
+    )
+    assert out[1].split() == ["CHECK", "RESULT", "CANARY", "PRODUCTION", "LIMIT"]
+    assert out[2].split() == ["error_rate", "FAIL", "0.2066", "0", "0.01"]
+    assert out[3].split() == ["p95_latency", "pass", "-", "153.6", "3"]
+    assert {line.index(line.split()[0]) for line in out[1:]} == {2}  # one indented column

@@ -31,13 +31,21 @@ def _print_status(info: dict[str, Any]) -> None:
             [
                 c.get("name", "?"),
                 "pass" if c.get("passed") else "FAIL",
-                str(c.get("canary_value")),
-                str(c.get("baseline_value")),
-                str(c.get("limit")),
+                _figure(c.get("canary_value")),
+                _figure(c.get("baseline_value")),
+                _figure(c.get("limit")),
             ]
             for c in checks
         ]
-        click.echo(table(rows, ["  CHECK", "RESULT", "CANARY", "PRODUCTION", "LIMIT"]))
+        lines = table(rows, ["CHECK", "RESULT", "CANARY", "PRODUCTION", "LIMIT"]).splitlines()
+        click.echo("\n".join("  " + line for line in lines))
+
+
+def _figure(value: Any) -> str:
+    """A measured value as people read it: four significant digits, '-' for none."""
+    if value is None:
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 @click.command(context_settings={"ignore_unknown_options": False})
