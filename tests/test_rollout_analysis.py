@@ -153,6 +153,18 @@ def test_accuracy_and_business_cost_from_feedback(store: Store) -> None:
     assert stats(store, 2).cost_per_decision is None  # no business section, no cost
 
 
+def test_quality_may_look_further_back_than_operations(store: Store) -> None:
+    earlier = inference(2, T0 - MIN, prediction="adjuster")  # before this window
+    now = inference(2, T0 + 1, prediction="routine")
+    failed = inference(2, T0 - 5, status=500)
+    append(store, [earlier, now, failed], {earlier.id: "adjuster", now.id: "adjuster"})
+    with store.read() as conn:
+        s = window_stats(conn, "claims", 2, T0, T0 + MIN, quality_start_us=T0 - MIN)
+    assert (s.requests, s.errors) == (1, 0)  # operations: this window only
+    assert (s.graded, s.correct) == (2, 1)  # quality: since the earlier start
+    assert stats(store, 2).graded == 1  # by default the same window for both
+
+
 def test_feedback_rows_read_are_bounded(store: Store) -> None:
     records = [inference(2, T0 + i) for i in range(30)]
     append(store, records, {r.id: "routine" for r in records})

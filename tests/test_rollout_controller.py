@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import sqlalchemy as sa
 
@@ -33,7 +34,7 @@ from prodgate.rollout.controller import (
 from prodgate.settings import Settings
 from prodgate.spec import ServiceSpec, Spec
 from prodgate.store.engine import Store
-from prodgate.store.tables import audit_log, rollouts
+from prodgate.store.tables import audit_log, feedback, rollouts
 
 SPEC = """\
 version: 1
@@ -266,6 +267,68 @@ def test_too_few_requests_is_not_judged_then_counts_as_a_failure(store: Store) -
     [step] = audit(store, "rollout_step")
     assert step["canary"]["requests"] == 24
     assert step["window"] == {"start_us": T0 + 2 * MIN, "end_us": T0 + 4 * MIN}
+
+
+def decisions(store: Store, version: int, start_us: int, n: int) -> list[str]:
+    """*n* answered decisions of *version* ("routine"), spread over the interval; their ids."""
+    records = [
+        Record(
+            kind=KIND_INFERENCE,
+            action="predict",
+            ts_us=start_us + i * (MIN // n),
+            payload={
+                "input": {"amount": 100.0, "category": "auto"},
+                "output": {"prediction": "routine"},
+            },
+            service="claims",
+            version=version,
+            status=200,
+            decision="auto",
+            latency_ms=10.0,
+        )
+        for i in range(n)
+    ]
+    with store.write() as conn:
+        log.append(store, conn, records)
+    return [r.id for r in records]
+
+
+def truth(store: Store, ids: list[str], label: str, at_us: int) -> None:
+    with store.write() as conn:
+        for rid in ids:
+            conn.execute(
+                feedback.insert().values(
+                    inference_id=rid,
+                    service="claims",
+                    version=None,
+                    value=orjson.dumps(label).decode(),
+                    source="claims-system",
+                    observed_at_us=at_us,
+                    received_at_us=at_us,
+                )
+            )
+
+
+def test_feedback_that_arrives_late_still_judges_the_canary(store: Store) -> None:
+    w = setup(store)
+    start(store, w.svc, 2, actor="alice", now_us=T0)
+    canary_ids = decisions(store, 2, T0, 40)
+    production_ids = decisions(store, 1, T0, 40)
+    [t] = tick(store, w.spec, T0 + MIN)  # no ground truth yet: operations only
+    assert (t.action, t.step) == ("rollout_step", 1)
+    # The truth about the first interval's decisions arrives during the second one:
+    # every canary decision was wrong, every production decision right.
+    truth(store, canary_ids, "adjuster", T0 + MIN + 5)
+    truth(store, production_ids, "routine", T0 + MIN + 5)
+    healthy(store, T0 + MIN)
+    [t] = tick(store, w.spec, T0 + 2 * MIN)
+    assert (t.action, t.failures) == ("rollout_check_failed", 1)
+    assert "accuracy 0.0000 vs 1.0000" in t.reason
+    [record] = audit(store, "rollout_check_failed")
+    assert record["canary"]["graded"] == 40
+    assert record["canary"]["requests"] == 40  # this interval's own traffic
+    assert record["quality_window"] == {"start_us": T0, "end_us": T0 + 2 * MIN}
+    assert record["window"] == {"start_us": T0 + MIN, "end_us": T0 + 2 * MIN}
 
 
 def test_the_kill_switch_holds_the_rollout_without_failing_it(store: Store) -> None:

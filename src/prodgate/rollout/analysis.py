@@ -133,13 +133,16 @@ def window_stats(
     end_us: int,
     business: Business | None = None,
     *,
+    quality_start_us: int | None = None,
     feedback_limit: int = FEEDBACK_LIMIT,
 ) -> VersionStats:
     """Measure *version* of *service* over ``[start_us, end_us)``.
 
     Requests, errors, 422s, escalations and the p95 latency of successful requests
     come from the audit log's inference records; accuracy and (with *business*) the
-    business cost per decision come from the feedback those decisions received.
+    business cost per decision come from the feedback those decisions received, for
+    the decisions made from *quality_start_us* (default *start_us*) on: ground truth
+    arrives late, so quality is better judged over a longer stretch than operations.
     """
     where = _window(service, version, start_us, end_us)
     ok = audit_log.c.status == 200
@@ -169,11 +172,12 @@ def window_stats(
     labelled = graded = correct = 0
     cost = 0.0 if business is not None else None
     cost_sq = 0.0 if business is not None else None
-    if successes:
+    quality_start = start_us if quality_start_us is None else quality_start_us
+    if successes or quality_start < start_us:
         rows = conn.execute(
             sa.select(audit_log.c.payload, audit_log.c.decision, feedback.c.value)
             .join(feedback, feedback.c.inference_id == audit_log.c.id)
-            .where(*where, ok)
+            .where(*_window(service, version, quality_start, end_us), ok)
             .order_by(audit_log.c.ts_us.desc())
             .limit(feedback_limit)
         ).all()

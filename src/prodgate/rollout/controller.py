@@ -105,7 +105,13 @@ def _judge(store: Store, service: ServiceSpec, r: Rollout, now: int) -> _Verdict
     business = service.policy.business
     with store.read() as conn:
         start = r.interval_started_at_us
-        canary = window_stats(conn, r.service, r.canary_version, start, now, business)
+        # Operations are judged on this interval's traffic, at the current weight;
+        # cost and accuracy on every labelled decision since the rollout started,
+        # since ground truth arrives late and a share of a canary is a small sample.
+        since = r.started_at_us
+        canary = window_stats(
+            conn, r.service, r.canary_version, start, now, business, quality_start_us=since
+        )
         if canary.requests < p.min_requests:
             idle = (now - start) // r.interval_us
             if idle < p.max_idle_intervals:
@@ -115,7 +121,9 @@ def _judge(store: Store, service: ServiceSpec, r: Rollout, now: int) -> _Verdict
                 f"(min {p.min_requests})"
             )
             return _Verdict(canary, None, [], why, judged=True)
-        baseline = window_stats(conn, r.service, r.baseline_version, start, now, business)
+        baseline = window_stats(
+            conn, r.service, r.baseline_version, start, now, business, quality_start_us=since
+        )
     checks = compare(canary, baseline, p.checks)
     failed = "; ".join(c.detail for c in checks if not c.passed)
     return _Verdict(canary, baseline, checks, failed, judged=True)
@@ -127,6 +135,7 @@ def _metrics(r: Rollout, v: _Verdict, now: int) -> dict[str, Any]:
         "step": r.step,
         "weight": r.weight,
         "window": {"start_us": r.interval_started_at_us, "end_us": now},
+        "quality_window": {"start_us": r.started_at_us, "end_us": now},
         "checks": [c.as_dict() for c in v.checks],
         "canary": v.canary.as_dict(),
         "baseline": v.baseline.as_dict() if v.baseline is not None else None,
