@@ -18,7 +18,7 @@ from prodgate.exceptions import ArtifactError, UnknownVersionError, UsageError
 from prodgate.registry.fingerprint import data_fingerprint, sha256_path
 from prodgate.runtime.base import FLAVORS
 from prodgate.spec import ServiceSpec
-from prodgate.store.engine import Store, now_us
+from prodgate.store.engine import LOCK_REGISTRY, Store, now_us
 from prodgate.store.tables import versions
 
 PICKLE_FLAVORS = ("pickle",)
@@ -194,6 +194,8 @@ def register(
             ) from None
 
     with store.write() as conn:
+        # Two registrations at once on PostgreSQL would both read the same maximum.
+        store.lock(conn, LOCK_REGISTRY)
         number = (
             conn.execute(
                 sa.select(sa.func.max(versions.c.number)).where(versions.c.service == service.name)

@@ -30,6 +30,7 @@ from prodgate.store.tables import state
 #: Advisory lock keys (PostgreSQL); arbitrary but fixed.
 LOCK_MIGRATE = 0x70726F64  # "prod"
 LOCK_AUDIT = 0x61756474  # "audt"
+LOCK_REGISTRY = 0x76657273  # "vers": numbering versions
 
 
 def now_us() -> int:
