@@ -220,3 +220,12 @@ def test_home_and_config_may_follow_the_command(spec_file: Settings, tmp_path: P
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(cli, ["versions", "claims", "--config", str(tmp_path / "no.yaml")])
     assert_one_line_error(r, "no.yaml")
+
+
+def test_demo_shows_commands_as_they_were_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    from prodgate.cli.demo import invoked_as
+
+    monkeypatch.setattr("sys.argv", [".venv/bin/prodgate", "demo"])
+    assert invoked_as() == ".venv/bin/prodgate"  # what 'make demo' runs
+    monkeypatch.setattr("sys.argv", ["/usr/lib/python3/site-packages/prodgate/cli/main.py"])
+    assert invoked_as() == "prodgate"

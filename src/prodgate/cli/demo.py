@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shlex
+import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -17,6 +19,12 @@ if TYPE_CHECKING:
     from prodgate.pipeline.gateway import Gateway
 
 SERVICE = "claims-triage"
+
+
+def invoked_as() -> str:
+    """How prodgate was run (``.venv/bin/prodgate`` under make), so shown commands paste."""
+    argv0 = Path(sys.argv[0])
+    return str(argv0) if argv0.name == "prodgate" else "prodgate"
 
 
 def curl_line(base: str, inputs: dict[str, object]) -> str:
@@ -53,6 +61,7 @@ def demo(ctx: Context, host: str | None, port: int | None, no_serve: bool, story
     from prodgate.registry import versions
 
     settings = ctx.settings
+    prog = invoked_as()
     directory = settings.home_path / "example"
     started = time.perf_counter()
     click.echo(f"prodgate demo: building the claims-triage example in {directory} ...")
@@ -89,7 +98,7 @@ def demo(ctx: Context, host: str | None, port: int | None, no_serve: bool, story
         click.echo("prodgate demo --story: the claims-triage story, told without a person")
         ok = tell(settings, store, result, click.echo)
         click.echo(
-            f"\nSee it all: prodgate --home {settings.home} history {SERVICE}\n"
+            f"\nSee it all: {prog} --home {settings.home} history {SERVICE}\n"
             + ("The story ran as told." if ok else "The story did NOT run as told.")
         )
         raise SystemExit(0 if ok else 1)
@@ -97,16 +106,16 @@ def demo(ctx: Context, host: str | None, port: int | None, no_serve: bool, story
     base = f"http://{settings.host}:{settings.port}"
     line = curl_line(base, example_request())
     if no_serve:
-        click.echo(f"ready; serve it with: prodgate --home {settings.home} demo\n{line}")
+        click.echo(f"ready; serve it with: {prog} --home {settings.home} demo\n{line}")
         return
 
     def announce(gateway: Gateway) -> None:
         click.echo(
-            f"\nprodgate is serving {SERVICE} at {base} (SQLite store {settings.store_url}).\n"
+            f"\nprodgate is serving {SERVICE} at {base} (store {store.display_url}).\n"
             f"Try it:\n\n  {line}\n\n"
             f"Also: {base}/v1/services/{SERVICE}  {base}/metrics  {base}/openapi.json\n"
-            f"Then: prodgate --home {settings.home} audit tail; "
-            f"prodgate --home {settings.home} audit verify\n"
+            f"Then: {prog} --home {settings.home} audit tail; "
+            f"{prog} --home {settings.home} audit verify\n"
             "Stop with Ctrl-C.\n"
         )
 

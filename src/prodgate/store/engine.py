@@ -108,6 +108,11 @@ class Store:
             url, pool_size=8, max_overflow=8, pool_pre_ping=True, hide_parameters=True
         )
 
+    @property
+    def display_url(self) -> str:
+        """The store's URL without its password, to show people."""
+        return _redact(self.url)
+
     def _error(self, exc: SQLAlchemyError) -> StoreError:
         return StoreError(f"store {_redact(self.url)}: {_describe(exc)}")
 
