@@ -204,7 +204,8 @@ async def _canary(
     def finished() -> bool:
         with store.read() as conn:
             info = rollout_status(conn, service.name)
-        mark = f"{info['state']} at {info['weight']:.0%}, {info['failures']} failure(s)"
+        at = f" at {info['weight']:.0%}" if info["active"] else ""  # ended: no canary share
+        mark = f"{info['state']}{at}, {info['failures']} failure(s)"
         if not seen or seen[-1] != mark:
             seen.append(mark)
             echo(f"    rollout: {mark}")
