@@ -12,6 +12,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from conftest import PG_ADMIN_URL
 from gateway_support import GOOD, register_and_deploy, write_spec
 from prodgate.audit.verify import verify
 from prodgate.settings import Settings
@@ -94,3 +95,61 @@ def test_sigkill_under_load_loses_no_acknowledged_record(deployed: Settings) -> 
     store.dispose()
     assert verdict.ok, verdict.problem
     assert verdict.checked >= len(acked)
+
+
+def test_records_spooled_during_an_outage_survive_sigkill(deployed: Settings) -> None:
+    """PostgreSQL refuses connections; answers still come (from the local journal); the
+    server is killed; the next server on the same home replays what was acknowledged."""
+    if not deployed.database_url.startswith("postgresql"):
+        pytest.skip("a real outage needs a server to refuse; SQLite: test_pipeline_journal")
+    name = sa.engine.make_url(deployed.database_url).database
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+
+    def connections(allowed: bool) -> None:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS {allowed}'))
+            if not allowed:
+                conn.execute(
+                    sa.text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = :n AND pid <> pg_backend_pid()"
+                    ),
+                    {"n": name},
+                )
+
+    acked: list[str] = []
+    try:
+        with serving(deployed) as (proc, base):
+            assert httpx.post(base + PREDICT, json={"inputs": GOOD}).status_code == 200
+            connections(False)
+            for i in range(20):
+                r = httpx.post(base + PREDICT, json={"inputs": {**GOOD, "amount": i}}, timeout=10)
+                assert r.status_code == 200, r.text
+                acked.append(r.json()["id"])
+            metrics = httpx.get(base + "/metrics").text
+            assert "prodgate_audit_journal_records 20.0" in metrics
+            ready = httpx.get(base + "/readyz")
+            assert ready.status_code == 503
+            assert "20 audit records wait in the local journal" in ready.json()["detail"]
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    finally:
+        connections(True)
+        admin.dispose()
+    store = open_store(deployed)
+    try:
+        with serving(deployed):  # adopts the dead server's journal and replays it
+            deadline = time.monotonic() + 20
+            while True:
+                with store.read() as conn:
+                    stored = set(conn.execute(sa.select(audit_log.c.id)).scalars())
+                if set(acked) <= stored or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+        missing = [i for i in acked if i not in stored]
+        assert not missing, f"{len(missing)} acknowledged records lost"
+        verdict = verify(store)
+        assert verdict.ok, verdict.problem
+    finally:
+        store.dispose()
+    assert list((Path(deployed.home) / "journal").glob("*.jsonl")) == []

@@ -71,6 +71,12 @@ TABLE: tuple[Setting, ...] = (
     Setting("max_queue", int, 2048, "Rows waiting for a model before requests are shed with 503."),
     Setting("record_batch_size", int, 1024, "Most audit records one store transaction commits."),
     Setting(
+        "journal_retry_s",
+        float,
+        1.0,
+        "While the store is unreachable, seconds between tries to replay the local journal.",
+    ),
+    Setting(
         "sqlite_synchronous",
         _sync,
         "FULL",
@@ -111,6 +117,7 @@ class Settings:
     max_wait_ms: float = 2.0
     max_queue: int = 2048
     record_batch_size: int = 1024
+    journal_retry_s: float = 1.0
     sqlite_synchronous: str = "FULL"
     refresh_interval: float = 1.0
     log_level: str = "info"

@@ -38,6 +38,19 @@ def append(store: Store, conn: Connection, records: Sequence[Record]) -> None:
         conn.execute(state.insert().values(key=HEAD_KEY, value=head))
 
 
+def append_missing(store: Store, conn: Connection, records: Sequence[Record]) -> int:
+    """Append those of *records* whose id the log does not hold yet; how many that was.
+
+    For replaying records that may have been committed already (a crash between a
+    commit and the bookkeeping that it happened).
+    """
+    ids = [r.id for r in records]
+    present = set(conn.execute(sa.select(audit_log.c.id).where(audit_log.c.id.in_(ids))).scalars())
+    fresh = [r for r in records if r.id not in present]
+    append(store, conn, fresh)
+    return len(fresh)
+
+
 def action(
     kind_action: str,
     *,

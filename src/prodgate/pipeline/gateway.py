@@ -34,6 +34,7 @@ from prodgate.exceptions import (
 )
 from prodgate.pipeline.contract import Contract
 from prodgate.pipeline.fleet import Fleet, Live
+from prodgate.pipeline.journal import Journal
 from prodgate.pipeline.metrics import UNKNOWN, Metrics
 from prodgate.pipeline.recorder import Recorder
 from prodgate.rollout.controller import run_controller
@@ -64,7 +65,13 @@ class Gateway:
         self.contracts = {name: Contract(s.contract) for name, s in spec.services.items()}
         self.examples = {name: c.example() for name, c in self.contracts.items()}
         self.fleet = Fleet(settings, spec, store, metrics)
-        self.recorder = Recorder(store, metrics, settings.record_batch_size)
+        self.recorder = Recorder(
+            store,
+            metrics,
+            settings.record_batch_size,
+            journal=Journal(settings.home_path / "journal"),
+            retry_s=settings.journal_retry_s,
+        )
         self.router = Router()
         self.started = False
         self._refresher: asyncio.Task[None] | None = None

@@ -64,6 +64,16 @@ class Metrics:
             buckets=_BATCH_BUCKETS,
             registry=r,
         )
+        self.audit_spooled = Counter(
+            "prodgate_audit_spooled_records",
+            "Audit records written to the local journal because the store was unreachable.",
+            registry=r,
+        )
+        self.journal_records = Gauge(
+            "prodgate_audit_journal_records",
+            "Audit records in the local journal, waiting to be replayed into the store.",
+            registry=r,
+        )
         self.audit_commit_seconds = Histogram(
             "prodgate_audit_commit_seconds",
             "Time one audit group commit takes.",

@@ -44,6 +44,9 @@ async def readyz(request: Request) -> Response:
     problems.extend(f"{name}: {why}" for name, why in gateway.load_errors.items())
     if not store_ok:
         problems.append("the store does not answer")
+    spooled = gateway.recorder.spooled
+    if spooled:
+        problems.append(f"{spooled} audit records wait in the local journal for the store")
     if problems:
         return problem_response(UnavailableError("; ".join(problems)).problem("/readyz"))
     return json_response(
