@@ -329,6 +329,9 @@ async def test_feedback(deployed: Settings) -> None:
         r = await client.post(url, json={"label": "teapot"})
         assert r.status_code == 422
         assert r.json()["errors"][0]["path"] == "/label"
+        r = await client.post(url, json={"label": "routine", "source": "crm\u0000"})
+        assert r.status_code == 422, r.text
+        assert r.json()["errors"][0]["path"] == "/source"
         for when in (1e20, -5, 1e300):  # beyond what a store keeps: the caller's mistake
             r = await client.post(url, json={"label": "routine", "observed_at": when})
             assert r.status_code == 422, r.text

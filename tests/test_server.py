@@ -272,6 +272,11 @@ async def test_unknown_service_is_404_recorded_and_counted(deployed: Settings) -
             )
             == 1
         )
+        # A name no text column takes (NUL) is still a 404 for the caller, and recorded.
+        r = await client.post("/v1/services/a%00b/predict", json={"inputs": GOOD})
+        assert r.status_code == 404, r.text
+        stored = (await client.get(f"/v1/inferences/{r.json()['id']}")).json()
+        assert stored["service"] == "a\ufffdb"
 
 
 async def test_service_without_deployment_is_503_problem(deployed: Settings) -> None:

@@ -78,6 +78,8 @@ def parse(body: Any, kind: str, labels: tuple[str, ...] | None) -> tuple[Any, st
     source = body.get("source", "api")
     if not isinstance(source, str) or not 0 < len(source) <= MAX_SOURCE:
         violations.append(Violation("/source", f"must be a string of 1 to {MAX_SOURCE} characters"))
+    elif not source.isprintable():
+        violations.append(Violation("/source", "must not contain control characters"))
     try:
         observed = _observed_us(body.get("observed_at"))
     except ContractViolationError as exc:

@@ -375,7 +375,8 @@ class Gateway:
             action="predict",
             ts_us=now_us(),
             payload=detail,
-            service=name[:128],
+            # A made-up name is kept, bounded and without NUL (text columns refuse it).
+            service=name[:128].replace("\x00", "\ufffd"),
             version=version,
             status=exc.status,
             decision="rejected",
