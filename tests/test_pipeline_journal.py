@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
+from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from prodgate.audit import log
 from prodgate.audit.record import KIND_INFERENCE, Record
 from prodgate.audit.verify import verify
-from prodgate.pipeline.journal import Journal
+from prodgate.exceptions import StoreError
+from prodgate.pipeline.journal import DEAD_LETTER, Journal
 from prodgate.pipeline.metrics import Metrics
 from prodgate.pipeline.recorder import Recorder
 from prodgate.store.engine import Store
@@ -31,6 +35,11 @@ def record(n: int) -> Record:
     )
 
 
+def waiting(journal: Journal) -> list[Record]:
+    records, _ = journal.take(1000)
+    return records
+
+
 def test_records_survive_in_order_and_a_torn_line_is_skipped(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "journal")
     journal.open()
@@ -38,38 +47,67 @@ def test_records_survive_in_order_and_a_torn_line_is_skipped(tmp_path: Path) -> 
     journal.append(written[:2])
     journal.append(written[2:])
     assert journal.pending == 3
-    with journal.path.open("ab") as f:
-        f.write(b'{"kind": "inference", "act')  # a crash in the middle of a write
-    assert [r.id for r in journal.records()] == [r.id for r in written]
-    assert next(journal.records()) == written[0]
-    journal.clear()
-    assert journal.pending == 0
-    assert list(journal.records()) == []
+    assert waiting(journal) == written
+    # Replay takes slices and remembers where it got to.
+    first, cursor = journal.take(2)
+    assert first == written[:2]
+    journal.done(2, cursor)
+    assert journal.pending == 1
+    assert waiting(journal) == written[2:]
     journal.close()
-    assert not journal.path.exists()  # an empty journal leaves nothing behind
+    # A crash in the middle of a write leaves a torn last line; the next process
+    # adopts the file and reads everything before it.
+    with journal.path.open("ab") as f:
+        f.write(b'{"kind": "inference", "act')
+    after = Journal(tmp_path / "journal")
+    after.open()
+    assert after.pending == 3
+    assert waiting(after) == written
+    after.clear()
+    after.close()
+    assert list((tmp_path / "journal").iterdir()) == []
+
+
+def test_a_failed_write_is_cut_off_so_the_next_one_starts_clean(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = Journal(tmp_path / "journal")
+    journal.open()
+    one, two, three = record(1), record(2), record(3)
+    journal.append([one])
+    real_fsync = os.fsync
+
+    def full_disk(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        journal.append([two])
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    journal.append([three])
+    assert journal.pending == 2
+    assert waiting(journal) == [one, three]
+    journal.close()
 
 
 def test_a_dead_writers_journal_is_adopted_a_live_ones_is_not(tmp_path: Path) -> None:
     folder = tmp_path / "journal"
-    folder.mkdir()
-    dead = folder / "journal-elsewhere-1.jsonl"
-    first = Journal(folder)
-    first.path = dead
-    first.open()
-    first.append([record(1)])
+    orphan = record(1)
+    dead = Journal(folder)
+    dead.open()
+    dead.append([orphan])
     live = Journal(folder)
-    live.path = folder / "journal-elsewhere-2.jsonl"
     live.open()
     live.append([record(2)])
-    first.close()  # its process ended with a record still waiting: the file stays
-    assert dead.exists()
+    dead.close()  # its process ended with a record still waiting: the file stays
+    assert dead.path.exists()
 
     mine = Journal(folder)
     mine.open()
     assert mine.pending == 1  # the dead writer's record, not the live one's
-    assert [r.ts_us for r in mine.records()] == [record(1).ts_us]
+    assert waiting(mine) == [orphan]
     mine.clear()
-    assert not dead.exists()
+    assert not dead.path.exists()
     assert live.path.exists()
     mine.close()
     live.close()
@@ -126,7 +164,6 @@ def test_a_replay_after_a_crash_records_nothing_twice(store: Store, tmp_path: Pa
     # The store committed a group, then the process died before emptying its journal.
     records = [record(1), record(2)]
     old = Journal(tmp_path / "journal")
-    old.path = tmp_path / "journal" / "journal-gone-1.jsonl"
     old.open()
     old.append(records)
     with store.write() as conn:
@@ -147,3 +184,92 @@ def test_a_replay_after_a_crash_records_nothing_twice(store: Store, tmp_path: Pa
     assert stored == [records[0].id, records[1].id, stored[-1]]
     assert len(stored) == 3
     assert verify(store).ok
+
+
+def test_a_record_the_store_refuses_is_set_aside_and_the_rest_replayed(
+    store: Store, tmp_path: Path
+) -> None:
+    good, poison, later = record(1), record(2), record(3)
+    poison.ts_us = 2**63  # one past the largest 64-bit integer a store column takes
+    old = Journal(tmp_path / "journal")
+    old.open()
+    old.append([good, poison, later])
+    old.close()
+
+    async def scenario() -> None:
+        recorder = Recorder(store, Metrics(), journal=Journal(tmp_path / "journal"))
+        recorder.start()
+        for _ in range(100):
+            if recorder.spooled == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert recorder.spooled == 0
+        await recorder.close()
+
+    asyncio.run(scenario())
+    with store.read() as conn:
+        stored = list(conn.execute(sa.select(audit_log.c.id).order_by(audit_log.c.seq)).scalars())
+    assert stored == [good.id, later.id]
+    assert verify(store).ok
+    kept = (tmp_path / "journal" / DEAD_LETTER).read_bytes().splitlines()
+    assert len(kept) == 1
+    assert poison.id.encode() in kept[0]
+
+
+def test_a_long_backlog_is_replayed_in_slices_and_new_records_follow_it(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backlog = [record(i) for i in range(2500)]
+    old = Journal(tmp_path / "journal")
+    old.open()
+    old.append(backlog)
+    old.close()
+    late = record(9999)
+    commits: list[int] = []
+
+    async def scenario() -> None:
+        metrics = Metrics()
+        recorder = Recorder(store, metrics, max_batch=1000, journal=Journal(tmp_path / "journal"))
+        recorder.start()
+        assert recorder.spooled == 2500
+        await recorder.record([late])  # answered at once: it waits behind the backlog
+        for _ in range(200):
+            if recorder.spooled == 0:
+                break
+            await asyncio.sleep(0.02)
+        await recorder.close()
+
+    original = log.append_missing
+
+    def counting(store_: Store, conn: Any, records: list[Record]) -> int:
+        commits.append(len(records))
+        return original(store_, conn, records)
+
+    monkeypatch.setattr(log, "append_missing", counting)
+    asyncio.run(scenario())
+    # One transaction's worth at a time; the late record joined the end of the backlog.
+    assert commits == [1000, 1000, 501]
+    with store.read() as conn:
+        stored = list(conn.execute(sa.select(audit_log.c.id).order_by(audit_log.c.seq)).scalars())
+    assert stored == [r.id for r in backlog] + [late.id]
+    assert verify(store).ok
+
+
+def test_a_record_the_store_refuses_is_not_journalled_but_refused(
+    store: Store, tmp_path: Path
+) -> None:
+    bad = record(1)
+    bad.ts_us = 2**63  # the store is there; it refuses this statement
+
+    async def scenario() -> None:
+        recorder = Recorder(store, Metrics(), journal=Journal(tmp_path / "journal"))
+        recorder.start()
+        with pytest.raises(StoreError):
+            await recorder.record([bad])
+        assert recorder.spooled == 0  # not an outage: nothing waits to be replayed
+        await recorder.record([record(2)])
+        await recorder.close()
+
+    asyncio.run(scenario())
+    with store.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(audit_log)).scalar() == 1

@@ -462,6 +462,28 @@ async def test_a_failing_row_fails_only_its_own_request_in_a_shared_batch(
         assert metric(metrics, "prodgate_batch_size_sum", **labels) == 8 + 2 * (4 + 2 + 1)
 
 
+async def test_a_model_failing_on_everything_costs_a_bounded_number_of_calls(
+    settings: Settings,
+) -> None:
+    write_spec(
+        settings,
+        SPEC.replace("max_batch_size: 32", "max_batch_size: 8").replace(
+            "max_wait_ms: 5", "max_wait_ms: 1000"
+        ),
+    )
+    register_and_deploy(settings, "fixture_models:flaky")
+    async with running(settings) as client:
+        responses = await asyncio.gather(
+            *(client.post(PREDICT, json={"inputs": {**GOOD, "amount": 13.0}}) for _ in range(8))
+        )
+        assert [r.status_code for r in responses] == [500] * 8
+        assert all("unlucky amount" in r.json()["detail"] for r in responses)
+        metrics = (await client.get("/metrics")).text
+        calls = metric(metrics, "prodgate_batch_size_count", service="claims", version="1")
+        # The shared call, then at most 2 * bit_length(8) + 2 = 10 more; not 1 + 15.
+        assert calls == 1 + 10
+
+
 async def test_a_new_version_that_cannot_load_leaves_the_old_one_serving(
     deployed: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -33,7 +33,8 @@ exits with code 2 (a user's mistake) without a traceback.
     │   ├── ServiceDisabledError       503  disabled (the kill switch is on)
     │   └── OverloadedError            503  overloaded (with Retry-After)
     ├── ModelError                     500  model-error (the model failed on a valid input)
-    ├── StoreError                     503  store (the database cannot be reached or migrated)
+    ├── StoreError                     503  store (the database refused or failed a statement)
+    │   └── StoreUnreachableError      503  store (no connection: may succeed later)
     └── AuditIntegrityError            500  audit-integrity (the chain does not verify)
 """
 
@@ -228,6 +229,11 @@ class ModelError(ProdgateError):
 class StoreError(ProdgateError):
     status, slug, title = 503, "store", "Store unavailable"
     user_error = False
+
+
+class StoreUnreachableError(StoreError):
+    """The store could not be reached (refused, lost or timed-out connection): what was
+    asked may well succeed later, unlike a statement the store refuses."""
 
 
 class AuditIntegrityError(ProdgateError):

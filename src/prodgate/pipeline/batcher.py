@@ -14,6 +14,8 @@ in a call of its own and a failing half is halved again (in the same worker, one
 off the event loop for all of it). Only the callers whose own rows fail get the
 error, the others get their answers, and one bad row costs about 2 log2(n) extra
 calls rather than one per caller, which matters for a model that is slow per call.
+The extra calls are capped, so a model that fails on everything costs a few calls
+more, not one per caller.
 """
 
 from __future__ import annotations
@@ -125,7 +127,7 @@ class Batcher:
                 if len(owners) == 1:
                     _settle(owners[0][1], exc)
                 else:
-                    await self._bisect(loop, owners)
+                    await self._bisect(loop, owners, exc)
             else:
                 self._observe(len(rows))
                 start = 0
@@ -143,35 +145,56 @@ class Batcher:
             )
         return predictions
 
-    def _together(self, units: list[Rows]) -> list[list[Prediction] | Exception]:
-        """*units* in one model call: each one's predictions; if the call fails, halves."""
-        rows = [row for unit in units for row in unit]
-        try:
-            predictions = self._call(rows)
-        except Exception as exc:
-            self._observe(len(rows))  # a failed call is a model call too
-            return [exc] if len(units) == 1 else self._halves(units)
-        self._observe(len(rows))
-        out: list[list[Prediction] | Exception] = []
-        start = 0
-        for unit in units:
-            out.append(predictions[start : start + len(unit)])
-            start += len(unit)
-        return out
+    def _find_failing(
+        self, units: list[Rows], error: Exception
+    ) -> list[list[Prediction] | Exception]:
+        """Each unit's answer, after their shared call failed with *error*.
 
-    def _halves(self, units: list[Rows]) -> list[list[Prediction] | Exception]:
-        if len(units) == 1:
-            return self._together(units)
-        mid = len(units) // 2
-        return self._together(units[:mid]) + self._together(units[mid:])
+        Halves are tried in calls of their own and a failing half is halved again.
+        One bad unit costs 2 log2(n) calls; the calls are capped (a model that fails
+        on everything would otherwise take 2n - 1), and units left when the cap is
+        reached get the last error.
+        """
+        budget = 2 * len(units).bit_length() + 2
+        last = error
 
-    async def _bisect(self, loop: asyncio.AbstractEventLoop, owners: list[Waiter]) -> None:
+        def together(group: list[Rows]) -> list[list[Prediction] | Exception]:
+            nonlocal budget, last
+            if budget <= 0:
+                return [last] * len(group)
+            budget -= 1
+            rows = [row for unit in group for row in unit]
+            try:
+                predictions = self._call(rows)
+            except Exception as exc:
+                self._observe(len(rows))  # a failed call is a model call too
+                last = exc
+                return [exc] if len(group) == 1 else halves(group)
+            self._observe(len(rows))
+            out: list[list[Prediction] | Exception] = []
+            start = 0
+            for unit in group:
+                out.append(predictions[start : start + len(unit)])
+                start += len(unit)
+            return out
+
+        def halves(group: list[Rows]) -> list[list[Prediction] | Exception]:
+            mid = len(group) // 2
+            if mid == 0:
+                return together(group)
+            return together(group[:mid]) + together(group[mid:])
+
+        return halves(units)
+
+    async def _bisect(
+        self, loop: asyncio.AbstractEventLoop, owners: list[Waiter], error: Exception
+    ) -> None:
         """After a shared call failed, find whose rows fail it: one hop to the worker."""
         waiting = [(unit, fut) for unit, fut in owners if not fut.done()]
         if not waiting:
             return
         results = await loop.run_in_executor(
-            self._executor, self._halves, [unit for unit, _ in waiting]
+            self._executor, self._find_failing, [unit for unit, _ in waiting], error
         )
         for (_, fut), result in zip(waiting, results, strict=True):
             _settle(fut, result)

@@ -6,12 +6,14 @@ audit log in one store transaction, in a thread of its own; while it commits, th
 next group gathers. A caller is released only after its transaction committed, so
 a response the client saw always has a durable record behind it.
 
-When the store cannot be reached, a group goes to the local journal instead
-(:mod:`prodgate.pipeline.journal`, fsynced before the callers are released), and
-so do the groups after it until the store answers again: the recorder tries the
-store at most every ``retry_s`` seconds, replays the journal into the audit log in
-order, and only then writes new groups to the store. Only when the journal cannot
-be written either does a caller get the :class:`StoreError` (503).
+When the store cannot be reached (:class:`StoreUnreachableError`), a group goes to
+the local journal instead (:mod:`prodgate.pipeline.journal`, fsynced before the
+callers are released), and so do the groups after it while a backlog waits, which
+keeps the order. The recorder tries the store at most every ``retry_s`` seconds and,
+once it answers, replays the backlog a transaction's worth at a time between new
+groups, so a long outage does not hold up the requests that follow it. A statement
+the store refuses (not an outage) is not journalled: its callers get the
+:class:`StoreError` (503), as they do when the journal cannot be written either.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from prodgate.audit import log
 from prodgate.audit.record import Record
-from prodgate.exceptions import StoreError
-from prodgate.pipeline.journal import Journal
+from prodgate.exceptions import StoreError, StoreUnreachableError
+from prodgate.pipeline.journal import DEAD_LETTER, Journal
 from prodgate.pipeline.metrics import Metrics
 from prodgate.store.engine import Store
 
@@ -82,61 +84,85 @@ class Recorder:
     # -- in the writer thread ---------------------------------------------------------
 
     def _persist(self, records: list[Record]) -> tuple[str, float]:
-        """Replay the journal if it is time, then commit *records*; on a store outage,
-        journal them. Returns where they went and the seconds it took."""
+        """Commit *records*, or journal them while the store is away or a backlog waits
+        (so that order is kept). Replays a slice of the backlog first when it is time.
+        Returns where *records* went and the seconds it took."""
         started = time.perf_counter()
         journal = self.journal
-        if journal is not None and journal.pending and time.monotonic() < self._retry_at:
-            journal.append(records)  # keep the order: the store has not been back yet
-            return JOURNAL, time.perf_counter() - started
+        if journal is not None and journal.pending:
+            if time.monotonic() >= self._retry_at:
+                try:
+                    self._replay(journal)
+                except Exception as exc:  # unreachable again, or the journal unreadable
+                    self._away(exc, journal, len(records))
+            if journal.pending:
+                journal.append(records)
+                return JOURNAL, time.perf_counter() - started
         try:
-            if journal is not None and journal.pending:
-                self._replay(journal)
             if records:
                 with self.store.write() as conn:
                     log.append(self.store, conn, records)
-        except StoreError as exc:
+        except StoreUnreachableError as exc:
             if journal is None:
                 raise
-            now = time.monotonic()
-            if not journal.pending or now - self._warned_at >= WARN_EVERY_S:
-                self._warned_at = now
-                logger.warning(
-                    "the store is unreachable; %d audit records wait in %s: %s",
-                    journal.pending + len(records),
-                    journal.folder,
-                    exc,
-                )
-            self._retry_at = now + self.retry_s
+            self._away(exc, journal, len(records))
             journal.append(records)
             return JOURNAL, time.perf_counter() - started
         return STORE, time.perf_counter() - started
 
-    def _replay(self, journal: Journal) -> None:
-        chunk: list[Record] = []
-        replayed = 0
-        for record in journal.records():
-            chunk.append(record)
-            if len(chunk) >= self.max_batch:
-                replayed += self._replay_chunk(chunk)
-                chunk = []
-        if chunk:
-            replayed += self._replay_chunk(chunk)
-        logger.warning("the store is back: %d journalled records replayed", replayed)
-        journal.clear()
+    def _away(self, exc: Exception, journal: Journal, waiting: int) -> None:
+        """The store cannot take records now: try again in ``retry_s``; say so at times."""
+        now = time.monotonic()
+        self._retry_at = now + self.retry_s
+        if not journal.pending or now - self._warned_at >= WARN_EVERY_S:
+            self._warned_at = now
+            logger.warning(
+                "the store is unreachable; %d audit records wait in %s: %s",
+                journal.pending + waiting,
+                journal.folder,
+                exc,
+            )
 
-    def _replay_chunk(self, chunk: list[Record]) -> int:
-        with self.store.write() as conn:
-            return log.append_missing(self.store, conn, chunk)
+    def _replay(self, journal: Journal) -> None:
+        """Replay one slice of the journal (a transaction's worth) into the audit log."""
+        records, cursor = journal.take(self.max_batch)
+        if not records:  # nothing readable is left (a torn last line at most)
+            journal.clear()
+            return
+        try:
+            with self.store.write() as conn:
+                log.append_missing(self.store, conn, records)
+        except StoreUnreachableError:
+            raise
+        except Exception as exc:  # the store (or its driver) refuses something: find it
+            logger.error("replaying the journal: %s; retrying record by record", exc)
+            for record in records:
+                try:
+                    with self.store.write() as conn:
+                        log.append_missing(self.store, conn, [record])
+                except StoreUnreachableError:
+                    raise
+                except Exception as refused:
+                    journal.dead_letter(record)
+                    logger.error(
+                        "audit record %s refused by the store (%s); kept in %s",
+                        record.id,
+                        refused,
+                        journal.folder / DEAD_LETTER,
+                    )
+        journal.done(len(records), cursor)
+        if not journal.pending:
+            logger.warning("the store is back: the journal is replayed")
 
     # -- on the event loop --------------------------------------------------------------
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            if self.spooled:  # wake up to retry the store even without traffic
+            if self.spooled:  # go on replaying, or retry the store, even without traffic
+                due = max(0.0, self._retry_at - time.monotonic())
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), self.retry_s)
+                    await asyncio.wait_for(self._wakeup.wait(), due)
             else:
                 await self._wakeup.wait()
             batch: list[Record] = []
@@ -169,10 +195,10 @@ class Recorder:
                         self.metrics.audit_commit_seconds.observe(seconds)
                     elif where == JOURNAL:
                         self.metrics.audit_spooled.inc(len(batch))
-                    self.metrics.journal_records.set(self.spooled)
                     for fut in owners:
                         if not fut.done():
                             fut.set_result(None)
+                self.metrics.journal_records.set(self.spooled)
             if self._closing and not self._queue:
                 return
 

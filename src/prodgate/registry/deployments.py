@@ -143,13 +143,14 @@ def deploy(
     with store.write() as conn:
         get_version(conn, service.name, number)  # raises for an unknown version
         require_approved(conn, service, number, "production")
+        # Lock the split first: a rollout that starts meanwhile is then seen below.
+        before = _current(conn, service.name, actor)
         canary = _active_rollout(conn, service.name)
         if canary is not None:
             raise ConflictError(
                 f"a rollout of version {canary} is under way; finish it or run "
                 f"'prodgate rollout abort {service.name}' first"
             )
-        before = _current(conn, service.name, actor)
         previous = before.production_version
         new = replace(
             before,

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from prodgate.exceptions import StoreError, UsageError
+from prodgate.exceptions import StoreError, StoreUnreachableError, UsageError
 from prodgate.settings import Settings
 from prodgate.store.tables import state
 
@@ -105,7 +105,14 @@ class Store:
 
             return engine
         return sa.create_engine(
-            url, pool_size=8, max_overflow=8, pool_pre_ping=True, hide_parameters=True
+            url,
+            pool_size=8,
+            max_overflow=8,
+            pool_pre_ping=True,
+            hide_parameters=True,
+            # A store that does not answer should fail fast, not after TCP's minutes:
+            # the recorder then spools to its journal instead of holding requests.
+            connect_args={"connect_timeout": 5},
         )
 
     @property
@@ -114,7 +121,13 @@ class Store:
         return _redact(self.url)
 
     def _error(self, exc: SQLAlchemyError) -> StoreError:
-        return StoreError(f"store {_redact(self.url)}: {_describe(exc)}")
+        text = f"store {_redact(self.url)}: {_describe(exc)}"
+        # No connection (refused, dropped, timed out, or the database away): the same
+        # statement may succeed later. Anything else the store said about the statement.
+        lost = isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated
+        if lost or isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)):
+            return StoreUnreachableError(text)
+        return StoreError(text)
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
