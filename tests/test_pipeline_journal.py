@@ -273,3 +273,35 @@ def test_a_record_the_store_refuses_is_not_journalled_but_refused(
     asyncio.run(scenario())
     with store.read() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(audit_log)).scalar() == 1
+
+
+def test_a_journal_left_by_a_replica_that_stays_down_is_replayed(
+    store: Store, tmp_path: Path
+) -> None:
+    folder = tmp_path / "journal"
+    left = [record(1), record(2)]
+
+    async def scenario() -> None:
+        recorder = Recorder(store, Metrics(), journal=Journal(folder), adopt_every_s=0.05)
+        recorder.start()
+        await recorder.record([record(0)])
+        # Another replica on the same folder spooled two records, then died.
+        other = Journal(folder)
+        other.open()
+        other.append(left)
+        other.close()
+        for _ in range(100):
+            with store.read() as conn:
+                n = conn.execute(sa.select(sa.func.count()).select_from(audit_log)).scalar()
+            if n == 3:
+                break
+            await asyncio.sleep(0.05)
+        await recorder.close()
+
+    asyncio.run(scenario())
+    with store.read() as conn:
+        stored = set(conn.execute(sa.select(audit_log.c.id)).scalars())
+    assert {r.id for r in left} <= stored
+    assert len(stored) == 3
+    assert verify(store).ok
+    assert not list(folder.glob("journal-*.jsonl"))

@@ -83,8 +83,19 @@ class Journal:
         self._file = open(self.path, "ab+")  # noqa: SIM115 - kept open for the process
         fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         _fsync_folder(self.folder)  # the new file's name survives a power loss too
+        self.adopt()
+
+    def adopt(self) -> int:
+        """Take over the journals whose writer is gone; how many records they hold.
+
+        Done when the process starts, and again from time to time while nothing waits
+        here (so a replica that died and stays down is replayed by one that lives).
+        """
+        if self.pending:  # a replay is under way: its cursor stays as it is
+            return 0
+        taken = {path for path, _ in self._adopted}
         for other in sorted(self.folder.glob("journal-*.jsonl")):
-            if other == self.path:
+            if other == self.path or other in taken:
                 continue
             try:
                 handle = open(other, "rb+")  # noqa: SIM115 - held until replayed
@@ -96,7 +107,9 @@ class Journal:
                 handle.close()
                 continue
             self._adopted.append((other, handle))
+        self._cursor = (0, 0)
         self.pending = sum(1 for _ in self._read(None))
+        return self.pending
 
     def _handles(self) -> list[IO[bytes]]:
         handles = [h for _, h in self._adopted]

@@ -47,12 +47,14 @@ class Recorder:
         max_batch: int = 1024,
         journal: Journal | None = None,
         retry_s: float = 1.0,
+        adopt_every_s: float = 30.0,
     ) -> None:
         self.store = store
         self.metrics = metrics
         self.max_batch = max_batch
         self.journal = journal
         self.retry_s = retry_s
+        self.adopt_every_s = adopt_every_s
         self._retry_at = 0.0  # monotonic time before which the store is not tried again
         self._warned_at = -WARN_EVERY_S
         self._queue: deque[tuple[Sequence[Record], asyncio.Future[None]]] = deque()
@@ -163,6 +165,13 @@ class Recorder:
                 due = max(0.0, self._retry_at - time.monotonic())
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), due)
+            elif self.journal is not None:
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), self.adopt_every_s)
+                except TimeoutError:  # idle: look for journals a dead process left
+                    await loop.run_in_executor(self._executor, self.journal.adopt)
+                    self.metrics.journal_records.set(self.spooled)
+                    continue
             else:
                 await self._wakeup.wait()
             batch: list[Record] = []
