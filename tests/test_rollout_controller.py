@@ -34,6 +34,7 @@ from prodgate.rollout.controller import (
 from prodgate.settings import Settings
 from prodgate.spec import ServiceSpec, Spec
 from prodgate.store.engine import Store
+from prodgate.store.engine import now_us as wall_clock_us
 from prodgate.store.tables import audit_log, feedback, rollouts
 
 SPEC = """\
@@ -332,17 +333,20 @@ def test_feedback_that_arrives_late_still_judges_the_canary(store: Store) -> Non
 
 
 def test_the_kill_switch_holds_the_rollout_without_failing_it(store: Store) -> None:
-    w = setup(store)
-    start(store, w.svc, 2, actor="alice", now_us=T0)
+    w = setup(store, max_idle_intervals=1)  # the strictest: one idle interval fails
+    t0 = wall_clock_us()  # enable restarts the interval on the wall clock
+    start(store, w.svc, 2, actor="alice", now_us=t0)
     deployments.set_disabled(store, w.svc, True, actor="ops", reason="incident")
     # No canary traffic for many intervals: not "too few requests", just on hold.
     for k in range(1, 6):
-        assert tick(store, w.spec, T0 + k * MIN) == []
+        assert tick(store, w.spec, t0 + k * MIN) == []
     assert audit(store, "rollout_check_failed") == []
-    assert rollout_row(store)["interval_started_at_us"] == T0 + 5 * MIN
+    assert rollout_row(store)["interval_started_at_us"] == t0 + 5 * MIN
     deployments.set_disabled(store, w.svc, False, actor="ops")
-    healthy(store, T0 + 5 * MIN)
-    [t] = tick(store, w.spec, T0 + 6 * MIN)
+    enabled = rollout_row(store)["interval_started_at_us"]
+    assert enabled >= t0  # judging starts afresh from the moment of enable
+    healthy(store, enabled)
+    [t] = tick(store, w.spec, enabled + MIN)
     assert (t.action, t.step, t.failures) == ("rollout_step", 1, 0)
 
 

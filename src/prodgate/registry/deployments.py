@@ -246,13 +246,22 @@ def set_disabled(
         if before.disabled == disabled:
             state = "disabled" if disabled else "enabled"
             raise ConflictError(f"{service.name} is already {state}")
+        now = now_us()
         new = replace(
             before,
             disabled=disabled,
             disabled_reason=reason if disabled else None,
             updated_by=actor,
-            updated_at_us=now_us(),
+            updated_at_us=now,
         )
+        if not disabled:
+            # A canary judged on the interval that held the outage would count it as
+            # "too few requests": judging starts afresh on the traffic from now on.
+            conn.execute(
+                rollouts.update()
+                .where(rollouts.c.service == service.name, rollouts.c.state == "running")
+                .values(interval_started_at_us=now, updated_at_us=now)
+            )
         _commit(
             store,
             conn,
