@@ -604,6 +604,8 @@ def prodgate_source() -> str:
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return f"{where} (not a git checkout)"
+    with contextlib.suppress(ValueError):  # name it within the checkout, not the machine
+        where = str(package.relative_to(root))
     return f"{where}, git {head}" + (" with uncommitted changes" if dirty else "")
 
 
