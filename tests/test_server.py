@@ -242,6 +242,29 @@ async def test_bad_input_gets_a_problem_and_a_record(
                 )
 
 
+@pytest.mark.parametrize("levels", [33, 300, 1000])
+async def test_a_deeply_nested_body_is_a_recorded_422(deployed: Settings, levels: int) -> None:
+    # Written out by hand: JSON encoders stop short of such depths themselves.
+    nested = "[" * (levels - 2) + "1" + "]" * (levels - 2)
+    body = '{"inputs": {"category": "auto", "amount": ' + nested + "}}"
+    async with running(deployed) as client:
+        r = await client.post(
+            PREDICT, content=body.encode(), headers={"content-type": "application/json"}
+        )
+        assert r.status_code == 422, r.text
+        assert "nested deeper than 32 levels" in r.json()["errors"][0]["message"]
+        stored = (await client.get(f"/v1/inferences/{r.json()['id']}")).json()
+        assert stored["status"] == 422
+        assert stored["raw"].startswith('{"inputs"')
+        # 32 levels are fine for the door (and this one then breaks the contract).
+        shallow: Any = 1.0
+        for _ in range(30):
+            shallow = [shallow]
+        r = await client.post(PREDICT, json={"inputs": {**GOOD, "amount": shallow}})
+        assert r.status_code == 422
+        assert r.json()["errors"][0]["path"] == "/inputs/amount"
+
+
 async def test_made_up_field_names_do_not_grow_the_metrics(deployed: Settings) -> None:
     async with running(deployed) as client:
         for i in range(5):

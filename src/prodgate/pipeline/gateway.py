@@ -47,6 +47,24 @@ from prodgate.store.engine import Store, now_us
 logger = logging.getLogger("prodgate.gateway")
 
 RAW_KEEP = 4096  # bytes of an unparseable body kept in its audit record
+MAX_NESTING = 32  # levels of arrays and objects a request body may have
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether *value* nests arrays and objects more than *limit* levels deep."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 @dataclass
@@ -150,6 +168,13 @@ class Gateway:
             return await self.reject(
                 name, MalformedJSONError(f"the body is not JSON: {exc}"), started, raw=body
             )
+        if body.count(b"{") + body.count(b"[") > MAX_NESTING and _deeper_than(payload, MAX_NESTING):
+            # The validator and the audit log's JSON stop at a few hundred levels; no
+            # input row needs more than a few. Kept as raw text in the record.
+            deep = ContractViolationError(
+                [Violation("", f"the body is nested deeper than {MAX_NESTING} levels")]
+            )
+            return await self.reject(name, deep, started, raw=body)
         state = self.fleet.services[name]
         if state.disabled:
             off = ServiceDisabledError(f"{name} is disabled: {state.disabled_reason}")
