@@ -67,6 +67,15 @@ def test_registrant_may_not_approve_and_refusal_is_recorded(deployed: Settings) 
         approvals.approve(
             store, claims(deployed), v.number, by="carol", override_gates=True, reason="x"
         )
+    for alias in ("Carol", " carol ", "CAROL"):  # the same person, however written
+        with pytest.raises(ApprovalRefused, match="registered version 2"):
+            approvals.approve(
+                store, claims(deployed), v.number, by=alias, override_gates=True, reason="x"
+            )
+    with pytest.raises(UsageError, match="control characters"):
+        approvals.approve(
+            store, claims(deployed), v.number, by="bob\nalice", override_gates=True, reason="x"
+        )
     with pytest.raises(UsageError, match="--reason"):
         approvals.approve(store, claims(deployed), v.number, by="dave", override_gates=True)
     with pytest.raises(ApprovalRefused, match="no stored evaluation"):
@@ -78,7 +87,7 @@ def test_registrant_may_not_approve_and_refusal_is_recorded(deployed: Settings) 
     )
     with pytest.raises(ApprovalRefused, match="already approved"):
         approvals.approve(
-            store, claims(deployed), v.number, by="dave", override_gates=True, reason="x"
+            store, claims(deployed), v.number, by=" Dave", override_gates=True, reason="x"
         )
     deployments.deploy(store, claims(deployed), v.number, actor="dave")
     store.dispose()

@@ -81,6 +81,11 @@ def _failed_gates(evaluation: dict[str, Any]) -> list[dict[str, Any]]:
     return [g for g in evaluation.get("gates", []) if not g.get("passed")]
 
 
+def _person(name: str) -> str:
+    """The identity a name stands for: case and surrounding blanks do not count."""
+    return name.strip().casefold()
+
+
 def approve(
     store: Store,
     service: ServiceSpec,
@@ -91,9 +96,16 @@ def approve(
     override_gates: bool = False,
     reason: str = "",
 ) -> Approval:
-    """Record *by*'s approval of *version*; refused approvals are recorded too."""
-    if not by.strip():
+    """Record *by*'s approval of *version*; refused approvals are recorded too.
+
+    Names are compared as people mean them: ``Alice``, ``alice`` and `` alice `` are
+    one person, for separation of duties and for counting distinct approvers.
+    """
+    by = by.strip()
+    if not by:
         raise UsageError("an approval needs a name: --by NAME")
+    if not by.isprintable():
+        raise UsageError("an approver's name must not contain control characters")
     if override_gates and not reason.strip():
         raise UsageError("--override-gates needs --reason TEXT saying why")
     with store.write() as conn:
@@ -101,9 +113,12 @@ def approve(
         evaluation = latest_evaluation(conn, service.name, version)
         problem = None
         failed: list[dict[str, Any]] = []
-        if service.policy.approvals.separation_of_duties and by == v.created_by:
+        who = _person(by)
+        if service.policy.approvals.separation_of_duties and who == _person(v.created_by):
             problem = f"{by} registered version {version} and may not approve it too"
-        elif any(a.approver == by for a in list_approvals(conn, service.name, version)):
+        elif any(
+            _person(a.approver) == who for a in list_approvals(conn, service.name, version)
+        ):
             problem = f"{by} has already approved version {version}"
         elif evaluation is None and not override_gates:
             problem = (
