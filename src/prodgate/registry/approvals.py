@@ -116,9 +116,7 @@ def approve(
         who = _person(by)
         if service.policy.approvals.separation_of_duties and who == _person(v.created_by):
             problem = f"{by} registered version {version} and may not approve it too"
-        elif any(
-            _person(a.approver) == who for a in list_approvals(conn, service.name, version)
-        ):
+        elif any(_person(a.approver) == who for a in list_approvals(conn, service.name, version)):
             problem = f"{by} has already approved version {version}"
         elif evaluation is None and not override_gates:
             problem = (
