@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -198,6 +199,8 @@ def test_demo_builds_registers_deploys_and_reuses(settings: Settings) -> None:
         (["audit", "nope"], ["No such command 'nope'"]),
         (["deploy", "claims", "one"], ["'one' is not a valid integer"]),
         (["deploy", "claims", "99999999999"], ["not in the range 1<=x<=2147483647"]),
+        (["serve", "--port", "99999"], ["not in the range 1<=x<=65535"]),
+        (["audit", "tail", "-n", "-3"], ["not in the range x>=1"]),
     ],
 )
 def test_usage_errors_are_one_line_exit_2(args: list[str], needles: list[str]) -> None:
@@ -229,3 +232,12 @@ def test_demo_shows_commands_as_they_were_run(monkeypatch: pytest.MonkeyPatch) -
     assert invoked_as() == ".venv/bin/prodgate"  # what 'make demo' runs
     monkeypatch.setattr("sys.argv", ["/usr/lib/python3/site-packages/prodgate/cli/main.py"])
     assert invoked_as() == "prodgate"
+
+
+def test_serve_on_a_port_in_use_is_one_line(spec_file: Settings) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = run(spec_file, "serve", "--port", str(port))
+    assert_one_line_error(r, f"cannot listen on 127.0.0.1:{port}", "choose another --port")

@@ -17,9 +17,18 @@ def test_environment_then_overrides() -> None:
     assert s.home == "/x"
 
 
-def test_bad_environment_value_is_a_usage_error() -> None:
-    with pytest.raises(UsageError, match="PRODGATE_PORT='eighty'"):
-        Settings.load(env={"PRODGATE_PORT": "eighty"})
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"PRODGATE_PORT": "eighty"}, "PRODGATE_PORT='eighty': a port is a whole number"),
+        ({"PRODGATE_PORT": "70000"}, "from 1 to 65535"),
+        ({"PRODGATE_MAX_QUEUE": "lots"}, "PRODGATE_MAX_QUEUE='lots': must be a whole number"),
+        ({"PRODGATE_MAX_WAIT_MS": "soon"}, "must be a number"),
+    ],
+)
+def test_bad_environment_value_is_a_usage_error(env: dict[str, str], message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        Settings.load(env=env)
 
 
 def test_sqlite_under_home_by_default(tmp_path: Path) -> None:

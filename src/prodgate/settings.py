@@ -39,6 +39,16 @@ def _bool(text: str) -> bool:
     raise ValueError(f"not a boolean: {text!r}")
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise ValueError("a port is a whole number from 1 to 65535")
+    return port
+
+
 def _sync(text: str) -> str:
     up = text.strip().upper()
     if up not in ("OFF", "NORMAL", "FULL", "EXTRA"):
@@ -63,7 +73,7 @@ TABLE: tuple[Setting, ...] = (
         "PostgreSQL: postgresql+psycopg://user@host/db.",
     ),
     Setting("host", str, "127.0.0.1", "Address the gateway listens on."),
-    Setting("port", int, 8000, "Port the gateway listens on."),
+    Setting("port", _port, 8000, "Port the gateway listens on (1 to 65535)."),
     Setting("user", str, "", "Who is acting, for the audit trail; defaults to the login name."),
     Setting("max_body_bytes", int, 1_048_576, "Largest request body accepted (413 beyond)."),
     Setting("max_batch_size", int, 64, "Most rows one model call takes (per service default)."),
@@ -139,7 +149,12 @@ class Settings:
                 try:
                     values[s.name] = s.type(raw)
                 except ValueError as exc:
-                    raise UsageError(f"{s.env}={raw!r}: {exc}") from None
+                    why = str(exc)
+                    if s.type is int:
+                        why = "must be a whole number"
+                    elif s.type is float:
+                        why = "must be a number"
+                    raise UsageError(f"{s.env}={raw!r}: {why}") from None
         for key, value in (overrides or {}).items():
             if value is None:
                 continue

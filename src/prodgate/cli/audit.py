@@ -38,7 +38,14 @@ def _when(us: int) -> str:
 
 
 @audit.command()
-@click.option("-n", "limit", default=20, show_default=True, help="How many records.")
+@click.option(
+    "-n",
+    "limit",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="How many records.",
+)
 @click.option("--service", default=None, help="Only this service's records.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx

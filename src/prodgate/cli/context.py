@@ -44,6 +44,8 @@ pass_ctx = click.make_pass_decorator(Context)
 
 #: A version number argument: 1, 2, 3, ...
 VERSION = click.IntRange(1, MAX_VERSION)
+#: A TCP port.
+PORT = click.IntRange(1, 65535)
 
 
 class Group(click.Group):

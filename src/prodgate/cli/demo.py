@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import click
 import orjson
 
-from prodgate.cli.context import Context, pass_ctx
+from prodgate.cli.context import PORT, Context, pass_ctx
 from prodgate.cli.serve import run_server
 from prodgate.exceptions import UsageError
 
@@ -37,7 +37,7 @@ def curl_line(base: str, inputs: dict[str, object]) -> str:
 
 @click.command()
 @click.option("--host", default=None, help="Address to listen on [default 127.0.0.1].")
-@click.option("--port", type=int, default=None, help="Port to listen on [default 8000].")
+@click.option("--port", type=PORT, default=None, help="Port to listen on [default 8000].")
 @click.option("--no-serve", is_flag=True, help="Build, register and deploy, then exit.")
 @click.option(
     "--story",

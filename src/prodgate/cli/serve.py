@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import click
 
-from prodgate.cli.context import Context, pass_ctx
+from prodgate.cli.context import PORT, Context, pass_ctx
+from prodgate.exceptions import UsageError
 from prodgate.settings import Settings
 from prodgate.spec import Spec
 
@@ -28,6 +30,7 @@ def run_server(
     from prodgate.store.engine import open_store
 
     open_store(settings).dispose()  # migrate now; fail fast on a bad URL or a down server
+    _check_address(settings.host, settings.port)
     app = create_app(settings, spec, on_ready=on_ready)
     uvicorn.run(
         app,
@@ -39,11 +42,23 @@ def run_server(
     )
 
 
+def _check_address(host: str, port: int) -> None:
+    """Fail with one line, before anything is printed, when *host*:*port* cannot be had."""
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise UsageError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
+            "choose another --port (or --host)"
+        ) from None
+
+
 @click.command()
 @click.option(
     "--host", default=None, help="Address to listen on [env PRODGATE_HOST; default 127.0.0.1]."
 )
-@click.option("--port", type=int, default=None, help="Port [env PRODGATE_PORT; default 8000].")
+@click.option("--port", type=PORT, default=None, help="Port [env PRODGATE_PORT; default 8000].")
 @click.option(
     "--access-log", is_flag=True, help="Log every request (the audit trail has them anyway)."
 )
