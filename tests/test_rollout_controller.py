@@ -17,7 +17,12 @@ import sqlalchemy as sa
 from prodgate import spec as spec_module
 from prodgate.audit import log
 from prodgate.audit.record import KIND_INFERENCE, Record
-from prodgate.exceptions import NotApprovedError, UnknownVersionError, UsageError
+from prodgate.exceptions import (
+    ConflictError,
+    NotApprovedError,
+    UnknownVersionError,
+    UsageError,
+)
 from prodgate.registry import approvals, deployments, versions
 from prodgate.registry.deployments import get_deployment
 from prodgate.rollout import controller
@@ -454,6 +459,12 @@ def test_start_refusals(store: Store) -> None:
     )
     with pytest.raises(UsageError, match="below 100"):
         start(store, one_step, 2, actor="alice")
+    deployments.set_disabled(store, w.svc, True, actor="ops", reason="incident 7")
+    with pytest.raises(RolloutRefused, match=r"disabled \(incident 7\)"):
+        start(store, w.svc, 2, actor="alice")
+    deployments.set_disabled(store, w.svc, False, actor="ops")
+    with pytest.raises(ConflictError, match="version 1 is already in production"):
+        deployments.deploy(store, w.svc, 1, actor="dev")
     start(store, w.svc, 2, actor="alice")
     approvals.approve(
         store, w.svc, unapproved.number, by="someone-else", override_gates=True, reason="t"

@@ -330,6 +330,7 @@ async def test_service_description_and_its_example_passes(deployed: Settings) ->
         assert svc["owner"] == {"name": "Claims Ops", "contact": "ops@example.com"}
         assert svc["contract"]["required"] == ["amount", "category"]
         assert svc["version"]["flavor"] == "callable"
+        assert "source" not in svc["version"]  # the registrant's path stays theirs
         r = await client.post(PREDICT, json=svc["example"])
         assert r.status_code == 200, r.text
 

@@ -151,6 +151,8 @@ def deploy(
                 f"a rollout of version {canary} is under way; finish it or run "
                 f"'prodgate rollout abort {service.name}' first"
             )
+        if before.production_version == number:
+            raise ConflictError(f"{service.name} version {number} is already in production")
         previous = before.production_version
         new = replace(
             before,

@@ -69,6 +69,11 @@ def start(
             )
         if dep.production_version == version:
             raise RolloutRefused(f"{service.name} version {version} is already in production")
+        if dep.disabled:
+            raise RolloutRefused(
+                f"{service.name} is disabled ({dep.disabled_reason}): a canary would get no "
+                f"traffic; run 'prodgate enable {service.name}' first"
+            )
         other = active_rollout(conn, service.name)
         if other is not None:
             raise RolloutRefused(

@@ -98,7 +98,8 @@ def _service_view(gateway: Gateway, name: str, full: bool) -> dict[str, Any]:
         view["contract"] = service.contract
         view["example"] = {"inputs": gateway.examples[name]}
         if live:
-            view["version"] = live.version.as_dict()
+            # Where the registrant's file was is theirs, not every caller's to see.
+            view["version"] = {k: v for k, v in live.version.as_dict().items() if k != "source"}
     return view
 
 
