@@ -142,3 +142,7 @@ def test_rollout_status_shows_the_last_checks_readably(capsys: pytest.CaptureFix
     assert out[2].split() == ["error_rate", "FAIL", "0.2066", "0", "0.01"]
     assert out[3].split() == ["p95_latency", "pass", "-", "153.6", "3"]
     assert {line.index(line.split()[0]) for line in out[1:]} == {2}  # one indented column
+    _print_status({**info, "state": "promoted", "weight": 0.0, "last_judgement": {}})
+    assert capsys.readouterr().out.strip() == (
+        "claims: version 2 against 1: promoted, now in production, failures 1 of 2"
+    )

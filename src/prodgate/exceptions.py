@@ -185,14 +185,15 @@ class PayloadTooLargeError(RequestError):
 
 
 class ContractViolationError(RequestError):
-    """The input breaks the service's contract; carries every violation."""
+    """The request breaks its contract (a service's input contract, or the shape of a
+    feedback or admin body); carries every violation."""
 
     status, slug, title = 422, "contract-violation", "Contract violation"
 
     def __init__(self, violations: list[Violation], detail: str | None = None) -> None:
         n = len(violations)
         super().__init__(
-            detail or f"{n} violation{'s' if n != 1 else ''} of the input contract",
+            detail or f"{n} violation{'s' if n != 1 else ''} in the request",
             errors=[v.as_dict() for v in violations],
         )
         self.violations = violations

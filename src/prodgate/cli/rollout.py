@@ -16,10 +16,15 @@ ACTIONS = ("status", "pause", "resume", "abort", "confirm")
 
 
 def _print_status(info: dict[str, Any]) -> None:
+    where = (
+        "now in production"  # the canary's share is gone: it takes all the traffic
+        if info["state"] == "promoted"
+        else f"weight {info['weight']:.0%}, "
+        f"step {info['step'] + 1} of {len(info['policy']['steps'])}"
+    )
     click.echo(
         f"{info['service']}: version {info['canary_version']} against "
-        f"{info['baseline_version']}: {info['state']}, weight {info['weight']:.0%}, "
-        f"step {info['step'] + 1} of {len(info['policy']['steps'])}, "
+        f"{info['baseline_version']}: {info['state']}, {where}, "
         f"failures {info['failures']} of {info['policy']['failure_threshold']}"
     )
     if info.get("reason"):
