@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from prodgate.audit import log
-from prodgate.exceptions import ArtifactError, UnknownVersionError, UsageError
+from prodgate.exceptions import ArtifactError, ProdgateError, UnknownVersionError, UsageError
 from prodgate.registry.fingerprint import data_fingerprint, sha256_path
 from prodgate.runtime.base import FLAVORS
 from prodgate.spec import ServiceSpec
@@ -124,6 +124,45 @@ def _copy_readonly(src: Path, dest: Path) -> None:
     tmp.replace(dest)
 
 
+def _remove_copy(copied: Path, artifacts: Path) -> None:
+    """Remove a read-only copy this registration made, and its emptied folders."""
+    for p in [copied, *copied.rglob("*")] if copied.is_dir() else [copied]:
+        p.chmod(p.stat().st_mode | stat.S_IWUSR)
+    if copied.is_dir():
+        shutil.rmtree(copied)
+    else:
+        copied.unlink()
+    for folder in (copied.parent, copied.parent.parent):
+        if folder != artifacts and not any(folder.iterdir()):
+            folder.rmdir()
+
+
+def _check_model(
+    service: ServiceSpec, location: str, flavor: str, trusted: bool, path: str
+) -> None:
+    """Load the model and run it on the contract's example input; ArtifactError if not."""
+    from prodgate.pipeline.contract import Contract
+    from prodgate.runtime.base import ModelInfo
+    from prodgate.runtime.loader import load_model
+
+    info = ModelInfo(
+        kind=service.kind,
+        features=service.feature_names,
+        labels=service.labels,
+        trusted=trusted,
+    )
+    model = load_model(location, flavor, info)
+    example = Contract(service.contract).example()
+    try:
+        model.predict([example])
+    except ArtifactError:
+        raise
+    except Exception as exc:
+        raise ArtifactError(
+            f"{path}: the model failed on the contract's example input: {type(exc).__name__}: {exc}"
+        ) from None
+
+
 def register(
     store: Store,
     service: ServiceSpec,
@@ -143,10 +182,8 @@ def register(
     the model is loaded and run on the contract's example input first, so a broken
     or mismatched artifact is refused at the door rather than at serving time.
     """
-    from prodgate.pipeline.contract import Contract
     from prodgate.runtime import callable as callable_adapter
-    from prodgate.runtime.base import ModelInfo
-    from prodgate.runtime.loader import detect_flavor, load_model
+    from prodgate.runtime.loader import detect_flavor
 
     flavor = flavor or detect_flavor(path)
     if flavor not in FLAVORS:
@@ -158,6 +195,7 @@ def register(
         )
     fingerprint = data_fingerprint(data) if data else None
     artifacts = store.settings.artifacts_path
+    copied: Path | None = None  # a copy made by this call, removed if the model is refused
     if flavor == "callable":
         sha, size = callable_adapter.callable_fingerprint(path)
         stored, source = path, path
@@ -172,26 +210,19 @@ def register(
         if not dest.exists():
             dest.parent.mkdir(parents=True, exist_ok=True)
             _copy_readonly(src, dest)
+            copied = dest
 
-    if check:
-        info = ModelInfo(
-            kind=service.kind,
-            features=service.feature_names,
-            labels=service.labels,
-            trusted=trust_pickle,
-        )
-        location = stored if flavor == "callable" else str(artifacts / stored)
-        model = load_model(location, flavor, info)
-        example = Contract(service.contract).example()
-        try:
-            model.predict([example])
-        except ArtifactError:
-            raise
-        except Exception as exc:
-            raise ArtifactError(
-                f"{path}: the model failed on the contract's example input: "
-                f"{type(exc).__name__}: {exc}"
-            ) from None
+    location = stored if flavor == "callable" else str(artifacts / stored)
+    try:
+        if check:
+            _check_model(service, location, flavor, trust_pickle, path)
+    except ProdgateError as exc:
+        if copied is not None:  # a refused model leaves nothing behind in the store
+            _remove_copy(copied, artifacts)
+        if flavor != "callable":  # name the user's file, not the copy the check loaded
+            exc.detail = exc.detail.replace(location, path)
+            exc.args = (exc.detail,)
+        raise
 
     with store.write() as conn:
         # Two registrations at once on PostgreSQL would both read the same maximum.
