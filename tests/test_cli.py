@@ -60,6 +60,7 @@ def test_register_versions_deploy_verify(spec_file: Settings, tmp_path: Path) ->
     assert "data 2 rows" in r.output
     r = run(spec_file, "register", "claims", "fixture_models:claims_v2")
     assert "version 2" in r.output
+    assert "note:" not in r.output
     r = run(spec_file, "deploy", "claims", "1")
     assert_one_line_error(r, "0 of 1 approval", "prodgate approve claims 1")
     r = run(
@@ -241,3 +242,11 @@ def test_serve_on_a_port_in_use_is_one_line(spec_file: Settings) -> None:
         port = taken.getsockname()[1]
         r = run(spec_file, "serve", "--port", str(port))
     assert_one_line_error(r, f"cannot listen on 127.0.0.1:{port}", "choose another --port")
+
+
+def test_registering_the_same_artifact_again_says_so(spec_file: Settings) -> None:
+    run(spec_file, "register", "claims", "fixture_models:claims")
+    r = run(spec_file, "register", "claims", "fixture_models:claims")
+    assert r.exit_code == 0, r.output
+    assert "registered claims version 2" in r.output
+    assert "note: the same artifact as version 1" in r.output

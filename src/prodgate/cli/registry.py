@@ -70,6 +70,18 @@ def register(
         f"registered {service} version {version.number} ({version.flavor}, sha256 "
         f"{version.sha256[:12]}, {version.size} bytes{rows})"
     )
+    with ctx.store().read() as conn:
+        same = [
+            v.number
+            for v in registry.list_versions(conn, service)
+            if v.sha256 == version.sha256 and v.number != version.number
+        ]
+    if same:
+        listed = ", ".join(map(str, same))
+        click.echo(
+            f"note: the same artifact as version{'s' if len(same) > 1 else ''} {listed} "
+            "(a new version needs its own evaluation and approvals)"
+        )
 
 
 @click.command()
