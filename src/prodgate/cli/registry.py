@@ -74,7 +74,8 @@ def register(
         same = [
             v.number
             for v in registry.list_versions(conn, service)
-            if v.sha256 == version.sha256 and v.number != version.number
+            if (v.sha256, v.artifact) == (version.sha256, version.artifact)
+            and v.number != version.number
         ]
     if same:
         listed = ", ".join(map(str, same))
