@@ -113,6 +113,7 @@ def test_audit_verify_fails_naming_the_record(spec_file: Settings) -> None:
         (["deploy", "claims", "7"], ["claims has no version 7"]),
         (["audit", "show", "nope"], ["no audit record"]),
         (["versions", "nope"], ["unknown service"]),
+        (["metrics", "claims", "--window", "0s"], ["window '0s': must be longer than zero"]),
     ],
 )
 def test_user_mistakes_are_one_line_exit_2(
@@ -198,8 +199,8 @@ def test_demo_builds_registers_deploys_and_reuses(settings: Settings) -> None:
         (["deploy", "claims"], ["Missing argument 'VERSION'", "prodgate deploy [OPTIONS]"]),
         (["deploy", "claims", "1", "--bogus"], ["No such option '--bogus'"]),
         (["audit", "nope"], ["No such command 'nope'"]),
-        (["deploy", "claims", "one"], ["'one' is not a valid integer"]),
-        (["deploy", "claims", "99999999999"], ["not in the range 1<=x<=2147483647"]),
+        (["deploy", "claims", "one"], ["'one' is not a version number (1, 2, 3, ...)"]),
+        (["deploy", "claims", "99999999999"], ["'99999999999' is not a version number"]),
         (["serve", "--port", "99999"], ["not in the range 1<=x<=65535"]),
         (["audit", "tail", "-n", "-3"], ["not in the range x>=1"]),
     ],

@@ -42,8 +42,20 @@ class Context:
 
 pass_ctx = click.make_pass_decorator(Context)
 
-#: A version number argument: 1, 2, 3, ...
-VERSION = click.IntRange(1, MAX_VERSION)
+
+class _Version(click.IntRange):
+    """A version number argument: 1, 2, 3, ... (click's own words speak of ranges)."""
+
+    name = "version"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            self.fail(f"{value!r} is not a version number (1, 2, 3, ...)", param, ctx)
+
+
+VERSION = _Version(1, MAX_VERSION)
 #: A TCP port.
 PORT = click.IntRange(1, 65535)
 

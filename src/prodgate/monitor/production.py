@@ -32,8 +32,10 @@ LABELLED_LIMIT = 50_000
 def parse_window(text: str) -> float:
     """'90s', '30m', '1h', '7d' -> seconds."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text)
-    if not m or float(m[1]) <= 0:
+    if not m:
         raise UsageError(f"window {text!r}: write a number and a unit, e.g. 90s, 30m, 1h, 7d")
+    if float(m[1]) <= 0:
+        raise UsageError(f"window {text!r}: must be longer than zero")
     return float(m[1]) * _UNITS[m[2]]
 
 
