@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -23,7 +24,8 @@ def run_server(
     on_ready: Callable[[Gateway], None] | None = None,
     access_log: bool = False,
 ) -> None:
-    """Serve until interrupted. The store is opened first so its errors are one line."""
+    """Serve until interrupted. The store is opened first so its errors are one line;
+    *on_ready* hears of the gateway once it listens, so what it prints works at once."""
     import uvicorn
 
     from prodgate.server.app import create_app
@@ -31,8 +33,15 @@ def run_server(
 
     open_store(settings).dispose()  # migrate now; fail fast on a bad URL or a down server
     _check_address(settings.host, settings.port)
-    app = create_app(settings, spec, on_ready=on_ready)
-    uvicorn.run(
+    app = create_app(settings, spec)
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)  # the app has started and the socket listens
+            if on_ready is not None and self.started:
+                on_ready(app.state.gateway)
+
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -40,6 +49,8 @@ def run_server(
         access_log=access_log,
         timeout_graceful_shutdown=10,
     )
+    with contextlib.suppress(KeyboardInterrupt):
+        Server(config).run()
 
 
 def _check_address(host: str, port: int) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
@@ -28,7 +28,6 @@ logger = logging.getLogger("prodgate.server")
 def create_app(
     settings: Settings,
     spec: Spec | None = None,
-    on_ready: Callable[[Gateway], None] | None = None,
 ) -> Starlette:
     """Build the gateway app. The spec is loaded now (so a broken one fails fast); the
     store is opened and migrated, and models loaded, when the app starts."""
@@ -41,8 +40,6 @@ def create_app(
         gateway = Gateway(settings, spec, store, metrics)
         app.state.gateway = gateway
         await gateway.start()
-        if on_ready is not None:
-            on_ready(gateway)
         try:
             yield
         finally:
