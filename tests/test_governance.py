@@ -341,7 +341,8 @@ async def test_feedback(deployed: Settings) -> None:
         r = await client.post(url, json={"label": "routine", "source": "crm\u0000"})
         assert r.status_code == 422, r.text
         assert r.json()["errors"][0]["path"] == "/source"
-        for when in (1e20, -5, 1e300):  # beyond what a store keeps: the caller's mistake
+        for when in (1e20, -5, 1e300, "0001-01-01T00:00:00-23:59", "1969-12-31T23:59:59Z"):
+            # before 1970 or beyond what a store keeps: the caller's mistake
             r = await client.post(url, json={"label": "routine", "observed_at": when})
             assert r.status_code == 422, r.text
             assert r.json()["errors"][0]["path"] == "/observed_at"

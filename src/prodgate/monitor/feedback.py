@@ -49,7 +49,12 @@ def _observed_us(raw: Any) -> int:
         else:
             if when.tzinfo is None:
                 when = when.replace(tzinfo=dt.UTC)
-            return int(when.timestamp() * 1_000_000)
+            seconds = when.timestamp()
+            if not 0 <= seconds <= LATEST_S:
+                raise ContractViolationError(
+                    [Violation("/observed_at", "must be a time from 1970 to 9999")]
+                )
+            return int(seconds * 1_000_000)
     raise ContractViolationError(
         [Violation("/observed_at", "must be an RFC 3339 time or seconds since the epoch")]
     )
