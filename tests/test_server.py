@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import jsonschema_rs
 import pandas as pd
 import pytest
 import skops.io as sio
@@ -348,6 +349,17 @@ async def test_health_readiness_openapi(deployed: Settings) -> None:
         assert set(rollout) == {"get", "post"}
         assert rollout["post"]["security"] == [{"admin": []}]
         assert doc["components"]["schemas"]["Input_claims"]["required"] == ["amount", "category"]
+        # The documented request body is the one the gateway takes, routing key included.
+        post = doc["paths"][PREDICT]["post"]
+        body = post["requestBody"]["content"]["application/json"]["schema"]
+        check = jsonschema_rs.validator_for({**body, "components": doc["components"]})
+        assert check.is_valid({"inputs": GOOD, "routing_key": "customer-42"})
+        assert check.is_valid({"instances": [GOOD, GOOD]})
+        assert not check.is_valid({"inputs": GOOD, "extra": 1})
+        assert not check.is_valid({"instances": []})
+        assert "500" in post["responses"]
+        answer = post["responses"]["200"]["content"]["application/json"]["schema"]
+        assert {"$ref": "#/components/schemas/Decision"} in answer["oneOf"]
 
 
 async def test_readyz_is_503_when_a_model_cannot_load(deployed: Settings) -> None:

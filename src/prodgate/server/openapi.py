@@ -43,6 +43,13 @@ _ADMIN: tuple[tuple[str, str, str], ...] = (
 )
 
 
+#: The optional key of sticky routing (the X-Routing-Key header works too).
+ROUTING_KEY: dict[str, Any] = {
+    "type": "string",
+    "description": "the same key always reaches the same version while the split stands",
+}
+
+
 def build(spec: Spec) -> dict[str, Any]:
     schemas: dict[str, Any] = {
         "Problem": {
@@ -167,18 +174,23 @@ def build(spec: Spec) -> dict[str, Any]:
                                     {
                                         "type": "object",
                                         "required": ["inputs"],
+                                        "additionalProperties": False,
                                         "properties": {
-                                            "inputs": {"$ref": f"#/components/schemas/{key}"}
+                                            "inputs": {"$ref": f"#/components/schemas/{key}"},
+                                            "routing_key": ROUTING_KEY,
                                         },
                                     },
                                     {
                                         "type": "object",
                                         "required": ["instances"],
+                                        "additionalProperties": False,
                                         "properties": {
                                             "instances": {
                                                 "type": "array",
+                                                "minItems": 1,
                                                 "items": {"$ref": f"#/components/schemas/{key}"},
-                                            }
+                                            },
+                                            "routing_key": ROUTING_KEY,
                                         },
                                     },
                                 ]
@@ -191,11 +203,27 @@ def build(spec: Spec) -> dict[str, Any]:
                         "description": "one decision (inputs) or {predictions: [...]} (instances)",
                         "content": {
                             "application/json": {
-                                "schema": {"$ref": "#/components/schemas/Decision"}
+                                "schema": {
+                                    "oneOf": [
+                                        {"$ref": "#/components/schemas/Decision"},
+                                        {
+                                            "type": "object",
+                                            "required": ["predictions"],
+                                            "properties": {
+                                                "predictions": {
+                                                    "type": "array",
+                                                    "items": {
+                                                        "$ref": "#/components/schemas/Decision"
+                                                    },
+                                                }
+                                            },
+                                        },
+                                    ]
+                                }
                             }
                         },
                     },
-                    **_problem_responses(400, 404, 413, 415, 422, 503),
+                    **_problem_responses(400, 404, 413, 415, 422, 500, 503),
                 },
             }
         }
