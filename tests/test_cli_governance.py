@@ -146,3 +146,51 @@ def test_rollout_status_shows_the_last_checks_readably(capsys: pytest.CaptureFix
     assert capsys.readouterr().out.strip() == (
         "claims: version 2 against 1: promoted, now in production, failures 1 of 2"
     )
+
+
+def test_metrics_text_shows_the_gates_on_production_feedback(settings: Settings) -> None:
+    from prodgate.audit import log
+    from prodgate.audit.record import KIND_INFERENCE, Record
+    from prodgate.store.engine import now_us, open_store
+    from prodgate.store.tables import feedback
+    from test_evaluation_store import SPEC as GATED  # a spec with gates and cohorts
+
+    Path(settings.config).write_text(GATED)
+    run(settings, "register", "claims", "fixture_models:claims")
+    store = open_store(settings)
+    records = [
+        Record(
+            kind=KIND_INFERENCE,
+            action="predict",
+            ts_us=now_us(),
+            payload={
+                "input": {"amount": 100.0 * (i + 1), "category": "auto"},
+                "output": {"prediction": "routine"},
+            },
+            service="claims",
+            version=1,
+            status=200,
+            decision="auto",
+            latency_ms=2.0,
+        )
+        for i in range(10)
+    ]
+    with store.write() as conn:
+        log.append(store, conn, records)
+        for i, r in enumerate(records):  # right on 8 of 10: accuracy 0.8 < the 0.9 gate
+            truth = "adjuster" if i < 2 else "routine"
+            conn.execute(
+                feedback.insert().values(
+                    inference_id=r.id,
+                    service="claims",
+                    version=1,
+                    value=json.dumps(truth),
+                    source="test",
+                    observed_at_us=r.ts_us,
+                    received_at_us=r.ts_us,
+                )
+            )
+    store.dispose()
+    r = run(settings, "metrics", "claims", "--window", "1h")
+    assert r.exit_code == 0, r.output
+    assert "v1 gate FAIL: accuracy is 0.8; needs >= 0.9" in r.output

@@ -193,6 +193,10 @@ def metrics(ctx: Context, service: str, window: str, as_json: bool) -> None:
                 f"  v{v['version']} {cohort['name']}: {cohort['rows']} labelled, "
                 f"accuracy {pct(acc)}"
             )
+        # The spec's gates, judged on production's labelled decisions.
+        for gate in quality.get("gates", []):
+            verdict = "pass" if gate["passed"] else "FAIL"
+            click.echo(f"  v{v['version']} gate {verdict}: {gate['detail']}")
 
 
 COMMANDS.append(metrics)
