@@ -51,6 +51,7 @@ def test_evaluate_reports_and_exits_1_when_a_gate_fails(ready: Settings, tmp_pat
     assert "PASS    recall >= 0.6 on large" in out
     assert out.rstrip().endswith("FAILED: 1 of 2 gates failed")
     assert "scoring 6 rows" in r.stderr
+    assert "warning" not in out  # every holdout row honours the contract
 
     lenient(ready)
     r = run(ready, "evaluate", "claims", "1", "--data", str(tmp_path / "holdout.csv"))
@@ -117,3 +118,16 @@ def test_mistakes_are_one_line_exit_2(
     assert needle in r.stderr
     assert "Traceback" not in r.output
     assert r.stdout == ""
+
+
+def test_evaluate_warns_of_rows_the_gateway_would_refuse(ready: Settings, tmp_path: Path) -> None:
+    rows = ROWS.copy()
+    rows.loc[0, "category"] = "boat"  # not in the contract's enum
+    rows.loc[1, "amount"] = -5.0  # below its minimum
+    rows.to_csv(tmp_path / "odd.csv", index=False)
+    r = run(ready, "evaluate", "claims", "1", "--data", str(tmp_path / "odd.csv"))
+    assert "warning: 2 of 6 rows break the input contract; the gateway would refuse them" in (
+        r.stdout
+    )
+    r = run(ready, "evaluate", "claims", "1", "--data", str(tmp_path / "odd.csv"), "--json")
+    assert json.loads(r.stdout)["contract_violations"] == 2

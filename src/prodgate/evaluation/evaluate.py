@@ -23,6 +23,7 @@ from prodgate.audit import log
 from prodgate.evaluation.gates import lookup
 from prodgate.evaluation.scoring import score
 from prodgate.exceptions import ArtifactError, ProdgateError, UsageError
+from prodgate.pipeline.contract import Contract
 from prodgate.policy import CLASSIFIER_METRICS, REGRESSOR_METRICS
 from prodgate.registry.fingerprint import data_fingerprint, read_table
 from prodgate.registry.versions import Version, get_version
@@ -169,7 +170,7 @@ def score_version(
         threshold is not None and p.confidence is not None and p.confidence < threshold
         for p in predictions
     ]
-    return score(
+    result = score(
         service,
         data.frame,
         data.truth,
@@ -177,6 +178,11 @@ def score_version(
         [p.probabilities for p in predictions],
         escalated,
     )
+    # Rows the gateway would refuse with 422 are scored all the same (they are the data
+    # given), but the report says how many there were.
+    contract = Contract(service.contract)
+    result["contract_violations"] = sum(not contract.is_valid(row) for row in data.rows)
+    return result
 
 
 def evaluate_version(

@@ -102,6 +102,12 @@ def evaluation_text(
     lines = [_header(service, f"version {version}", dataset, result["rows"], label_column)]
     if evaluation_id is not None:
         lines.append(f"stored as evaluation {evaluation_id}")
+    refused = result.get("contract_violations") or 0
+    if refused:
+        lines.append(
+            f"warning: {refused:,} of {result['rows']:,} rows break the input contract; "
+            "the gateway would refuse them with 422"
+        )
     lines += ["", "overall"]
     metrics = result["metrics"]
     lines.append("  " + "  ".join(f"{n} {_value(n, v)}" for n, v in metrics.items()))
