@@ -157,7 +157,7 @@ def deploy(
         new = replace(
             before,
             production_version=number,
-            previous_version=previous if previous != number else before.previous_version,
+            previous_version=previous,  # never *number*: that is refused above
             canary_version=None,
             canary_weight=0.0,
             updated_by=actor,
