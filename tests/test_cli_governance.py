@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from feedback_support import insert_truth
 from gateway_support import SPEC
 from prodgate.settings import Settings
 from test_cli import assert_one_line_error, run
@@ -152,7 +153,6 @@ def test_metrics_text_shows_the_gates_on_production_feedback(settings: Settings)
     from prodgate.audit import log
     from prodgate.audit.record import KIND_INFERENCE, Record
     from prodgate.store.engine import now_us, open_store
-    from prodgate.store.tables import feedback
     from test_evaluation_store import SPEC as GATED  # a spec with gates and cohorts
 
     Path(settings.config).write_text(GATED)
@@ -179,17 +179,7 @@ def test_metrics_text_shows_the_gates_on_production_feedback(settings: Settings)
         log.append(store, conn, records)
         for i, r in enumerate(records):  # right on 8 of 10: accuracy 0.8 < the 0.9 gate
             truth = "adjuster" if i < 2 else "routine"
-            conn.execute(
-                feedback.insert().values(
-                    inference_id=r.id,
-                    service="claims",
-                    version=1,
-                    value=json.dumps(truth),
-                    source="test",
-                    observed_at_us=r.ts_us,
-                    received_at_us=r.ts_us,
-                )
-            )
+            insert_truth(conn, r.id, truth, r.ts_us, version=1)
     store.dispose()
     r = run(settings, "metrics", "claims", "--window", "1h")
     assert r.exit_code == 0, r.output

@@ -6,15 +6,14 @@ import math
 import statistics
 from typing import Any
 
-import orjson
 import pytest
 
+from feedback_support import insert_truth
 from prodgate.audit import log
 from prodgate.audit.record import KIND_INFERENCE, Record
 from prodgate.policy import Business, Checks, Cost
 from prodgate.rollout.analysis import VersionStats, compare, window_stats
 from prodgate.store.engine import Store
-from prodgate.store.tables import feedback
 
 T0 = 1_700_000_000_000_000
 MIN = 60_000_000
@@ -60,17 +59,7 @@ def append(store: Store, records: list[Record], truths: dict[str, str] | None = 
     with store.write() as conn:
         log.append(store, conn, records)
         for rid, truth in (truths or {}).items():
-            conn.execute(
-                feedback.insert().values(
-                    inference_id=rid,
-                    service="claims",
-                    version=None,
-                    value=orjson.dumps(truth).decode(),
-                    source="test",
-                    observed_at_us=T0,
-                    received_at_us=T0,
-                )
-            )
+            insert_truth(conn, rid, truth, T0)
 
 
 def stats(store: Store, version: int, business: Business | None = None) -> VersionStats:

@@ -10,10 +10,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 import sqlalchemy as sa
 
+from feedback_support import insert_truth
 from prodgate import spec as spec_module
 from prodgate.audit import log
 from prodgate.audit.record import KIND_INFERENCE, Record
@@ -40,7 +40,7 @@ from prodgate.settings import Settings
 from prodgate.spec import ServiceSpec, Spec
 from prodgate.store.engine import Store
 from prodgate.store.engine import now_us as wall_clock_us
-from prodgate.store.tables import audit_log, feedback, rollouts
+from prodgate.store.tables import audit_log, rollouts
 
 SPEC = """\
 version: 1
@@ -302,17 +302,7 @@ def decisions(store: Store, version: int, start_us: int, n: int) -> list[str]:
 def truth(store: Store, ids: list[str], label: str, at_us: int) -> None:
     with store.write() as conn:
         for rid in ids:
-            conn.execute(
-                feedback.insert().values(
-                    inference_id=rid,
-                    service="claims",
-                    version=None,
-                    value=orjson.dumps(label).decode(),
-                    source="claims-system",
-                    observed_at_us=at_us,
-                    received_at_us=at_us,
-                )
-            )
+            insert_truth(conn, rid, label, at_us, source="claims-system")
 
 
 def test_feedback_that_arrives_late_still_judges_the_canary(store: Store) -> None:
