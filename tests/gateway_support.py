@@ -9,7 +9,8 @@ from pathlib import Path
 import httpx
 
 from prodgate import spec as spec_module
-from prodgate.registry import approvals, deployments, versions
+from prodgate.registry import approvals, versions
+from prodgate.rollout import split as deployments
 from prodgate.server.app import create_app
 from prodgate.settings import Settings
 from prodgate.store.engine import open_store

@@ -20,10 +20,9 @@ from prodgate.audit.verify import verify
 from prodgate.evaluation import compare, evaluate_version
 from prodgate.evaluation.evaluate import input_rows, pick_label_column
 from prodgate.exceptions import ApprovalRefused, ArtifactError, UnknownVersionError, UsageError
-from prodgate.policy import parse_gate
 from prodgate.registry import approvals, versions
 from prodgate.settings import Settings
-from prodgate.spec import ServiceSpec
+from prodgate.spec import ServiceSpec, parse_gate
 from prodgate.store.engine import Store
 from prodgate.store.tables import evaluations
 

@@ -22,9 +22,10 @@ from gateway_support import (
 )
 from prodgate import spec as spec_module
 from prodgate.exceptions import ApprovalRefused, NotApprovedError, UsageError
-from prodgate.registry import approvals, deployments, versions
+from prodgate.registry import approvals, versions
 from prodgate.rollout import commands
-from prodgate.rollout.state import set_split
+from prodgate.rollout import split as deployments
+from prodgate.rollout.split import set_split
 from prodgate.settings import Settings
 from prodgate.store.engine import open_store
 from prodgate.store.tables import audit_log

@@ -11,8 +11,9 @@ import pytest
 from feedback_support import insert_truth
 from prodgate.audit import log
 from prodgate.audit.record import KIND_INFERENCE, Record
-from prodgate.policy import Business, Checks, Cost
-from prodgate.rollout.analysis import VersionStats, compare, window_stats
+from prodgate.monitor.window import VersionStats, window_stats
+from prodgate.rollout.analysis import compare
+from prodgate.spec import Business, Checks, Cost
 from prodgate.store.engine import Store
 
 T0 = 1_700_000_000_000_000

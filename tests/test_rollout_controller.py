@@ -23,9 +23,9 @@ from prodgate.exceptions import (
     UnknownVersionError,
     UsageError,
 )
-from prodgate.registry import approvals, deployments, versions
-from prodgate.registry.deployments import get_deployment
+from prodgate.registry import approvals, versions
 from prodgate.rollout import controller
+from prodgate.rollout import split as deployments
 from prodgate.rollout.controller import (
     NoRolloutError,
     RolloutRefused,
@@ -36,6 +36,7 @@ from prodgate.rollout.controller import (
     status,
     tick,
 )
+from prodgate.rollout.split import get_deployment
 from prodgate.settings import Settings
 from prodgate.spec import ServiceSpec, Spec
 from prodgate.store.engine import Store

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from prodgate import spec
+from prodgate.contract import Contract
 from prodgate.exceptions import SpecError, UnknownServiceError
-from prodgate.pipeline.contract import Contract
 
 GOOD = """\
 version: 1
@@ -182,7 +182,7 @@ def test_policy_is_parsed(tmp_path: Path) -> None:
 def test_cohort_condition_selects_rows() -> None:
     import pandas as pd
 
-    from prodgate.policy import parse_condition
+    from prodgate.spec import parse_condition
 
     frame = pd.DataFrame(
         {"amount": [10, 30000, 50000], "region": ["n", "s", "n"], "flag": [True, False, None]}

@@ -9,7 +9,8 @@ import click
 
 from prodgate.audit.history import history as read_history
 from prodgate.cli.context import VERSION, Context, echo_json, pass_ctx, table
-from prodgate.registry import approvals, deployments
+from prodgate.registry import approvals
+from prodgate.rollout import split as deployments
 
 
 @click.command()

@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from prodgate.cli.context import VERSION, Context, echo_json, pass_ctx, table
-from prodgate.registry import deployments
 from prodgate.registry import versions as registry
+from prodgate.rollout import split as deployments
 from prodgate.runtime.base import FLAVORS
 
 

@@ -10,7 +10,7 @@ from prodgate.cli.context import Context, echo_json, pass_ctx, table
 from prodgate.exceptions import UsageError
 from prodgate.registry.versions import MAX_VERSION
 from prodgate.rollout import commands
-from prodgate.rollout.state import status as rollout_status
+from prodgate.rollout.status import status as rollout_status
 
 ACTIONS = ("status", "pause", "resume", "abort", "confirm")
 

@@ -20,16 +20,15 @@ import orjson
 import pandas as pd
 
 from prodgate.audit import log
+from prodgate.contract import Contract
 from prodgate.evaluation.gates import lookup
 from prodgate.evaluation.scoring import score
 from prodgate.exceptions import ArtifactError, ProdgateError, UsageError
-from prodgate.pipeline.contract import Contract
-from prodgate.policy import CLASSIFIER_METRICS, REGRESSOR_METRICS
 from prodgate.registry.fingerprint import data_fingerprint, read_table
 from prodgate.registry.versions import Version, get_version
 from prodgate.runtime.base import ModelInfo, Prediction
 from prodgate.runtime.loader import load_model
-from prodgate.spec import ServiceSpec
+from prodgate.spec import CLASSIFIER_METRICS, REGRESSOR_METRICS, ServiceSpec
 from prodgate.store.engine import Store, now_us
 from prodgate.store.tables import evaluations
 

@@ -15,7 +15,7 @@ import operator
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from prodgate.policy import LOWER_IS_BETTER, Gate
+from prodgate.spec import LOWER_IS_BETTER, Gate
 
 #: Cohort entries smaller than this are left out of relative gates (too noisy).
 MIN_COHORT_ROWS = 30

@@ -3,7 +3,7 @@
 Every function takes plain arrays that :mod:`prodgate.evaluation.scoring` has already
 cleaned (truth and predictions as the service's labels, or as floats for regressors)
 and returns ``{metric name: float or None}`` in the order of
-:data:`~prodgate.policy.CLASSIFIER_METRICS` or :data:`~prodgate.policy.REGRESSOR_METRICS`.
+:data:`~prodgate.spec.gates.CLASSIFIER_METRICS` or :data:`~prodgate.spec.gates.REGRESSOR_METRICS`.
 None means "not measurable here": no rows, one class only, no probabilities.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as sk
 
-from prodgate.policy import CLASSIFIER_METRICS, REGRESSOR_METRICS
+from prodgate.spec import CLASSIFIER_METRICS, REGRESSOR_METRICS
 
 
 def _number(value: Any) -> float | None:

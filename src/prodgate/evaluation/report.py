@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from prodgate.evaluation.gates import lookup
-from prodgate.policy import CLASSIFIER_METRICS, REGRESSOR_METRICS
+from prodgate.spec import CLASSIFIER_METRICS, REGRESSOR_METRICS
 
 _MISSING = "-"
 

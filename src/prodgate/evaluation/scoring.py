@@ -17,8 +17,7 @@ import pandas as pd
 from prodgate.evaluation import gates as gates_module
 from prodgate.evaluation.metrics import classifier_metrics, regressor_metrics
 from prodgate.exceptions import UsageError
-from prodgate.policy import Business, Cohort
-from prodgate.spec import ServiceSpec
+from prodgate.spec import Business, Cohort, ServiceSpec
 
 
 def plain(value: Any) -> Any:

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from prodgate.audit.record import KIND_INFERENCE
 from prodgate.evaluation.scoring import score
 from prodgate.exceptions import UsageError
-from prodgate.rollout.analysis import window_stats
+from prodgate.monitor.window import window_stats
 from prodgate.spec import ServiceSpec
 from prodgate.store.engine import Store, now_us
 from prodgate.store.tables import audit_log, feedback

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from prodgate.exceptions import ProdgateError
 from prodgate.pipeline.batcher import Batcher
 from prodgate.pipeline.metrics import Metrics
-from prodgate.registry.deployments import Deployment, all_deployments
 from prodgate.registry.versions import Version, get_version
 from prodgate.rollout.router import Split
+from prodgate.rollout.split import Deployment, all_deployments
 from prodgate.runtime.base import ModelInfo
 from prodgate.runtime.loader import load_model
 from prodgate.settings import Settings

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from prodgate.audit.record import KIND_INFERENCE, Record
+from prodgate.contract import Contract
 from prodgate.exceptions import (
     ContractViolationError,
     MalformedJSONError,
@@ -32,7 +33,6 @@ from prodgate.exceptions import (
     UnknownServiceError,
     Violation,
 )
-from prodgate.pipeline.contract import Contract
 from prodgate.pipeline.fleet import Fleet, Live
 from prodgate.pipeline.journal import Journal
 from prodgate.pipeline.metrics import UNKNOWN, Metrics

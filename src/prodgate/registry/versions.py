@@ -141,7 +141,7 @@ def _check_model(
     service: ServiceSpec, location: str, flavor: str, trusted: bool, path: str
 ) -> None:
     """Load the model and run it on the contract's example input; ArtifactError if not."""
-    from prodgate.pipeline.contract import Contract
+    from prodgate.contract import Contract
     from prodgate.runtime.base import ModelInfo
     from prodgate.runtime.loader import load_model
 

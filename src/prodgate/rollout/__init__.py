@@ -1,7 +1,8 @@
 """Canary rollouts.
 
 - :mod:`~prodgate.rollout.router`: the traffic split and sticky routing (request path);
-- :mod:`~prodgate.rollout.analysis`: a version's metrics over a window, and the checks;
+- :mod:`~prodgate.rollout.split`: the traffic split, its only writer;
+- :mod:`~prodgate.rollout.analysis`: the checks of a canary against production;
 - :mod:`~prodgate.rollout.controller`: the state machine's ticks, the commands, the runner;
 - :mod:`~prodgate.rollout.state` and :mod:`~prodgate.rollout.commands`: its parts.
 

@@ -1,16 +1,7 @@
-"""Measuring a version over a time window, and judging a canary against production.
+"""Judging a canary against production over the same window.
 
-The evidence is the audit log itself: every request the gateway answered (or
-refused) for a version is an inference record with its status, decision and
-latency, and ground truth that arrived later sits in ``feedback`` keyed by the
-record's id. So a canary is judged on exactly what was recorded, and anyone can
-recompute a verdict from the log.
-
-Windows are half-open, ``start_us <= ts_us < end_us``, so consecutive intervals
-never count a request twice. Queries use the ``(service, ts_us)`` index and return
-aggregates, one latency value and at most :data:`FEEDBACK_LIMIT` labelled rows.
-
-Business cost and accuracy are measured on samples (the decisions that received
+Both sides are :class:`~prodgate.monitor.window.VersionStats` read from the audit
+log. Business cost and accuracy are measured on samples (the decisions that received
 feedback), and the cost of a decision is heavy-tailed when it scales with a claim
 amount: one missed large claim can move a hundred decisions' mean by half. So those
 two checks fail only when the canary is worse than its limit *beyond noise*: a
@@ -25,17 +16,8 @@ from dataclasses import asdict, dataclass
 from statistics import NormalDist
 from typing import Any
 
-import orjson
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
-
-from prodgate.audit.record import KIND_INFERENCE
-from prodgate.policy import Business, Checks
-from prodgate.store.tables import audit_log, feedback
-
-#: Labelled decisions read per version and window (the newest); enough for a rate
-#: to be known within about a percent, small enough to keep a tick cheap.
-FEEDBACK_LIMIT = 5000
+from prodgate.monitor.window import VersionStats
+from prodgate.spec import Checks
 
 #: Latencies below this (ms) count as this in the p95 ratio: under a millisecond the
 #: ratio measures timer noise and garbage collection, not the model.
@@ -43,181 +25,6 @@ LATENCY_FLOOR_MS = 1.0
 
 #: Slack for float comparisons against limits (0.1 - 0.09 is not 0.01 in binary).
 _EPS = 1e-9
-
-
-@dataclass(frozen=True)
-class VersionStats:
-    """What one version did in one window."""
-
-    version: int
-    start_us: int
-    end_us: int
-    requests: int = 0  # records with a status (answered or refused)
-    errors: int = 0  # status >= 500
-    successes: int = 0  # status 200
-    escalations: int = 0  # 200s escalated to a person
-    violations: int = 0  # status 422 (contract violations)
-    p95_latency_ms: float | None = None  # of the 200s
-    labelled: int = 0  # 200s with feedback
-    graded: int = 0  # labelled with a class label (accuracy's denominator)
-    correct: int = 0
-    cost_total: float | None = None  # business cost of the labelled decisions
-    cost_sq: float | None = None  # sum of their squares (the spread); None: unknown
-
-    def cost_variance(self) -> float:
-        """Sample variance of the per-decision cost (0 when it is not known)."""
-        n = self.labelled
-        if self.cost_total is None or self.cost_sq is None or n < 2:
-            return 0.0
-        mean = self.cost_total / n
-        return max(0.0, (self.cost_sq - n * mean * mean) / (n - 1))
-
-    @property
-    def error_rate(self) -> float:
-        return self.errors / self.requests if self.requests else 0.0
-
-    @property
-    def escalation_rate(self) -> float:
-        return self.escalations / self.successes if self.successes else 0.0
-
-    @property
-    def violation_rate(self) -> float:
-        return self.violations / self.requests if self.requests else 0.0
-
-    @property
-    def accuracy(self) -> float | None:
-        return self.correct / self.graded if self.graded else None
-
-    @property
-    def cost_per_decision(self) -> float | None:
-        if self.cost_total is None or not self.labelled:
-            return None
-        return self.cost_total / self.labelled
-
-    def as_dict(self) -> dict[str, Any]:
-        """Counts and derived rates, as recorded in the audit log."""
-        out = asdict(self)
-        out.update(
-            error_rate=self.error_rate,
-            escalation_rate=self.escalation_rate,
-            violation_rate=self.violation_rate,
-            accuracy=self.accuracy,
-            cost_per_decision=self.cost_per_decision,
-        )
-        return out
-
-
-def _window(service: str, version: int, start_us: int, end_us: int) -> list[Any]:
-    # service and ts_us first: they are the index; the rest filter the range it yields.
-    # Shadow copies (action "shadow") answered nobody, so only "predict" counts.
-    return [
-        audit_log.c.service == service,
-        audit_log.c.ts_us >= start_us,
-        audit_log.c.ts_us < end_us,
-        audit_log.c.kind == KIND_INFERENCE,
-        audit_log.c.action == "predict",
-        audit_log.c.version == version,
-        audit_log.c.status.is_not(None),
-    ]
-
-
-def _count(condition: Any) -> Any:
-    return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
-
-
-def window_stats(
-    conn: Connection,
-    service: str,
-    version: int,
-    start_us: int,
-    end_us: int,
-    business: Business | None = None,
-    *,
-    quality_start_us: int | None = None,
-    feedback_limit: int = FEEDBACK_LIMIT,
-) -> VersionStats:
-    """Measure *version* of *service* over ``[start_us, end_us)``.
-
-    Requests, errors, 422s, escalations and the p95 latency of successful requests
-    come from the audit log's inference records; accuracy and (with *business*) the
-    business cost per decision come from the feedback those decisions received, for
-    the decisions made from *quality_start_us* (default *start_us*) on: ground truth
-    arrives late, so quality is better judged over a longer stretch than operations.
-    """
-    where = _window(service, version, start_us, end_us)
-    ok = audit_log.c.status == 200
-    row = conn.execute(
-        sa.select(
-            sa.func.count(),
-            _count(audit_log.c.status >= 500),
-            _count(ok),
-            _count(ok & (audit_log.c.decision == "escalated")),
-            _count(audit_log.c.status == 422),
-            _count(ok & audit_log.c.latency_ms.is_not(None)),
-        ).where(*where)
-    ).one()
-    requests, errors, successes, escalations, violations, timed = (int(v or 0) for v in row)
-    p95 = None
-    if timed:
-        # Nearest-rank percentile, computed by the database so only one value travels.
-        rank = math.ceil(0.95 * timed) - 1
-        p95_value = conn.execute(
-            sa.select(audit_log.c.latency_ms)
-            .where(*where, ok, audit_log.c.latency_ms.is_not(None))
-            .order_by(audit_log.c.latency_ms)
-            .offset(rank)
-            .limit(1)
-        ).scalar()
-        p95 = float(p95_value) if p95_value is not None else None
-    labelled = graded = correct = 0
-    cost = 0.0 if business is not None else None
-    cost_sq = 0.0 if business is not None else None
-    quality_start = start_us if quality_start_us is None else quality_start_us
-    if successes or quality_start < start_us:
-        rows = conn.execute(
-            sa.select(audit_log.c.payload, audit_log.c.decision, feedback.c.value)
-            .join(feedback, feedback.c.inference_id == audit_log.c.id)
-            .where(*_window(service, version, quality_start, end_us), ok)
-            .order_by(audit_log.c.ts_us.desc())
-            .limit(feedback_limit)
-        ).all()
-        for payload_text, decision, value_text in rows:
-            payload = orjson.loads(payload_text)
-            truth = orjson.loads(value_text)
-            output = payload.get("output") or {}
-            prediction = output.get("prediction") if isinstance(output, dict) else None
-            labelled += 1
-            # Classifier feedback is stored as the label's text; a number is a
-            # regressor's true value, for which accuracy means nothing.
-            if isinstance(truth, str):
-                graded += 1
-                correct += str(prediction) == truth
-            if business is not None and cost is not None and cost_sq is not None:
-                row_in = payload.get("input")
-                one = business.cost_of(
-                    row_in if isinstance(row_in, dict) else {},
-                    truth,
-                    prediction,
-                    decision == "escalated",
-                )
-                cost += one
-                cost_sq += one * one
-    return VersionStats(
-        version=version,
-        start_us=start_us,
-        end_us=end_us,
-        requests=requests,
-        errors=errors,
-        successes=successes,
-        escalations=escalations,
-        violations=violations,
-        p95_latency_ms=p95,
-        labelled=labelled,
-        graded=graded,
-        correct=correct,
-        cost_total=cost,
-        cost_sq=cost_sq,
-    )
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ import orjson
 from prodgate.audit import log
 from prodgate.exceptions import NoRolloutError, RolloutRefused, RolloutStateError, UsageError
 from prodgate.registry.approvals import require_approved
-from prodgate.registry.deployments import get_deployment
 from prodgate.registry.versions import get_version
+from prodgate.rollout.split import clear_canary, get_deployment, promote_canary, set_split
 from prodgate.rollout.state import (
     ABORTED,
     ACTIVE_STATES,
@@ -26,14 +26,11 @@ from prodgate.rollout.state import (
     RUNNING,
     Rollout,
     active_rollout,
-    clear_canary,
     compare_and_set,
     get_rollout,
-    last_judgement,
     lock,
-    promote_canary,
-    set_split,
 )
+from prodgate.rollout.status import last_judgement
 from prodgate.spec import ServiceSpec
 from prodgate.store.engine import Store
 from prodgate.store.engine import now_us as wall_clock_us

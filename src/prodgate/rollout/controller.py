@@ -34,9 +34,10 @@ import sqlalchemy as sa
 from prodgate.audit import log
 from prodgate.audit.record import Record
 from prodgate.exceptions import NoRolloutError, RolloutRefused, RolloutStateError
-from prodgate.registry.deployments import all_deployments
-from prodgate.rollout.analysis import CheckResult, VersionStats, compare, window_stats
+from prodgate.monitor.window import VersionStats, window_stats
+from prodgate.rollout.analysis import CheckResult, compare
 from prodgate.rollout.commands import abort, confirm, pause, resume, start
+from prodgate.rollout.split import all_deployments, clear_canary, promote_canary, set_split
 from prodgate.rollout.state import (
     ABORTED,
     ACTIVE_STATES,
@@ -50,14 +51,11 @@ from prodgate.rollout.state import (
     Rollout,
     Transition,
     active_rollout,
-    clear_canary,
     compare_and_set,
     get_rollout,
     lock,
-    promote_canary,
-    set_split,
-    status,
 )
+from prodgate.rollout.status import status
 from prodgate.spec import ServiceSpec, Spec
 from prodgate.store.engine import Store
 from prodgate.store.engine import now_us as wall_clock_us

@@ -29,13 +29,9 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from prodgate.audit import log
-from prodgate.audit.record import KIND_ACTION
-from prodgate.exceptions import NoRolloutError
-from prodgate.policy import RolloutPolicy
-from prodgate.registry.deployments import get_deployment
+from prodgate.spec import RolloutPolicy
 from prodgate.store.engine import Store
-from prodgate.store.tables import audit_log, deployments, rollouts
+from prodgate.store.tables import rollouts
 
 RUNNING, PAUSED, AWAITING = "running", "paused", "awaiting_confirmation"
 PROMOTED, ROLLED_BACK, ABORTED = "promoted", "rolled_back", "aborted"
@@ -47,15 +43,6 @@ CONTROLLER_ACTOR = "controller"
 
 #: Advisory lock class for rollouts (two-int form, so it never meets LOCK_AUDIT).
 _LOCK_CLASS = 0x726F6C6C  # "roll"
-
-#: Audit actions that carry a judgement's checks, newest first answers ``status``.
-_JUDGED_ACTIONS = (
-    "rollout_step",
-    "rollout_check_failed",
-    "rollout_awaiting_confirmation",
-    "promote",
-    "rollback",
-)
 
 
 @dataclass(frozen=True)
@@ -174,60 +161,6 @@ def active_rollout(conn: Connection, service: str) -> Rollout | None:
     return Rollout.from_row(row) if row is not None else None
 
 
-def last_judgement(conn: Connection, r: Rollout) -> dict[str, Any] | None:
-    """The checks and metrics of *r*'s latest judged interval, read back from the audit log.
-
-    The audit record is the one place they are kept: the newest judged action of the
-    service (the index on kind, service, seq finds it), if it belongs to *r*.
-    """
-    row = conn.execute(
-        sa.select(audit_log)
-        .where(
-            audit_log.c.kind == KIND_ACTION,
-            audit_log.c.service == r.service,
-            audit_log.c.action.in_(_JUDGED_ACTIONS),
-        )
-        .order_by(audit_log.c.seq.desc())
-        .limit(1)
-    ).first()
-    if row is None:
-        return None
-    record = log.as_dict(row)
-    if record.get("rollout_id") != r.id or "checks" not in record:
-        return None
-    return {
-        "action": record["action"],
-        "ts_us": record["ts_us"],
-        "window": record.get("window"),
-        "checks": record["checks"],
-        "canary": record.get("canary"),
-        "baseline": record.get("baseline"),
-    }
-
-
-def status(conn: Connection, service: str) -> dict[str, Any]:
-    """The service's active rollout, or else its latest, as JSON for the CLI and API."""
-    r = active_rollout(conn, service)
-    if r is None:
-        row = conn.execute(
-            sa.select(rollouts)
-            .where(rollouts.c.service == service)
-            .order_by(rollouts.c.id.desc())
-            .limit(1)
-        ).first()
-        if row is None:
-            raise NoRolloutError(f"{service} has had no rollout")
-        r = Rollout.from_row(row)
-    out = r.as_dict()
-    # The split is the truth about traffic (a person may have changed it).
-    dep = get_deployment(conn, service)
-    on_canary = dep is not None and dep.canary_version == r.canary_version
-    out["weight"] = dep.canary_weight if dep is not None and on_canary else 0.0
-    out["last_judgement"] = last_judgement(conn, r)
-    out["policy"] = r.policy.as_dict()
-    return out
-
-
 # -- writing helpers -----------------------------------------------------------------
 
 
@@ -269,38 +202,23 @@ def compare_and_set(conn: Connection, before: Rollout, **values: Any) -> bool:
     return result.rowcount == 1
 
 
-def set_split(
-    store: Store, conn: Connection, service: str, actor: str, now: int, **values: Any
-) -> None:
-    """Change the service's split and bump the generation so gateways reload it."""
-    # Only the columns that change are written, so a concurrent change to other
-    # columns (kill switch, shadow) is never overwritten with a stale copy.
+def abort_active(conn: Connection, service: str, reason: str, now: int) -> int | None:
+    """Abort the service's rollout under way, if any; return its canary version."""
+    r = active_rollout(conn, service)
+    if r is None:
+        return None
     conn.execute(
-        deployments.update()
-        .where(deployments.c.service == service)
-        .values(updated_by=actor, updated_at_us=now, **values)
+        rollouts.update()
+        .where(rollouts.c.service == service, rollouts.c.state.in_(ACTIVE_STATES))
+        .values(state=ABORTED, reason=reason, updated_at_us=now)
     )
-    store.bump_generation(conn)
+    return r.canary_version
 
 
-def promote_canary(store: Store, conn: Connection, r: Rollout, actor: str, now: int) -> int | None:
-    """Make the canary production; return the old production version."""
-    dep = get_deployment(conn, r.service)
-    old = dep.production_version if dep is not None else r.baseline_version
-    set_split(
-        store,
-        conn,
-        r.service,
-        actor,
-        now,
-        production_version=r.canary_version,
-        previous_version=old,
-        canary_version=None,
-        canary_weight=0.0,
+def restart_interval(conn: Connection, service: str, now: int) -> None:
+    """Start a running rollout's interval afresh at *now* (after the kill switch)."""
+    conn.execute(
+        rollouts.update()
+        .where(rollouts.c.service == service, rollouts.c.state == RUNNING)
+        .values(interval_started_at_us=now, updated_at_us=now)
     )
-    return old
-
-
-def clear_canary(store: Store, conn: Connection, r: Rollout, actor: str, now: int) -> None:
-    """Take all traffic off the canary; production keeps it."""
-    set_split(store, conn, r.service, actor, now, canary_version=None, canary_weight=0.0)

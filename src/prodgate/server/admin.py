@@ -26,10 +26,11 @@ from prodgate.exceptions import (
     Violation,
 )
 from prodgate.monitor.production import parse_window, production_metrics
-from prodgate.registry import approvals, deployments, versions
+from prodgate.registry import approvals, versions
 from prodgate.registry.versions import MAX_VERSION
 from prodgate.rollout import commands as rollout_commands
-from prodgate.rollout.state import status as rollout_status
+from prodgate.rollout import split as deployments
+from prodgate.rollout.status import status as rollout_status
 from prodgate.server.problems import json_response
 from prodgate.spec import ServiceSpec
 

@@ -37,10 +37,11 @@ from prodgate.examples.claims_triage.generate import FEATURES, LABEL, LABELS, ge
 from prodgate.examples.claims_triage.spec import SERVICE
 from prodgate.examples.claims_triage.train import save, train
 from prodgate.exceptions import ApprovalRefused
-from prodgate.registry import approvals, deployments, versions
+from prodgate.registry import approvals, versions
 from prodgate.registry.fingerprint import sha256_file
 from prodgate.rollout import commands
-from prodgate.rollout.state import status as rollout_status
+from prodgate.rollout import split as deployments
+from prodgate.rollout.status import status as rollout_status
 from prodgate.settings import Settings
 from prodgate.spec import ServiceSpec
 from prodgate.store.engine import Store

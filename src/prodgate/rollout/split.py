@@ -1,10 +1,12 @@
-"""The traffic split of each service, and the actions that change it.
+"""The traffic split of each service: the ``deployments`` table's only writer.
 
 A deployment row says which version takes production traffic, which runs as a
 canary at what weight, which runs in shadow (sees copies, answers nobody), which was
 production before (for instant rollback), and whether the kill switch is on. Every
 change bumps the store's generation, so running gateways pick it up within a second,
-and is recorded in the audit log with who, when and why.
+and is recorded in the audit log with who, when and why. The rollout controller
+and commands move the canary through :func:`set_split`, :func:`promote_canary` and
+:func:`clear_canary` here; the gateway only reads (:func:`all_deployments`).
 """
 
 from __future__ import annotations
@@ -19,11 +21,10 @@ from prodgate.audit import log
 from prodgate.exceptions import ConflictError, UsageError
 from prodgate.registry.approvals import require_approved
 from prodgate.registry.versions import get_version
+from prodgate.rollout.state import Rollout, abort_active, active_rollout, restart_interval
 from prodgate.spec import ServiceSpec
 from prodgate.store.engine import Store, now_us
-from prodgate.store.tables import deployments, rollouts
-
-ACTIVE_ROLLOUT_STATES = ("running", "paused", "awaiting_confirmation")
+from prodgate.store.tables import deployments
 
 
 @dataclass(frozen=True)
@@ -127,15 +128,6 @@ def _current(conn: Connection, service: str, actor: str) -> Deployment:
     )
 
 
-def _active_rollout(conn: Connection, service: str) -> int | None:
-    row = conn.execute(
-        sa.select(rollouts.c.canary_version).where(
-            rollouts.c.service == service, rollouts.c.state.in_(ACTIVE_ROLLOUT_STATES)
-        )
-    ).first()
-    return int(row[0]) if row is not None else None
-
-
 def deploy(
     store: Store, service: ServiceSpec, number: int, *, actor: str, reason: str = ""
 ) -> Deployment:
@@ -145,10 +137,10 @@ def deploy(
         require_approved(conn, service, number, "production")
         # Lock the split first: a rollout that starts meanwhile is then seen below.
         before = _current(conn, service.name, actor)
-        canary = _active_rollout(conn, service.name)
-        if canary is not None:
+        active = active_rollout(conn, service.name)
+        if active is not None:
             raise ConflictError(
-                f"a rollout of version {canary} is under way; finish it or run "
+                f"a rollout of version {active.canary_version} is under way; finish it or run "
                 f"'prodgate rollout abort {service.name}' first"
             )
         if before.production_version == number:
@@ -181,16 +173,7 @@ def rollback(store: Store, service: ServiceSpec, *, actor: str, reason: str = ""
         before = get_deployment(conn, service.name, for_update=True)
         if before is None or before.previous_version is None:
             raise ConflictError(f"{service.name} has no previous production version to go back to")
-        canary = _active_rollout(conn, service.name)
-        if canary is not None:
-            conn.execute(
-                rollouts.update()
-                .where(
-                    rollouts.c.service == service.name,
-                    rollouts.c.state.in_(ACTIVE_ROLLOUT_STATES),
-                )
-                .values(state="aborted", reason=f"rollback by {actor}", updated_at_us=now_us())
-            )
+        canary = abort_active(conn, service.name, f"rollback by {actor}", now_us())
         new = replace(
             before,
             production_version=before.previous_version,
@@ -259,11 +242,7 @@ def set_disabled(
         if not disabled:
             # A canary judged on the interval that held the outage would count it as
             # "too few requests": judging starts afresh on the traffic from now on.
-            conn.execute(
-                rollouts.update()
-                .where(rollouts.c.service == service.name, rollouts.c.state == "running")
-                .values(interval_started_at_us=now, updated_at_us=now)
-            )
+            restart_interval(conn, service.name, now)
         _commit(
             store,
             conn,
@@ -273,3 +252,40 @@ def set_disabled(
             reason=reason,
         )
     return new
+
+
+def set_split(
+    store: Store, conn: Connection, service: str, actor: str, now: int, **values: Any
+) -> None:
+    """Change the service's split and bump the generation so gateways reload it."""
+    # Only the columns that change are written, so a concurrent change to other
+    # columns (kill switch, shadow) is never overwritten with a stale copy.
+    conn.execute(
+        deployments.update()
+        .where(deployments.c.service == service)
+        .values(updated_by=actor, updated_at_us=now, **values)
+    )
+    store.bump_generation(conn)
+
+
+def promote_canary(store: Store, conn: Connection, r: Rollout, actor: str, now: int) -> int | None:
+    """Make the canary production; return the old production version."""
+    dep = get_deployment(conn, r.service)
+    old = dep.production_version if dep is not None else r.baseline_version
+    set_split(
+        store,
+        conn,
+        r.service,
+        actor,
+        now,
+        production_version=r.canary_version,
+        previous_version=old,
+        canary_version=None,
+        canary_weight=0.0,
+    )
+    return old
+
+
+def clear_canary(store: Store, conn: Connection, r: Rollout, actor: str, now: int) -> None:
+    """Take all traffic off the canary; production keeps it."""
+    set_split(store, conn, r.service, actor, now, canary_version=None, canary_weight=0.0)

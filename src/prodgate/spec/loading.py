@@ -19,133 +19,18 @@ back to the line of the YAML node it concerns.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jsonschema_rs
 import yaml
 
-from prodgate import policy as policy_module
 from prodgate.exceptions import SpecError
-from prodgate.policy import Policy
-
-SERVICE_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
-
-_JSON_TYPES = ["object", "array", "string", "number", "integer", "boolean", "null"]
-
-SPEC_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["services"],
-    "additionalProperties": False,
-    "properties": {
-        "version": {"const": 1},
-        "services": {
-            "type": "object",
-            "minProperties": 1,
-            "propertyNames": {"pattern": SERVICE_NAME},
-            "additionalProperties": {"$ref": "#/$defs/service"},
-        },
-    },
-    "$defs": {
-        "service": {
-            "type": "object",
-            "required": ["owner", "kind", "contract"],
-            "additionalProperties": False,
-            "properties": {
-                "description": {"type": "string"},
-                "owner": {
-                    "type": "object",
-                    "required": ["name", "contact"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "name": {"type": "string", "minLength": 1},
-                        "contact": {"type": "string", "minLength": 3},
-                    },
-                },
-                "kind": {"enum": ["classifier", "regressor"]},
-                "labels": {
-                    "type": "array",
-                    "minItems": 2,
-                    "uniqueItems": True,
-                    "items": {"type": ["string", "integer", "boolean"]},
-                },
-                "contract": {
-                    "type": "object",
-                    "required": ["input"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "input": {"type": "object"},
-                        "output": {"type": "object"},
-                    },
-                },
-                "escalation": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {
-                        "confidence_below": {"type": "number", "minimum": 0, "maximum": 1},
-                    },
-                },
-                "batching": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {
-                        "max_batch_size": {"type": "integer", "minimum": 1, "maximum": 4096},
-                        "max_wait_ms": {"type": "number", "minimum": 0, "maximum": 1000},
-                    },
-                },
-                **policy_module.SCHEMA,
-            },
-        }
-    },
-}
+from prodgate.spec import policy as policy_module
+from prodgate.spec.schema import JSON_TYPES, SPEC_SCHEMA
+from prodgate.spec.service import Owner, ServiceSpec, Spec
 
 _SPEC_VALIDATOR = jsonschema_rs.validator_for(SPEC_SCHEMA)
-
-
-@dataclass(frozen=True)
-class Owner:
-    name: str
-    contact: str
-
-
-@dataclass(frozen=True)
-class ServiceSpec:
-    """One service as declared in the spec."""
-
-    name: str
-    owner: Owner
-    kind: str
-    contract: dict[str, Any]
-    labels: tuple[str, ...] | None = None
-    escalation_below: float | None = None
-    max_batch_size: int | None = None
-    max_wait_ms: float | None = None
-    description: str = ""
-    output_contract: dict[str, Any] | None = None
-    policy: Policy = field(default_factory=Policy)
-
-    @property
-    def feature_names(self) -> list[str]:
-        """Input fields in the order the contract declares them."""
-        return list(self.contract.get("properties", {}))
-
-
-@dataclass(frozen=True)
-class Spec:
-    path: Path
-    services: dict[str, ServiceSpec] = field(default_factory=dict)
-
-    def service(self, name: str) -> ServiceSpec:
-        from prodgate.exceptions import UnknownServiceError
-
-        try:
-            return self.services[name]
-        except KeyError:
-            known = ", ".join(sorted(self.services)) or "none"
-            raise UnknownServiceError(
-                f"unknown service {name!r}; {self.path.name} declares: {known}"
-            ) from None
 
 
 def _line_map(node: yaml.Node, path: tuple[str, ...], out: dict[tuple[str, ...], int]) -> None:
@@ -236,11 +121,11 @@ def _check_contract(contract: Any) -> tuple[tuple[str, ...], str] | None:
             return where, "must be a schema object"
         t = prop.get("type")
         for one in t if isinstance(t, list) else [t]:
-            if one is not None and one not in _JSON_TYPES:
+            if one is not None and one not in JSON_TYPES:
                 return (
                     *where,
                     "type",
-                ), f"unknown type {one!r}; use one of {', '.join(_JSON_TYPES)}"
+                ), f"unknown type {one!r}; use one of {', '.join(JSON_TYPES)}"
         pattern = prop.get("pattern")
         if pattern is not None and not _is_regex(pattern):
             return (*where, "pattern"), (

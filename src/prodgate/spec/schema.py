@@ -1,0 +1,170 @@
+"""The JSON Schema of ``prodgate.yaml``, compiled once when the spec loads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prodgate.spec.costs import OUTCOMES
+from prodgate.spec.policy import Checks
+
+SERVICE_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
+
+JSON_TYPES = ["object", "array", "string", "number", "integer", "boolean", "null"]
+
+#: JSON Schema fragments for the spec's service object.
+POLICY_SCHEMA: dict[str, Any] = {
+    "business": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["costs"],
+        "properties": {
+            "positive": {"type": ["string", "integer", "boolean"]},
+            "costs": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    o: {
+                        "oneOf": [
+                            {"type": "number"},
+                            {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "properties": {
+                                    "amount": {"type": "number"},
+                                    "rate": {"type": "number"},
+                                    "of": {"type": "string"},
+                                },
+                            },
+                        ]
+                    }
+                    for o in OUTCOMES
+                },
+            },
+        },
+    },
+    "cohorts": {
+        "type": "object",
+        "propertyNames": {"pattern": r"^[a-z0-9_][a-z0-9_-]*$"},
+        "additionalProperties": {
+            "oneOf": [
+                {
+                    "type": "object",
+                    "required": ["where"],
+                    "additionalProperties": False,
+                    "properties": {"where": {"type": "string"}},
+                },
+                {
+                    "type": "object",
+                    "required": ["by"],
+                    "additionalProperties": False,
+                    "properties": {"by": {"type": "string"}},
+                },
+            ]
+        },
+    },
+    "gates": {"type": "array", "items": {"type": "string"}},
+    "approvals": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "required": {"type": "integer", "minimum": 1, "maximum": 10},
+            "separation_of_duties": {"type": "boolean"},
+        },
+    },
+    "rollout": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "steps": {
+                "type": "array",
+                "minItems": 1,
+                "items": {"type": "number", "exclusiveMinimum": 0, "maximum": 100},
+            },
+            "interval_s": {"type": "number", "exclusiveMinimum": 0},
+            "min_requests": {"type": "integer", "minimum": 1},
+            "failure_threshold": {"type": "integer", "minimum": 1},
+            "max_idle_intervals": {"type": "integer", "minimum": 1},
+            "manual_gate": {"type": "boolean"},
+            "checks": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    **{
+                        name: {
+                            "type": "number" if name != "min_feedback" else "integer",
+                            "minimum": 0,
+                        }
+                        for name in Checks.__dataclass_fields__
+                    },
+                    "confidence": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+                },
+            },
+        },
+    },
+}
+
+SPEC_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["services"],
+    "additionalProperties": False,
+    "properties": {
+        "version": {"const": 1},
+        "services": {
+            "type": "object",
+            "minProperties": 1,
+            "propertyNames": {"pattern": SERVICE_NAME},
+            "additionalProperties": {"$ref": "#/$defs/service"},
+        },
+    },
+    "$defs": {
+        "service": {
+            "type": "object",
+            "required": ["owner", "kind", "contract"],
+            "additionalProperties": False,
+            "properties": {
+                "description": {"type": "string"},
+                "owner": {
+                    "type": "object",
+                    "required": ["name", "contact"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "name": {"type": "string", "minLength": 1},
+                        "contact": {"type": "string", "minLength": 3},
+                    },
+                },
+                "kind": {"enum": ["classifier", "regressor"]},
+                "labels": {
+                    "type": "array",
+                    "minItems": 2,
+                    "uniqueItems": True,
+                    "items": {"type": ["string", "integer", "boolean"]},
+                },
+                "contract": {
+                    "type": "object",
+                    "required": ["input"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "input": {"type": "object"},
+                        "output": {"type": "object"},
+                    },
+                },
+                "escalation": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "confidence_below": {"type": "number", "minimum": 0, "maximum": 1},
+                    },
+                },
+                "batching": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "max_batch_size": {"type": "integer", "minimum": 1, "maximum": 4096},
+                        "max_wait_ms": {"type": "number", "minimum": 0, "maximum": 1000},
+                    },
+                },
+                **POLICY_SCHEMA,
+            },
+        }
+    },
+}
