@@ -40,7 +40,7 @@ format: $(VENV)/.dev
 	$(BIN)/ruff check --fix src tests bench
 	$(BIN)/ruff format src tests bench
 
-## bench: gateway vs a bare FastAPI endpoint (needs wrk: apt-get install wrk)
+## bench: gateway vs a bare pilot endpoint and a hello world (needs wrk: apt-get install wrk)
 bench: $(VENV)/.dev
 	$(BIN)/python bench/gateway_vs_bare.py
 

@@ -1,38 +1,41 @@
-"""Benchmark: prodgate's whole predict pipeline against a bare FastAPI endpoint.
+"""Benchmark: prodgate's whole predict pipeline against a bare pilot and a hello world.
 
-Both servers serve the same model (the bundled claims-triage example: a scikit-learn
-Pipeline of a ColumnTransformer and a HistGradientBoostingClassifier, saved with
-skops) to the same load:
+Three servers, one after another, get the same load with the same request bodies:
 
-- **prodgate**: ``prodgate serve``; every ``POST /v1/services/claims-triage/predict``
-  goes through the JSON Schema contract, micro-batching, the decision and a
-  hash-chained audit record committed to SQLite (WAL, ``synchronous=FULL``) before
-  the response is sent.
-- **bare**: ``bench/bare_fastapi.py``, the way most pilots serve a model: a sync
-  FastAPI endpoint (run in FastAPI's threadpool) that builds a one-row DataFrame and
-  calls ``predict_proba`` per request; no validation, no audit.
+- **prodgate**: ``prodgate serve`` on the bundled claims-triage example (a
+  scikit-learn Pipeline of a ColumnTransformer and a HistGradientBoostingClassifier,
+  saved with skops); every ``POST /v1/services/claims-triage/predict`` goes through the
+  JSON Schema contract, micro-batching, the decision and a hash-chained audit record
+  committed to SQLite (WAL, ``synchronous=FULL``) before the response is sent.
+- **bare**: ``bench/bare_fastapi.py``, the same model the way most pilots serve one: a
+  sync FastAPI endpoint (run in FastAPI's threadpool) that builds a one-row DataFrame
+  and calls ``predict_proba`` per request; no validation, no audit. The baseline
+  prodgate replaces.
+- **hello**: ``bench/hello_fastapi.py``, an ``async def`` FastAPI endpoint that parses
+  the same JSON body and returns a constant object: no model, no work. The ceiling of
+  the stack itself, so the ratio to it is the price of everything prodgate does.
 
-Both run under uvicorn in one process (uvloop and httptools as installed, access log
-off). The load is `wrk <https://github.com/wg/wrk>`_: 64 connections, 2 threads, each
+All three run under uvicorn in one process (uvloop and httptools as installed, access
+log off), on prodgate's defaults (``PRODGATE_*`` variables are dropped from their
+environment). The load is wrk (``bench/harness``): 64 connections, 2 threads, each
 request the next body from a pool of 1,000 varied valid claims (the example's
-generator, another seed than training), a 5 s warm-up and then a measured run
-(wrk's request timeout is raised to 30 s so that slow answers count in the latency
-rather than as timeouts). On a machine with at least two CPUs, wrk is pinned to half
-of the CPUs and the server to the other half with ``taskset`` (the same for both
-servers), so the load generator does not steal the server's CPU; ``--no-pin`` turns
-that off. Both servers run on prodgate's defaults: ``PRODGATE_*`` variables are
-dropped from their environment.
+generator, another seed than training), a 5 s warm-up and then 20 s measured. On a
+machine with at least two CPUs wrk is pinned to half of them and the server to the
+other half with ``taskset`` (the same for all three), so the load generator does not
+steal the server's CPU; ``--no-pin`` turns that off. The "other CPU" column is what
+the rest of the machine used during a run; above 10% of a CPU the report says the
+figures are disturbed.
 
-The "other CPU" column is the CPU time the rest of the machine used during a run
-(neither the server nor wrk); above 10% of a CPU the report says the figures are
-disturbed.
+Targets: prodgate's throughput at least half the hello world's (the whole pipeline,
+durable record included, costs at most as much again as the framework's own request
+handling), at least 10x the bare endpoint's (batching amortises the model's per-call
+cost that the bare endpoint pays per request), and its p99 latency at most 0.3x the
+bare endpoint's. prodgate answers no non-2xx, warm-up included. After its run,
+``prodgate audit verify`` walks the audit chain, and the number of records must be
+at least the number of 2xx responses wrk counted: every acknowledged response has a
+durable record.
 
-Targets: prodgate's throughput at least 3x the bare endpoint's, and its p99 latency
-at most half the bare endpoint's. After prodgate's run, ``prodgate audit verify``
-walks the audit chain and the number of records must be at least the number of 2xx
-responses wrk counted (every acknowledged response has a durable record).
-
-Run it from the repository root (about 65 s)::
+Run it from the repository root (about 90 s)::
 
     make bench
     # or
@@ -47,279 +50,62 @@ when wrk is missing, 1 when a target or check fails, 0 when all pass.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import datetime as dt
-import importlib.metadata
 import math
-import os
-import platform
-import re
-import resource
-import shlex
-import shutil
-import signal
-import socket
-import sqlite3
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-BENCH_DIR = Path(__file__).resolve().parent
-SERVICE = "claims-triage"
-PRODGATE_PATH = f"/v1/services/{SERVICE}/predict"
-BARE_PATH = "/predict"
-THROUGHPUT_TARGET = 3.0  # prodgate req/s >= 3x bare
-P99_TARGET = 0.5  # prodgate p99 <= 0.5x bare
-LIBRARIES = (
-    "prodgate",
-    "scikit-learn",
-    "numpy",
-    "pandas",
-    "skops",
-    "uvicorn",
-    "uvloop",
-    "httptools",
-    "starlette",
-    "fastapi",
+from harness import (
+    EXIT_NO_WRK,
+    LIBRARIES,
+    PREDICT_PATH,
+    Check,
+    Load,
+    Measurement,
+    Report,
+    Server,
+    add_load_arguments,
+    build_example,
+    choose_pinning,
+    claims,
+    command_line,
+    emit,
+    gateway_stats,
+    lua_script,
+    machine,
+    model_path,
+    prodgate_command,
+    prodgate_server,
+    ratio,
+    require_wrk,
+    run_main,
+    statuses,
+    uvicorn_server,
+    verify_audit,
+    warn_if_disturbed,
 )
+from hello_fastapi import ANSWER as HELLO_ANSWER
 
-# wrk script: each request is the next pre-encoded body of the pool; each thread
-# starts at a different place in it. Bodies are filled in by lua_script().
-LUA_TEMPLATE = """\
--- generated by bench/gateway_vs_bare.py
-local bodies = {
-%(bodies)s
-}
-local counter = 0
-local next_id = 0
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-
-function setup(thread)
-  thread:set("id", next_id)
-  next_id = next_id + 1
-end
-
-function init(args)
-  counter = (id or 0) * 499
-end
-
-function request()
-  counter = counter + 1
-  return wrk.format(nil, nil, nil, bodies[(counter %% #bodies) + 1])
-end
-"""
+PILOT_PATH = "/predict"
+HELLO_TARGET = 0.5  # prodgate req/s >= 0.5x hello world
+THROUGHPUT_TARGET = 10.0  # prodgate req/s >= 10x bare
+P99_TARGET = 0.3  # prodgate p99 <= 0.3x bare
 
 
-# -- the row pool ---------------------------------------------------------------------
-
-
-def _plain(value: Any) -> Any:
-    """A value of a generated row as plain JSON: numpy scalars to Python, NaN to None."""
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
-
-
-def row_pool(n: int, seed: int) -> list[dict[str, Any]]:
-    """*n* varied claims that pass the example's contract (the label column dropped)."""
-    from prodgate.examples.claims_triage.generate import FEATURES, generate
-
-    frame = generate(n, seed=seed)[FEATURES]
-    rows: list[dict[str, Any]] = []
-    for record in frame.to_dict(orient="records"):
-        row = {k: _plain(v) for k, v in record.items()}
-        if row["customer_age"] is not None:
-            row["customer_age"] = int(row["customer_age"])  # the contract says integer
-        rows.append(row)
-    return rows
-
-
-def lua_script(rows: Sequence[dict[str, Any]]) -> str:
-    def quoted(row: dict[str, Any]) -> str:
-        text = orjson.dumps({"inputs": row}).decode()
-        return '  "' + text.replace("\\", "\\\\").replace('"', '\\"') + '",'
-
-    return LUA_TEMPLATE % {"bodies": "\n".join(quoted(r) for r in rows)}
-
-
-# -- processes and pinning ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Pinning:
-    """Which CPUs wrk and the server run on (empty: no pinning)."""
-
-    load_cpus: str = ""
-    server_cpus: str = ""
-
-    @property
-    def active(self) -> bool:
-        return bool(self.load_cpus)
-
-    def wrap(self, cpus: str, argv: list[str]) -> list[str]:
-        return ["taskset", "-c", cpus, *argv] if cpus else argv
-
-    def describe(self) -> str:
-        if not self.active:
-            return "no CPU pinning"
-        return f"wrk pinned to CPU {self.load_cpus}, server to CPU {self.server_cpus} (taskset)"
-
-
-def choose_pinning(enabled: bool) -> tuple[Pinning, str]:
-    """Split the CPUs this process may use between wrk and the server, if taskset exists."""
-    if not enabled:
-        return Pinning(), "CPU pinning disabled (--no-pin)"
-    cpus = sorted(usable_cpus())
-    if shutil.which("taskset") is None:
-        return Pinning(), "taskset not found (util-linux): wrk and the server share the CPUs"
-    if len(cpus) < 2:
-        return Pinning(), "only one CPU: wrk and the server share it"
-    half = len(cpus) // 2
-    load = ",".join(map(str, cpus[:half]))
-    server = ",".join(map(str, cpus[half:]))
-    pin = Pinning(load, server)
-    return pin, pin.describe()
-
-
-def usable_cpus() -> set[int]:
-    if hasattr(os, "sched_getaffinity"):
-        return set(os.sched_getaffinity(0))
-    return set(range(os.cpu_count() or 1))
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def clean_env() -> dict[str, str]:
-    """The environment without PRODGATE_* so that prodgate runs on its defaults."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("PRODGATE_")}
-
-
-def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return int(resp.status), resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
-@dataclass
-class Server:
-    name: str
-    argv: list[str]
-    base: str
-    ready_path: str
-    log: Path
-    env: dict[str, str]
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 60.0) -> None:
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(
-                self.argv, stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=BENCH_DIR
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"{self.name} exited with {self.proc.returncode} before it was ready; "
-                    f"its log:\n{self.log.read_text(errors='replace')[-3000:]}"
-                )
-            with contextlib.suppress(OSError):
-                status, _ = http_get(self.base + self.ready_path, timeout=1.0)
-                if status == 200:
-                    return
-            time.sleep(0.2)
-        raise RuntimeError(f"{self.name} was not ready after {timeout:.0f}s; see {self.log}")
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def stop(self) -> None:
-        """SIGINT (uvicorn's graceful shutdown), then SIGKILL if it hangs."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
-@contextlib.contextmanager
-def running(server: Server) -> Iterator[Server]:
-    """Start *server*, stop it afterwards; on an error, show the end of its log."""
-    try:
-        server.start()
-        yield server
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tail = server.log.read_text(errors="replace")[-3000:]
-            print(f"--- end of the {server.name} log ---\n{tail}", file=sys.stderr)
-        raise
-    finally:
-        server.stop()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of *pid* (all its threads) so far; NaN without /proc."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return math.nan
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def busy_cpu_seconds() -> float:
-    """CPU time all CPUs spent busy so far (from /proc/stat); NaN without /proc."""
-    try:
-        first = Path("/proc/stat").read_text().splitlines()[0].split()
-    except OSError:
-        return math.nan
-    # user nice system idle iowait irq softirq steal ...
-    ticks = [int(x) for x in first[1:9]]
-    busy = sum(ticks) - ticks[3] - ticks[4]
-    return busy / os.sysconf("SC_CLK_TCK")
-
-
-def children_cpu_seconds() -> float:
-    """CPU time of this process's finished children (wrk, once waited for)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def machine_idle_check(seconds: float = 1.0) -> float:
-    """How much CPU (share of one CPU) the machine uses while we do nothing."""
-    before = busy_cpu_seconds()
-    time.sleep(seconds)
-    return (busy_cpu_seconds() - before) / seconds
-
-
-def post_json(url: str, body: dict[str, Any]) -> dict[str, Any]:
-    request = urllib.request.Request(
-        url, data=orjson.dumps(body), headers={"Content-Type": "application/json"}
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="prodgate's predict pipeline against a bare pilot endpoint and a hello "
+        "world, under wrk.",
     )
-    with urllib.request.urlopen(request, timeout=30) as resp:
-        answer: dict[str, Any] = orjson.loads(resp.read())
-    return answer
+    add_load_arguments(p)
+    p.add_argument("--rows", type=int, default=1000, help="distinct request bodies [1000]")
+    p.add_argument("--seed", type=int, default=2024, help="seed of the request bodies [2024]")
+    p.add_argument(
+        "--home", type=Path, default=None, help="prodgate home to use (default: a temporary one)"
+    )
+    return p.parse_args(argv)
 
 
 def same_model(gateway_answer: dict[str, Any], bare_answer: dict[str, Any]) -> bool:
@@ -331,721 +117,104 @@ def same_model(gateway_answer: dict[str, Any], bare_answer: dict[str, Any]) -> b
     )
 
 
-# -- wrk --------------------------------------------------------------------------------
-
-
-@dataclass
-class WrkResult:
-    requests: int
-    seconds: float
-    rps: float
-    latency_ms: dict[str, float]  # "50", "75", "90", "99"
-    non2xx: int
-    socket_errors: dict[str, int]
-    server_cpu: float = 0.0  # share of one CPU the server used during the run
-    other_cpu: float = 0.0  # share of one CPU used by everything but the server and wrk
-    raw: str = ""
-
-    @property
-    def ok(self) -> int:
-        return self.requests - self.non2xx
-
-    @property
-    def errors(self) -> int:
-        return self.non2xx + sum(self.socket_errors.values())
-
-
-_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
-
-
-def _ms(text: str) -> float:
-    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
-    if not m:
-        raise ValueError(f"cannot read a wrk duration: {text!r}")
-    return float(m.group(1)) * _UNITS_MS[m.group(2)]
-
-
-def parse_wrk(out: str) -> WrkResult:
-    latency = {
-        m.group(1): _ms(m.group(2))
-        for m in re.finditer(r"^\s+(50|75|90|99)%\s+(\S+)\s*$", out, re.MULTILINE)
-    }
-    total = re.search(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m),", out, re.MULTILINE)
-    rps = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.MULTILINE)
-    if not total or not rps or len(latency) != 4:
-        raise RuntimeError(f"could not read wrk's output:\n{out}")
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    socket_errors = (
-        dict(zip(("connect", "read", "write", "timeout"), map(int, sock.groups()), strict=True))
-        if sock
-        else {}
+def report_failures(gw: Measurement) -> None:
+    """Shout about prodgate's failed requests, with what it counted and its log."""
+    print(
+        "\n!!! PRODGATE FAILED REQUESTS: non-2xx (socket errors) "
+        f"warm-up {gw.warmup.describe_errors()}, measured {gw.measured.describe_errors()}; "
+        f"predict statuses by prodgate's /metrics: {statuses(gw.metrics_after)}\n"
+        f"!!! end of its log:\n{gw.log[-2000:]}\n",
+        flush=True,
     )
-    return WrkResult(
-        requests=int(total.group(1)),
-        seconds=_ms(total.group(2) + total.group(3)) / 1000.0,
-        rps=float(rps.group(1)),
-        latency_ms=latency,
-        non2xx=int(non2xx.group(1)) if non2xx else 0,
-        socket_errors={k: v for k, v in socket_errors.items() if v},
-        raw=out,
-    )
-
-
-@dataclass(frozen=True)
-class Load:
-    wrk: str
-    script: Path
-    connections: int
-    threads: int
-    pinning: Pinning
-
-    def argv(self, url: str, seconds: float) -> list[str]:
-        return self.pinning.wrap(
-            self.pinning.load_cpus,
-            [
-                self.wrk,
-                f"-t{self.threads}",
-                f"-c{self.connections}",
-                f"-d{seconds:g}s",
-                "--timeout",
-                "30s",
-                "--latency",
-                "-s",
-                str(self.script),
-                url,
-            ],
-        )
-
-    def run(self, url: str, seconds: float, server_pid: int) -> WrkResult:
-        server_before, machine_before = cpu_seconds(server_pid), busy_cpu_seconds()
-        children_before = children_cpu_seconds()
-        started = time.monotonic()
-        done = subprocess.run(self.argv(url, seconds), capture_output=True, text=True, check=False)
-        elapsed = time.monotonic() - started
-        server = cpu_seconds(server_pid) - server_before
-        machine_busy = busy_cpu_seconds() - machine_before
-        wrk = children_cpu_seconds() - children_before
-        if done.returncode != 0:
-            raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-        result = parse_wrk(done.stdout)
-        if elapsed > 0:
-            result.server_cpu = server / elapsed
-            result.other_cpu = max(0.0, machine_busy - server - wrk) / elapsed
-        return result
-
-
-# -- prodgate's own view: metrics and audit ----------------------------------------------
-
-
-def scrape(base: str) -> dict[str, float]:
-    """prodgate's Prometheus metrics as {"name{labels}": value}."""
-    _, body = http_get(base + "/metrics", timeout=10.0)
-    out: dict[str, float] = {}
-    for line in body.decode().splitlines():
-        if line and not line.startswith("#"):
-            key, _, value = line.rpartition(" ")
-            with contextlib.suppress(ValueError):
-                out[key] = float(value)
-    return out
-
-
-def metric_sum(metrics: dict[str, float], name: str, **labels: str) -> float:
-    total = 0.0
-    for key, value in metrics.items():
-        metric, _, rest = key.partition("{")
-        if metric != name:
-            continue
-        if all(f'{k}="{v}"' in rest for k, v in labels.items()):
-            total += value
-    return total
-
-
-def statuses(metrics: dict[str, float]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for key, value in metrics.items():
-        if key.startswith("prodgate_requests_total{"):
-            m = re.search(r'status="([^"]+)"', key)
-            if m:
-                out[m.group(1)] = out.get(m.group(1), 0.0) + value
-    return out
-
-
-@dataclass
-class GatewayStats:
-    """What prodgate's /metrics say about the measured run (deltas)."""
-
-    statuses: dict[str, float] = field(default_factory=dict)
-    mean_batch: float = 0.0
-    mean_commit_records: float = 0.0
-    mean_commit_ms: float = 0.0
-
-
-def gateway_stats(before: dict[str, float], after: dict[str, float]) -> GatewayStats:
-    def delta(name: str) -> float:
-        return metric_sum(after, name) - metric_sum(before, name)
-
-    batches = delta("prodgate_batch_size_count")
-    commits = delta("prodgate_audit_commit_records_count")
-    s_before, s_after = statuses(before), statuses(after)
-    return GatewayStats(
-        statuses={
-            k: v - s_before.get(k, 0.0) for k, v in s_after.items() if v - s_before.get(k, 0.0)
-        },
-        mean_batch=delta("prodgate_batch_size_sum") / batches if batches else 0.0,
-        mean_commit_records=(
-            delta("prodgate_audit_commit_records_sum") / commits if commits else 0.0
-        ),
-        mean_commit_ms=1000 * delta("prodgate_audit_commit_seconds_sum") / commits
-        if commits
-        else 0.0,
-    )
-
-
-@dataclass
-class AuditCheck:
-    ok: bool
-    records: int
-    acknowledged: int  # 2xx responses wrk counted (warm-up + measured)
-    accepted_records: int | None  # inference records with status 200, if readable
-    output: str
-
-    @property
-    def summary(self) -> str:
-        """The verdict line of ``prodgate audit verify``."""
-        lines = [ln for ln in self.output.splitlines() if not ln.strip().startswith("checked")]
-        return lines[-1] if lines else "(no output)"
-
-
-def accepted_records(db_path: Path) -> int | None:
-    """Inference records with status 200 in the SQLite store (None if unreadable).
-
-    A closer look than the chain walk: the 2xx answers must each have an accepted record.
-    """
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as db:
-            row = db.execute(
-                "SELECT count(*) FROM audit_log WHERE kind = 'inference' AND status = 200"
-            ).fetchone()
-    except sqlite3.Error:
-        return None
-    return int(row[0])
-
-
-def verify_audit(prodgate: list[str], home: Path, acknowledged: int) -> AuditCheck:
-    done = subprocess.run(
-        [*prodgate, "--home", str(home), "audit", "verify"],
-        capture_output=True,
-        text=True,
-        env=clean_env(),
-        check=False,
-    )
-    output = (done.stdout + done.stderr).strip()
-    m = re.search(r"ok: (\d+) records verified", done.stdout)
-    records = int(m.group(1)) if m else 0
-    accepted = accepted_records(home / "prodgate.db")
-    ok = done.returncode == 0 and m is not None and records >= acknowledged
-    if accepted is not None:
-        ok = ok and accepted >= acknowledged
-    return AuditCheck(ok, records, acknowledged, accepted, output)
-
-
-# -- the machine ---------------------------------------------------------------------------
-
-
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def _ram() -> str:
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-    return "unknown"
-
-
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def prodgate_source() -> str:
-    """Where the prodgate under test is imported from, and its git revision there."""
-    import prodgate
-
-    package = Path(prodgate.__file__).resolve().parent
-    where = str(package)
-    try:
-        root = subprocess.run(
-            ["git", "-C", str(package), "rev-parse", "--show-toplevel"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        head = subprocess.run(
-            ["git", "-C", root, "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        # Changed or new files in the package itself count; the rest of the tree does not.
-        dirty = subprocess.run(
-            ["git", "-C", root, "status", "--porcelain", "--", str(package)],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return f"{where} (not a git checkout)"
-    with contextlib.suppress(ValueError):  # name it within the checkout, not the machine
-        where = str(package.relative_to(root))
-    return f"{where}, git {head}" + (" with uncommitted changes" if dirty else "")
-
-
-def machine(wrk: str) -> dict[str, str]:
-    wrk_version = subprocess.run([wrk, "-v"], capture_output=True, text=True, check=False)
-    first = (wrk_version.stdout + wrk_version.stderr).strip().splitlines()
-    return {
-        "CPUs": f"{os.cpu_count()} (nproc {len(usable_cpus())})",
-        "CPU model": _cpu_model(),
-        "RAM": _ram(),
-        "OS": f"{platform.system()} {platform.release()}",
-        "Python": platform.python_version(),
-        "libraries": ", ".join(f"{d} {_version(d)}" for d in LIBRARIES),
-        "wrk": first[0] if first else "unknown",
-        "prodgate source": prodgate_source(),
-    }
-
-
-# -- reporting ---------------------------------------------------------------------------
-
-
-@dataclass
-class Outcome:
-    prodgate: WrkResult
-    bare: WrkResult
-    prodgate_warmup: WrkResult
-    audit: AuditCheck
-    stats: GatewayStats
-    pinning: str
-    command: str
-    info: dict[str, str]
-    duration: float
-    warmup: float
-    connections: int
-    threads: int
-    pool: int
-
-    @property
-    def throughput_ratio(self) -> float:
-        return self.prodgate.rps / self.bare.rps if self.bare.rps else math.inf
-
-    @property
-    def p99_ratio(self) -> float:
-        bare = self.bare.latency_ms["99"]
-        return self.prodgate.latency_ms["99"] / bare if bare else math.inf
-
-    @property
-    def throughput_ok(self) -> bool:
-        return self.throughput_ratio >= THROUGHPUT_TARGET
-
-    @property
-    def p99_ok(self) -> bool:
-        return self.p99_ratio <= P99_TARGET
-
-    @property
-    def prodgate_errors(self) -> int:
-        """Non-2xx responses and socket errors of prodgate, warm-up included."""
-        return self.prodgate.errors + self.prodgate_warmup.errors
-
-    @property
-    def clean(self) -> bool:
-        return self.prodgate_errors == 0
-
-    @property
-    def passed(self) -> bool:
-        return self.throughput_ok and self.p99_ok and self.clean and self.audit.ok
-
-
-def _verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
-
-
-def _errors(r: WrkResult) -> str:
-    extra = ", ".join(f"{k} {v}" for k, v in r.socket_errors.items())
-    return f"{r.non2xx}" + (f" (socket errors: {extra})" if extra else "")
-
-
-def table_rows(o: Outcome) -> list[list[str]]:
-    def row(name: str, r: WrkResult) -> list[str]:
-        lat = r.latency_ms
-        return [
-            name,
-            f"{r.rps:,.0f}",
-            f"{lat['50']:.1f}",
-            f"{lat['90']:.1f}",
-            f"{lat['99']:.1f}",
-            f"{r.requests:,}",
-            _errors(r),
-            f"{r.server_cpu:.0%}",
-            f"{r.other_cpu:.0%}",
-        ]
-
-    return [row("prodgate (whole pipeline)", o.prodgate), row("bare FastAPI", o.bare)]
-
-
-HEADERS = [
-    "server",
-    "req/s",
-    "p50 ms",
-    "p90 ms",
-    "p99 ms",
-    "requests",
-    "non-2xx",
-    "server CPU",
-    "other CPU",
-]
-#: Above this share of one CPU used by other processes during a run, say the figures are
-#: disturbed.
-NOISE_LIMIT = 0.10
-
-
-def noise_warning(o: Outcome) -> str:
-    worst = max(o.prodgate.other_cpu, o.bare.other_cpu)
-    if not worst > NOISE_LIMIT:
-        return ""
-    return (
-        f"WARNING: other processes used up to {worst:.0%} of a CPU during the runs "
-        "(column 'other CPU'); the figures are disturbed. Rerun on a quiet machine."
-    )
-
-
-def text_report(o: Outcome) -> str:
-    rows = [HEADERS, *table_rows(o)]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADERS))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    s = o.stats
-    lines += [
-        "",
-        f"throughput prodgate/bare: {o.throughput_ratio:.2f}x "
-        f"(target >= {THROUGHPUT_TARGET:g}x)  {_verdict(o.throughput_ok)}",
-        f"p99 prodgate/bare:        {o.p99_ratio:.2f}x "
-        f"(target <= {P99_TARGET:g}x)  {_verdict(o.p99_ok)}",
-        f"prodgate non-2xx:         {o.prodgate_errors} (warm-up included)  {_verdict(o.clean)}",
-        f"audit records:            {o.audit.records:,} in a verified chain"
-        + (
-            f", {o.audit.accepted_records:,} accepted inferences"
-            if o.audit.accepted_records is not None
-            else ""
-        )
-        + f", for {o.audit.acknowledged:,} acknowledged (2xx) responses  {_verdict(o.audit.ok)}",
-        f"prodgate internals:       mean model batch {s.mean_batch:.1f} rows, mean audit "
-        f"commit {s.mean_commit_records:.1f} records in {s.mean_commit_ms:.2f} ms",
-        "",
-        f"overall: {_verdict(o.passed)}",
-    ]
-    if noise_warning(o):
-        lines += ["", noise_warning(o)]
-    return "\n".join(lines)
-
-
-def markdown_report(o: Outcome) -> str:
-    today = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    rows = table_rows(o)
-    s = o.stats
-    lines = [
-        f"## Results, {today}",
-        "",
-        "| " + " | ".join(HEADERS) + " |",
-        "| " + " | ".join(["---"] + ["---:"] * (len(HEADERS) - 1)) + " |",
-        *("| " + " | ".join(r) + " |" for r in rows),
-        "",
-        "| check | figure | target | result |",
-        "| --- | ---: | ---: | --- |",
-        f"| throughput prodgate / bare | {o.throughput_ratio:.2f}x | >= {THROUGHPUT_TARGET:g}x "
-        f"| {_verdict(o.throughput_ok)} |",
-        f"| p99 latency prodgate / bare | {o.p99_ratio:.2f}x | <= {P99_TARGET:g}x "
-        f"| {_verdict(o.p99_ok)} |",
-        f"| prodgate non-2xx and socket errors (warm-up included) | {o.prodgate_errors} | 0 "
-        f"| {_verdict(o.clean)} |",
-        f"| audit records (verified chain) vs 2xx responses | {o.audit.records:,} vs "
-        f"{o.audit.acknowledged:,} | records >= 2xx | {_verdict(o.audit.ok)} |",
-        *(
-            [
-                f"| accepted inference records (status 200) vs 2xx responses "
-                f"| {o.audit.accepted_records:,} vs {o.audit.acknowledged:,} | records >= 2xx "
-                f"| {_verdict(o.audit.accepted_records >= o.audit.acknowledged)} |"
-            ]
-            if o.audit.accepted_records is not None
-            else []
-        ),
-        "",
-        f"prodgate internals during the measured run: mean model batch {s.mean_batch:.1f} rows; "
-        f"mean audit group commit {s.mean_commit_records:.1f} records in "
-        f'{s.mean_commit_ms:.2f} ms. "server CPU" is the server process\'s CPU time over the '
-        'run, as a share of one CPU; "other CPU" is what the rest of the machine (neither the '
-        "server nor wrk) used meanwhile.",
-        "",
-        *([f"**{noise_warning(o)}**", ""] if noise_warning(o) else []),
-        f"Load: wrk, {o.connections} connections, {o.threads} threads, {o.warmup:g} s warm-up "
-        f"then {o.duration:g} s measured, bodies cycled from a pool of {o.pool:,} generated "
-        f"claims; {o.pinning}.",
-        "",
-        "Command:",
-        "",
-        "```",
-        o.command,
-        "```",
-        "",
-        "Machine:",
-        "",
-        *(f"- {k}: {v}" for k, v in o.info.items()),
-        "",
-    ]
-    return "\n".join(lines)
-
-
-# -- main ------------------------------------------------------------------------------------
-
-
-def prodgate_command() -> list[str]:
-    exe = Path(sys.executable).with_name("prodgate")
-    if exe.exists():
-        return [str(exe)]
-    found = shutil.which("prodgate")
-    if found:
-        return [found]
-    return [sys.executable, "-c", "from prodgate.cli.main import main; main()"]
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description="prodgate's predict pipeline against a bare FastAPI endpoint, under wrk.",
-    )
-    p.add_argument("--duration", type=float, default=20.0, help="measured seconds per server [20]")
-    p.add_argument("--warmup", type=float, default=5.0, help="warm-up seconds per server [5]")
-    p.add_argument("--connections", type=int, default=64, help="wrk connections [64]")
-    p.add_argument("--threads", type=int, default=2, help="wrk threads [2]")
-    p.add_argument("--rows", type=int, default=1000, help="distinct request bodies [1000]")
-    p.add_argument("--seed", type=int, default=2024, help="seed of the request bodies [2024]")
-    p.add_argument("--no-pin", action="store_true", help="do not pin wrk and the server to CPUs")
-    p.add_argument(
-        "--home", type=Path, default=None, help="prodgate home to use (default: a temporary one)"
-    )
-    p.add_argument(
-        "--markdown",
-        nargs="?",
-        const="-",
-        default=None,
-        metavar="FILE",
-        help="print a Markdown results section, or append it to FILE",
-    )
-    return p.parse_args(argv)
-
-
-@dataclass
-class GatewayRun:
-    warmup: WrkResult
-    measured: WrkResult
-    stats: GatewayStats
-    all_statuses: dict[str, float]  # every predict status prodgate counted, warm-up included
-    sample: dict[str, Any]  # its answer to the first row of the pool
-    log: str
-
-
-def run_gateway(
-    prodgate: list[str],
-    home: Path,
-    work: Path,
-    load: Load,
-    args: argparse.Namespace,
-    row: dict[str, Any],
-) -> GatewayRun:
-    port = free_port()
-    spec = home / "example" / "prodgate.yaml"
-    argv = [*prodgate, "--home", str(home), "--config", str(spec), "serve", "--port", str(port)]
-    server = Server(
-        "prodgate",
-        load.pinning.wrap(load.pinning.server_cpus, argv),
-        f"http://127.0.0.1:{port}",
-        "/readyz",
-        work / "prodgate.log",
-        clean_env(),
-    )
-    with running(server):
-        url = server.base + PRODGATE_PATH
-        sample = post_json(url, {"inputs": row})
-        print(f"prodgate (pid {server.pid}) on {url}: warm-up ...", flush=True)
-        warm = load.run(url, args.warmup, server.pid)
-        before = scrape(server.base)
-        print("prodgate: measuring ...", flush=True)
-        measured = load.run(url, args.duration, server.pid)
-        after = scrape(server.base)
-    return GatewayRun(
-        warm,
-        measured,
-        gateway_stats(before, after),
-        statuses(after),
-        sample,
-        server.log.read_text(errors="replace"),
-    )
-
-
-def run_bare(
-    model: Path, work: Path, load: Load, args: argparse.Namespace, row: dict[str, Any]
-) -> tuple[WrkResult, dict[str, Any]]:
-    port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--app-dir",
-        str(BENCH_DIR),
-        "bare_fastapi:app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--no-access-log",
-    ]
-    server = Server(
-        "bare FastAPI",
-        load.pinning.wrap(load.pinning.server_cpus, argv),
-        f"http://127.0.0.1:{port}",
-        "/healthz",
-        work / "bare.log",
-        clean_env() | {"BARE_MODEL": str(model)},
-    )
-    with running(server):
-        url = server.base + BARE_PATH
-        sample = post_json(url, {"inputs": row})
-        print(f"bare FastAPI (pid {server.pid}) on {url}: warm-up ...", flush=True)
-        load.run(url, args.warmup, server.pid)
-        print("bare FastAPI: measuring ...", flush=True)
-        return load.run(url, args.duration, server.pid), sample
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        return benchmark(list(sys.argv[1:] if argv is None else argv))
-    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
-        print(f"benchmark aborted: {exc}", file=sys.stderr)
-        return 1
 
 
 def benchmark(arguments: list[str]) -> int:
     args = parse_args(arguments)
-    wrk = shutil.which("wrk")
+    wrk = require_wrk()
     if wrk is None:
-        print(
-            "wrk is not installed. Install it with 'sudo apt-get install wrk' (Debian/Ubuntu), "
-            "'brew install wrk' (macOS), or build it from https://github.com/wg/wrk.",
-            file=sys.stderr,
-        )
-        return 2
-    command = shlex.join([".venv/bin/python", "bench/gateway_vs_bare.py", *arguments])
-    pinning, pin_note = choose_pinning(not args.no_pin)
+        return EXIT_NO_WRK
+    pinning = choose_pinning(not args.no_pin)
     prodgate = prodgate_command()
-    idle = machine_idle_check()
-    if idle > NOISE_LIMIT:
-        print(
-            f"warning: the machine is busy before the benchmark starts ({idle:.0%} of a CPU); "
-            "the figures will be disturbed",
-            flush=True,
-        )
-    dropped = sorted(k for k in os.environ if k.startswith("PRODGATE_"))
-    if dropped:
-        print(f"note: ignoring {', '.join(dropped)}: prodgate runs on its defaults here")
+    warn_if_disturbed()
 
     with tempfile.TemporaryDirectory(prefix="prodgate-bench-") as tmp:
         work = Path(tmp)
         home = args.home.resolve() if args.home else work / "home"
         print(f"building the claims-triage example in {home} ...", flush=True)
-        built = subprocess.run(
-            [*prodgate, "--home", str(home), "demo", "--no-serve"],
-            env=clean_env(),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if built.returncode != 0:
-            print(
-                f"'prodgate demo --no-serve' failed (exit {built.returncode}):\n"
-                f"{built.stdout}{built.stderr}",
-                file=sys.stderr,
-            )
-            return 1
-        rows = row_pool(args.rows, args.seed)
+        build_example(prodgate, home)
+        rows = claims(args.rows, args.seed)
         script = work / "pool.lua"
-        script.write_text(lua_script(rows))
+        script.write_text(lua_script([{"inputs": row} for row in rows]))
         load = Load(wrk, script, args.connections, args.threads, pinning)
+        first = {"inputs": rows[0]}
         print(
-            f"{pin_note}; wrk {args.connections} connections, {args.threads} threads, "
+            f"{pinning.note}; wrk {args.connections} connections, {args.threads} threads, "
             f"{args.warmup:g} s warm-up + {args.duration:g} s measured per server",
             flush=True,
         )
 
-        gw = run_gateway(prodgate, home, work, load, args, rows[0])
-        if gw.warmup.errors or gw.measured.errors:
-            print(
-                "\n!!! PRODGATE FAILED REQUESTS: non-2xx (socket errors) "
-                f"warm-up {_errors(gw.warmup)}, measured {_errors(gw.measured)}; "
-                f"predict statuses by prodgate's /metrics: {gw.all_statuses}\n"
-                f"!!! end of its log:\n{gw.log[-2000:]}\n",
-                flush=True,
-            )
-        audit = verify_audit(prodgate, home, gw.warmup.ok + gw.measured.ok)
+        def measure(server: Server, path: str, metrics: bool = False) -> Measurement:
+            return load.measure(server, path, first, args.warmup, args.duration, metrics)
+
+        gw = measure(prodgate_server(prodgate, home, work, pinning), PREDICT_PATH, metrics=True)
+        if gw.errors:
+            report_failures(gw)
+        audit = verify_audit(prodgate, home, gw.acknowledged)
         print(f"prodgate audit verify: {audit.summary}", flush=True)
+        bare_env = {"BARE_MODEL": str(model_path(home))}
+        bare = measure(
+            uvicorn_server("bare FastAPI", "bare_fastapi:app", work, pinning, bare_env), PILOT_PATH
+        )
+        hello = measure(
+            uvicorn_server("hello FastAPI", "hello_fastapi:app", work, pinning), PILOT_PATH
+        )
 
-        bare, bare_sample = run_bare(home / "example" / "model.skops", work, load, args, rows[0])
-
-    if not same_model(gw.sample, bare_sample):
+    if not same_model(gw.sample, bare.sample):
         print(
-            f"warning: the two servers disagree on the same row: prodgate {gw.sample}, "
-            f"bare {bare_sample}",
+            f"warning: prodgate and the bare endpoint disagree on the same row: "
+            f"prodgate {gw.sample}, bare {bare.sample}",
             file=sys.stderr,
         )
-    outcome = Outcome(
-        prodgate=gw.measured,
-        bare=bare,
-        prodgate_warmup=gw.warmup,
-        audit=audit,
-        stats=gw.stats,
-        pinning=pin_note,
-        command=command,
-        info=machine(wrk),
-        duration=args.duration,
-        warmup=args.warmup,
-        connections=args.connections,
-        threads=args.threads,
-        pool=args.rows,
+    if hello.sample != HELLO_ANSWER:
+        print(f"warning: the hello world answered {hello.sample}", file=sys.stderr)
+
+    p, b, h = gw.measured, bare.measured, hello.measured
+    report = Report(
+        servers=[
+            ("prodgate (whole pipeline)", p),
+            ("bare FastAPI (predict_proba)", b),
+            ("hello-world FastAPI", h),
+        ],
+        checks=[
+            Check.at_least("throughput prodgate / hello", ratio(p.rps, h.rps), HELLO_TARGET),
+            Check.at_least("throughput prodgate / bare", ratio(p.rps, b.rps), THROUGHPUT_TARGET),
+            Check.at_most(
+                "p99 latency prodgate / bare",
+                ratio(p.latency_ms["99"], b.latency_ms["99"]),
+                P99_TARGET,
+            ),
+            Check(
+                "prodgate non-2xx and socket errors (warm-up included)",
+                str(gw.errors),
+                "0",
+                gw.errors == 0,
+            ),
+            *audit.checks(),
+        ],
+        load=load.describe(args.warmup, args.duration, f"{args.rows:,} generated claims"),
+        command=command_line("bench/gateway_vs_bare.py", arguments),
+        machine=machine(wrk, LIBRARIES),
+        notes=[gateway_stats(gw.metrics_before, gw.metrics_after).describe()],
     )
-    print()
-    print(text_report(outcome))
-    if not outcome.clean:
+    code = emit(report, args.markdown)
+    if gw.errors:
         print(
-            f"\n!!! prodgate failed {outcome.prodgate_errors} requests "
-            f"(statuses {gw.all_statuses}): see above",
+            f"\n!!! prodgate failed {gw.errors} requests "
+            f"(statuses {statuses(gw.metrics_after)}): see above",
             flush=True,
         )
-    if args.markdown:
-        section = markdown_report(outcome)
-        if args.markdown == "-":
-            print("\n" + section)
-        else:
-            with open(args.markdown, "a", encoding="utf-8") as fh:
-                fh.write("\n" + section)
-            print(f"\nappended the results to {args.markdown}")
-    return 0 if outcome.passed else 1
+    return code
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(benchmark))
