@@ -221,10 +221,18 @@ class OverloadedError(UnavailableError):
 
 
 class ModelError(ProdgateError):
-    """The model failed on a valid input: the operator's problem, not the caller's."""
+    """The model failed on a valid input: the operator's problem, not the caller's.
+
+    ``detail`` is what the caller reads; ``cause`` (the model's own exception) goes to
+    the log and the audit record only, since it may quote inputs or internals.
+    """
 
     status, slug, title = 500, "model-error", "Model error"
     user_error = False
+
+    def __init__(self, detail: str, cause: str = "") -> None:
+        super().__init__(detail)
+        self.cause = cause
 
 
 class StoreError(ProdgateError):

@@ -86,10 +86,10 @@ def serve(ctx: Context, host: str | None, port: int | None, access_log: bool) ->
 
     def announce(gateway: Gateway) -> None:
         base = f"http://{settings.host}:{settings.port}"
-        for name in gateway.spec.services:
-            live = gateway.fleet.services[name].production
-            state = f"version {live.version.number}" if live else "nothing deployed"
-            click.echo(f"prodgate: {name}: {state}; POST {base}/v1/services/{name}/predict")
+        for view in gateway.describe_all():
+            number = view["deployed_version"]
+            state = f"version {number}" if number else "nothing deployed"
+            click.echo(f"prodgate: {view['name']}: {state}; POST {base}{view['predict']}")
 
     run_server(settings, ctx.spec(), on_ready=announce, access_log=access_log)
 

@@ -10,13 +10,19 @@ with and none fails during a rollback.
 A version that cannot be loaded here (its artifact missing or changed) does not
 take the service down: the production version already loaded keeps answering, and
 says so in its answers and audit records, while ``load_errors`` (and so /readyz)
-reports the problem. The error is logged once, and every later refresh tries the
-load again until it succeeds.
+reports the problem. A shadow version that cannot load takes no traffic, so it does
+not make the gateway unready: it is reported apart (``shadow_errors``, the detail of
+/readyz, and the ``prodgate_version_load_failed`` gauge). The error is logged once,
+and every later refresh tries the load again until it succeeds.
+
+Batchers of versions no longer needed are closed once their queued work is done, and
+:meth:`Fleet.close` waits for those still closing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 
@@ -52,7 +58,8 @@ class ServiceState:
     versions: dict[int, Live] = field(default_factory=dict)
     disabled: bool = False
     disabled_reason: str = ""
-    error: str | None = None  # why a needed version could not be loaded
+    error: str | None = None  # why a version that takes traffic could not be loaded
+    shadow_error: str | None = None  # why the shadow version could not be loaded
 
     @property
     def production(self) -> Live | None:
@@ -84,17 +91,24 @@ class Fleet:
         self.generation = -1
         self._lock = asyncio.Lock()
         self._reported: dict[tuple[str, int], str] = {}  # load errors already logged
+        self._retiring: set[asyncio.Task[None]] = set()
 
     @property
     def load_errors(self) -> dict[str, str]:
+        """Services whose production or canary version could not be loaded here."""
         return {n: s.error for n, s in self.services.items() if s.error}
+
+    @property
+    def shadow_errors(self) -> dict[str, str]:
+        """Services whose shadow version could not be loaded (they still serve)."""
+        return {n: s.shadow_error for n, s in self.services.items() if s.shadow_error}
 
     async def refresh(self) -> bool:
         """Reload state if the store's generation moved, or retry versions that failed
         to load; True when it reloaded."""
         async with self._lock:
             generation = await asyncio.to_thread(self.store.generation)
-            if generation == self.generation and not self.load_errors:
+            if generation == self.generation and not (self.load_errors or self.shadow_errors):
                 return False
             deployments, versions = await asyncio.to_thread(self._read)
             for name, service in self.spec.services.items():
@@ -121,39 +135,47 @@ class Fleet:
         old = self.services[service.name]
         loaded = dict(old.versions)
         errors: list[str] = []
+        shadow_error: str | None = None
+        serving = set() if dep is None else {dep.production_version, dep.canary_version}
+        failed = self.metrics.load_failed
         for number in _needed(dep):
+            role = "shadow" if number not in serving else "serving"
             if number in loaded:
                 continue
             version = versions[(service.name, number)]
             try:
                 live = await asyncio.to_thread(self._load, service, version)
             except ProdgateError as exc:
-                errors.append(f"version {number}: {exc.detail}")
+                failed.labels(service.name, str(number), role).set(1)
+                if role == "shadow":
+                    shadow_error = f"shadow version {number}: {exc.detail}"
+                else:
+                    errors.append(f"version {number}: {exc.detail}")
                 if self._reported.get((service.name, number)) != exc.detail:
                     self._reported[(service.name, number)] = exc.detail
                     logger.error("%s v%s cannot be loaded: %s", service.name, number, exc.detail)
                 continue
-            self._reported.pop((service.name, number), None)
+            self._forget(service.name, number)
             live.batcher.start()
             loaded[number] = live
             logger.info("%s: loaded version %s (%s)", service.name, number, version.flavor)
         keep = set(_needed(dep))
         for key in [k for k in self._reported if k[0] == service.name and k[1] not in keep]:
-            del self._reported[key]  # no longer wanted: log it again if it comes back
+            self._forget(*key)  # no longer wanted: log it again if it comes back
         split = None
         if dep is not None:
             canary = dep.canary_version if dep.canary_version in loaded else None
             shadow = dep.shadow_version if dep.shadow_version in loaded else None
             production = dep.production_version if dep.production_version in loaded else None
-            serving = old.split.production if old.split else None
+            before = old.split.production if old.split else None
             wanted = dep.production_version
-            if production is None and wanted is not None and serving in loaded:
+            if production is None and wanted is not None and before in loaded:
                 # The new production version does not load here: the one that answered
                 # so far goes on answering (and is named in answers and records) until
                 # it does, rather than every request failing with 503.
-                production = serving
-                keep.add(serving)
-                errors.append(f"version {serving} serves until version {wanted} loads")
+                production = before
+                keep.add(before)
+                errors.append(f"version {before} serves until version {wanted} loads")
             split = Split(
                 production=production,
                 canary=canary,
@@ -166,12 +188,22 @@ class Fleet:
             disabled=bool(dep and dep.disabled),
             disabled_reason=(dep.disabled_reason or "") if dep else "",
             error="; ".join(errors) or None,
+            shadow_error=shadow_error,
         )
         self.services[service.name] = state  # one assignment: requests see old or new
         for number, live in loaded.items():
             if number not in keep:
                 logger.info("%s: retiring version %s", service.name, number)
-                asyncio.get_running_loop().create_task(live.batcher.close())
+                task = asyncio.get_running_loop().create_task(live.batcher.close())
+                self._retiring.add(task)
+                task.add_done_callback(self._retiring.discard)
+
+    def _forget(self, service: str, number: int) -> None:
+        """*number* loaded, or is no longer wanted: its load error is gone."""
+        self._reported.pop((service, number), None)
+        for role in ("serving", "shadow"):
+            with contextlib.suppress(KeyError):
+                self.metrics.load_failed.remove(service, str(number), role)
 
     def _load(self, service: ServiceSpec, version: Version) -> Live:
         location = version.verified_location(self.settings.artifacts_path)
@@ -199,6 +231,9 @@ class Fleet:
         return Live(service, version, batcher)
 
     async def close(self) -> None:
+        """Finish the queued work of every batcher, retiring ones included, then stop."""
         for state in self.services.values():
             for live in state.versions.values():
                 await live.batcher.close()
+        if self._retiring:
+            await asyncio.gather(*self._retiring)

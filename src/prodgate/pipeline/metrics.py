@@ -86,3 +86,10 @@ class Metrics:
             ["service", "version"],
             registry=r,
         )
+        self.load_failed = Gauge(
+            "prodgate_version_load_failed",
+            "1 while a deployed version cannot be loaded here; role is serving "
+            "(production or canary) or shadow.",
+            ["service", "version", "role"],
+            registry=r,
+        )

@@ -33,6 +33,7 @@ from prodgate.rollout import split as deployments
 from prodgate.rollout.status import status as rollout_status
 from prodgate.server.problems import json_response
 from prodgate.spec import ServiceSpec
+from prodgate.store.engine import Store
 
 Handler = Callable[[Request], Awaitable[Response]]
 ROLLOUT_ACTIONS = ("pause", "resume", "abort", "confirm")
@@ -92,8 +93,9 @@ class Admin:
         return actor
 
     @property
-    def store(self) -> Any:
-        return self.state.gateway.store
+    def store(self) -> Store:
+        store: Store = self.state.store
+        return store
 
     async def _after_change(self) -> None:
         # Apply the change here at once rather than at the next poll.

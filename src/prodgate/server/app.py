@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -15,12 +15,13 @@ from prodgate import spec as spec_module
 from prodgate.exceptions import ProdgateError
 from prodgate.pipeline.gateway import Gateway
 from prodgate.pipeline.metrics import Metrics
+from prodgate.rollout.controller import run_controller
 from prodgate.server import problems, routes
 from prodgate.server.admin import Admin
 from prodgate.server.auth import AdminAuth
 from prodgate.settings import Settings
 from prodgate.spec import Spec
-from prodgate.store.engine import open_store
+from prodgate.store.engine import Store, open_store
 
 logger = logging.getLogger("prodgate.server")
 
@@ -36,13 +37,29 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # The two planes side by side: the gateway (data plane) and, unless turned
+        # off, the rollout controller (control plane), sharing only the store.
         store = open_store(settings)
         gateway = Gateway(settings, spec, store, metrics)
-        app.state.gateway = gateway
+        app.state.gateway = state.gateway = gateway
+        state.store = store
         await gateway.start()
+        stopping = asyncio.Event()
+        controller = None
+        if settings.controller:
+            # On a shared store only one replica at a time drives a given rollout
+            # (the controller takes a lock per service).
+            controller = asyncio.get_running_loop().create_task(
+                run_controller(store, spec, settings.controller_interval, stop=stopping)
+            )
         try:
             yield
         finally:
+            # Ask the controller to stop and wait: cancelling would leave a worker
+            # thread holding a store connection while the store is being closed.
+            stopping.set()
+            if controller is not None:
+                await controller
             await gateway.stop()
             store.dispose()
 
@@ -71,19 +88,15 @@ def create_app(
     app.state.spec = state.spec = spec
     app.state.metrics = metrics
     app.state.auth = state.auth = AdminAuth(settings.admin_token)
-    state.app_state = app.state
     return app
 
 
 class _State:
-    """What the admin routes read: settings, spec, auth, and the gateway once started."""
+    """What the admin routes read: settings, spec, auth; the store and the gateway once
+    the app has started."""
 
     settings: Settings
     spec: Spec
     auth: AdminAuth
-    app_state: Any
-
-    @property
-    def gateway(self) -> Gateway:
-        gateway: Gateway = self.app_state.gateway
-        return gateway
+    store: Store
+    gateway: Gateway

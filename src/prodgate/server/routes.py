@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -11,16 +10,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from prodgate.audit import log
 from prodgate.exceptions import (
     MalformedJSONError,
     PayloadTooLargeError,
     ProdgateError,
     UnavailableError,
-    UnknownInferenceError,
     UnsupportedMediaTypeError,
 )
-from prodgate.monitor import feedback
 from prodgate.pipeline.gateway import Gateway
 from prodgate.server import openapi as openapi_doc
 from prodgate.server.problems import json_response, problem_response
@@ -36,29 +32,16 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    gateway = _gateway(request)
-    store_ok = await asyncio.to_thread(gateway.store.ping)
-    problems: list[str] = []
-    if not gateway.started:
-        problems.append("models are still loading")
-    problems.extend(f"{name}: {why}" for name, why in gateway.load_errors.items())
-    if not store_ok:
-        problems.append("the store does not answer")
-    spooled = gateway.recorder.spooled
-    if spooled:
-        problems.append(f"{spooled} audit records wait in the local journal for the store")
-    if problems:
-        return problem_response(UnavailableError("; ".join(problems)).problem("/readyz"))
-    return json_response(
-        {
-            "status": "ready",
-            "services": {
-                n: state.production.version.number
-                for n, state in gateway.fleet.services.items()
-                if state.production is not None
-            },
-        }
-    )
+    readiness = await _gateway(request).readiness()
+    if not readiness.ready:
+        problem = UnavailableError("; ".join(readiness.problems)).problem("/readyz")
+        if readiness.warnings:
+            problem["warnings"] = readiness.warnings
+        return problem_response(problem)
+    body: dict[str, Any] = {"status": "ready", "services": readiness.services}
+    if readiness.warnings:
+        body["warnings"] = readiness.warnings
+    return json_response(body)
 
 
 async def metrics(request: Request) -> Response:
@@ -70,48 +53,12 @@ async def openapi(request: Request) -> Response:
     return json_response(openapi_doc.build(request.app.state.spec))
 
 
-def _service_view(gateway: Gateway, name: str, full: bool) -> dict[str, Any]:
-    service = gateway.service(name)
-    state = gateway.fleet.services[name]
-    live = state.production
-    split = state.split
-    view: dict[str, Any] = {
-        "name": name,
-        "description": service.description,
-        "owner": {"name": service.owner.name, "contact": service.owner.contact},
-        "kind": service.kind,
-        "labels": list(service.labels) if service.labels else None,
-        "escalation": {"confidence_below": service.escalation_below},
-        "deployed_version": live.version.number if live else None,
-        "canary": {"version": split.canary, "weight": split.canary_weight}
-        if split and split.canary
-        else None,
-        "shadow_version": split.shadow if split else None,
-        "disabled": state.disabled,
-        "predict": f"/v1/services/{name}/predict",
-    }
-    if state.disabled:
-        view["disabled_reason"] = state.disabled_reason
-    if state.error:
-        view["error"] = state.error
-    if full:
-        view["contract"] = service.contract
-        view["example"] = {"inputs": gateway.examples[name]}
-        if live:
-            # Where the registrant's file was is theirs, not every caller's to see.
-            view["version"] = {k: v for k, v in live.version.as_dict().items() if k != "source"}
-    return view
-
-
 async def list_services(request: Request) -> Response:
-    gateway = _gateway(request)
-    return json_response(
-        {"services": [_service_view(gateway, n, False) for n in gateway.spec.services]}
-    )
+    return json_response({"services": _gateway(request).describe_all()})
 
 
 async def get_service(request: Request) -> Response:
-    return json_response(_service_view(_gateway(request), request.path_params["service"], True))
+    return json_response(_gateway(request).describe(request.path_params["service"]))
 
 
 def _is_json(content_type: str) -> bool:
@@ -154,13 +101,13 @@ async def predict(request: Request) -> Response:
     except ClientDisconnect:
         return Response(status_code=400)
     except ProdgateError as exc:
-        outcome = await gateway.reject(name, exc, started, raw=body)
+        outcome = await gateway.refuse(name, exc, started, body)
     else:
         outcome = await gateway.predict(name, body, started, request.headers.get("x-routing-key"))
-    if outcome.status >= 400:
+    if not outcome.ok:
         outcome.body.setdefault("instance", request.url.path)
-        return problem_response(outcome.body, outcome.headers or None)
-    return json_response(outcome.body, outcome.status, outcome.headers or None)
+        return problem_response(outcome.body, outcome.headers)
+    return json_response(outcome.body, outcome.status, outcome.headers)
 
 
 async def post_feedback(request: Request) -> Response:
@@ -172,21 +119,9 @@ async def post_feedback(request: Request) -> Response:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise MalformedJSONError(f"the body is not JSON: {exc}") from None
-    stored = await asyncio.to_thread(
-        feedback.submit, gateway.store, gateway.spec, request.path_params["id"], payload
-    )
+    stored = await gateway.feedback(request.path_params["id"], payload)
     return json_response(stored, 201)
 
 
 async def get_inference(request: Request) -> Response:
-    gateway = _gateway(request)
-    record_id = request.path_params["id"]
-
-    def read() -> dict[str, Any] | None:
-        with gateway.store.read() as conn:
-            return log.get(conn, record_id)
-
-    record = await asyncio.to_thread(read) if len(record_id) <= 64 else None
-    if record is None:
-        raise UnknownInferenceError(f"no inference with id {record_id!r}")
-    return json_response(record)
+    return json_response(await _gateway(request).inference(request.path_params["id"]))

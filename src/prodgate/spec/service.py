@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prodgate.exceptions import UnknownServiceError
 from prodgate.spec.policy import Policy
 
 
@@ -43,12 +44,12 @@ class Spec:
     services: dict[str, ServiceSpec] = field(default_factory=dict)
 
     def service(self, name: str) -> ServiceSpec:
-        from prodgate.exceptions import UnknownServiceError
-
         try:
             return self.services[name]
         except KeyError:
-            known = ", ".join(sorted(self.services)) or "none"
-            raise UnknownServiceError(
-                f"unknown service {name!r}; {self.path.name} declares: {known}"
-            ) from None
+            raise self.unknown(name) from None
+
+    def unknown(self, name: str) -> UnknownServiceError:
+        """The error for a service this spec does not declare, naming those it does."""
+        known = ", ".join(sorted(self.services)) or "none"
+        return UnknownServiceError(f"unknown service {name!r}; {self.path.name} declares: {known}")

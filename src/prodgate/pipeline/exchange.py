@@ -1,0 +1,40 @@
+"""One predict request as it moves through the stages, and the answer it gets.
+
+Every stage reads and fills the same :class:`Exchange`, so a refusal at any point
+records exactly what was known by then (the raw body, the parsed payload, the version
+chosen) without each stage passing it along by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class Exchange:
+    """A predict request: what arrived, and what the stages have learned of it."""
+
+    service: str
+    body: bytes
+    started: float  # time.perf_counter() when the request arrived
+    routing_key: str | None = None  # the X-Routing-Key header; the body's key wins
+    parsed: bool = False  # whether ``payload`` holds the body's JSON
+    payload: Any = None
+    rows: list[Mapping[str, Any]] = field(default_factory=list)
+    single: bool = True  # ``{"inputs": row}`` rather than ``{"instances": [...]}``
+    version: int | None = None  # the version chosen by the route stage
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What the server sends back: a status, a JSON body and any extra headers."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status < 400

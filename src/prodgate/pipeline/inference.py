@@ -1,0 +1,35 @@
+"""The infer stage: the request's rows through the version's micro-batcher.
+
+A model that fails on a valid input is the operator's problem, not the caller's: the
+caller gets a generic 500 naming the audit record, while the exception's text goes to
+the log and into that record (:class:`~prodgate.exceptions.ModelError` carries it as
+``cause``), where the people who run the model can read it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from prodgate.exceptions import ModelError, OverloadedError
+from prodgate.pipeline.exchange import Exchange
+from prodgate.pipeline.fleet import Live
+from prodgate.runtime.base import Prediction
+
+logger = logging.getLogger("prodgate.gateway")
+
+
+async def infer(ex: Exchange, live: Live) -> list[Prediction]:
+    """One prediction per row of *ex*, from a batch shared with concurrent requests."""
+    try:
+        return await live.batcher.predict(ex.rows)
+    except OverloadedError:
+        raise
+    except Exception as exc:
+        cause = f"{type(exc).__name__}: {exc}"
+        # One line per failed call; the traceback only when debugging.
+        logger.warning("%s v%s failed on a batch: %s", ex.service, ex.version, cause)
+        logger.debug("model failure", exc_info=exc)
+        raise ModelError(
+            "the model failed on this input; the operators can read why in its audit record",
+            cause=cause,
+        ) from None

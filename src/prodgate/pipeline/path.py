@@ -1,0 +1,133 @@
+"""The request path of one service, stage by stage, top to bottom.
+
+::
+
+    authenticate -> limit           (API keys and limits: not built yet)
+    parse        envelope.parse      JSON and the {"inputs"} / {"instances"} envelope
+    contract     validation.validate every row against the compiled contract
+    guard input                      (guardrails: not built yet)
+    route        routing.route       kill switch, split, sticky routing key
+    infer        inference.infer     the micro-batched model call
+    guard output                     (guardrails: not built yet)
+    decide       decision.decide     auto, or escalated to a person
+    record       Recorder.record     group commit; the answer waits until it is durable
+    respond      Outcome
+
+A stage that refuses raises a :class:`~prodgate.exceptions.ProdgateError`; the path
+hands it to :class:`~prodgate.pipeline.refusal.Refusal`, which records and answers
+it. A stage never touches the store: what it needs is in memory (the compiled
+contract here, the split and models in the fleet).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prodgate.contract import Contract
+from prodgate.exceptions import ProdgateError
+from prodgate.pipeline.decision import ESCALATED, decide
+from prodgate.pipeline.envelope import parse
+from prodgate.pipeline.exchange import Exchange, Outcome
+from prodgate.pipeline.fleet import Fleet
+from prodgate.pipeline.inference import infer
+from prodgate.pipeline.metrics import Metrics
+from prodgate.pipeline.recorder import Recorder
+from prodgate.pipeline.records import answer, inference_record, output
+from prodgate.pipeline.refusal import Refusal
+from prodgate.pipeline.routing import route
+from prodgate.pipeline.shadow import Shadows
+from prodgate.pipeline.validation import validate
+from prodgate.rollout.router import Router
+from prodgate.spec import ServiceSpec
+from prodgate.store.engine import now_us
+
+
+class ServicePath:
+    """Every stage a predict request to one service goes through, in order."""
+
+    def __init__(
+        self,
+        service: ServiceSpec,
+        contract: Contract,
+        *,
+        fleet: Fleet,
+        router: Router,
+        recorder: Recorder,
+        refusal: Refusal,
+        shadows: Shadows,
+        metrics: Metrics,
+        max_rows: int,
+    ) -> None:
+        self.service = service
+        self.name = service.name
+        self.contract = contract
+        self.fleet = fleet
+        self.router = router
+        self.recorder = recorder
+        self.refuse = refusal
+        self.shadows = shadows
+        self.metrics = metrics
+        self.max_rows = max_rows
+        self.threshold = service.escalation_below
+
+    async def handle(self, ex: Exchange) -> Outcome:
+        """Serve one predict request."""
+        try:
+            parse(ex, self.max_rows)
+            validate(ex, self.contract)
+            state = self.fleet.services[self.name]
+            live = route(ex, state, self.router)
+            predictions = await infer(ex, live)
+        except ProdgateError as exc:
+            return await self.refuse(ex, exc)
+        shadow = state.shadow
+        if shadow is not None and shadow.version.number != ex.version:
+            self.shadows.copy(shadow, ex.rows, ex.started)
+        number = live.version.number
+        latency_ms = round((time.perf_counter() - ex.started) * 1000.0, 3)
+        ts = now_us()
+        records = []
+        answers: list[dict[str, Any]] = []
+        escalated = 0
+        for row, p in zip(ex.rows, predictions, strict=True):
+            decision = decide(p, self.threshold)
+            escalated += decision == ESCALATED
+            rec = inference_record(
+                action="predict",
+                service=self.name,
+                version=number,
+                status=200,
+                decision=decision,
+                payload={"input": row, "output": output(p)},
+                ts_us=ts,
+                latency_ms=latency_ms,
+                confidence=p.confidence,
+            )
+            records.append(rec)
+            answers.append(answer(rec, p, self.name, number, latency_ms))
+        return await self._record(records, answers, number, escalated, ex)
+
+    async def _record(
+        self,
+        records: list[Any],
+        answers: list[dict[str, Any]],
+        number: int,
+        escalated: int,
+        ex: Exchange,
+    ) -> Outcome:
+        """The record stage, then respond: nothing is answered before it is durable."""
+        m = self.metrics
+        label = str(number)
+        try:
+            await self.recorder.record(records)
+        except ProdgateError as exc:  # not durable, so not acknowledged
+            m.requests.labels(self.name, label, str(exc.status)).inc()
+            return Outcome(exc.status, exc.problem())
+        m.requests.labels(self.name, label, "200").inc()
+        m.latency.labels(self.name).observe(time.perf_counter() - ex.started)
+        m.decisions.labels(self.name, label, "auto").inc(len(records) - escalated)
+        if escalated:
+            m.decisions.labels(self.name, label, ESCALATED).inc(escalated)
+            m.escalations.labels(self.name, label).inc(escalated)
+        return Outcome(200, answers[0] if ex.single else {"predictions": answers})

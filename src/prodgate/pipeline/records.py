@@ -1,0 +1,68 @@
+"""The one constructor of inference records, and the answer a caller gets for one.
+
+Every decision the gateway makes (answered, shadowed or refused) is one audit record
+of kind ``inference``, built here and nowhere else, so the columns mean the same in
+all three and the record's id is the one the caller sees.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prodgate.audit.record import KIND_INFERENCE, Record
+from prodgate.runtime.base import Prediction
+
+RAW_KEEP = 4096  # bytes of an unparseable body kept in its audit record
+
+
+def inference_record(
+    *,
+    action: str,
+    service: str,
+    version: int | None,
+    status: int,
+    decision: str,
+    payload: dict[str, Any],
+    ts_us: int,
+    latency_ms: float,
+    confidence: float | None = None,
+) -> Record:
+    """An inference record: ``action`` is ``predict`` (answered or refused) or ``shadow``."""
+    return Record(
+        kind=KIND_INFERENCE,
+        action=action,
+        ts_us=ts_us,
+        payload=payload,
+        service=service,
+        version=version,
+        status=status,
+        decision=decision,
+        confidence=confidence,
+        latency_ms=latency_ms,
+    )
+
+
+def output(prediction: Prediction) -> dict[str, Any]:
+    """A prediction as the audit record keeps it."""
+    return {"prediction": prediction.value, "probabilities": prediction.probabilities}
+
+
+def answer(
+    record: Record, prediction: Prediction, service: str, version: int, latency_ms: float
+) -> dict[str, Any]:
+    """What the caller gets for one row: the decision and the id of its record."""
+    return {
+        "id": record.id,
+        "service": service,
+        "version": version,
+        "prediction": prediction.value,
+        "probabilities": prediction.probabilities,
+        "confidence": prediction.confidence,
+        "decision": record.decision,
+        "latency_ms": latency_ms,
+    }
+
+
+def raw_body(body: bytes) -> dict[str, Any]:
+    """An unparseable body as a record keeps it: its start as text, and its size."""
+    return {"raw": body[:RAW_KEEP].decode("utf-8", "replace"), "raw_bytes": len(body)}
