@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,27 @@ from prodgate.store.engine import Store
 logger = logging.getLogger("prodgate.gateway")
 
 MAX_ID = 64  # characters of an inference id worth looking up
+
+#: Allocations (net of frees) between young collections. The request path frees what
+#: it allocates by reference counting; CPython's default (700) ran a young collection
+#: every few dozen requests and a full one every few seconds.
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def settle_heap() -> None:
+    """Collect once, then keep what is loaded (models, libraries) out of later collections.
+
+    A full collection walks every object that survived earlier ones, and a process
+    holding scikit-learn, pandas and a model has millions: on the 2-core development
+    machine each took about 250 ms, every few seconds under load, which was 11% of
+    the gateway's CPU and most of its p99. Frozen objects are never walked again, and
+    with a higher young threshold collections under load became rare (server CPU per
+    request 0.93 ms -> 0.61 ms in the same profile run). Called once models are
+    loaded, and again after a refresh loads new ones.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 @dataclass(frozen=True)
@@ -97,6 +119,7 @@ class Gateway:
     async def start(self) -> None:
         self.recorder.start()
         await self.fleet.refresh()
+        settle_heap()
         self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
         self.started = True
 
@@ -117,13 +140,14 @@ class Gateway:
             if self._stopping.is_set():
                 return
             try:
-                await self.fleet.refresh()
+                await self.refresh()
             except Exception:  # keep serving what is loaded; say why once per failure
                 logger.exception("refreshing deployments failed")
 
     async def refresh(self) -> None:
         """Apply deployment changes now rather than at the next poll."""
-        await self.fleet.refresh()
+        if await self.fleet.refresh():
+            settle_heap()
 
     # -- what the routes ask ---------------------------------------------------------
 
