@@ -22,11 +22,12 @@ contract here, the split and models in the fleet).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from prodgate.contract import Contract
 from prodgate.exceptions import ProdgateError
-from prodgate.pipeline.decision import ESCALATED, decide
+from prodgate.pipeline.decision import AUTO, ESCALATED, decide
 from prodgate.pipeline.envelope import parse
 from prodgate.pipeline.exchange import Exchange, Outcome
 from prodgate.pipeline.fleet import Fleet
@@ -70,6 +71,7 @@ class ServicePath:
         self.metrics = metrics
         self.max_rows = max_rows
         self.threshold = service.escalation_below
+        self._counts: dict[int, _Counts] = {}
 
     async def handle(self, ex: Exchange) -> Outcome:
         """Serve one predict request."""
@@ -117,17 +119,39 @@ class ServicePath:
         ex: Exchange,
     ) -> Outcome:
         """The record stage, then respond: nothing is answered before it is durable."""
-        m = self.metrics
-        label = str(number)
         try:
             await self.recorder.record(records)
         except ProdgateError as exc:  # not durable, so not acknowledged
-            m.requests.labels(self.name, label, str(exc.status)).inc()
+            self.metrics.requests.labels(self.name, str(number), str(exc.status)).inc()
             return Outcome(exc.status, exc.problem())
-        m.requests.labels(self.name, label, "200").inc()
-        m.latency.labels(self.name).observe(time.perf_counter() - ex.started)
-        m.decisions.labels(self.name, label, "auto").inc(len(records) - escalated)
+        counts = self._counts.get(number) or self._count(number)
+        counts.answered.inc()
+        counts.latency.observe(time.perf_counter() - ex.started)
+        counts.auto.inc(len(records) - escalated)
         if escalated:
-            m.decisions.labels(self.name, label, ESCALATED).inc(escalated)
-            m.escalations.labels(self.name, label).inc(escalated)
+            counts.escalated.inc(escalated)
+            counts.escalations.inc(escalated)
         return Outcome(200, answers[0] if ex.single else {"predictions": answers})
+
+    def _count(self, number: int) -> _Counts:
+        """The metrics an answer of version *number* moves, looked up once per version
+        (a label lookup takes a lock and a dict; an answer moves five)."""
+        m, name, label = self.metrics, self.name, str(number)
+        counts = _Counts(
+            answered=m.requests.labels(name, label, "200"),
+            latency=m.latency.labels(name),
+            auto=m.decisions.labels(name, label, AUTO),
+            escalated=m.decisions.labels(name, label, ESCALATED),
+            escalations=m.escalations.labels(name, label),
+        )
+        self._counts[number] = counts
+        return counts
+
+
+@dataclass(frozen=True, slots=True)
+class _Counts:
+    answered: Any
+    latency: Any
+    auto: Any
+    escalated: Any
+    escalations: Any

@@ -81,7 +81,9 @@ class Recorder:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append((records, fut))
         self._wakeup.set()
-        await asyncio.shield(fut)
+        # A caller that stops waiting (cancelled) does not withdraw its records: they
+        # are committed with their group, and the writer skips settling a done future.
+        await fut
 
     # -- in the writer thread ---------------------------------------------------------
 
