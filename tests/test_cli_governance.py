@@ -102,6 +102,45 @@ def test_rollout_rollback_kill_switch_shadow_history(two_versions: Settings) -> 
     assert_one_line_error(run(s, "metrics", "claims", "--window", "forever"), "window")
 
 
+@pytest.fixture
+def three_deployed(two_versions: Settings) -> Settings:
+    s = two_versions
+    assert run(s, "register", "claims", "fixture_models:slow").exit_code == 0
+    for version in ("1", "2", "3"):
+        approve(s, version)
+        assert run(s, "deploy", "claims", version).exit_code == 0
+    return s
+
+
+def test_rollback_walks_back_then_refuses(three_deployed: Settings) -> None:
+    s = three_deployed
+    r = run(s, "rollback", "claims")
+    assert r.exit_code == 0, r.output
+    assert r.output == "claims: version 2 is back in production (version 3 rolled back)\n"
+    r = run(s, "rollback", "claims")
+    assert r.output == "claims: version 1 is back in production (version 2 rolled back)\n"
+    assert_one_line_error(run(s, "rollback", "claims"), "no earlier production version than 1")
+    listed = json.loads(run(s, "versions", "claims", "--json").output)
+    assert [v["version"] for v in listed if v["production"]] == [1]
+
+
+def test_rollback_to(three_deployed: Settings) -> None:
+    s = three_deployed
+    assert_one_line_error(run(s, "rollback", "claims", "--to", "3"), "already in production")
+    assert_one_line_error(run(s, "rollback", "claims", "--to", "0"), "--to")
+    r = run(s, "rollback", "claims", "--to", "1", "--reason", "back to the first")
+    assert r.exit_code == 0, r.output
+    assert r.output == "claims: version 1 is back in production (version 3 rolled back)\n"
+    assert_one_line_error(
+        run(s, "rollback", "claims", "--to", "2"),
+        "version 2 is not an earlier production version",
+        "prodgate deploy claims 2",
+    )
+    last = json.loads(run(s, "history", "claims", "--json").output)[-1]
+    assert (last["action"], last["version"], last["rolled_back"]) == ("rollback", 1, 3)
+    assert last["reason"] == "back to the first"
+
+
 def test_rollout_status_shows_the_last_checks_readably(capsys: pytest.CaptureFixture[str]) -> None:
     from prodgate.cli.rollout import _print_status
 

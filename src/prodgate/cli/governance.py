@@ -46,15 +46,23 @@ def approve(
 
 @click.command()
 @click.argument("service")
+@click.option(
+    "--to", "to", type=VERSION, default=None, help="An earlier production version to go back to."
+)
 @click.option("--reason", default="", help="Why, for the audit trail.")
 @pass_ctx
-def rollback(ctx: Context, service: str, reason: str) -> None:
-    """Put the previous production version of SERVICE back at once (stops any canary)."""
+def rollback(ctx: Context, service: str, to: int | None, reason: str) -> None:
+    """Put the production version before the current one of SERVICE back at once (stops
+    any canary). Again, and it goes further back; --to VERSION goes back to that one."""
     spec = ctx.spec().service(service)
-    dep = deployments.rollback(ctx.store(), spec, actor=ctx.settings.actor, reason=reason)
+    store = ctx.store()
+    with store.read() as conn:
+        before = deployments.get_deployment(conn, service)
+    dep = deployments.rollback(store, spec, actor=ctx.settings.actor, reason=reason, to=to)
+    gone = before.production_version if before is not None else None
     click.echo(
         f"{service}: version {dep.production_version} is back in production "
-        f"(version {dep.previous_version} rolled back)"
+        f"(version {gone} rolled back)"
     )
 
 
