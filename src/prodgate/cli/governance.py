@@ -104,13 +104,32 @@ def enable(ctx: Context, service: str, reason: str) -> None:
     click.echo(f"{service} is enabled")
 
 
-_SKIP = {"seq", "id", "ts_us", "action", "actor", "service", "version", "chain_hash"}
+#: The details a history row shows, in this order, when the record has them.
+_DETAILS = (
+    "reason",
+    "note",
+    "previous",
+    "rolled_back",
+    "aborted_canary",
+    "failed_gates",
+    "passed",
+    "weight",
+)
 
 
 def _summary(entry: dict[str, Any]) -> str:
+    details = dict(entry)
+    if entry["action"] == "rollout_step":
+        # The record's ``weight`` is the one the interval was judged at (like every
+        # judged record's); the row says where the step took the canary.
+        details["weight"] = entry.get("new_weight")
+    elif entry["action"] in ("promote", "rollback"):
+        # Judged at that weight, but afterwards the canary is production or off: a
+        # weight on the row would read as the canary's share now.
+        details.pop("weight", None)
     parts = []
-    for key in ("reason", "note", "previous", "rolled_back", "failed_gates", "passed", "weight"):
-        value = entry.get(key)
+    for key in _DETAILS:
+        value = details.get(key)
         if value in (None, "", []):
             continue
         if key == "failed_gates":
