@@ -7,9 +7,13 @@ from pathlib import Path
 
 import pytest
 
+import test_rollout_controller as rollouts
 from feedback_support import insert_truth
 from gateway_support import SPEC
+from prodgate.registry import approvals, versions
+from prodgate.rollout import split as deployments
 from prodgate.settings import Settings
+from prodgate.store.engine import open_store
 from test_cli import assert_one_line_error, run
 
 
@@ -100,6 +104,81 @@ def test_rollout_rollback_kill_switch_shadow_history(two_versions: Settings) -> 
     r = run(s, "metrics", "claims", "--window", "1h")
     assert "no decisions in the last 1h" in r.output
     assert_one_line_error(run(s, "metrics", "claims", "--window", "forever"), "window")
+
+
+@pytest.fixture
+def three_deployed(two_versions: Settings) -> Settings:
+    s = two_versions
+    assert run(s, "register", "claims", "fixture_models:slow").exit_code == 0
+    for version in ("1", "2", "3"):
+        approve(s, version)
+        assert run(s, "deploy", "claims", version).exit_code == 0
+    return s
+
+
+def test_rollback_walks_back_then_refuses(three_deployed: Settings) -> None:
+    s = three_deployed
+    r = run(s, "rollback", "claims")
+    assert r.exit_code == 0, r.output
+    assert r.output == "claims: version 2 is back in production (version 3 rolled back)\n"
+    r = run(s, "rollback", "claims")
+    assert r.output == "claims: version 1 is back in production (version 2 rolled back)\n"
+    assert_one_line_error(run(s, "rollback", "claims"), "no earlier production version than 1")
+    listed = json.loads(run(s, "versions", "claims", "--json").output)
+    assert [v["version"] for v in listed if v["production"]] == [1]
+
+
+def test_rollback_to(three_deployed: Settings) -> None:
+    s = three_deployed
+    assert_one_line_error(run(s, "rollback", "claims", "--to", "3"), "already in production")
+    assert_one_line_error(run(s, "rollback", "claims", "--to", "0"), "--to")
+    r = run(s, "rollback", "claims", "--to", "1", "--reason", "back to the first")
+    assert r.exit_code == 0, r.output
+    assert r.output == "claims: version 1 is back in production (version 3 rolled back)\n"
+    assert_one_line_error(
+        run(s, "rollback", "claims", "--to", "2"),
+        "version 2 is not an earlier production version",
+        "prodgate deploy claims 2",
+    )
+    last = json.loads(run(s, "history", "claims", "--json").output)[-1]
+    assert (last["action"], last["version"], last["rolled_back"]) == ("rollback", 1, 3)
+    assert last["reason"] == "back to the first"
+
+
+def test_history_text_says_what_each_row_changed(settings: Settings) -> None:
+    Path(settings.config).write_text(rollouts.SPEC)  # steps 10, 50, 100
+    store = open_store(settings)
+    try:
+        w = rollouts.setup(store)
+        rollouts.start(store, w.svc, 2, actor="alice", now_us=rollouts.T0)
+        for k in range(2):  # a step from 10% to 50%, then the promotion
+            rollouts.healthy(store, rollouts.T0 + k * rollouts.MIN)
+            rollouts.tick(store, w.spec, rollouts.T0 + (k + 1) * rollouts.MIN)
+        v3 = versions.register(store, w.svc, "fixture_models:slow", actor="dev")
+        approvals.approve(store, w.svc, v3.number, by="bob", override_gates=True, reason="t")
+        rollouts.start(store, w.svc, v3.number, actor="alice", now_us=rollouts.T0 + 5)
+        deployments.rollback(store, w.svc, actor="ops", reason="v2 is worse")
+    finally:
+        store.dispose()
+    r = run(settings, "history", "claims")
+    assert r.exit_code == 0, r.output
+    header, *lines = r.output.splitlines()
+    details = header.index("DETAILS")
+    rows = {}
+    for line in lines:  # TIME is two words: date and time
+        _, _, action, version, actor = line[:details].split()
+        rows[action] = (version, actor, line[details:])
+    assert rows["rollout_step"] == (
+        "2",
+        "controller",
+        "reason=checks passed at 10%; canary to 50%, weight=0.5",
+    )
+    assert rows["promote"] == ("2", "controller", "reason=automatic: every step passed, previous=1")
+    assert rows["rollback"] == (
+        "1",
+        "ops",
+        "reason=v2 is worse, rolled_back=2, aborted_canary=3",
+    )
 
 
 def test_rollout_status_shows_the_last_checks_readably(capsys: pytest.CaptureFixture[str]) -> None:

@@ -115,17 +115,48 @@ def test_binary_metrics_are_sklearns_on_the_positive_label() -> None:
 
 
 def test_truth_may_be_indices_bools_or_labels() -> None:
-    labels = ("routine", "adjuster")
+    service = claims()
     expected = ["routine", "adjuster", "adjuster"]
-    assert truth_labels([0, 1, 1], labels) == expected
-    assert truth_labels(np.array([0, 1, 1]), labels) == expected
-    assert truth_labels([False, True, True], labels) == expected
-    assert truth_labels([0.0, 1.0, 1.0], labels) == expected
-    assert truth_labels(["routine", "adjuster", "adjuster"], labels) == expected
+    assert truth_labels([0, 1, 1], service) == expected
+    assert truth_labels(np.array([0, 1, 1]), service) == expected
+    assert truth_labels([False, True, True], service) == expected
+    assert truth_labels([0.0, 1.0, 1.0], service) == expected
+    assert truth_labels(["routine", "adjuster", "adjuster"], service) == expected
     with pytest.raises(UsageError, match=r"'maybe', 2 are not labels of the service"):
-        truth_labels(["routine", "maybe", 2], labels)
+        truth_labels(["routine", "maybe", 2], service)
+    with pytest.raises(UsageError, match=r"1 are not labels .*0\.\.1 stand for them in order"):
+        truth_labels(["routine", 1], service)  # text and positions mixed in one column
     with pytest.raises(UsageError, match="1 row"):
-        truth_labels([0, None, 1], labels)
+        truth_labels([0, None, 1], service)
+
+
+def test_truth_for_labels_written_as_booleans_or_integers() -> None:
+    def labelled(labels: str) -> ServiceSpec:
+        return parse(MULTICLASS.replace("[low, mid, high]", labels))
+
+    booleans, integers, texts = (
+        labelled("[false, true]"),
+        labelled("[0, 1]"),
+        labelled('["0", "1"]'),
+    )
+    assert booleans.labels == ("False", "True")
+    assert integers.labels == texts.labels == ("0", "1")
+    for service, expected in ((booleans, ["False", "True", "True"]), (integers, ["0", "1", "1"])):
+        assert truth_labels([0, 1, 1], service) == expected
+        assert truth_labels([False, True, True], service) == expected
+        assert truth_labels(np.array([0.0, 1.0, 1.0]), service) == expected
+    assert truth_labels(["False", "True", "True"], booleans) == ["False", "True", "True"]
+    assert truth_labels(["0", "1", "1"], texts) == ["0", "1", "1"]
+    # Integer labels that are not their positions: 0 is no label, and no position.
+    grades = labelled("[1, 2, 3]")
+    assert truth_labels([1, 3, 2.0], grades) == ["1", "3", "2"]
+    with pytest.raises(UsageError, match=r"0 are not labels of the service \(1, 2, 3\)$"):
+        truth_labels([0, 1], grades)
+    # Without declared labels, text, integers and booleans are labels as text.
+    free = parse(MULTICLASS.replace("    labels: [low, mid, high]\n", ""))
+    assert truth_labels(["a", 2, 2.0, True], free) == ["a", "2", "2", "True"]
+    with pytest.raises(UsageError, match=r"must be text, integers or booleans, not 1\.5"):
+        truth_labels(["a", 1.5], free)
 
 
 def test_business_cost_uses_a_rate_of_a_column_and_the_escalation_cost() -> None:

@@ -255,3 +255,46 @@ def test_a_version_whose_code_or_file_changed_is_refused(
     path.unlink()
     with pytest.raises(ArtifactError, match="artifact is missing"):
         evaluate_version(store, claims, number, data, actor="tester")
+
+
+BINARY = """\
+services:
+  flagged:
+    owner: {name: Ops, contact: ops@example.com}
+    kind: classifier
+    labels: LABELS
+    contract:
+      input: {type: object, properties: {x: {type: number}}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("labels", "classes"),
+    [("[false, true]", "False, True"), ("[0, 1]", "0, 1"), ('["0", "1"]', "0, 1")],
+)
+def test_truth_as_0_and_1_for_labels_written_as_booleans_or_integers(
+    store: Store,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    labels: str,
+    classes: str,
+) -> None:
+    # The labels as the spec keeps them, the truth as 0/1 in the file: the same rule
+    # as feedback's (see test_monitor_feedback.py) maps one onto the other.
+    service = spec_module.parse(BINARY.replace("LABELS", labels), Path("x.yaml")).service("flagged")
+    name = f"flag_rule_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(
+        f"NO, YES = {classes}\n"
+        "def model(rows):\n"
+        "    return [{NO: 1 - r['x'] / 10, YES: r['x'] / 10} for r in rows]\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    versions.register(store, service, f"{name}:model", actor="maker")
+    holdout = tmp_path / "holdout.csv"
+    # The model says yes above x = 5: right on 4 of 6.
+    pd.DataFrame({"x": [1, 2, 3, 7, 8, 9], "truth": [0, 0, 1, 1, 1, 0]}).to_csv(
+        holdout, index=False
+    )
+    result = evaluate_version(store, service, 1, holdout, actor="tester").result
+    assert result["metrics"]["accuracy"] == pytest.approx(4 / 6)
+    assert result["metrics"]["recall"] == pytest.approx(2 / 3)  # of the last label

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
+import test_rollout_controller as rollouts
 from gateway_support import (
     GOOD,
     SPEC,
@@ -21,13 +23,24 @@ from gateway_support import (
     write_spec,
 )
 from prodgate import spec as spec_module
-from prodgate.exceptions import ApprovalRefused, NotApprovedError, UsageError
+from prodgate.audit import log
+from prodgate.audit.history import history as read_history
+from prodgate.audit.history import production_versions
+from prodgate.exceptions import (
+    ApprovalRefused,
+    ConflictError,
+    NotApprovedError,
+    UnknownVersionError,
+    UsageError,
+)
 from prodgate.registry import approvals, versions
 from prodgate.rollout import commands
 from prodgate.rollout import split as deployments
 from prodgate.rollout.split import set_split
+from prodgate.rollout.state import active_rollout
 from prodgate.settings import Settings
-from prodgate.store.engine import open_store
+from prodgate.spec import Approvals
+from prodgate.store.engine import Store, open_store
 from prodgate.store.tables import audit_log
 
 pytestmark = pytest.mark.anyio
@@ -274,6 +287,170 @@ async def test_rollback_under_load_fails_no_request(deployed: Settings) -> None:
         last = (await history(client))[-1]
         assert (last["action"], last["version"], last["rolled_back"]) == ("rollback", 1, 2)
         assert last["reason"] == "v2 misroutes"
+
+
+def production(settings: Settings) -> tuple[int | None, int | None]:
+    """The split's production version and where a rollback would go now."""
+    store = open_store(settings)
+    with store.read() as conn:
+        dep = deployments.get_deployment(conn, "claims")
+    store.dispose()
+    assert dep is not None
+    return dep.production_version, dep.previous_version
+
+
+def rollback(settings: Settings, to: int | None = None, service: Any = None) -> None:
+    store = open_store(settings)
+    try:
+        deployments.rollback(store, service or claims(settings), actor="ops", to=to)
+    finally:
+        store.dispose()
+
+
+def rollback_records(settings: Settings) -> list[tuple[int, int, int | None]]:
+    """Each rollback's (new production, version rolled back, canary it aborted)."""
+    store = open_store(settings)
+    with store.read() as conn:
+        found = [h for h in read_history(conn, "claims") if h["action"] == "rollback"]
+    store.dispose()
+    return [(h["version"], h["rolled_back"], h["aborted_canary"]) for h in found]
+
+
+def test_rollback_walks_back_through_the_production_history(deployed: Settings) -> None:
+    for ref in ("fixture_models:claims_v2", "fixture_models:slow"):
+        deploy(deployed, register_and_approve(deployed, ref))
+    assert production(deployed) == (3, 2)
+    rollback(deployed)
+    assert production(deployed) == (2, 1)
+    rollback(deployed)  # again: further back, not forward to 3
+    assert production(deployed) == (1, None)
+    with pytest.raises(ConflictError, match="no earlier production version than 1"):
+        rollback(deployed)
+    assert production(deployed) == (1, None)  # a refused rollback changes nothing
+    assert rollback_records(deployed) == [(2, 3, None), (1, 2, None)]
+    # Deploying again starts from where production is: 1, then 3.
+    deploy(deployed, 3)
+    assert production(deployed) == (3, 1)
+    rollback(deployed)
+    assert production(deployed) == (1, None)
+
+
+def test_rollback_twice_does_not_toggle_back(deployed: Settings) -> None:
+    deploy(deployed, register_and_approve(deployed, "fixture_models:claims_v2"))
+    rollback(deployed)
+    assert production(deployed) == (1, None)
+    with pytest.raises(ConflictError, match="no earlier production version"):
+        rollback(deployed)
+    # A version deployed twice is in the history twice: rollback walks back in order.
+    deploy(deployed, 2)
+    deploy(deployed, 1)
+    deploy(deployed, 2)
+    assert production(deployed) == (2, 1)
+    rollback(deployed)
+    assert production(deployed) == (1, 2)
+    rollback(deployed)
+    assert production(deployed) == (2, 1)
+    rollback(deployed)
+    assert production(deployed) == (1, None)
+
+
+def test_rollback_to_an_earlier_version(deployed: Settings) -> None:
+    for ref in ("fixture_models:claims_v2", "fixture_models:slow", "fixture_models:flaky"):
+        deploy(deployed, register_and_approve(deployed, ref))
+    assert production(deployed) == (4, 3)
+    with pytest.raises(ConflictError, match="version 4 is already in production"):
+        rollback(deployed, to=4)
+    with pytest.raises(UnknownVersionError, match="no version 9"):
+        rollback(deployed, to=9)
+    rollback(deployed, to=2)  # 4 and 3 are popped
+    assert production(deployed) == (2, 1)
+    assert rollback_records(deployed) == [(2, 4, None)]
+    with pytest.raises(ConflictError, match=r"version 3 is not an earlier production version"):
+        rollback(deployed, to=3)  # it was, but it was rolled back: forward is deploy
+    rollback(deployed, to=1)
+    assert production(deployed) == (1, None)
+    with pytest.raises(ConflictError, match=r"version 2 is not .* \(there is none\)"):
+        rollback(deployed, to=2)
+    store = open_store(deployed)
+    v5 = versions.register(store, claims(deployed), "fixture_models:claims", actor="carol")
+    store.dispose()
+    with pytest.raises(ConflictError, match="version 5 is not an earlier production version"):
+        rollback(deployed, to=v5.number)  # never in production
+    assert production(deployed) == (1, None)
+
+
+def test_rollback_to_needs_the_version_still_approved(deployed: Settings) -> None:
+    for ref in ("fixture_models:claims_v2", "fixture_models:slow"):
+        deploy(deployed, register_and_approve(deployed, ref))
+    svc = claims(deployed)
+    stricter = replace(svc, policy=replace(svc.policy, approvals=Approvals(required=2)))
+    with pytest.raises(NotApprovedError, match="version 1 has 1 of 2 approval"):
+        rollback(deployed, to=1, service=stricter)
+    assert production(deployed) == (3, 2)
+    # The plain rollback is the emergency lever: it asks for no approval.
+    rollback(deployed, service=stricter)
+    assert production(deployed) == (2, 1)
+
+
+def test_rollback_aborts_the_canary(deployed: Settings) -> None:
+    deploy(deployed, register_and_approve(deployed, "fixture_models:claims_v2"))
+    canary = register_and_approve(deployed, "fixture_models:slow")
+    store = open_store(deployed)
+    try:
+        commands.start(store, claims(deployed), canary, actor="ops")
+        dep = deployments.rollback(store, claims(deployed), actor="ops", reason="v2 is worse")
+        assert (dep.production_version, dep.previous_version) == (1, None)
+        assert (dep.canary_version, dep.canary_weight) == (None, 0.0)
+        with store.read() as conn:
+            assert active_rollout(conn, "claims") is None
+    finally:
+        store.dispose()
+    assert rollback_records(deployed) == [(1, 2, canary)]
+
+
+def test_a_canary_rolled_back_by_the_controller_is_no_step_back(store: Store) -> None:
+    # Promoted by the controller: production 2 over 1. Then canary 3 fails and the
+    # controller rolls it back (a "rollback" record naming production 2): a person's
+    # rollback after that still goes from 2 to 1.
+    w = rollouts.setup(store)
+    start = rollouts.start
+    start(store, w.svc, 2, actor="alice", now_us=rollouts.T0)
+    for k in range(2):
+        rollouts.healthy(store, rollouts.T0 + k * rollouts.MIN)
+        rollouts.tick(store, w.spec, rollouts.T0 + (k + 1) * rollouts.MIN)
+    assert rollouts.split(store) == (2, None, 0.0, 1)
+    v3 = versions.register(store, w.svc, "fixture_models:slow", actor="dev")
+    approvals.approve(store, w.svc, v3.number, by="someone-else", override_gates=True, reason="t")
+    t = rollouts.T0 + 10 * rollouts.MIN
+    start(store, w.svc, v3.number, actor="alice", now_us=t)
+    for k in range(2):
+        rollouts.traffic(store, v3.number, t + k * rollouts.MIN, 40, errors=20)
+        rollouts.traffic(store, 2, t + k * rollouts.MIN, 40)
+        rollouts.tick(store, w.spec, t + (k + 1) * rollouts.MIN)
+    [automatic] = rollouts.audit(store, "rollback")
+    assert (automatic["version"], automatic["rolled_back"]) == (2, v3.number)
+    assert rollouts.split(store) == (2, None, 0.0, 1)
+    with store.read() as conn:
+        assert production_versions(conn, "claims") == [1, 2]
+    dep = deployments.rollback(store, w.svc, actor="ops")
+    assert (dep.production_version, dep.previous_version) == (1, None)
+
+
+def test_production_history_replays_rollbacks_recorded_as_toggles(store: Store) -> None:
+    # Before rollbacks walked back, a second rollback went forward again: deploy 1,
+    # deploy 7, rollback (to 1), rollback (to 7). Replayed, that is production 7 over 1.
+    with store.write() as conn:
+        log.append(
+            store,
+            conn,
+            [
+                log.action(action, actor="ops", service="claims", version=v)
+                for action, v in (("deploy", 1), ("deploy", 7), ("rollback", 1), ("rollback", 7))
+            ]
+            + [log.action("deploy", actor="ops", service="other", version=3)],
+        )
+        assert production_versions(conn, "claims") == [1, 7]
+        assert production_versions(conn, "nothing") == []
 
 
 async def test_shadow_sees_copies_and_answers_nobody(deployed: Settings) -> None:

@@ -1,4 +1,9 @@
-"""A service's governance history: every action recorded in the audit log."""
+"""A service's governance history: every action recorded in the audit log.
+
+Besides the list people read (:func:`history`), the log answers which versions took
+production traffic, in order (:func:`production_versions`): the audit log is the one
+record of that, so rollback walks back through it rather than through a second copy.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,10 @@ from sqlalchemy.engine import Connection
 from prodgate.audit.log import as_dict
 from prodgate.audit.record import KIND_ACTION
 from prodgate.store.tables import audit_log
+
+#: The governance actions that can change which version takes production traffic,
+#: each recorded with that version as the record's ``version``.
+PRODUCTION_ACTIONS = ("deploy", "promote", "rollback")
 
 
 def history(conn: Connection, service: str, limit: int = 1000) -> list[dict[str, Any]]:
@@ -27,3 +36,36 @@ def history(conn: Connection, service: str, limit: int = 1000) -> list[dict[str,
             entry.pop(key, None)
         out.append(entry)
     return out
+
+
+def production_versions(conn: Connection, service: str) -> list[int]:
+    """*service*'s production versions as a stack: the current one last.
+
+    Replayed from the audit log's ``deploy``, ``promote`` and ``rollback`` records,
+    oldest first. Each names the version that takes production traffic after it:
+
+    - ``deploy`` and ``promote`` push it;
+    - ``rollback`` pops back down to the nearest entry that is it. A rollback of a
+      canary (by the controller) names production as it was, so it pops nothing; a
+      rollback to an earlier version pops every version above that one.
+
+    A rollback to a version not in the stack (recorded before rollbacks walked back,
+    when a second rollback went forward again) is replayed as the push it was.
+    """
+    versions = conn.execute(
+        sa.select(audit_log.c.action, audit_log.c.version)
+        .where(
+            audit_log.c.kind == KIND_ACTION,
+            audit_log.c.service == service,
+            audit_log.c.action.in_(PRODUCTION_ACTIONS),
+            audit_log.c.version.is_not(None),
+        )
+        .order_by(audit_log.c.seq)
+    ).all()
+    stack: list[int] = []
+    for action, version in versions:
+        if action == "rollback" and version in stack:
+            del stack[len(stack) - stack[::-1].index(version) :]
+        elif not stack or stack[-1] != version:
+            stack.append(int(version))
+    return stack

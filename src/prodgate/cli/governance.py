@@ -46,15 +46,23 @@ def approve(
 
 @click.command()
 @click.argument("service")
+@click.option(
+    "--to", "to", type=VERSION, default=None, help="An earlier production version to go back to."
+)
 @click.option("--reason", default="", help="Why, for the audit trail.")
 @pass_ctx
-def rollback(ctx: Context, service: str, reason: str) -> None:
-    """Put the previous production version of SERVICE back at once (stops any canary)."""
+def rollback(ctx: Context, service: str, to: int | None, reason: str) -> None:
+    """Put the production version before the current one of SERVICE back at once (stops
+    any canary). Again, and it goes further back; --to VERSION goes back to that one."""
     spec = ctx.spec().service(service)
-    dep = deployments.rollback(ctx.store(), spec, actor=ctx.settings.actor, reason=reason)
+    store = ctx.store()
+    with store.read() as conn:
+        before = deployments.get_deployment(conn, service)
+    dep = deployments.rollback(store, spec, actor=ctx.settings.actor, reason=reason, to=to)
+    gone = before.production_version if before is not None else None
     click.echo(
         f"{service}: version {dep.production_version} is back in production "
-        f"(version {dep.previous_version} rolled back)"
+        f"(version {gone} rolled back)"
     )
 
 
@@ -96,13 +104,32 @@ def enable(ctx: Context, service: str, reason: str) -> None:
     click.echo(f"{service} is enabled")
 
 
-_SKIP = {"seq", "id", "ts_us", "action", "actor", "service", "version", "chain_hash"}
+#: The details a history row shows, in this order, when the record has them.
+_DETAILS = (
+    "reason",
+    "note",
+    "previous",
+    "rolled_back",
+    "aborted_canary",
+    "failed_gates",
+    "passed",
+    "weight",
+)
 
 
 def _summary(entry: dict[str, Any]) -> str:
+    details = dict(entry)
+    if entry["action"] == "rollout_step":
+        # The record's ``weight`` is the one the interval was judged at (like every
+        # judged record's); the row says where the step took the canary.
+        details["weight"] = entry.get("new_weight")
+    elif entry["action"] in ("promote", "rollback"):
+        # Judged at that weight, but afterwards the canary is production or off: a
+        # weight on the row would read as the canary's share now.
+        details.pop("weight", None)
     parts = []
-    for key in ("reason", "note", "previous", "rolled_back", "failed_gates", "passed", "weight"):
-        value = entry.get(key)
+    for key in _DETAILS:
+        value = details.get(key)
         if value in (None, "", []):
             continue
         if key == "failed_gates":

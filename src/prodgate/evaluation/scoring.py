@@ -37,35 +37,32 @@ def _shown(values: Sequence[Any], limit: int = 5) -> str:
     return ", ".join(distinct[:limit]) + more
 
 
-def truth_labels(truth: Sequence[Any], labels: Sequence[str] | None) -> list[str]:
-    """True classes as the service's labels.
-
-    Values that are labels (compared as text) stay as they are; otherwise integers
-    0..k-1 (and False/True) stand for the k declared labels in order. Anything else
-    is a :class:`UsageError` naming the values.
+def truth_labels(truth: Sequence[Any], service: ServiceSpec) -> list[str]:
+    """True classes as the service's labels, by the spec's one rule for them
+    (:meth:`ServiceSpec.as_labels`: labels as text, or 0..k-1 and False/True standing
+    for the labels in order). Anything else is a :class:`UsageError` naming the values.
     """
     values = [plain(t) for t in truth]
     missing = sum(v is None for v in values)
     if missing:
         raise UsageError(f"{missing} row(s) have no true label; drop them or fill them in")
+    found = service.as_labels(values)
+    if found is not None:
+        return found
+    labels = service.labels
     if labels is None:
-        return [str(v) for v in values]
-    known = set(labels)
-    if all(str(v) in known for v in values):
-        return [str(v) for v in values]
-    indices: list[int] = []
-    for v in values:
-        if isinstance(v, float) and v.is_integer():
-            v = int(v)
-        if not isinstance(v, int) or not 0 <= int(v) < len(labels):
-            break
-        indices.append(int(v))
-    else:
-        return [labels[i] for i in indices]
-    unknown = [v for v in values if str(v) not in known]
+        bad = [v for v in values if service.as_label(v) is None]
+        raise UsageError(f"true labels must be text, integers or booleans, not {_shown(bad)}")
+    # Each on its own may be a label, yet the column mixes text and positions.
+    unknown = [v for v in values if service.as_label(v) is None] or [
+        v for v in values if str(v) not in labels
+    ]
+    positions = (
+        f"; 0..{len(labels) - 1} stand for them in order" if service.labels_by_position else ""
+    )
     raise UsageError(
         f"true labels {_shown(unknown)} are not labels of the service "
-        f"({', '.join(labels)}; 0..{len(labels) - 1} stand for them in order)"
+        f"({', '.join(labels)}{positions})"
     )
 
 
@@ -97,7 +94,7 @@ class _Scorer:
             self.predicted = np.asarray([float(p) for p in predictions], dtype=np.float64)
             self.labels: list[str] = []
             return
-        self.truth = np.asarray(truth_labels(truth, service.labels), dtype=object)
+        self.truth = np.asarray(truth_labels(truth, service), dtype=object)
         self.predicted = np.asarray([str(plain(p)) for p in predictions], dtype=object)
         seen = set(self.truth.tolist()) | set(self.predicted.tolist())
         if service.labels is not None:

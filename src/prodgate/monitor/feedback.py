@@ -21,7 +21,7 @@ from prodgate.exceptions import (
     UnknownInferenceError,
     Violation,
 )
-from prodgate.spec import Spec
+from prodgate.spec import ServiceSpec, Spec
 from prodgate.store.engine import Store, now_us
 from prodgate.store.tables import audit_log, feedback
 
@@ -60,8 +60,14 @@ def _observed_us(raw: Any) -> int:
     )
 
 
-def parse(body: Any, kind: str, labels: tuple[str, ...] | None) -> tuple[Any, str, int]:
-    """Check a feedback body; return (true value, source, observed time in us)."""
+def parse(body: Any, service: ServiceSpec) -> tuple[Any, str, int]:
+    """Check a feedback body; return (true value, source, observed time in us).
+
+    A classifier's label follows the spec's one rule for true labels
+    (:meth:`ServiceSpec.as_label`), the same ``evaluate`` reads a holdout's with: a
+    declared label, or 0..k-1 and false/true standing for the labels in order. The
+    label stored is the declared one.
+    """
     if not isinstance(body, dict):
         raise ContractViolationError([Violation("", 'send {"label": ...} or {"value": ...}')])
     violations = [
@@ -73,13 +79,15 @@ def parse(body: Any, kind: str, labels: tuple[str, ...] | None) -> tuple[Any, st
         violations.append(Violation("", 'give the truth as "label" (or "value" for a regressor)'))
         raise ContractViolationError(violations)
     truth = body[key]
-    if kind == "classifier":
-        if labels is not None and str(truth) not in labels:
-            violations.append(Violation(f"/{key}", f"must be one of the labels {list(labels)}"))
-        elif not isinstance(truth, (str, int, bool)):
-            violations.append(Violation(f"/{key}", "must be a label"))
+    value: Any = None
+    if service.kind == "classifier":
+        value = service.as_label(truth)
+        if value is None:
+            violations.append(Violation(f"/{key}", _not_a_label(service)))
     elif not isinstance(truth, (int, float)) or isinstance(truth, bool):
         violations.append(Violation(f"/{key}", "must be a number"))
+    else:
+        value = float(truth)
     source = body.get("source", "api")
     if not isinstance(source, str) or not 0 < len(source) <= MAX_SOURCE:
         violations.append(Violation("/source", f"must be a string of 1 to {MAX_SOURCE} characters"))
@@ -92,8 +100,16 @@ def parse(body: Any, kind: str, labels: tuple[str, ...] | None) -> tuple[Any, st
         observed = 0
     if violations:
         raise ContractViolationError(violations)
-    value = str(truth) if kind == "classifier" else float(truth)
     return value, source, observed
+
+
+def _not_a_label(service: ServiceSpec) -> str:
+    if service.labels is None:
+        return "must be a label: text, an integer or a boolean"
+    message = f"must be one of the labels {list(service.labels)}"
+    if service.labels_by_position:
+        message += f" (or 0..{len(service.labels) - 1} for them in order)"
+    return message
 
 
 def submit(store: Store, spec: Spec, inference_id: str, body: Any) -> dict[str, Any]:
@@ -107,7 +123,7 @@ def submit(store: Store, spec: Spec, inference_id: str, body: Any) -> dict[str, 
         if row is None or row.status != 200 or row.action != "predict":
             raise UnknownInferenceError(f"no accepted decision with id {inference_id!r}")
         service = spec.service(row.service)
-        value, source, observed = parse(body, service.kind, service.labels)
+        value, source, observed = parse(body, service)
         exists = conn.execute(
             sa.select(feedback.c.inference_id).where(feedback.c.inference_id == inference_id)
         ).first()

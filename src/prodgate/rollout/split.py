@@ -1,8 +1,10 @@
 """The traffic split of each service: the ``deployments`` table's only writer.
 
 A deployment row says which version takes production traffic, which runs as a
-canary at what weight, which runs in shadow (sees copies, answers nobody), which was
-production before (for instant rollback), and whether the kill switch is on. Every
+canary at what weight, which runs in shadow (sees copies, answers nobody), where a
+rollback would go now (``previous_version``: the production version before the
+current one, in the history that :func:`rollback` walks back through), and whether
+the kill switch is on. Every
 change bumps the store's generation, so running gateways pick it up within a second,
 and is recorded in the audit log with who, when and why. The rollout controller
 and commands move the canary through :func:`set_split`, :func:`promote_canary` and
@@ -18,10 +20,17 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from prodgate.audit import log
+from prodgate.audit.history import production_versions
 from prodgate.exceptions import ConflictError, UsageError
 from prodgate.registry.approvals import require_approved
 from prodgate.registry.versions import get_version
-from prodgate.rollout.state import Rollout, abort_active, active_rollout, restart_interval
+from prodgate.rollout.state import (
+    Rollout,
+    abort_active,
+    active_rollout,
+    lock,
+    restart_interval,
+)
 from prodgate.spec import ServiceSpec
 from prodgate.store.engine import Store, now_us
 from prodgate.store.tables import deployments
@@ -167,17 +176,64 @@ def deploy(
     return new
 
 
-def rollback(store: Store, service: ServiceSpec, *, actor: str, reason: str = "") -> Deployment:
-    """Put the previous production version back at once (and stop any canary)."""
+def rollback(
+    store: Store,
+    service: ServiceSpec,
+    *,
+    actor: str,
+    reason: str = "",
+    to: int | None = None,
+) -> Deployment:
+    """Put an earlier production version back at once (and stop any canary).
+
+    Production versions form a stack replayed from the audit log
+    (:func:`~prodgate.audit.history.production_versions`): a rollback pops the current
+    one, so rollback after rollback walks further back, until there is no earlier
+    version (a :class:`ConflictError`). With *to*, it goes back to that version, which
+    must be in the stack below the current one and still approved; every version above
+    it is popped. A rollback without *to* asks for no approval: it is the emergency
+    lever, to what served just before.
+    """
     with store.write() as conn:
+        # The rollout lock first, as rollout commands and the controller take it: a
+        # controller tick moving the canary meanwhile then waits instead of deadlocking.
+        lock(store, conn, service.name, wait=True)
         before = get_deployment(conn, service.name, for_update=True)
-        if before is None or before.previous_version is None:
-            raise ConflictError(f"{service.name} has no previous production version to go back to")
+        current = before.production_version if before is not None else None
+        if before is None or current is None:
+            raise ConflictError(f"{service.name} has nothing in production to roll back")
+        stack = production_versions(conn, service.name)
+        if not stack or stack[-1] != current:
+            # Only a split written outside this module disagrees with its log; what
+            # serves now is what a rollback leaves, whatever the log says.
+            stack.append(current)
+        earlier = stack[:-1]
+        if to is None:
+            if not earlier:
+                raise ConflictError(
+                    f"{service.name} has no earlier production version than {current} to go back to"
+                )
+            target = earlier[-1]
+        else:
+            get_version(conn, service.name, to)  # raises for an unknown version
+            if to == current:
+                raise ConflictError(f"{service.name} version {to} is already in production")
+            if to not in earlier:
+                went_back = ", ".join(str(v) for v in dict.fromkeys(reversed(earlier)))
+                raise ConflictError(
+                    f"{service.name} version {to} is not an earlier production version to go "
+                    f"back to ({'those are: ' + went_back if went_back else 'there is none'}); "
+                    f"'prodgate deploy {service.name} {to}' puts it in production"
+                )
+            require_approved(conn, service, to, "production")
+            target = to
+        remaining = earlier[: len(earlier) - earlier[::-1].index(target)]
         canary = abort_active(conn, service.name, f"rollback by {actor}", now_us())
         new = replace(
             before,
-            production_version=before.previous_version,
-            previous_version=before.production_version,
+            production_version=target,
+            # Where a rollback would go now: the version below, in the same stack.
+            previous_version=remaining[-2] if len(remaining) > 1 else None,
             canary_version=None,
             canary_weight=0.0,
             updated_by=actor,
@@ -188,8 +244,8 @@ def rollback(store: Store, service: ServiceSpec, *, actor: str, reason: str = ""
             conn,
             new,
             "rollback",
-            new.production_version,
-            rolled_back=before.production_version,
+            target,
+            rolled_back=current,
             aborted_canary=canary,
             reason=reason or "manual rollback",
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,60 @@ class ServiceSpec:
     def feature_names(self) -> list[str]:
         """Input fields in the order the contract declares them."""
         return list(self.contract.get("properties", {}))
+
+    def as_labels(self, values: Sequence[Any]) -> list[str] | None:
+        """True classes *values* as the service's labels; None if some stand for none.
+
+        The one rule for ground truth, wherever it comes from (a holdout's label column
+        in ``evaluate``, a feedback's ``label``):
+
+        - a value whose text is a declared label is that label (the spec keeps labels as
+          text: ``[false, true]`` are ``"False"``, ``"True"``; ``[0, 1]`` are ``"0"``,
+          ``"1"``); a whole number written as a float (``1.0``) counts as the integer;
+        - otherwise integers 0..k-1, and False/True, stand for the k declared labels in
+          order, unless a declared label is itself an integer other than its position
+          (labels ``[1, 2]``: 1 would then mean two things);
+        - all of *values* are read the same one of these two ways, never mixed;
+        - without declared labels, any text, integer or boolean is a label as text.
+
+        A value that is none of these (a list, None, 1.5) stands for no label.
+        """
+        plain = [_whole(v) for v in values]
+        if not all(isinstance(v, (str, int)) for v in plain):  # bool is an int
+            return None
+        if self.labels is None:
+            return [str(v) for v in plain]
+        if all(str(v) in self.labels for v in plain):
+            return [str(v) for v in plain]
+        if not self.labels_by_position:
+            return None
+        if all(isinstance(v, int) and 0 <= v < len(self.labels) for v in plain):
+            return [self.labels[int(v)] for v in plain]
+        return None
+
+    def as_label(self, value: Any) -> str | None:
+        """One true class as the service's label (see :meth:`as_labels`), or None."""
+        found = self.as_labels([value])
+        return found[0] if found is not None else None
+
+    @property
+    def labels_by_position(self) -> bool:
+        """Whether integers 0..k-1 may stand for the declared labels (see :meth:`as_labels`)."""
+        if self.labels is None:
+            return False
+        return all(
+            not label.lstrip("-").isdigit() or label == str(i)
+            for i, label in enumerate(self.labels)
+        )
+
+
+def _whole(value: Any) -> Any:
+    """*value* as a plain Python value, a whole float as its integer (``1.0`` is 1)."""
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()  # a numpy scalar
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return value
 
 
 @dataclass(frozen=True)
