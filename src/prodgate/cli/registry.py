@@ -59,8 +59,9 @@ def register(
 ) -> None:
     """Store PATH as the next immutable version of SERVICE.
 
-    PATH is a .skops, .onnx, .joblib/.pkl file, an MLflow model folder, or a Python
-    callable as module:function.
+    PATH is a .skops, .onnx, .joblib/.pkl file, an MLflow model folder (or a run or
+    experiment folder holding one), an MLflow URI (models:/NAME/VERSION,
+    runs:/RUN_ID/PATH; needs prodgate[mlflow]), or a Python callable as module:function.
     """
     spec = ctx.spec().service(service)
     version = registry.register(
@@ -80,6 +81,9 @@ def register(
         f"registered {service} version {version.number} ({version.flavor}, sha256 "
         f"{version.sha256[:12]}, {version.size} bytes{rows})"
     )
+    typed = path if version.flavor == "callable" else str(Path(path).resolve())
+    if version.source != typed:
+        click.echo(f"from {version.source}")
     if version.trusted.types:
         click.echo(f"trusted types: {', '.join(version.trusted.types)}")
     with ctx.store().read() as conn:

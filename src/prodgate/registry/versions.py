@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 
 from prodgate.audit import log
 from prodgate.exceptions import ArtifactError, ProdgateError, UnknownVersionError, UsageError
+from prodgate.registry import sources
 from prodgate.registry import trust as trust_module
 from prodgate.registry.fingerprint import data_fingerprint, sha256_path
 from prodgate.runtime.base import FLAVORS, Trust
@@ -181,8 +182,10 @@ def register(
 ) -> Version:
     """Store *path* as the next version of *service*; return it.
 
-    The artifact is hashed and copied into the store's artifact folder (content
-    addressed), so changing or moving the original changes nothing. What loading it needs trusted is decided and recorded
+    *path* is a file, a folder, ``module:function``, or an MLflow URI
+    (:mod:`~prodgate.registry.sources`). The artifact is hashed and copied into the
+    store's artifact folder (content addressed), so changing or moving the original
+    changes nothing. What loading it needs trusted is decided and recorded
     (:mod:`~prodgate.registry.trust`): *trust_pickle* for pickle-based artifacts,
     *trust_types* for the types a skops file names outside the allow-list. With
     *check* the model is loaded and run on the contract's example input first, so a
@@ -191,28 +194,27 @@ def register(
     if flavor is not None and flavor not in FLAVORS:
         raise UsageError(f"unknown flavor {flavor!r}; known: {', '.join(FLAVORS)}")
     fingerprint = data_fingerprint(data) if data else None
-    local = Path(path)
-    source = str(local.resolve()) if local.exists() else path
-    return _register(
-        store,
-        service,
-        path,
-        source,
-        actor=actor,
-        flavor=flavor,
-        fingerprint=fingerprint,
-        note=note,
-        trust_pickle=trust_pickle,
-        trust_types=trust_types,
-        check=check,
-    )
+    with sources.resolve(path, flavor) as src:
+        return _register(
+            store,
+            service,
+            src,
+            path,
+            actor=actor,
+            flavor=flavor,
+            fingerprint=fingerprint,
+            note=note,
+            trust_pickle=trust_pickle,
+            trust_types=trust_types,
+            check=check,
+        )
 
 
 def _register(
     store: Store,
     service: ServiceSpec,
+    src: sources.Source,
     path: str,
-    source: str,
     *,
     actor: str,
     flavor: str | None,
@@ -225,18 +227,18 @@ def _register(
     from prodgate.runtime import callable as callable_adapter
     from prodgate.runtime.loader import detect_flavor
 
-    flavor = flavor or detect_flavor(path)
+    flavor = flavor or detect_flavor(src.path)
     artifacts = store.settings.artifacts_path
     copied: Path | None = None  # a copy made by this call, removed if the model is refused
     if flavor == "callable":
-        sha, size = callable_adapter.callable_fingerprint(path)
-        stored = path
+        sha, size = callable_adapter.callable_fingerprint(src.path)
+        stored = src.path
     else:
-        local = Path(path)
+        local = Path(src.path)
         if not local.exists():
             raise UsageError(f"{path}: no such file or folder")
         sha, size = sha256_path(local)
-        stored = f"{sha[:2]}/{sha}/{local.name}"
+        stored = f"{sha[:2]}/{sha}/{src.name or local.name}"
         dest = artifacts / stored
         if not dest.exists():
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -275,7 +277,7 @@ def _register(
             "sha256": sha,
             "size": size,
             "artifact": stored,
-            "source": source,
+            "source": src.source,
             "trusted": trusted.pickle,
             "trusted_types": orjson.dumps(list(trusted.types)).decode() if trusted.types else None,
             "data_fingerprint": orjson.dumps(fingerprint).decode() if fingerprint else None,
@@ -303,7 +305,7 @@ def _register(
                     flavor=flavor,
                     sha256=sha,
                     size=size,
-                    source=source,
+                    source=src.source,
                     data=fingerprint,
                     note=note,
                     trusted_pickle=trusted.pickle,

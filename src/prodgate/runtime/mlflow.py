@@ -4,6 +4,9 @@ mlflow's own pyfunc loader imports whatever ``loader_module`` the MLmodel file n
 which is code chosen by the artifact. prodgate instead reads MLmodel as data and
 serves only the loaders it re-implements (:data:`ALLOWED_LOADERS`) with its own
 sklearn and ONNX adapters.
+
+MLflow 3 logs a model beside its run rather than inside it; :func:`find_models`
+finds the model folder in a run or experiment folder, either layout.
 """
 
 from __future__ import annotations
@@ -120,3 +123,35 @@ def loader_module(directory: str | Path) -> Any:
     """The pyfunc ``loader_module`` an MLflow model directory names (None if none)."""
     pyfunc = read_mlmodel(directory)["flavors"].get("python_function")
     return pyfunc.get("loader_module") if isinstance(pyfunc, dict) else None
+
+
+# -- finding the model in an MLflow run or experiment folder ---------------------------
+
+
+def _run_outputs(folder: Path) -> list[Path]:
+    """The model folders an MLflow 3 run folder points to.
+
+    MLflow 3 (file store) keeps a logged model beside its run, in
+    ``<experiment>/models/<model id>/artifacts``; the run folder only records the
+    model's id under ``outputs/<model id>/``.
+    """
+    outputs = folder / "outputs"
+    if not (folder / "meta.yaml").is_file() or not outputs.is_dir():
+        return []
+    found = []
+    for output in sorted(outputs.iterdir()):
+        candidate = folder.parent / "models" / output.name / "artifacts"
+        if (candidate / "MLmodel").is_file():
+            found.append(candidate)
+    return found
+
+
+def find_models(folder: str | Path) -> list[Path]:
+    """The MLflow model folders in *folder*: itself if it has an MLmodel file; else
+    every folder below it with one, and the models an MLflow 3 run folder logged."""
+    root = Path(folder)
+    if (root / "MLmodel").is_file():
+        return [root]
+    found = {p.parent for p in root.rglob("MLmodel") if p.is_file()}
+    found.update(_run_outputs(root))
+    return sorted(found)
