@@ -168,6 +168,15 @@ def test_flags_that_mean_nothing_are_refused(
     sio.dump(_fitted(), plain)
     with pytest.raises(UsageError, match="names no types outside the skops allow-list"):
         versions.register(store, scores, str(plain), actor="dev", trust_types=[DOUBLER])
+    # 'all' of no types is nothing: harmless.
+    assert (
+        versions.register(store, scores, str(plain), actor="dev", trust_types=["all"]).trusted
+        == Trust()
+    )
+    with pytest.raises(UsageError, match="this callable model is neither"):
+        versions.register(
+            store, scores, "custom_estimators:Doubler", actor="dev", trust_pickle=True
+        )
     import joblib
 
     pickled = tmp_path / "model.joblib"

@@ -87,8 +87,8 @@ def decide(
     if trust_pickle or trust_types:
         flag = "--trust-pickle" if trust_pickle else "--trust-types"
         raise UsageError(
-            f"{path} is a {flavor} model: {flag} is for pickle and skops files and "
-            "means nothing here; leave it out"
+            f"{path}: {flag} is for pickle and skops files, and this {flavor} model is "
+            "neither; leave it out"
         )
     return Trust()
 
@@ -108,7 +108,7 @@ def _skops_types(
         )
     names = parse_types(trust_types)
     if not needed:
-        if names:
+        if names and names != [ALL]:  # 'all' of nothing is harmless
             raise UsageError(
                 f"{path} names no types outside the skops allow-list; leave out --trust-types"
             )
