@@ -144,6 +144,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _shown(value: float) -> str:
+    """A value seen, for a comment: whole numbers in full, others to 6 digits."""
+    plain = _plain(value)
+    return str(plain) if isinstance(plain, int) else f"{plain:.6g}"
+
+
 def _bounds(low: float, high: float, integer: bool) -> tuple[Any, Any]:
     """The range of a number field: the values seen, widened (see the module's doc)."""
     span = high - low
@@ -194,7 +200,7 @@ def _number_field(name: str, values: Any, integer: bool, nulls: int) -> Field:
     if len(finite):
         low, high = float(finite.min()), float(finite.max())
         schema["minimum"], schema["maximum"] = _bounds(low, high, integer)
-        seen = f"seen {_plain(low)} .. {_plain(high)}"
+        seen = f"seen {_shown(low)} .. {_shown(high)}"
         q90 = float(np.quantile(finite.astype(np.float64), 0.9))
     return Field(name, schema, nulls == 0, seen, numeric=True, quantile_90=q90)
 
