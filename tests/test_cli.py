@@ -128,6 +128,35 @@ def test_pickle_needs_explicit_trust(spec_file: Settings, tmp_path: Path) -> Non
     assert_one_line_error(run(spec_file, "register", "claims", str(model)), "--trust-pickle")
 
 
+def test_register_a_skops_file_with_a_custom_type_needs_its_types_trusted(
+    spec_file: Settings, tmp_path: Path
+) -> None:
+    import numpy as np
+    import skops.io as sio
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from custom_estimators import Doubler
+
+    x = np.array([[0.0], [1.0], [2.0], [3.0]])
+    model = make_pipeline(Doubler(), LogisticRegression()).fit(x, ["low", "low", "high", "high"])
+    path = tmp_path / "custom.skops"
+    sio.dump(model, path)
+    r = run(spec_file, "register", "idle", str(path))
+    assert_one_line_error(
+        r, "custom_estimators.Doubler", "--trust-types custom_estimators.Doubler", str(path)
+    )
+    r = run(spec_file, "register", "idle", str(path), "--trust-pickle")
+    assert_one_line_error(r, "--trust-pickle does not apply", "--trust-types")
+    r = run(spec_file, "register", "idle", str(path), "--trust-types", "custom_estimators.Doubler")
+    assert r.exit_code == 0, r.output
+    assert "registered idle version 1 (skops" in r.output
+    assert "trusted types: custom_estimators.Doubler" in r.output
+    listed = json.loads(run(spec_file, "versions", "idle", "--json").output)
+    assert listed[0]["trusted_types"] == ["custom_estimators.Doubler"]
+    assert listed[0]["trusted_pickle"] is False
+
+
 def test_broken_spec_is_file_line_field(settings: Settings) -> None:
     Path(settings.config).write_text(SPEC.replace("kind: classifier", "kind: oracle", 1))
     assert_one_line_error(

@@ -22,7 +22,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 from sklearn.svm import LinearSVC
 
 from prodgate.exceptions import ArtifactError
-from prodgate.runtime.base import ModelInfo
+from prodgate.runtime.base import ModelInfo, Trust
 from prodgate.runtime.sklearn import load_pickle, load_skops, untrusted_skops_types
 
 FEATURES = ["a", "b", "color"]
@@ -277,3 +277,33 @@ def test_tree_ensembles_pass_the_bounds_check(tmp_path, matrix):
     for i, (est, features) in enumerate(models):
         sio.dump(est, tmp_path / f"{i}.skops")
         load_skops(tmp_path / f"{i}.skops", ModelInfo("classifier", features))
+
+
+def test_trusted_types_load_only_those_and_still_check_trees(tmp_path, matrix):
+    import copy
+
+    from custom_estimators import Doubler
+
+    x, y = matrix
+    model = make_pipeline(Doubler(), RandomForestClassifier(n_estimators=3, max_depth=3))
+    model.fit(x, y)
+    sio.dump(model, tmp_path / "custom.skops")
+    trust = Trust(types=("custom_estimators.Doubler",))
+    doubler = ModelInfo("classifier", ARRAY_FEATURES, None, trust)
+    loaded = load_skops(tmp_path / "custom.skops", doubler)
+    assert [p.value for p in loaded.predict(_matrix_rows(x[:10]))] == [
+        str(c) for c in model.predict(x[:10])
+    ]
+    other = Trust(types=("custom_estimators.Other",))
+    with pytest.raises(ArtifactError, match=r"--trust-types custom_estimators\.Doubler"):
+        load_skops(tmp_path / "custom.skops", ModelInfo("classifier", ARRAY_FEATURES, None, other))
+
+    # Types a person trusted by name do not vouch for the trees prodgate trusts itself.
+    crafted = copy.deepcopy(model)
+    tree = crafted[-1].estimators_[0].tree_
+    state = tree.__getstate__()
+    state["nodes"]["left_child"][0] = 10**6
+    tree.__setstate__(state)
+    sio.dump(crafted, tmp_path / "crafted.skops")
+    with pytest.raises(ArtifactError, match="child node indices out of range"):
+        load_skops(tmp_path / "crafted.skops", doubler)

@@ -1,4 +1,4 @@
-"""``init``: write a prodgate.yaml to start from."""
+"""``init``: write a prodgate.yaml to start from, drafted from training data if given."""
 
 from __future__ import annotations
 
@@ -7,72 +7,55 @@ from pathlib import Path
 
 import click
 
+from prodgate import scaffold
 from prodgate.cli.context import Context, pass_ctx
 from prodgate.exceptions import UsageError
 from prodgate.spec import SERVICE_NAME
 
-TEMPLATE = """\
-# prodgate.yaml: the services prodgate serves. Reference: docs/spec.md
-version: 1
-services:
-  {name}:
-    description: What this service decides, in one sentence.
-    owner:
-      name: Your Team
-      contact: team@example.com
-    kind: classifier            # or regressor
-    labels: [negative, positive]
-    contract:
-      input:                    # JSON Schema of one input row, checked on every request
-        type: object
-        additionalProperties: false
-        required: [amount, category]
-        properties:
-          amount: {{type: number, minimum: 0}}
-          category: {{type: string, enum: [a, b, c]}}
-          note: {{type: string, nullable: true, maxLength: 200}}
-    escalation:
-      confidence_below: 0.7     # decisions less sure than this go to a person
-    batching:
-      max_batch_size: 64
-      max_wait_ms: 2
-    business:                   # what each outcome costs the business (docs/evaluation.md)
-      positive: positive
-      costs:
-        false_negative: {{rate: 0.1, of: amount}}   # a missed positive: 10% of the amount
-        false_positive: 40
-        escalation: 25          # a person's review
-    cohorts:                    # measured one by one beside the overall figures
-      large: {{where: "amount >= 10000"}}
-      category: {{by: category}}
-    gates:                      # a version is approved only when every gate passes
-      - accuracy >= 0.9
-      - recall >= 0.8 on large
-      - no cohort's accuracy more than 0.05 below overall
-    approvals:                  # docs/governance.md
-      required: 1
-      separation_of_duties: true
-    rollout:                    # canary steps and checks (docs/rollouts.md)
-      steps: [5, 25, 50, 100]
-      interval_s: 60
-"""
-
 
 @click.command()
 @click.argument("service", default="my-service")
+@click.option(
+    "--data",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Training data (csv, parquet, jsonl) to draft the input contract from.",
+)
+@click.option(
+    "--label",
+    help="The label column of --data, left out of the contract "
+    "(default: a column named label, target or y).",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 @pass_ctx
-def init(ctx: Context, service: str, force: bool) -> None:
-    """Write a prodgate.yaml declaring SERVICE, to edit to your model's inputs."""
+def init(ctx: Context, service: str, data: Path | None, label: str | None, force: bool) -> None:
+    """Write a prodgate.yaml declaring SERVICE, to edit to your model's inputs.
+
+    With --data, the input contract (types, required fields, ranges, enums, nulls)
+    and the kind and labels are drafted from the training data.
+    """
     if not re.match(SERVICE_NAME, service):
         raise UsageError(
             f"{service!r} is not a service name: lowercase letters, digits and '-', up to 63"
         )
+    if label is not None and data is None:
+        raise UsageError("--label names a column of --data; pass --data too")
     path = Path(ctx.settings.config or "prodgate.yaml")
     if path.exists() and not force:
         raise UsageError(f"{path} exists; pass --force to overwrite it")
-    path.write_text(TEMPLATE.format(name=service), encoding="utf-8")
-    click.echo(f"wrote {path}; edit the contract, then 'prodgate register {service} MODEL'")
+    drafted = scaffold.draft_file(data, label) if data is not None else None
+    path.write_text(scaffold.render(service, drafted), encoding="utf-8")
+    if drafted is None:
+        click.echo(f"wrote {path}; edit the contract, then 'prodgate register {service} MODEL'")
+        return
+    what = f"{len(drafted.fields)} input fields from {drafted.rows} rows of {data}"
+    if drafted.label is None:
+        kind = "no label column (pass --label): set kind and labels"
+    elif drafted.labels is not None:
+        kind = f"a {drafted.kind} of label {drafted.label} ({', '.join(map(str, drafted.labels))})"
+    else:
+        kind = f"a {drafted.kind} of {drafted.label}"
+    click.echo(f"wrote {path}: {what}; {kind}")
+    click.echo(f"check the contract, then 'prodgate register {service} MODEL --data {data}'")
 
 
 COMMANDS = [init]

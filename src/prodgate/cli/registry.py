@@ -32,7 +32,15 @@ def _when(us: int) -> str:
 @click.option(
     "--trust-pickle",
     is_flag=True,
-    help="Allow a pickle/joblib artifact (loading it runs its code).",
+    help="Allow a pickle/joblib artifact or a pickled MLflow model (loading it runs its code).",
+)
+@click.option(
+    "--trust-types",
+    "trust_types",
+    multiple=True,
+    metavar="TYPES",
+    help="Trust these types (comma-separated, fully qualified) of a skops file outside "
+    "the allow-list, or 'all' the types it names; recorded on the version.",
 )
 @click.option(
     "--no-check", is_flag=True, help="Do not load the model and try it on the contract's example."
@@ -46,12 +54,14 @@ def register(
     note: str,
     flavor: str | None,
     trust_pickle: bool,
+    trust_types: tuple[str, ...],
     no_check: bool,
 ) -> None:
     """Store PATH as the next immutable version of SERVICE.
 
-    PATH is a .skops, .onnx, .joblib/.pkl file, an MLflow model folder, or a Python
-    callable as module:function.
+    PATH is a .skops, .onnx, .joblib/.pkl file, an MLflow model folder (or a run or
+    experiment folder holding one), an MLflow URI (models:/NAME/VERSION,
+    runs:/RUN_ID/PATH; needs prodgate[mlflow]), or a Python callable as module:function.
     """
     spec = ctx.spec().service(service)
     version = registry.register(
@@ -63,6 +73,7 @@ def register(
         data=data,
         note=note,
         trust_pickle=trust_pickle,
+        trust_types=trust_types,
         check=not no_check,
     )
     rows = f", data {version.data_fingerprint['rows']} rows" if version.data_fingerprint else ""
@@ -70,6 +81,11 @@ def register(
         f"registered {service} version {version.number} ({version.flavor}, sha256 "
         f"{version.sha256[:12]}, {version.size} bytes{rows})"
     )
+    typed = path if version.flavor == "callable" else str(Path(path).resolve())
+    if version.source != typed:
+        click.echo(f"from {version.source}")
+    if version.trusted.types:
+        click.echo(f"trusted types: {', '.join(version.trusted.types)}")
     with ctx.store().read() as conn:
         same = [
             v.number

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,13 +16,13 @@ from sqlalchemy.engine import Connection
 
 from prodgate.audit import log
 from prodgate.exceptions import ArtifactError, ProdgateError, UnknownVersionError, UsageError
+from prodgate.registry import sources
+from prodgate.registry import trust as trust_module
 from prodgate.registry.fingerprint import data_fingerprint, sha256_path
-from prodgate.runtime.base import FLAVORS
+from prodgate.runtime.base import FLAVORS, Trust
 from prodgate.spec import ServiceSpec
 from prodgate.store.engine import LOCK_REGISTRY, Store, now_us
 from prodgate.store.tables import versions
-
-PICKLE_FLAVORS = ("pickle",)
 
 #: The largest version number (the store keeps them as 32-bit integers).
 MAX_VERSION = 2**31 - 1
@@ -36,7 +37,8 @@ class Version:
     size: int
     artifact: str
     source: str
-    trusted: bool
+    #: What the registrant trusted: the artifact's code, or skops types by name.
+    trusted: Trust
     data_fingerprint: dict[str, Any] | None
     note: str
     created_by: str
@@ -46,6 +48,7 @@ class Version:
     def from_row(cls, row: Any) -> Version:
         m = row._mapping
         fp = m["data_fingerprint"]
+        types = m["trusted_types"]
         return cls(
             service=m["service"],
             number=int(m["number"]),
@@ -54,7 +57,7 @@ class Version:
             size=int(m["size"]),
             artifact=m["artifact"],
             source=m["source"],
-            trusted=bool(m["trusted"]),
+            trusted=Trust(bool(m["trusted"]), tuple(orjson.loads(types)) if types else ()),
             data_fingerprint=orjson.loads(fp) if fp else None,
             note=m["note"] or "",
             created_by=m["created_by"],
@@ -101,7 +104,8 @@ class Version:
             "sha256": self.sha256,
             "size": self.size,
             "source": self.source,
-            "trusted_pickle": self.trusted,
+            "trusted_pickle": self.trusted.pickle,
+            "trusted_types": list(self.trusted.types),
             "data": self.data_fingerprint,
             "note": self.note,
             "created_by": self.created_by,
@@ -138,7 +142,7 @@ def _remove_copy(copied: Path, artifacts: Path) -> None:
 
 
 def _check_model(
-    service: ServiceSpec, location: str, flavor: str, trusted: bool, path: str
+    service: ServiceSpec, location: str, flavor: str, trusted: Trust, path: str
 ) -> None:
     """Load the model and run it on the contract's example input; ArtifactError if not."""
     from prodgate.contract import Contract
@@ -173,49 +177,82 @@ def register(
     data: Path | None = None,
     note: str = "",
     trust_pickle: bool = False,
+    trust_types: Sequence[str] = (),
     check: bool = True,
 ) -> Version:
     """Store *path* as the next version of *service*; return it.
 
-    The artifact is hashed and copied into the store's artifact folder (content
-    addressed), so changing or moving the original changes nothing. With *check*
-    the model is loaded and run on the contract's example input first, so a broken
-    or mismatched artifact is refused at the door rather than at serving time.
+    *path* is a file, a folder, ``module:function``, or an MLflow URI
+    (:mod:`~prodgate.registry.sources`). The artifact is hashed and copied into the
+    store's artifact folder (content addressed), so changing or moving the original
+    changes nothing. What loading it needs trusted is decided and recorded
+    (:mod:`~prodgate.registry.trust`): *trust_pickle* for pickle-based artifacts,
+    *trust_types* for the types a skops file names outside the allow-list. With
+    *check* the model is loaded and run on the contract's example input first, so a
+    broken or mismatched artifact is refused at the door rather than at serving time.
     """
+    if flavor is not None and flavor not in FLAVORS:
+        raise UsageError(f"unknown flavor {flavor!r}; known: {', '.join(FLAVORS)}")
+    fingerprint = data_fingerprint(data) if data else None
+    with sources.resolve(path, flavor) as src:
+        return _register(
+            store,
+            service,
+            src,
+            path,
+            actor=actor,
+            flavor=flavor,
+            fingerprint=fingerprint,
+            note=note,
+            trust_pickle=trust_pickle,
+            trust_types=trust_types,
+            check=check,
+        )
+
+
+def _register(
+    store: Store,
+    service: ServiceSpec,
+    src: sources.Source,
+    path: str,
+    *,
+    actor: str,
+    flavor: str | None,
+    fingerprint: dict[str, Any] | None,
+    note: str,
+    trust_pickle: bool,
+    trust_types: Sequence[str],
+    check: bool,
+) -> Version:
     from prodgate.runtime import callable as callable_adapter
     from prodgate.runtime.loader import detect_flavor
 
-    flavor = flavor or detect_flavor(path)
-    if flavor not in FLAVORS:
-        raise UsageError(f"unknown flavor {flavor!r}; known: {', '.join(FLAVORS)}")
-    if flavor in PICKLE_FLAVORS and not trust_pickle:
-        raise ArtifactError(
-            f"{path}: a {flavor} file runs code when it is loaded; pass --trust-pickle if you "
-            "trust its source, or save the model with skops"
-        )
-    fingerprint = data_fingerprint(data) if data else None
+    flavor = flavor or detect_flavor(src.path)
     artifacts = store.settings.artifacts_path
     copied: Path | None = None  # a copy made by this call, removed if the model is refused
     if flavor == "callable":
-        sha, size = callable_adapter.callable_fingerprint(path)
-        stored, source = path, path
+        sha, size = callable_adapter.callable_fingerprint(src.path)
+        stored = src.path
     else:
-        src = Path(path)
-        if not src.exists():
+        local = Path(src.path)
+        if not local.exists():
             raise UsageError(f"{path}: no such file or folder")
-        sha, size = sha256_path(src)
-        stored = f"{sha[:2]}/{sha}/{src.name}"
-        source = str(src.resolve())
+        sha, size = sha256_path(local)
+        stored = f"{sha[:2]}/{sha}/{src.name or local.name}"
         dest = artifacts / stored
         if not dest.exists():
             dest.parent.mkdir(parents=True, exist_ok=True)
-            _copy_readonly(src, dest)
+            _copy_readonly(local, dest)
             copied = dest
 
     location = stored if flavor == "callable" else str(artifacts / stored)
     try:
+        # Decided on the stored copy: what is trusted is what was hashed.
+        trusted = trust_module.decide(
+            flavor, location, path, trust_pickle=trust_pickle, trust_types=trust_types
+        )
         if check:
-            _check_model(service, location, flavor, trust_pickle, path)
+            _check_model(service, location, flavor, trusted, path)
     except ProdgateError as exc:
         if copied is not None:  # a refused model leaves nothing behind in the store
             _remove_copy(copied, artifacts)
@@ -240,8 +277,9 @@ def register(
             "sha256": sha,
             "size": size,
             "artifact": stored,
-            "source": source,
-            "trusted": trust_pickle and flavor in (*PICKLE_FLAVORS, "mlflow"),
+            "source": src.source,
+            "trusted": trusted.pickle,
+            "trusted_types": orjson.dumps(list(trusted.types)).decode() if trusted.types else None,
             "data_fingerprint": orjson.dumps(fingerprint).decode() if fingerprint else None,
             "note": note,
             "created_by": actor,
@@ -267,10 +305,11 @@ def register(
                     flavor=flavor,
                     sha256=sha,
                     size=size,
-                    source=source,
+                    source=src.source,
                     data=fingerprint,
                     note=note,
-                    trusted_pickle=row["trusted"],
+                    trusted_pickle=trusted.pickle,
+                    trusted_types=list(trusted.types),
                 )
             ],
         )

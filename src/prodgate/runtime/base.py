@@ -33,14 +33,38 @@ class Prediction:
 
 
 @dataclass(frozen=True)
+class Trust:
+    """What a person trusted when registering a version, and nothing more.
+
+    ``pickle``: the artifact's code (a pickle/joblib file, a pickled MLflow model);
+    loading runs it, so it may do anything. ``types``: the types of a skops file
+    outside prodgate's allow-list, by fully qualified name; only these may load.
+
+    Truthy only when the code is trusted, as the plain flag was, so a check written
+    ``if not info.trusted`` still refuses what it refused before.
+    """
+
+    pickle: bool = False
+    types: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return self.pickle
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """How to load a model: what the registry knows of a version plus the service's spec."""
 
     kind: str  # "classifier" or "regressor"
     features: Sequence[str]  # input field names in contract order
     labels: Sequence[str] | None = None  # the service's output labels, if declared
-    trusted: bool = False  # pickle-based formats load only when True
+    #: The version's :class:`Trust`; a plain True trusts the artifact's code.
+    trusted: Trust | bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def trust(self) -> Trust:
+        return self.trusted if isinstance(self.trusted, Trust) else Trust(pickle=self.trusted)
 
 
 class Model(Protocol):

@@ -1,9 +1,10 @@
 """Adapter for scikit-learn estimators and pipelines saved with skops or pickle/joblib.
 
 skops files load without running code from the file, as long as every type they
-name is trusted: prodgate trusts the types of a short allow-list of libraries and
-refuses the rest. Pickle files run code when they load, so they need the
-version's ``trusted`` flag.
+name is trusted: prodgate trusts the types of a short allow-list of libraries, and a
+version may trust more by name (its :class:`~prodgate.runtime.base.Trust`, recorded
+at registration with ``--trust-types``); the rest are refused. Pickle files run code
+when they load, so they need the version's trust in its code (``--trust-pickle``).
 """
 
 from __future__ import annotations
@@ -71,28 +72,45 @@ def untrusted_skops_types(data: bytes) -> tuple[list[str], list[str]]:
     return [n for n in names if _is_safe_type(n)], [n for n in names if not _is_safe_type(n)]
 
 
+def skops_types(path: str | Path, data: bytes) -> tuple[list[str], list[str]]:
+    """:func:`untrusted_skops_types` of a file's bytes; ArtifactError if it is not skops."""
+    try:
+        return untrusted_skops_types(data)
+    except Exception as exc:
+        raise ArtifactError(f"{path} is not a readable skops file ({exc})") from exc
+
+
+def types_refusal(path: str | Path, types: Sequence[str]) -> ArtifactError:
+    """The error for a skops file naming *types* outside the allow-list that are not trusted."""
+    return ArtifactError(
+        f"{path} names types outside the skops allow-list ({', '.join(types)}); if you "
+        f"trust its source, register it with --trust-types {','.join(types)}"
+    )
+
+
 def load_skops(path: str | Path, info: ModelInfo, flavor: str = "skops") -> SklearnModel:
-    """Load a skops file, trusting only types from the allow-list (or any, if trusted)."""
+    """Load a skops file, trusting the allow-list's types and those the version trusts.
+
+    A version whose code is trusted (``Trust.pickle``, as older versions of MLflow
+    models registered with --trust-pickle are) may name any type.
+    """
     import skops.io as sio
 
     data = _read(path)
     # One read for both the check and the load, so the file cannot change in between.
-    try:
-        allowed, refused = untrusted_skops_types(data)
-    except Exception as exc:
-        raise ArtifactError(f"{path} is not a readable skops file ({exc})") from exc
-    if refused and not info.trusted:
-        raise ArtifactError(
-            f"{path} names types outside the skops allow-list ({', '.join(refused)}); "
-            "register it with --trust-pickle if you trust its source"
-        )
+    allowed, refused = skops_types(path, data)
+    trust = info.trust
+    untrusted = [] if trust.pickle else [t for t in refused if t not in trust.types]
+    if untrusted:
+        raise types_refusal(path, untrusted)
     try:
         estimator = sio.loads(data, trusted=allowed + refused)
     except Exception as exc:
         raise ArtifactError(f"{path} could not be loaded with skops ({exc})") from exc
-    if not info.trusted:
+    if not trust.pickle:
         # The allow-list trusts sklearn's tree types, which skops leaves untrusted
-        # because of their raw node indices; check those indices instead.
+        # because of their raw node indices; check those indices instead. Types a
+        # person trusted by name do not vouch for the trees prodgate trusts itself.
         check_trees(estimator)
     return SklearnModel(estimator, info, flavor)
 

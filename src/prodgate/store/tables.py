@@ -31,7 +31,10 @@ versions = Table(
     # Path relative to HOME/artifacts, or the ``module:function`` of a callable.
     Column("artifact", String(1024), nullable=False),
     Column("source", String(1024), nullable=False),
+    # Trust in the artifact's code (pickle-based formats, --trust-pickle).
     Column("trusted", Boolean, nullable=False, default=False),
+    # JSON list of the skops types outside the allow-list trusted by name (--trust-types).
+    Column("trusted_types", Text, nullable=True),
     Column("data_fingerprint", Text, nullable=True),
     Column("note", Text, nullable=False, default=""),
     Column("created_by", String(128), nullable=False),
