@@ -201,7 +201,7 @@ def test_demo_builds_registers_deploys_and_reuses(settings: Settings) -> None:
         (["audit", "nope"], ["No such command 'nope'"]),
         (["deploy", "claims", "one"], ["'one' is not a version number (1, 2, 3, ...)"]),
         (["deploy", "claims", "99999999999"], ["'99999999999' is not a version number"]),
-        (["serve", "--port", "99999"], ["not in the range 1<=x<=65535"]),
+        (["serve", "--port", "99999"], ["a port is a whole number from 1 to 65535"]),
         (["audit", "tail", "-n", "-3"], ["not in the range x>=1"]),
     ],
 )

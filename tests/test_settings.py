@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import fields
 from pathlib import Path
 
+import click
 import pytest
 
 from prodgate import settings
@@ -39,3 +42,43 @@ def test_sqlite_under_home_by_default(tmp_path: Path) -> None:
 def test_docs_list_every_setting() -> None:
     doc = (Path(__file__).parent.parent / "docs" / "settings.md").read_text()
     assert doc == settings.markdown(), "regenerate: prodgate settings --markdown > docs/settings.md"
+
+
+def test_the_dataclass_defaults_are_the_tables() -> None:
+    defaults = {s.name: s.default for s in settings.TABLE}
+    built = Settings()
+    assert {name: getattr(built, name) for name in defaults} == defaults
+    assert Settings.load(env={}) == built
+    assert {f.name for f in fields(Settings)} - {"extra"} == set(defaults)
+
+
+def _commands(command: click.Command) -> Iterator[click.Command]:
+    yield command
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            yield from _commands(sub)
+
+
+def test_every_cli_option_of_a_setting_names_its_variable_and_default() -> None:
+    from prodgate.cli.main import cli
+
+    by_option = {s.option: s for s in settings.TABLE if s.option}
+    seen: dict[str, set[str]] = {option: set() for option in by_option}
+    for command in _commands(cli):
+        for param in command.params:
+            if not isinstance(param, click.Option):
+                continue
+            help_text = param.help or ""
+            setting = next((by_option[o] for o in param.opts if o in by_option), None)
+            if setting is None:
+                assert "PRODGATE_" not in help_text, f"{command.name} {param.opts}: by hand?"
+                continue
+            assert f"[env {setting.env}; default {setting.default_text}]" in help_text
+            if not setting.shown:  # the value itself, as the table has it
+                assert f"default {setting.default}]" in help_text
+            seen[setting.option].add(command.name or "")
+    every = {c.name or "" for c in _commands(cli) if not isinstance(c, click.Group)}
+    assert seen["--home"] >= every | {"prodgate"}
+    assert seen["--config"] >= every | {"prodgate"}
+    assert {"serve"} <= seen["--host"]
+    assert {"serve"} <= seen["--port"]
