@@ -167,7 +167,9 @@ class Settings:
     )
     database_url: str = _setting(
         "",
-        "SQLAlchemy URL of the store. PostgreSQL: postgresql+psycopg://user@host/db.",
+        "URL of the store: postgresql://user@host/db (postgres://, postgresql+psycopg:// "
+        "and postgresql+psycopg2:// too, all on psycopg 3), sqlite:///path/to/file.db, or "
+        "a path to a .db file.",
         shown="SQLite at HOME/prodgate.db",
     )
     host: str = _setting(
