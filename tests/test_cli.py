@@ -251,3 +251,24 @@ def test_registering_the_same_artifact_again_says_so(spec_file: Settings) -> Non
     assert r.exit_code == 0, r.output
     assert "registered claims version 2" in r.output
     assert "note: the same artifact as version 1" in r.output
+
+
+def test_a_subfolder_of_a_project_uses_its_spec_and_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "prodgate.yaml").write_text(SPEC)
+    sub = tmp_path / "notebooks" / "experiments"
+    sub.mkdir(parents=True)
+    env: dict[str, str | None] = {"PRODGATE_USER": "alice"}
+    env.update(dict.fromkeys(("PRODGATE_HOME", "PRODGATE_CONFIG", "PRODGATE_DATABASE_URL")))
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(cli, ["register", "claims", "fixture_models:claims"], env=env)
+    assert r.exit_code == 0, r.output
+    monkeypatch.chdir(sub)
+    r = CliRunner().invoke(cli, ["versions", "claims"], env=env)
+    assert r.exit_code == 0, r.output
+    assert "callable" in r.output  # the version registered in the project folder
+    assert not (sub / ".prodgate").exists()
+    (tmp_path / "prodgate.yaml").unlink()
+    r = CliRunner().invoke(cli, ["versions", "claims"], env=env)
+    assert_one_line_error(r, f"no prodgate.yaml in {sub}, {sub.parent}, {tmp_path},", "HOME")

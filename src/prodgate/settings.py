@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from prodgate.exceptions import UsageError
+from prodgate.exceptions import SpecError, UsageError
 
 #: Where a setting's CLI option is taken: by ``prodgate`` and after every command,
 #: by ``serve`` and ``demo``, or by the commands that act (and are recorded as someone's action).
@@ -155,6 +155,7 @@ class Settings:
         option="--home",
         scope=GLOBAL,
         metavar="DIR",
+        shown=".prodgate beside the spec found here or above, else ./.prodgate",
     )
     config: str = _setting(
         "",
@@ -163,7 +164,7 @@ class Settings:
         option="--config",
         scope=GLOBAL,
         metavar="FILE",
-        shown="./prodgate.yaml, else HOME/prodgate.yaml",
+        shown="prodgate.yaml here or in the nearest folder above, else HOME/prodgate.yaml",
     )
     database_url: str = _setting(
         "",
@@ -217,7 +218,12 @@ class Settings:
     def load(
         cls, overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
     ) -> Settings:
-        """Defaults, then ``PRODGATE_*`` from *env*, then *overrides* that are not None."""
+        """Defaults, then ``PRODGATE_*`` from *env*, then *overrides* that are not None.
+
+        A home set nowhere is the ``.prodgate`` folder beside the spec found by looking
+        upward from the current folder (see :func:`find_spec`): a command run in a
+        subfolder of a project uses the project's store, as it uses its spec.
+        """
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         for s in TABLE:
@@ -233,6 +239,11 @@ class Settings:
             if key not in _BY_NAME:
                 raise UsageError(f"unknown setting {key!r}")
             values[key] = value
+        if "home" not in values:
+            here = Path.cwd()
+            found = find_spec(here)
+            if found is not None and found.parent != here:
+                values["home"] = str(found.parent / _BY_NAME["home"].default)
         return cls(**values)
 
     def with_(self, **changes: Any) -> Settings:
@@ -244,13 +255,22 @@ class Settings:
 
     @property
     def spec_path(self) -> Path:
-        """The spec to load: as set, else ./prodgate.yaml, else HOME/prodgate.yaml."""
+        """The spec to load: as set; else the nearest prodgate.yaml from the current folder
+        upward; else HOME/prodgate.yaml. SpecError, saying where it looked, if none is."""
         if self.config:
             return Path(self.config)
-        here = Path("prodgate.yaml")
-        if not here.exists() and (self.home_path / "prodgate.yaml").exists():
-            return self.home_path / "prodgate.yaml"
-        return here
+        here = Path.cwd()
+        found = find_spec(here)
+        if found is not None:
+            return Path(SPEC_NAME) if found.parent == here else found
+        at_home = self.home_path / SPEC_NAME
+        if at_home.is_file():
+            return at_home
+        looked = ", ".join(str(d) for d in search_path(here))
+        raise SpecError(
+            f"no {SPEC_NAME} in {looked} (here and above) nor in HOME {self.home_path}; "
+            "run 'prodgate init' to write one here, or give --config FILE"
+        )
 
     @property
     def artifacts_path(self) -> Path:
@@ -272,6 +292,24 @@ class Settings:
             return getpass.getuser()
         except (KeyError, OSError):
             return "unknown"
+
+
+SPEC_NAME = "prodgate.yaml"
+
+
+def search_path(start: Path) -> list[Path]:
+    """The folders the spec is looked for in: *start*, then each folder above it."""
+    start = start.absolute()
+    return [start, *start.parents]
+
+
+def find_spec(start: Path) -> Path | None:
+    """The nearest prodgate.yaml in *start* or a folder above it (as git finds .git)."""
+    for folder in search_path(start):
+        candidate = folder / SPEC_NAME
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def _table() -> tuple[Setting, ...]:
