@@ -18,8 +18,11 @@ from prodgate.store.engine import open_store
 from prodgate.store.tables import audit_log
 
 
-def run(settings: Settings, *args: str, env: dict[str, str] | None = None) -> Result:
-    full_env = {"PRODGATE_USER": "alice", "PRODGATE_DATABASE_URL": settings.database_url}
+def run(settings: Settings, *args: str, env: dict[str, str | None] | None = None) -> Result:
+    full_env: dict[str, str | None] = {
+        "PRODGATE_USER": "alice",
+        "PRODGATE_DATABASE_URL": settings.database_url,
+    }
     full_env.update(env or {})
     return CliRunner().invoke(
         cli, ["--home", settings.home, "--config", settings.config, *args], env=full_env

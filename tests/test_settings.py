@@ -85,6 +85,9 @@ def test_every_cli_option_of_a_setting_names_its_variable_and_default() -> None:
     assert seen["--config"] >= every | {"prodgate"}
     assert {"serve"} <= seen["--host"]
     assert {"serve"} <= seen["--port"]
+    acting = {"register", "evaluate", "approve", "deploy", "rollback", "rollout", "shadow"}
+    assert acting | {"disable", "enable"} <= seen["--by"]
+    assert not {"versions", "history", "compare", "tail"} & seen["--by"]  # they only read
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from prodgate.exceptions import SpecError, UsageError
+from prodgate.identity.actor import login_name
 
 #: Where a setting's CLI option is taken: by ``prodgate`` and after every command,
 #: by ``serve`` and ``demo``, or by the commands that act (and are recorded as someone's action).
@@ -114,6 +115,15 @@ def _file(text: str) -> str:
     return text
 
 
+def _name(text: str) -> str:
+    name = text.strip()
+    if not name:
+        raise ValueError("needs a name")
+    if not name.isprintable():
+        raise ValueError("a name must not contain control characters")
+    return name
+
+
 #: The parser of a field whose declaration names none, by its annotation.
 _PARSERS: dict[str, Callable[[str], Any]] = {"str": str, "int": int, "float": float, "bool": _bool}
 _ROW = "prodgate.setting"
@@ -185,7 +195,11 @@ class Settings:
     )
     user: str = _setting(
         "",
-        "Who is acting, for the audit trail.",
+        "Who acts, as the audit trail records it: a declared name, not a proof of identity.",
+        parse=_name,
+        option="--by",
+        scope=ACTING,
+        metavar="NAME",
         shown="the login name",
     )
     max_body_bytes: int = _setting(1_048_576, "Largest request body accepted (413 beyond).")
@@ -284,14 +298,8 @@ class Settings:
 
     @property
     def actor(self) -> str:
-        if self.user:
-            return self.user
-        import getpass
-
-        try:
-            return getpass.getuser()
-        except (KeyError, OSError):
-            return "unknown"
+        """The name actions are recorded under: ``user`` (``--by``), else the login name."""
+        return self.user or login_name()
 
 
 SPEC_NAME = "prodgate.yaml"

@@ -12,6 +12,7 @@ import orjson
 
 from prodgate import spec as spec_module
 from prodgate.exceptions import ProdgateError
+from prodgate.identity.actor import Actor
 from prodgate.registry.versions import MAX_VERSION
 from prodgate.settings import GLOBAL, Setting, Settings, options
 from prodgate.spec import Spec
@@ -29,6 +30,12 @@ class Context:
         if self._spec is None:
             self._spec = spec_module.load(self.settings.spec_path)
         return self._spec
+
+    @property
+    def actor(self) -> Actor:
+        """Who acts in this command (``--by``, ``PRODGATE_USER``, the login name), with
+        this process's OS user and host as the action's origin."""
+        return Actor.cli(self.settings.actor)
 
     def store(self) -> Store:
         if self._store is None:
