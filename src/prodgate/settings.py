@@ -253,8 +253,8 @@ class Settings:
             if key not in _BY_NAME:
                 raise UsageError(f"unknown setting {key!r}")
             values[key] = value
-        if "home" not in values:
-            here = Path.cwd()
+        here = _cwd()
+        if "home" not in values and here is not None:
             found = find_spec(here)
             if found is not None and found.parent != here:
                 values["home"] = str(found.parent / _BY_NAME["home"].default)
@@ -273,16 +273,20 @@ class Settings:
         upward; else HOME/prodgate.yaml. SpecError, saying where it looked, if none is."""
         if self.config:
             return Path(self.config)
-        here = Path.cwd()
-        found = find_spec(here)
+        here = _cwd()
+        found = find_spec(here) if here is not None else None
         if found is not None:
             return Path(SPEC_NAME) if found.parent == here else found
         at_home = self.home_path / SPEC_NAME
         if at_home.is_file():
             return at_home
-        looked = ", ".join(str(d) for d in search_path(here))
+        looked = (
+            f"in {', '.join(str(d) for d in search_path(here))} (here and above)"
+            if here is not None
+            else "here (the current folder is gone)"
+        )
         raise SpecError(
-            f"no {SPEC_NAME} in {looked} (here and above) nor in HOME {self.home_path}; "
+            f"no {SPEC_NAME} {looked} nor in HOME {self.home_path}; "
             "run 'prodgate init' to write one here, or give --config FILE"
         )
 
@@ -315,9 +319,19 @@ def find_spec(start: Path) -> Path | None:
     """The nearest prodgate.yaml in *start* or a folder above it (as git finds .git)."""
     for folder in search_path(start):
         candidate = folder / SPEC_NAME
-        if candidate.is_file():
-            return candidate
+        try:
+            if candidate.is_file():
+                return candidate
+        except OSError:  # a folder we may not look into: look further up
+            continue
     return None
+
+
+def _cwd() -> Path | None:
+    try:
+        return Path.cwd()
+    except OSError:  # the current folder was removed
+        return None
 
 
 def _table() -> tuple[Setting, ...]:
