@@ -18,8 +18,11 @@ from prodgate.store.engine import open_store
 from prodgate.store.tables import audit_log
 
 
-def run(settings: Settings, *args: str, env: dict[str, str] | None = None) -> Result:
-    full_env = {"PRODGATE_USER": "alice", "PRODGATE_DATABASE_URL": settings.database_url}
+def run(settings: Settings, *args: str, env: dict[str, str | None] | None = None) -> Result:
+    full_env: dict[str, str | None] = {
+        "PRODGATE_USER": "alice",
+        "PRODGATE_DATABASE_URL": settings.database_url,
+    }
     full_env.update(env or {})
     return CliRunner().invoke(
         cli, ["--home", settings.home, "--config", settings.config, *args], env=full_env
@@ -230,7 +233,7 @@ def test_demo_builds_registers_deploys_and_reuses(settings: Settings) -> None:
         (["audit", "nope"], ["No such command 'nope'"]),
         (["deploy", "claims", "one"], ["'one' is not a version number (1, 2, 3, ...)"]),
         (["deploy", "claims", "99999999999"], ["'99999999999' is not a version number"]),
-        (["serve", "--port", "99999"], ["not in the range 1<=x<=65535"]),
+        (["serve", "--port", "99999"], ["a port is a whole number from 1 to 65535"]),
         (["audit", "tail", "-n", "-3"], ["not in the range x>=1"]),
     ],
 )
@@ -280,3 +283,24 @@ def test_registering_the_same_artifact_again_says_so(spec_file: Settings) -> Non
     assert r.exit_code == 0, r.output
     assert "registered claims version 2" in r.output
     assert "note: the same artifact as version 1" in r.output
+
+
+def test_a_subfolder_of_a_project_uses_its_spec_and_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "prodgate.yaml").write_text(SPEC)
+    sub = tmp_path / "notebooks" / "experiments"
+    sub.mkdir(parents=True)
+    env: dict[str, str | None] = {"PRODGATE_USER": "alice"}
+    env.update(dict.fromkeys(("PRODGATE_HOME", "PRODGATE_CONFIG", "PRODGATE_DATABASE_URL")))
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(cli, ["register", "claims", "fixture_models:claims"], env=env)
+    assert r.exit_code == 0, r.output
+    monkeypatch.chdir(sub)
+    r = CliRunner().invoke(cli, ["versions", "claims"], env=env)
+    assert r.exit_code == 0, r.output
+    assert "callable" in r.output  # the version registered in the project folder
+    assert not (sub / ".prodgate").exists()
+    (tmp_path / "prodgate.yaml").unlink()
+    r = CliRunner().invoke(cli, ["versions", "claims"], env=env)
+    assert_one_line_error(r, f"no prodgate.yaml in {sub}, {sub.parent}, {tmp_path},", "HOME")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import pwd
+import socket
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,10 @@ from prodgate.rollout import split as deployments
 from prodgate.settings import Settings
 from prodgate.store.engine import open_store
 from test_cli import assert_one_line_error, run
+
+#: Where every action taken through the CLI in these tests comes from.
+OS_USER = pwd.getpwuid(os.getuid()).pw_name
+ORIGIN = {"channel": "cli", "os_user": OS_USER, "host": socket.gethostname()}
 
 
 @pytest.fixture
@@ -71,7 +78,7 @@ def test_rollout_rollback_kill_switch_shadow_history(two_versions: Settings) -> 
     r = run(s, "rollback", "claims", "--reason", "v2 is worse")
     assert "version 1 is back in production (version 2 rolled back)" in r.output
     assert_one_line_error(run(s, "disable", "claims", "--reason", ""), "needs --reason")
-    assert run(s, "disable", "claims", "--reason", "incident 42").exit_code == 0
+    assert run(s, "disable", "claims", "--reason", "incident 42", "--by", "oncall").exit_code == 0
     assert_one_line_error(run(s, "disable", "claims", "--reason", "x"), "already disabled")
     assert run(s, "enable", "claims").exit_code == 0
     assert "version 2 runs in shadow" in run(s, "shadow", "claims", "2").output
@@ -98,6 +105,8 @@ def test_rollout_rollback_kill_switch_shadow_history(two_versions: Settings) -> 
     ]
     rollback = history[actions.index("rollback")]
     assert (rollback["reason"], rollback["actor"]) == ("v2 is worse", "alice")
+    assert history[actions.index("disable")]["actor"] == "oncall"
+    assert all(h["origin"] == ORIGIN for h in history), history
     text = run(s, "history", "claims").output
     assert "reason=incident 42" in text
     assert run(s, "audit", "verify").exit_code == 0
@@ -263,3 +272,55 @@ def test_metrics_text_shows_the_gates_on_production_feedback(settings: Settings)
     r = run(settings, "metrics", "claims", "--window", "1h")
     assert r.exit_code == 0, r.output
     assert "v1 gate FAIL: accuracy is 0.8; needs >= 0.9" in r.output
+
+
+def test_an_approval_records_the_os_user_and_host_beside_the_name(two_versions: Settings) -> None:
+    s = two_versions
+    # The declared name is what separation of duties compares; USER and LOGNAME are
+    # anyone's to set, so the OS user comes from the process's user id.
+    env = {"PRODGATE_USER": "dana", "USER": "mallory", "LOGNAME": "mallory"}
+    r = run(
+        s, "approve", "claims", "1", "--by", "bob", "--override-gates", "--reason", "t", env=env
+    )
+    assert r.exit_code == 0, r.output
+    [record] = json.loads(run(s, "audit", "tail", "-n", "1", "--json").output)
+    assert (record["action"], record["actor"]) == ("override", "bob")
+    assert record["origin"] == ORIGIN
+    assert run(s, "audit", "verify").exit_code == 0
+    assert f"bob ({OS_USER}@{socket.gethostname()})" in run(s, "history", "claims").output
+
+
+def test_by_defaults_to_prodgate_user_then_the_login_name(two_versions: Settings) -> None:
+    s = two_versions
+    args = ["--override-gates", "--reason", "t"]
+    r = run(s, "approve", "claims", "1", *args, env={"PRODGATE_USER": "carol"})
+    assert r.exit_code == 0, r.output
+    assert "override of failed gates by carol recorded" in r.output
+    r = run(s, "approve", "claims", "2", *args, env={"PRODGATE_USER": None})
+    assert r.exit_code == 0, r.output
+    assert f"override of failed gates by {OS_USER} recorded" in r.output
+    history = json.loads(run(s, "history", "claims", "--json").output)
+    assert [h["actor"] for h in history if h["action"] == "override"] == ["carol", OS_USER]
+    assert_one_line_error(run(s, "approve", "claims", "1", "--by", " ", *args), "needs a name")
+
+
+def test_evaluations_and_refusals_record_their_origin(settings: Settings, tmp_path: Path) -> None:
+    from test_evaluation_store import ROWS
+    from test_evaluation_store import SPEC as GATED
+
+    Path(settings.config).write_text(GATED)
+    ROWS.to_csv(tmp_path / "holdout.csv", index=False)
+    assert run(settings, "register", "claims", "fixture_models:claims").exit_code == 0
+    holdout = str(tmp_path / "holdout.csv")
+    r = run(settings, "evaluate", "claims", "1", "--data", holdout, "--by", "erin")
+    assert r.exit_code == 1, r.output  # a gate fails; the evaluation is recorded anyway
+    assert_one_line_error(
+        run(settings, "approve", "claims", "1", "--by", "bob"), "failed its gates"
+    )
+    history = json.loads(run(settings, "history", "claims", "--json").output)
+    assert [(h["action"], h["actor"]) for h in history] == [
+        ("register", "alice"),
+        ("evaluate", "erin"),
+        ("approve_refused", "bob"),
+    ]
+    assert all(h["origin"] == ORIGIN for h in history), history

@@ -1,33 +1,80 @@
 """The one table of settings.
 
-Each row of :data:`TABLE` is a setting: its name, the environment variable that sets
-it (``PRODGATE_*``), its type, default and help. The same table feeds
-:class:`Settings` (environment first, then explicit overrides such as CLI flags),
-the CLI's help text and ``docs/settings.md`` (``prodgate settings --markdown``).
+Each setting is declared once, as a field of :class:`Settings` made with
+:func:`_setting`: its name (the field's), its type, default and help, and where the
+command line takes it. :data:`TABLE` is read off those fields and feeds everything
+else: :meth:`Settings.load` (environment ``PRODGATE_*`` first, then explicit overrides
+such as CLI options), the CLI's shared options (generated in ``prodgate.cli.context``
+with their help naming the variable and the default), ``prodgate settings`` and
+``docs/settings.md`` (``prodgate settings --markdown``). Adding a setting is one field.
 """
 
 from __future__ import annotations
 
-import getpass
 import os
+import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from prodgate.exceptions import UsageError
+from prodgate.exceptions import SpecError, UsageError
+from prodgate.identity.actor import login_name
+
+#: Where a setting's CLI option is taken: by ``prodgate`` and after every command,
+#: by ``serve`` and ``demo``, or by the commands that act (and are recorded as someone's action).
+GLOBAL = "global"
+SERVE = "serve"
+ACTING = "acting"
 
 
 @dataclass(frozen=True)
 class Setting:
+    """One row of the table."""
+
     name: str
-    type: Callable[[str], Any]
+    parse: Callable[[str], Any]
     default: Any
     help: str
+    option: str = ""
+    """The CLI option that sets it (``--home``), or empty when only the environment does."""
+    scope: str = ""
+    """Which commands take :attr:`option`: :data:`GLOBAL`, :data:`SERVE` or :data:`ACTING`."""
+    metavar: str = ""
+    shown: str = ""
+    """How the default reads to people when the value alone would not say (empty ones)."""
 
     @property
     def env(self) -> str:
         return "PRODGATE_" + self.name.upper()
+
+    @property
+    def default_text(self) -> str:
+        """The default as help and docs show it."""
+        if self.shown:
+            return self.shown
+        if isinstance(self.default, bool):
+            return "true" if self.default else "false"
+        return str(self.default) if self.default != "" else "empty"
+
+    @property
+    def option_help(self) -> str:
+        """The help of the setting's CLI option: what it is, its variable, its default."""
+        return f"{self.help} [env {self.env}; default {self.default_text}]"
+
+    def convert(self, text: str) -> Any:
+        """*text* (from the environment or the command line) as the setting's value.
+
+        Raises ValueError saying what the value must be.
+        """
+        try:
+            return self.parse(text)
+        except ValueError as exc:
+            if self.parse is int:
+                raise ValueError("must be a whole number") from None
+            if self.parse is float:
+                raise ValueError("must be a number") from None
+            raise ValueError(str(exc)) from None
 
 
 def _bool(text: str) -> bool:
@@ -36,7 +83,7 @@ def _bool(text: str) -> bool:
         return True
     if low in ("0", "false", "no", "off", ""):
         return False
-    raise ValueError(f"not a boolean: {text!r}")
+    raise ValueError("must be true or false (1, yes, on / 0, no, off)")
 
 
 def _port(text: str) -> int:
@@ -56,111 +103,161 @@ def _sync(text: str) -> str:
     return up
 
 
-TABLE: tuple[Setting, ...] = (
-    Setting("home", str, ".prodgate", "Folder holding the SQLite store and model artifacts."),
-    Setting(
-        "config",
-        str,
-        "",
-        "The spec file declaring the services; empty means ./prodgate.yaml, or "
-        "HOME/prodgate.yaml when there is none here.",
-    ),
-    Setting(
-        "database_url",
-        str,
-        "",
-        "SQLAlchemy URL of the store; empty means SQLite at HOME/prodgate.db. "
-        "PostgreSQL: postgresql+psycopg://user@host/db.",
-    ),
-    Setting("host", str, "127.0.0.1", "Address the gateway listens on."),
-    Setting("port", _port, 8000, "Port the gateway listens on (1 to 65535)."),
-    Setting("user", str, "", "Who is acting, for the audit trail; defaults to the login name."),
-    Setting("max_body_bytes", int, 1_048_576, "Largest request body accepted (413 beyond)."),
-    Setting("max_batch_size", int, 64, "Most rows one model call takes (per service default)."),
-    Setting("max_wait_ms", float, 2.0, "Longest a row waits for its batch to fill."),
-    Setting("max_queue", int, 2048, "Rows waiting for a model before requests are shed with 503."),
-    Setting("record_batch_size", int, 1024, "Most audit records one store transaction commits."),
-    Setting(
-        "journal_retry_s",
-        float,
-        1.0,
-        "While the store is unreachable, seconds between tries to replay the local journal.",
-    ),
-    Setting(
-        "sqlite_synchronous",
-        _sync,
-        "FULL",
-        "SQLite synchronous mode; FULL survives power loss, NORMAL only process crashes.",
-    ),
-    Setting("refresh_interval", float, 1.0, "Seconds between checks for deployment changes."),
-    Setting("log_level", str, "info", "Log level of the server (debug, info, warning, error)."),
-    Setting(
-        "admin_token",
-        str,
-        "",
-        "Bearer token that opens the admin HTTP API; empty keeps the admin API off.",
-    ),
-    Setting(
-        "controller",
-        _bool,
-        True,
-        "Run the rollout controller inside the server (one replica drives each rollout).",
-    ),
-    Setting("controller_interval", float, 1.0, "Seconds between rollout controller ticks."),
-)
+def _folder(text: str) -> str:
+    if Path(text).expanduser().is_file():
+        raise ValueError(f"{text} is a file, not a folder")
+    return text
 
-_BY_NAME = {s.name: s for s in TABLE}
+
+def _file(text: str) -> str:
+    if Path(text).expanduser().is_dir():
+        raise ValueError(f"{text} is a folder, not a file")
+    return text
+
+
+def _name(text: str) -> str:
+    name = text.strip()
+    if not name:
+        raise ValueError("needs a name")
+    if not name.isprintable():
+        raise ValueError("a name must not contain control characters")
+    return name
+
+
+#: The parser of a field whose declaration names none, by its annotation.
+_PARSERS: dict[str, Callable[[str], Any]] = {"str": str, "int": int, "float": float, "bool": _bool}
+_ROW = "prodgate.setting"
+
+
+@dataclass(frozen=True)
+class _Row:
+    help: str
+    parse: Callable[[str], Any] | None
+    option: str
+    scope: str
+    metavar: str
+    shown: str
+
+
+def _setting(
+    default: Any,
+    help: str,
+    *,
+    parse: Callable[[str], Any] | None = None,
+    option: str = "",
+    scope: str = "",
+    metavar: str = "",
+    shown: str = "",
+) -> Any:
+    """A field of :class:`Settings` that is a row of :data:`TABLE`."""
+    row = _Row(help, parse, option, scope, metavar, shown)
+    return field(default=default, metadata={_ROW: row})
 
 
 @dataclass(frozen=True)
 class Settings:
     """Resolved settings. Build with :meth:`load`; never read the environment elsewhere."""
 
-    home: str = ".prodgate"
-    config: str = ""
-    database_url: str = ""
-    host: str = "127.0.0.1"
-    port: int = 8000
-    user: str = ""
-    max_body_bytes: int = 1_048_576
-    max_batch_size: int = 64
-    max_wait_ms: float = 2.0
-    max_queue: int = 2048
-    record_batch_size: int = 1024
-    journal_retry_s: float = 1.0
-    sqlite_synchronous: str = "FULL"
-    refresh_interval: float = 1.0
-    log_level: str = "info"
-    admin_token: str = ""
-    controller: bool = True
-    controller_interval: float = 1.0
+    home: str = _setting(
+        ".prodgate",
+        "Folder holding the SQLite store and model artifacts.",
+        parse=_folder,
+        option="--home",
+        scope=GLOBAL,
+        metavar="DIR",
+        shown=".prodgate beside the spec found here or above, else ./.prodgate",
+    )
+    config: str = _setting(
+        "",
+        "The spec file declaring the services.",
+        parse=_file,
+        option="--config",
+        scope=GLOBAL,
+        metavar="FILE",
+        shown="prodgate.yaml here or in the nearest folder above, else HOME/prodgate.yaml",
+    )
+    database_url: str = _setting(
+        "",
+        "URL of the store: postgresql://user@host/db (postgres://, postgresql+psycopg:// "
+        "and postgresql+psycopg2:// too, all on psycopg 3), sqlite:///path/to/file.db, or "
+        "a path to a .db file.",
+        shown="SQLite at HOME/prodgate.db",
+    )
+    host: str = _setting(
+        "127.0.0.1", "Address the gateway listens on.", option="--host", scope=SERVE
+    )
+    port: int = _setting(
+        8000,
+        "Port the gateway listens on (1 to 65535).",
+        parse=_port,
+        option="--port",
+        scope=SERVE,
+    )
+    user: str = _setting(
+        "",
+        "Who acts, as the audit trail records it: a declared name, not a proof of identity.",
+        parse=_name,
+        option="--by",
+        scope=ACTING,
+        metavar="NAME",
+        shown="the login name",
+    )
+    max_body_bytes: int = _setting(1_048_576, "Largest request body accepted (413 beyond).")
+    max_batch_size: int = _setting(64, "Most rows one model call takes (per service default).")
+    max_wait_ms: float = _setting(2.0, "Longest a row waits for its batch to fill.")
+    max_queue: int = _setting(2048, "Rows waiting for a model before requests are shed with 503.")
+    record_batch_size: int = _setting(1024, "Most audit records one store transaction commits.")
+    journal_retry_s: float = _setting(
+        1.0, "While the store is unreachable, seconds between tries to replay the local journal."
+    )
+    sqlite_synchronous: str = _setting(
+        "FULL",
+        "SQLite synchronous mode; FULL survives power loss, NORMAL only process crashes.",
+        parse=_sync,
+    )
+    refresh_interval: float = _setting(1.0, "Seconds between checks for deployment changes.")
+    log_level: str = _setting("info", "Log level of the server (debug, info, warning, error).")
+    admin_token: str = _setting(
+        "",
+        "Bearer token that opens the admin HTTP API; empty keeps the admin API off.",
+        shown="empty: off",
+    )
+    controller: bool = _setting(
+        True, "Run the rollout controller inside the server (one replica drives each rollout)."
+    )
+    controller_interval: float = _setting(1.0, "Seconds between rollout controller ticks.")
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(
         cls, overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
     ) -> Settings:
-        """Defaults, then ``PRODGATE_*`` from *env*, then *overrides* that are not None."""
+        """Defaults, then ``PRODGATE_*`` from *env*, then *overrides* that are not None.
+
+        A home set nowhere is the ``.prodgate`` folder beside the spec found by looking
+        upward from the current folder (see :func:`find_spec`): a command run in a
+        subfolder of a project uses the project's store, as it uses its spec.
+        """
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         for s in TABLE:
             raw = env.get(s.env)
             if raw is not None and raw != "":
                 try:
-                    values[s.name] = s.type(raw)
+                    values[s.name] = s.convert(raw)
                 except ValueError as exc:
-                    why = str(exc)
-                    if s.type is int:
-                        why = "must be a whole number"
-                    elif s.type is float:
-                        why = "must be a number"
-                    raise UsageError(f"{s.env}={raw!r}: {why}") from None
+                    raise UsageError(f"{s.env}={raw!r}: {exc}") from None
         for key, value in (overrides or {}).items():
             if value is None:
                 continue
             if key not in _BY_NAME:
                 raise UsageError(f"unknown setting {key!r}")
             values[key] = value
+        here = _cwd()
+        if "home" not in values and here is not None:
+            found = find_spec(here)
+            if found is not None and found.parent != here:
+                values["home"] = str(found.parent / _BY_NAME["home"].default)
         return cls(**values)
 
     def with_(self, **changes: Any) -> Settings:
@@ -172,13 +269,26 @@ class Settings:
 
     @property
     def spec_path(self) -> Path:
-        """The spec to load: as set, else ./prodgate.yaml, else HOME/prodgate.yaml."""
+        """The spec to load: as set; else the nearest prodgate.yaml from the current folder
+        upward; else HOME/prodgate.yaml. SpecError, saying where it looked, if none is."""
         if self.config:
             return Path(self.config)
-        here = Path("prodgate.yaml")
-        if not here.exists() and (self.home_path / "prodgate.yaml").exists():
-            return self.home_path / "prodgate.yaml"
-        return here
+        here = _cwd()
+        found = find_spec(here) if here is not None else None
+        if found is not None:
+            return Path(SPEC_NAME) if found.parent == here else found
+        at_home = self.home_path / SPEC_NAME
+        if at_home.is_file():
+            return at_home
+        looked = (
+            f"in {', '.join(str(d) for d in search_path(here))} (here and above)"
+            if here is not None
+            else "here (the current folder is gone)"
+        )
+        raise SpecError(
+            f"no {SPEC_NAME} {looked} nor in HOME {self.home_path}; "
+            "run 'prodgate init' to write one here, or give --config FILE"
+        )
 
     @property
     def artifacts_path(self) -> Path:
@@ -192,32 +302,87 @@ class Settings:
 
     @property
     def actor(self) -> str:
-        if self.user:
-            return self.user
+        """The name actions are recorded under: ``user`` (``--by``), else the login name."""
+        return self.user or login_name()
+
+
+SPEC_NAME = "prodgate.yaml"
+
+
+def search_path(start: Path) -> list[Path]:
+    """The folders the spec is looked for in: *start*, then each folder above it."""
+    start = start.absolute()
+    return [start, *start.parents]
+
+
+def find_spec(start: Path) -> Path | None:
+    """The nearest prodgate.yaml in *start* or a folder above it (as git finds .git)."""
+    for folder in search_path(start):
+        candidate = folder / SPEC_NAME
         try:
-            return getpass.getuser()
-        except (KeyError, OSError):
-            return "unknown"
+            if candidate.is_file():
+                return candidate
+        except OSError:  # a folder we may not look into: look further up
+            continue
+    return None
+
+
+def _cwd() -> Path | None:
+    try:
+        return Path.cwd()
+    except OSError:  # the current folder was removed
+        return None
+
+
+def _table() -> tuple[Setting, ...]:
+    rows = []
+    for f in fields(Settings):
+        row = f.metadata.get(_ROW)
+        if row is None:
+            continue
+        parse = row.parse or _PARSERS[str(f.type)]
+        rows.append(
+            Setting(
+                f.name, parse, f.default, row.help, row.option, row.scope, row.metavar, row.shown
+            )
+        )
+    return tuple(rows)
+
+
+#: Every setting, in the order :class:`Settings` declares them.
+TABLE: tuple[Setting, ...] = _table()
+_BY_NAME = {s.name: s for s in TABLE}
+
+
+def options(scope: str) -> tuple[Setting, ...]:
+    """The settings whose CLI option the commands of *scope* take."""
+    return tuple(s for s in TABLE if s.option and s.scope == scope)
+
+
+_WHERE = {GLOBAL: "any command", SERVE: "`serve`, `demo`", ACTING: "commands that act"}
 
 
 def markdown() -> str:
     """The settings table as Markdown, for docs/settings.md."""
+    given = "; ".join(
+        ", ".join(f"`{s.option}`" for s in options(scope)) + f" ({where})"
+        for scope, where in _WHERE.items()
+        if options(scope)
+    )
+    intro = (
+        "Every setting comes from an environment variable; a CLI option, where there is one, "
+        f"takes precedence: {given}. Generated by `prodgate settings --markdown`."
+    )
     lines = [
         "# Settings",
         "",
-        "Every setting comes from an environment variable; the CLI flags of the same name",
-        "(`--home`, `--config`, `--host`, `--port`) take precedence. Generated by",
-        "`prodgate settings --markdown`.",
+        *textwrap.wrap(intro, 88, break_on_hyphens=False),
         "",
-        "| environment variable | default | meaning |",
-        "| --- | --- | --- |",
+        "| environment variable | CLI option | default | meaning |",
+        "| --- | --- | --- | --- |",
     ]
     for s in TABLE:
-        default = f"`{s.default}`" if s.default != "" else "(empty)"
-        if s.name == "admin_token":
-            default = "(empty: off)"
-        lines.append(f"| `{s.env}` | {default} | {s.help} |")
+        default = f"`{s.default_text}`" if not s.shown and s.default != "" else s.default_text
+        option = f"`{s.option}`" if s.option else ""
+        lines.append(f"| `{s.env}` | {option} | {default} | {s.help} |")
     return "\n".join(lines) + "\n"
-
-
-assert {f.name for f in fields(Settings)} - {"extra"} == set(_BY_NAME), "table and class differ"

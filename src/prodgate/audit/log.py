@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from prodgate.audit.record import GENESIS, KIND_ACTION, Record, seal
+from prodgate.identity.actor import Actor
 from prodgate.store.engine import LOCK_AUDIT, Store, now_us
 from prodgate.store.tables import audit_log, state
 
@@ -81,7 +82,13 @@ def action(
     version: int | None = None,
     **details: Any,
 ) -> Record:
-    """A governance action record (register, deploy, ...)."""
+    """A governance action record (register, deploy, ...).
+
+    When *actor* is an :class:`~prodgate.identity.actor.Actor`, where it acted from is
+    kept in the payload as ``origin`` (channel, OS user, host), beside the name.
+    """
+    if isinstance(actor, Actor) and "origin" not in details:
+        details["origin"] = actor.origin.as_dict()
     return Record(
         kind=KIND_ACTION,
         action=kind_action,
@@ -89,7 +96,7 @@ def action(
         payload=details,
         service=service,
         version=version,
-        actor=actor,
+        actor=str(actor),
     )
 
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import orjson
 
 from prodgate import spec as spec_module
 from prodgate.exceptions import ProdgateError
+from prodgate.identity.actor import Actor
 from prodgate.registry.versions import MAX_VERSION
-from prodgate.settings import Settings
+from prodgate.settings import GLOBAL, Setting, Settings, options
 from prodgate.spec import Spec
 from prodgate.store.engine import Store, open_store
 
@@ -29,6 +30,12 @@ class Context:
         if self._spec is None:
             self._spec = spec_module.load(self.settings.spec_path)
         return self._spec
+
+    @property
+    def actor(self) -> Actor:
+        """Who acts in this command (``--by``, ``PRODGATE_USER``, the login name), with
+        this process's OS user and host as the action's origin."""
+        return Actor.cli(self.settings.actor)
 
     def store(self) -> Store:
         if self._store is None:
@@ -56,8 +63,6 @@ class _Version(click.IntRange):
 
 
 VERSION = _Version(1, MAX_VERSION)
-#: A TCP port.
-PORT = click.IntRange(1, 65535)
 
 
 class Group(click.Group):
@@ -104,6 +109,28 @@ class Group(click.Group):
             ctx.exit(130)
 
 
+if TYPE_CHECKING:  # newer click types ParamType as generic; older ones cannot subscript it
+    _ParamType = click.ParamType[Any, Any]
+else:
+    _ParamType = click.ParamType
+
+
+class _SettingType(_ParamType):
+    """A setting's value on the command line, read as its environment variable is."""
+
+    def __init__(self, setting: Setting) -> None:
+        self.setting = setting
+        self.name = setting.metavar.lower() or setting.name
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return self.setting.convert(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 def _override(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
     def callback(ctx: click.Context, param: click.Parameter, value: Any) -> None:
         if value is None:
@@ -115,42 +142,56 @@ def _override(name: str) -> Callable[[click.Context, click.Parameter, Any], None
     return callback
 
 
-_SHARED: tuple[tuple[str, click.Path, str], ...] = (
-    (
-        "--home",
-        click.Path(file_okay=False),
-        "Folder of the store and artifacts [env PRODGATE_HOME].",
-    ),
-    (
-        "--config",
-        click.Path(dir_okay=False),
-        "The spec file [env PRODGATE_CONFIG; default ./prodgate.yaml].",
-    ),
-)
+def _option_attrs(setting: Setting, expose: bool) -> dict[str, Any]:
+    return {
+        "type": _SettingType(setting),
+        "default": None,
+        "metavar": setting.metavar or None,
+        "help": setting.option_help,
+        "expose_value": expose,
+        "callback": None if expose else _override(setting.name),
+    }
+
+
+def setting_option(setting: Setting, *, expose: bool = False) -> click.Option:
+    """The CLI option of *setting*, generated from its row of the settings table.
+
+    Exposed, its value reaches the command as a parameter named after the setting
+    (None when not given); otherwise it overrides the setting in the command's
+    :class:`Context` as it is read, so the command finds it in ``ctx.settings``.
+    """
+    return click.Option([setting.option, setting.name], **_option_attrs(setting, expose))
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def setting_options(scope: str, *, expose: bool = False) -> Callable[[F], F]:
+    """Decorate a command with the CLI options of the settings of *scope*, in table order."""
+
+    def decorate(f: F) -> F:
+        for setting in reversed(options(scope)):
+            f = click.option(setting.option, setting.name, **_option_attrs(setting, expose))(f)
+        return f
+
+    return decorate
 
 
 def add_shared_options(command: click.Command) -> None:
-    """Let ``--home`` and ``--config`` follow any command too (``prodgate serve --config F``).
+    """Let the global options (``--home``, ``--config``) follow any command too.
 
-    Given after the command, they override the ones given before it; the store and the
-    spec are opened on first use, after every option is read.
+    Given after the command (``prodgate serve --config F``), they override the ones
+    given before it; the store and the spec are opened on first use, after every
+    option is read.
     """
     if isinstance(command, click.Group):
         for sub in command.commands.values():
             add_shared_options(sub)
         return
     names = {opt for param in command.params for opt in getattr(param, "opts", [])}
-    for flag, kind, help_text in _SHARED:
-        if flag not in names:
-            command.params.append(
-                click.Option(
-                    [flag],
-                    type=kind,
-                    expose_value=False,
-                    callback=_override(flag.lstrip("-")),
-                    help=help_text,
-                )
-            )
+    for setting in options(GLOBAL):
+        if setting.option not in names:
+            command.params.append(setting_option(setting))
 
 
 def echo_json(obj: Any) -> None:

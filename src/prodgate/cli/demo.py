@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING
 import click
 import orjson
 
-from prodgate.cli.context import PORT, Context, pass_ctx
+from prodgate.cli.context import Context, pass_ctx, setting_options
 from prodgate.cli.serve import run_server
 from prodgate.exceptions import UsageError
+from prodgate.settings import SERVE
 
 if TYPE_CHECKING:
     from prodgate.pipeline.gateway import Gateway
@@ -36,8 +37,7 @@ def curl_line(base: str, inputs: dict[str, object]) -> str:
 
 
 @click.command()
-@click.option("--host", default=None, help="Address to listen on [default 127.0.0.1].")
-@click.option("--port", type=PORT, default=None, help="Port to listen on [default 8000].")
+@setting_options(SERVE)
 @click.option("--no-serve", is_flag=True, help="Build, register and deploy, then exit.")
 @click.option(
     "--story",
@@ -46,7 +46,7 @@ def curl_line(base: str, inputs: dict[str, object]) -> str:
     "without a person, then exit.",
 )
 @pass_ctx
-def demo(ctx: Context, host: str | None, port: int | None, no_serve: bool, story: bool) -> None:
+def demo(ctx: Context, no_serve: bool, story: bool) -> None:
     """Build the claims-triage example under HOME/example and serve it on SQLite.
 
     The first run generates synthetic claims, trains a scikit-learn model, writes
@@ -81,11 +81,7 @@ def demo(ctx: Context, host: str | None, port: int | None, no_serve: bool, story
         link.unlink()
     if not link.exists():
         link.symlink_to(result.spec.relative_to(settings.home_path))
-    settings = settings.with_(
-        config=str(result.spec),
-        host=host or settings.host,
-        port=port if port is not None else settings.port,
-    )
+    settings = settings.with_(config=str(result.spec))
     ctx.settings = settings
     spec = spec_module.load(result.spec)
     store = ctx.store()

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import click
 
-from prodgate.cli.context import VERSION, Context, echo_json, pass_ctx
+from prodgate.cli.context import VERSION, Context, echo_json, pass_ctx, setting_options
 from prodgate.evaluation import evaluate as evaluation
 from prodgate.evaluation import report
+from prodgate.settings import ACTING
 
 _DATA = click.option(
     "--data",
@@ -37,6 +38,7 @@ def _progress(message: str) -> None:
 @_DATA
 @_LABEL
 @_JSON
+@setting_options(ACTING)
 @pass_ctx
 def evaluate(
     ctx: Context, service: str, version: int, data: Path, label: str | None, as_json: bool
@@ -48,7 +50,7 @@ def evaluate(
     """
     spec = ctx.spec().service(service)
     stored = evaluation.evaluate_version(
-        ctx.store(), spec, version, data, label, actor=ctx.settings.actor, progress=_progress
+        ctx.store(), spec, version, data, label, actor=ctx.actor, progress=_progress
     )
     if as_json:
         echo_json(

@@ -8,32 +8,34 @@ from typing import Any
 import click
 
 from prodgate.audit.history import history as read_history
-from prodgate.cli.context import VERSION, Context, echo_json, pass_ctx, table
+from prodgate.cli.context import VERSION, Context, echo_json, pass_ctx, setting_options, table
 from prodgate.registry import approvals
 from prodgate.rollout import split as deployments
+from prodgate.settings import ACTING
 
 
 @click.command()
 @click.argument("service")
 @click.argument("version", type=VERSION)
-@click.option("--by", "by", required=True, help="Who approves (recorded).")
 @click.option("--note", default="", help="Free text kept with the approval.")
 @click.option(
     "--override-gates", is_flag=True, help="Approve although gates failed (needs --reason)."
 )
 @click.option("--reason", default="", help="Why the gates are overridden.")
+@setting_options(ACTING)
 @pass_ctx
 def approve(
-    ctx: Context, service: str, version: int, by: str, note: str, override_gates: bool, reason: str
+    ctx: Context, service: str, version: int, note: str, override_gates: bool, reason: str
 ) -> None:
     """Sign off VERSION of SERVICE for production and canary traffic.
 
     Refused (and recorded as refused) when the version's newest evaluation failed its
-    gates, when BY registered the version (separation of duties), or when BY already
-    approved it.
+    gates, when the approver (--by) registered the version (separation of duties), or
+    when they already approved it. The OS user and host are recorded beside the name.
     """
     spec = ctx.spec().service(service)
     store = ctx.store()
+    by = ctx.actor
     approvals.approve(
         store, spec, version, by=by, note=note, override_gates=override_gates, reason=reason
     )
@@ -50,6 +52,7 @@ def approve(
     "--to", "to", type=VERSION, default=None, help="An earlier production version to go back to."
 )
 @click.option("--reason", default="", help="Why, for the audit trail.")
+@setting_options(ACTING)
 @pass_ctx
 def rollback(ctx: Context, service: str, to: int | None, reason: str) -> None:
     """Put the production version before the current one of SERVICE back at once (stops
@@ -58,7 +61,7 @@ def rollback(ctx: Context, service: str, to: int | None, reason: str) -> None:
     store = ctx.store()
     with store.read() as conn:
         before = deployments.get_deployment(conn, service)
-    dep = deployments.rollback(store, spec, actor=ctx.settings.actor, reason=reason, to=to)
+    dep = deployments.rollback(store, spec, actor=ctx.actor, reason=reason, to=to)
     gone = before.production_version if before is not None else None
     click.echo(
         f"{service}: version {dep.production_version} is back in production "
@@ -71,6 +74,7 @@ def rollback(ctx: Context, service: str, to: int | None, reason: str) -> None:
 @click.argument("version", type=VERSION, required=False)
 @click.option("--off", is_flag=True, help="Stop shadowing.")
 @click.option("--reason", default="", help="Why, for the audit trail.")
+@setting_options(ACTING)
 @pass_ctx
 def shadow(ctx: Context, service: str, version: int | None, off: bool, reason: str) -> None:
     """Run VERSION in shadow: it sees a copy of every request; its answers are recorded
@@ -78,29 +82,31 @@ def shadow(ctx: Context, service: str, version: int | None, off: bool, reason: s
     spec = ctx.spec().service(service)
     if off == (version is not None):
         raise click.UsageError("give a VERSION, or --off")
-    deployments.set_shadow(ctx.store(), spec, version, actor=ctx.settings.actor, reason=reason)
+    deployments.set_shadow(ctx.store(), spec, version, actor=ctx.actor, reason=reason)
     click.echo(f"{service}: " + (f"version {version} runs in shadow" if version else "shadow off"))
 
 
 @click.command()
 @click.argument("service")
 @click.option("--reason", required=True, help="Why; every caller gets it with the 503.")
+@setting_options(ACTING)
 @pass_ctx
 def disable(ctx: Context, service: str, reason: str) -> None:
     """The kill switch: every request to SERVICE gets 503 with REASON, and is recorded."""
     spec = ctx.spec().service(service)
-    deployments.set_disabled(ctx.store(), spec, True, actor=ctx.settings.actor, reason=reason)
+    deployments.set_disabled(ctx.store(), spec, True, actor=ctx.actor, reason=reason)
     click.echo(f"{service} is disabled: {reason}")
 
 
 @click.command()
 @click.argument("service")
 @click.option("--reason", default="", help="Why, for the audit trail.")
+@setting_options(ACTING)
 @pass_ctx
 def enable(ctx: Context, service: str, reason: str) -> None:
     """Undo 'prodgate disable': SERVICE serves again."""
     spec = ctx.spec().service(service)
-    deployments.set_disabled(ctx.store(), spec, False, actor=ctx.settings.actor, reason=reason)
+    deployments.set_disabled(ctx.store(), spec, False, actor=ctx.actor, reason=reason)
     click.echo(f"{service} is enabled")
 
 
@@ -138,6 +144,17 @@ def _summary(entry: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _by(entry: dict[str, Any]) -> str:
+    """Who acted, and where from when that was recorded: ``alice (dana@build-7)``."""
+    name = entry.get("actor") or "-"
+    origin = entry.get("origin") or {}
+    if origin.get("os_user") and origin.get("host"):
+        return f"{name} ({origin['os_user']}@{origin['host']})"
+    if origin.get("address"):
+        return f"{name} ({origin['address']})"
+    return str(name)
+
+
 @click.command()
 @click.argument("service")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON, with every detail.")
@@ -159,7 +176,7 @@ def history(ctx: Context, service: str, as_json: bool, limit: int) -> None:
             dt.datetime.fromtimestamp(e["ts_us"] / 1e6, dt.UTC).strftime("%Y-%m-%d %H:%M:%S"),
             e["action"],
             str(e["version"] if e["version"] is not None else "-"),
-            e.get("actor") or "-",
+            _by(e),
             _summary(e),
         ]
         for e in entries

@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from prodgate import __version__
-from prodgate.cli.context import Context, Group, add_shared_options
-from prodgate.settings import Settings
+from prodgate.cli.context import Context, Group, add_shared_options, setting_options
+from prodgate.settings import GLOBAL, Settings
 
 
 @click.group("prodgate", cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--home",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Folder of the store and artifacts [env PRODGATE_HOME; default ./.prodgate].",
-)
-@click.option(
-    "--config",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="The spec file [env PRODGATE_CONFIG; default ./prodgate.yaml].",
-)
+@setting_options(GLOBAL, expose=True)
 @click.version_option(__version__, prog_name="prodgate")
 @click.pass_context
-def cli(ctx: click.Context, home: str | None, config: str | None) -> None:
+def cli(ctx: click.Context, /, **options: Any) -> None:
     """prodgate: take a model from pilot to production and keep it healthy there.
 
     \b
@@ -35,7 +26,7 @@ def cli(ctx: click.Context, home: str | None, config: str | None) -> None:
     prodgate audit verify                         prove nothing was changed or removed
     prodgate demo                                 all of it on a bundled example
     """
-    settings = Settings.load({"home": home, "config": config})
+    settings = Settings.load(options)
     obj = Context(settings)
     ctx.obj = obj
     ctx.call_on_close(obj.close)

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import click
 
-from prodgate.cli.context import VERSION, Context, echo_json, pass_ctx, table
+from prodgate.cli.context import VERSION, Context, echo_json, pass_ctx, setting_options, table
 from prodgate.registry import versions as registry
 from prodgate.rollout import split as deployments
 from prodgate.runtime.base import FLAVORS
+from prodgate.settings import ACTING
 
 
 def _when(us: int) -> str:
@@ -45,6 +46,7 @@ def _when(us: int) -> str:
 @click.option(
     "--no-check", is_flag=True, help="Do not load the model and try it on the contract's example."
 )
+@setting_options(ACTING)
 @pass_ctx
 def register(
     ctx: Context,
@@ -68,7 +70,7 @@ def register(
         ctx.store(),
         spec,
         path,
-        actor=ctx.settings.actor,
+        actor=ctx.actor,
         flavor=flavor,
         data=data,
         note=note,
@@ -142,11 +144,12 @@ def versions(ctx: Context, service: str, as_json: bool) -> None:
 @click.argument("service")
 @click.argument("version", type=VERSION)
 @click.option("--reason", default="", help="Why, for the audit trail.")
+@setting_options(ACTING)
 @pass_ctx
 def deploy(ctx: Context, service: str, version: int, reason: str) -> None:
     """Send all of SERVICE's traffic to approved VERSION (gateways switch within a second)."""
     spec = ctx.spec().service(service)
-    deployments.deploy(ctx.store(), spec, version, actor=ctx.settings.actor, reason=reason)
+    deployments.deploy(ctx.store(), spec, version, actor=ctx.actor, reason=reason)
     click.echo(f"{service}: version {version} now takes 100% of traffic")
 
 

@@ -6,11 +6,12 @@ from typing import Any
 
 import click
 
-from prodgate.cli.context import Context, echo_json, pass_ctx, table
+from prodgate.cli.context import Context, echo_json, pass_ctx, setting_options, table
 from prodgate.exceptions import UsageError
 from prodgate.registry.versions import MAX_VERSION
 from prodgate.rollout import commands
 from prodgate.rollout.status import status as rollout_status
+from prodgate.settings import ACTING
 
 ACTIONS = ("status", "pause", "resume", "abort", "confirm")
 
@@ -58,6 +59,7 @@ def _figure(value: Any) -> str:
 @click.argument("second", metavar="VERSION|SERVICE", required=False)
 @click.option("--reason", default="", help="Why, for the audit trail.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (status).")
+@setting_options(ACTING)
 @pass_ctx
 def rollout(ctx: Context, first: str, second: str | None, reason: str, as_json: bool) -> None:
     """Canary rollouts.
@@ -75,7 +77,7 @@ def rollout(ctx: Context, first: str, second: str | None, reason: str, as_json: 
     by itself when the checks fail often enough.
     """
     store = ctx.store()
-    actor = ctx.settings.actor
+    actor = ctx.actor
     if first in ACTIONS:
         if second is None:
             raise UsageError(f"say which service: prodgate rollout {first} SERVICE")

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 
 import click
 
-from prodgate.cli.context import PORT, Context, pass_ctx
+from prodgate.cli.context import Context, pass_ctx, setting_options
 from prodgate.exceptions import UsageError
-from prodgate.settings import Settings
+from prodgate.settings import SERVE, Settings
 from prodgate.spec import Spec
 
 if TYPE_CHECKING:  # the server stack loads only when serving
@@ -66,23 +66,18 @@ def _check_address(host: str, port: int) -> None:
 
 
 @click.command()
-@click.option(
-    "--host", default=None, help="Address to listen on [env PRODGATE_HOST; default 127.0.0.1]."
-)
-@click.option("--port", type=PORT, default=None, help="Port [env PRODGATE_PORT; default 8000].")
+@setting_options(SERVE)
 @click.option(
     "--access-log", is_flag=True, help="Log every request (the audit trail has them anyway)."
 )
 @pass_ctx
-def serve(ctx: Context, host: str | None, port: int | None, access_log: bool) -> None:
+def serve(ctx: Context, access_log: bool) -> None:
     """Serve the deployed versions of every service in the spec.
 
     POST /v1/services/SERVICE/predict, GET /v1/services, /metrics, /healthz, /readyz,
     /openapi.json.
     """
-    settings = ctx.settings.with_(
-        host=host or ctx.settings.host, port=port if port is not None else ctx.settings.port
-    )
+    settings = ctx.settings
 
     def announce(gateway: Gateway) -> None:
         base = f"http://{settings.host}:{settings.port}"

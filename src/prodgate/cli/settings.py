@@ -12,12 +12,15 @@ from prodgate.cli.context import Context, pass_ctx, table
 @click.option("--markdown", is_flag=True, help="Print the table for docs/settings.md.")
 @pass_ctx
 def settings_command(ctx: Context, markdown: bool) -> None:
-    """List every setting, its environment variable and its value now."""
+    """List every setting, its environment variable, its CLI option and its value now."""
     if markdown:
         click.echo(settings_module.markdown(), nl=False)
         return
-    rows = [[s.env, str(getattr(ctx.settings, s.name)), s.help] for s in settings_module.TABLE]
-    click.echo(table(rows, ["VARIABLE", "VALUE", "MEANING"]))
+    rows = [
+        [s.env, s.option or "-", str(getattr(ctx.settings, s.name)), s.help]
+        for s in settings_module.TABLE
+    ]
+    click.echo(table(rows, ["VARIABLE", "OPTION", "VALUE", "MEANING"]))
 
 
 COMMANDS = [settings_command]

@@ -101,7 +101,8 @@ def approve(
     Names are compared as people mean them: ``Alice``, ``alice`` and `` alice `` are
     one person, for separation of duties and for counting distinct approvers.
     """
-    by = by.strip()
+    if by != by.strip():  # an Actor comes stripped and stays one: its origin is recorded
+        by = by.strip()
     if not by:
         raise UsageError("an approval needs a name: --by NAME")
     if not by.isprintable():

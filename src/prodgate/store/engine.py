@@ -14,6 +14,7 @@ Engines are created with ``hide_parameters=True`` so the chained exception hides
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,6 +46,53 @@ def _redact(url: str) -> str:
         return "<invalid url>"
 
 
+#: How people spell a PostgreSQL URL; all of them mean the installed driver, psycopg 3.
+_POSTGRES = ("postgres", "postgresql", "postgresql+psycopg", "postgresql+psycopg2")
+_SQLITE = ("sqlite", "sqlite+pysqlite")
+_SQLITE_FILES = (".db", ".sqlite", ".sqlite3")
+ACCEPTED = (
+    "postgresql://user@host/db (or postgres://, postgresql+psycopg://, "
+    "postgresql+psycopg2://), sqlite:///path/to/file.db, or a path to a .db file"
+)
+
+
+def resolve_url(text: str) -> str:
+    """The SQLAlchemy URL of the store *text* (``PRODGATE_DATABASE_URL``) names.
+
+    Accepts the spellings in :data:`ACCEPTED`; anything else is a one-line UsageError
+    that lists them. Errors name the scheme at most: the rest may hold a password.
+    """
+    text = text.strip()
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        path = Path(text).expanduser()
+        if path.suffix.lower() in _SQLITE_FILES:
+            return f"sqlite:///{path.resolve()}"
+        raise UsageError(
+            "PRODGATE_DATABASE_URL is neither a database URL (no scheme://) nor a path to "
+            f"a .db file; use {ACCEPTED}"
+        )
+    kind = scheme.lower()
+    if not re.fullmatch(r"[a-z][a-z0-9+.-]{0,31}", kind):
+        raise UsageError(f"PRODGATE_DATABASE_URL is not a database URL; use {ACCEPTED}")
+    if kind in _POSTGRES:
+        url = "postgresql+psycopg://" + rest
+    elif kind in _SQLITE:
+        url = "sqlite://" + rest
+    else:
+        raise UsageError(f"unsupported store {scheme!r} in PRODGATE_DATABASE_URL; use {ACCEPTED}")
+    try:
+        parsed = sa.engine.make_url(url)
+    except (sa.exc.ArgumentError, ValueError):
+        raise UsageError(f"PRODGATE_DATABASE_URL is not a valid {scheme}:// URL") from None
+    if kind in _SQLITE and parsed.database in (None, "", ":memory:"):
+        raise UsageError(
+            "PRODGATE_DATABASE_URL names an in-memory SQLite database, which no other "
+            "connection or process would see; give a file: sqlite:///path/to/file.db"
+        )
+    return url
+
+
 def _describe(exc: SQLAlchemyError) -> str:
     """One line about *exc* without SQL text or parameters: the DBAPI error's first line."""
     orig = getattr(exc, "orig", None)
@@ -63,14 +111,9 @@ class Store:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.url = settings.store_url
-        try:
-            parsed = sa.engine.make_url(self.url)
-        except sa.exc.ArgumentError:
-            raise UsageError(f"PRODGATE_DATABASE_URL is not a database URL: {self.url!r}") from None
+        self.url = resolve_url(settings.store_url)
+        parsed = sa.engine.make_url(self.url)
         self.dialect = parsed.get_backend_name()
-        if self.dialect not in ("sqlite", "postgresql"):
-            raise UsageError(f"unsupported store {self.dialect!r}: use SQLite or PostgreSQL")
         self.engine = self._create_engine(parsed)
 
     @property
