@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -21,7 +20,6 @@ from prodgate.audit.history import history
 from prodgate.evaluation import evaluate_version
 from prodgate.exceptions import (
     ContractViolationError,
-    MalformedJSONError,
     NotFoundError,
     Violation,
 )
@@ -31,6 +29,7 @@ from prodgate.registry.versions import MAX_VERSION
 from prodgate.rollout import commands as rollout_commands
 from prodgate.rollout import split as deployments
 from prodgate.rollout.status import status as rollout_status
+from prodgate.server import body as request_body
 from prodgate.server.problems import json_response
 from prodgate.spec import ServiceSpec
 from prodgate.store.engine import Store
@@ -40,13 +39,13 @@ ROLLOUT_ACTIONS = ("pause", "resume", "abort", "confirm")
 
 
 async def _body(request: Request, allowed: dict[str, type | tuple[type, ...]]) -> dict[str, Any]:
-    raw = await request.body()
+    raw = await request_body.read(request, request.app.state.settings.max_body_bytes)
     if not raw.strip():
         return {}
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedJSONError(f"the body is not JSON: {exc}") from None
+    # A body that says nothing of its type is taken as JSON (curl --data-binary
+    # without -H); one that says another type is refused.
+    request_body.require_json(request, missing_ok=True)
+    body = request_body.parse_json(raw)
     if not isinstance(body, dict):
         raise ContractViolationError([Violation("", "the body must be a JSON object")])
     problems = [Violation(f"/{k}", "unknown field") for k in sorted(set(body) - set(allowed))]

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 
 from prodgate import spec as spec_module
@@ -80,6 +81,7 @@ def create_app(
         exception_handlers={
             HTTPException: problems.on_http_exception,
             ProdgateError: problems.on_prodgate_error,
+            ClientDisconnect: problems.on_client_disconnect,
             Exception: problems.on_unexpected,
         },
         lifespan=lifespan,
