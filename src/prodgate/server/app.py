@@ -17,7 +17,7 @@ from prodgate.exceptions import ProdgateError
 from prodgate.pipeline.gateway import Gateway
 from prodgate.pipeline.metrics import Metrics
 from prodgate.rollout.controller import run_controller
-from prodgate.server import problems, routes
+from prodgate.server import openapi, problems, routes
 from prodgate.server.admin import Admin
 from prodgate.server.auth import AdminAuth
 from prodgate.settings import Settings
@@ -90,6 +90,8 @@ def create_app(
     app.state.spec = state.spec = spec
     app.state.metrics = metrics
     app.state.auth = state.auth = AdminAuth(settings.admin_token)
+    # Built once: the spec cannot change while the app lives.
+    app.state.openapi = openapi.render(spec)
     return app
 
 
