@@ -157,6 +157,22 @@ async def test_null_is_left_out_except_where_it_is_a_value(deployed: Settings) -
         assert (await post("/v1/services/claims/predict", json={"inputs": GOOD})).status_code == 200
 
 
+@pytest.mark.parametrize("route", WITH_BODY, ids=[f"{r.method} {r.path}" for r in WITH_BODY])
+async def test_text_with_nul_is_a_422_on_every_store(deployed: Settings, route: AdminRoute) -> None:
+    # PostgreSQL text refuses NUL: the store would answer 503 for the caller's mistake.
+    texts = [f for f in route.body or () if f.kind is str]
+    if not texts:
+        pytest.skip("no text field")
+    body: dict[str, Any] = {f.name: "a\x00b" for f in texts}
+    body |= {f.name: 1 for f in route.body or () if f.kind is int and f.required}
+    if route.path == "/versions/{version}/approve":
+        body["override_gates"] = True
+    async with running(deployed) as client:
+        r = await client.post(url(route), json=body, headers=ADMIN)
+        assert r.status_code == 422, r.text
+        assert {e["path"] for e in r.json()["errors"]} == {f"/{f.name}" for f in texts}
+
+
 async def test_the_caller_is_checked_before_anything_else(deployed: Settings) -> None:
     async with running(deployed) as client:
         for route in ROUTES:

@@ -39,12 +39,15 @@ from prodgate.spec import ServiceSpec
 from prodgate.store.engine import Store
 
 BASE = "/v1/services/{service}"
+#: A metrics window as :func:`~prodgate.monitor.production.parse_window` reads it.
+WINDOW = r"^\s*\d+(\.\d+)?\s*[smhd]\s*$"
 ROLLOUT_ACTIONS = ("pause", "resume", "abort", "confirm")
 
 #: The JSON Schema of each type a body field may have. Every integer an admin body
-#: takes is a version number.
+#: takes is a version number. No text may hold NUL: PostgreSQL text refuses it, and
+#: a caller's mistake must not come back as the store's 503.
 _SCHEMAS: dict[type, dict[str, Any]] = {
-    str: {"type": "string"},
+    str: {"type": "string", "pattern": "^[^\\u0000]*$"},
     bool: {"type": "boolean"},
     int: {"type": "integer", "minimum": 1, "maximum": MAX_VERSION},
 }
@@ -69,9 +72,12 @@ class Field:
     description: str = ""
     required: bool = False
     nullable: bool = False
+    pattern: str = ""  # for a str: a regular expression the value must match
 
     def schema(self) -> dict[str, Any]:
         schema = dict(_SCHEMAS[self.kind])
+        if self.pattern:
+            schema["pattern"] = self.pattern
         if self.nullable or not self.required:
             schema["type"] = [schema["type"], "null"]
         if self.description:
@@ -494,6 +500,13 @@ ROUTES: tuple[AdminRoute, ...] = (
         "/metrics",
         Admin.metrics,
         "Production metrics per version",
-        query=(Field("window", str, "how far back: 90s, 30m, 1h (default), 7d"),),
+        query=(
+            Field(
+                "window",
+                str,
+                "how far back, longer than zero: 90s, 30m, 1h (default), 7d",
+                pattern=WINDOW,
+            ),
+        ),
     ),
 )

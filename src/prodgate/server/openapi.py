@@ -95,6 +95,8 @@ _ACTOR_HEADER = {
     "schema": {"type": "string"},
 }
 _INFERENCE_ID = "0b4570fe82b545c29c5e4bb3d5bb5a21"
+#: No record id holds NUL (see routes._record_id).
+_RECORD_ID = {"type": "string", "pattern": "^[^\\u0000]+$"}
 
 
 def _schemas() -> dict[str, Any]:
@@ -158,7 +160,7 @@ def _feedback(spec: Spec) -> dict[str, Any]:
     return {
         "post": {
             "summary": "The true label (or value) of a past decision",
-            "parameters": [_path_param("id", {"type": "string"}, _INFERENCE_ID)],
+            "parameters": [_path_param("id", _RECORD_ID, _INFERENCE_ID)],
             "requestBody": {
                 "required": True,
                 "description": _BODY_NOTE,
@@ -342,7 +344,7 @@ def build(spec: Spec) -> dict[str, Any]:
         "/v1/inferences/{id}": {
             "get": {
                 "summary": "The stored record of one decision",
-                "parameters": [_path_param("id", {"type": "string"}, _INFERENCE_ID)],
+                "parameters": [_path_param("id", _RECORD_ID, _INFERENCE_ID)],
                 "responses": {"200": _json("the record"), **_problems(404, 503)},
             }
         },

@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from prodgate.exceptions import ProdgateError, UnavailableError
+from prodgate.exceptions import ProdgateError, UnavailableError, UnknownInferenceError
 from prodgate.pipeline.gateway import Gateway
 from prodgate.server import body as request_body
 from prodgate.server.problems import json_response, problem_headers, problem_response
@@ -78,15 +78,25 @@ async def predict(request: Request) -> Response:
     return json_response(outcome.body, outcome.status, outcome.headers)
 
 
+def _record_id(request: Request) -> str:
+    """The ``{id}`` of a record; one that no record can have (NUL, which PostgreSQL
+    text refuses) is a 404 here rather than the store's 503."""
+    record_id: str = request.path_params["id"]
+    if "\x00" in record_id:
+        raise UnknownInferenceError(f"no inference with id {record_id!r}")
+    return record_id
+
+
 async def post_feedback(request: Request) -> Response:
     """The true label of a past decision: feeds canary checks and production metrics."""
     gateway = _gateway(request)
+    record_id = _record_id(request)
     raw = await request_body.read(request, FEEDBACK_BYTES)
     request_body.require_json(request)
     payload = request_body.parse_json(raw)
-    stored = await gateway.feedback(request.path_params["id"], payload)
+    stored = await gateway.feedback(record_id, payload)
     return json_response(stored, 201)
 
 
 async def get_inference(request: Request) -> Response:
-    return json_response(await _gateway(request).inference(request.path_params["id"]))
+    return json_response(await _gateway(request).inference(_record_id(request)))
