@@ -173,6 +173,18 @@ async def test_text_with_nul_is_a_422_on_every_store(deployed: Settings, route: 
         assert {e["path"] for e in r.json()["errors"]} == {f"/{f.name}" for f in texts}
 
 
+@pytest.mark.parametrize("version", ["0", "x", "1.0", "\u0663", "9" * 5000, "2147483648"])
+async def test_a_version_in_the_path_is_a_number_from_1_to_2_31(
+    deployed: Settings, version: str
+) -> None:
+    async with running(deployed) as client:
+        r = await client.post(
+            f"/v1/services/claims/versions/{version}/approve", json={}, headers=ADMIN
+        )
+        assert r.status_code == 422, r.text
+        assert r.json()["errors"][0]["path"] == "/version"
+
+
 async def test_the_caller_is_checked_before_anything_else(deployed: Settings) -> None:
     async with running(deployed) as client:
         for route in ROUTES:

@@ -159,7 +159,8 @@ class AdminRoute:
 
 def _path_version(request: Request) -> int:
     raw = request.path_params["version"]
-    number = int(raw) if raw.isdigit() and len(raw) <= 10 else 0
+    # ASCII digits only (str.isdigit takes any script's), and few enough of them.
+    number = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 10 else 0
     if not 1 <= number <= MAX_VERSION:
         raise ContractViolationError(
             [Violation("/version", f"must be a version number from 1 to {MAX_VERSION}")]
