@@ -303,6 +303,16 @@ async def test_unknown_service_is_404_recorded_and_counted(deployed: Settings) -
         assert stored["service"] == "a\ufffdb"
 
 
+async def test_a_record_id_no_record_can_have_is_a_404(deployed: Settings) -> None:
+    # NUL is refused by PostgreSQL text: asking the store would answer its 503.
+    async with running(deployed) as client:
+        r = await client.get("/v1/inferences/a%00b")
+        assert r.status_code == 404, r.text
+        assert r.json()["type"].endswith("unknown-inference")
+        r = await client.post("/v1/inferences/a%00b/feedback", json={"label": "routine"})
+        assert r.status_code == 404, r.text
+
+
 async def test_service_without_deployment_is_503_problem(deployed: Settings) -> None:
     async with running(deployed) as client:
         r = await client.post("/v1/services/idle/predict", json={"inputs": {"x": 1}})

@@ -3,68 +3,164 @@
 Every route here needs the admin bearer token (see :mod:`prodgate.server.auth`) and
 calls the same library functions as the CLI, in a worker thread since they use the
 store. Who acts comes from ``X-Prodgate-Actor`` (default ``admin-api``).
+
+Each route is declared once, in :data:`ROUTES`: its method, path, handler, summary,
+body fields and success status. The Starlette routes and the OpenAPI entries are both
+built from that table, and a body is checked against the very JSON Schema the
+OpenAPI document publishes for it, so the document and the server cannot disagree.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from prodgate.audit.history import history
+from prodgate.contract import Contract
 from prodgate.evaluation import evaluate_version
-from prodgate.exceptions import (
-    ContractViolationError,
-    MalformedJSONError,
-    NotFoundError,
-    Violation,
-)
+from prodgate.exceptions import ContractViolationError, NotFoundError, Violation
 from prodgate.monitor.production import parse_window, production_metrics
 from prodgate.registry import approvals, versions
 from prodgate.registry.versions import MAX_VERSION
 from prodgate.rollout import commands as rollout_commands
 from prodgate.rollout import split as deployments
 from prodgate.rollout.status import status as rollout_status
+from prodgate.server import body as request_body
 from prodgate.server.problems import json_response
 from prodgate.spec import ServiceSpec
 from prodgate.store.engine import Store
 
-Handler = Callable[[Request], Awaitable[Response]]
+BASE = "/v1/services/{service}"
+#: A metrics window as :func:`~prodgate.monitor.production.parse_window` reads it.
+WINDOW = r"^\s*\d+(\.\d+)?\s*[smhd]\s*$"
 ROLLOUT_ACTIONS = ("pause", "resume", "abort", "confirm")
 
+#: The JSON Schema of each type a body field may have. Every integer an admin body
+#: takes is a version number. No text may hold NUL: PostgreSQL text refuses it, and
+#: a caller's mistake must not come back as the store's 503.
+_SCHEMAS: dict[type, dict[str, Any]] = {
+    str: {"type": "string", "pattern": "^[^\\u0000]*$"},
+    bool: {"type": "boolean"},
+    int: {"type": "integer", "minimum": 1, "maximum": MAX_VERSION},
+}
 
-async def _body(request: Request, allowed: dict[str, type | tuple[type, ...]]) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedJSONError(f"the body is not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise ContractViolationError([Violation("", "the body must be a JSON object")])
-    problems = [Violation(f"/{k}", "unknown field") for k in sorted(set(body) - set(allowed))]
-    for key, kind in allowed.items():
-        if key in body and body[key] is not None and not isinstance(body[key], kind):
-            problems.append(Violation(f"/{key}", f"wrong type: {type(body[key]).__name__}"))
-        if key in body and isinstance(body[key], bool) and kind is int:
-            problems.append(Violation(f"/{key}", "wrong type: bool"))
-        elif key in body and isinstance(body[key], int) and not 1 <= body[key] <= MAX_VERSION:
-            problems.append(Violation(f"/{key}", f"must be from 1 to {MAX_VERSION}"))
-    if problems:
-        raise ContractViolationError(problems)
-    return body
+#: The path parameters admin routes use (``service`` is documented from the spec).
+PATH_PARAMETERS: dict[str, dict[str, Any]] = {
+    "version": _SCHEMAS[int],
+    "action": {"type": "string", "enum": list(ROLLOUT_ACTIONS)},
+}
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of an admin request body (or query string).
+
+    A field not *required* may be left out or given as null, which means the same.
+    A *nullable* required field must be given, and null is one of its values.
+    """
+
+    name: str
+    kind: type  # str, bool or int (a version number)
+    description: str = ""
+    required: bool = False
+    nullable: bool = False
+    pattern: str = ""  # for a str: a regular expression the value must match
+
+    def schema(self) -> dict[str, Any]:
+        schema = dict(_SCHEMAS[self.kind])
+        if self.pattern:
+            schema["pattern"] = self.pattern
+        if self.nullable or not self.required:
+            schema["type"] = [schema["type"], "null"]
+        if self.description:
+            schema["description"] = self.description
+        return schema
+
+
+@dataclass(frozen=True)
+class Call:
+    """One admin request, checked: who acts, on which service, with what body."""
+
+    request: Request
+    actor: str
+    service: ServiceSpec
+    body: dict[str, Any]
+    version: int = 0  # the ``{version}`` path parameter, where the route has one
+
+
+AdminHandler = Callable[["Admin", Call], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class AdminRoute:
+    """One admin route, declared once for the router and for the OpenAPI document."""
+
+    method: str
+    path: str  # under BASE
+    handler: AdminHandler
+    summary: str
+    body: tuple[Field, ...] | None = None  # None: the route takes no body
+    status: int = 200
+    example: dict[str, Any] = field(default_factory=dict)
+    query: tuple[Field, ...] = ()
+
+    @property
+    def full_path(self) -> str:
+        return BASE + self.path
+
+    @property
+    def path_parameters(self) -> list[str]:
+        return [p for p in ("service", *PATH_PARAMETERS) if "{" + p + "}" in self.full_path]
+
+    @property
+    def body_required(self) -> bool:
+        return any(f.required for f in self.body or ())
+
+    @functools.cached_property
+    def body_schema(self) -> dict[str, Any]:
+        """The JSON Schema of the body: what is checked, and what OpenAPI documents."""
+        fields = self.body or ()
+        schema: dict[str, Any] = {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {f.name: f.schema() for f in fields},
+        }
+        required = [f.name for f in fields if f.required]
+        if required:
+            schema["required"] = required
+        return schema
+
+    @functools.cached_property
+    def contract(self) -> Contract:
+        return Contract(self.body_schema)
+
+    def parse(self, payload: Any) -> dict[str, Any]:
+        """The checked body, with null given for an optional field taken as left out."""
+        problems = list(self.contract.violations(payload, ""))
+        if problems:
+            raise ContractViolationError(problems)
+        body: dict[str, Any] = {}
+        for f in self.body or ():
+            value = payload.get(f.name)
+            if value is None and not (f.required and f.nullable):
+                continue
+            # JSON Schema counts 2.0 as an integer; the library wants the int.
+            body[f.name] = int(value) if f.kind is int and value is not None else value
+        return body
 
 
 def _path_version(request: Request) -> int:
     raw = request.path_params["version"]
-    number = int(raw) if raw.isdigit() else 0
+    # ASCII digits only (str.isdigit takes any script's), and few enough of them.
+    number = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 10 else 0
     if not 1 <= number <= MAX_VERSION:
         raise ContractViolationError(
             [Violation("/version", f"must be a version number from 1 to {MAX_VERSION}")]
@@ -72,49 +168,77 @@ def _path_version(request: Request) -> int:
     return number
 
 
-def _require(body: dict[str, Any], key: str) -> Any:
-    if body.get(key) is None:
-        raise ContractViolationError([Violation(f"/{key}", "required field is missing")])
-    return body[key]
-
-
 class Admin:
-    """The admin routes, bound to one app's gateway and auth."""
+    """The admin routes, bound to one app's state (settings, spec, auth, store, gateway)."""
 
     def __init__(self, app_state: Any) -> None:
         self.state = app_state
-
-    def _service(self, request: Request) -> ServiceSpec:
-        service: ServiceSpec = self.state.spec.service(request.path_params["service"])
-        return service
-
-    def _actor(self, request: Request) -> str:
-        actor: str = self.state.auth.actor(request)
-        return actor
 
     @property
     def store(self) -> Store:
         store: Store = self.state.store
         return store
 
+    @property
+    def max_body_bytes(self) -> int:
+        limit: int = self.state.settings.max_body_bytes
+        return limit
+
     async def _after_change(self) -> None:
         # Apply the change here at once rather than at the next poll.
         await self.state.gateway.refresh()
 
-    async def list_versions(self, request: Request) -> Response:
-        self._actor(request)
-        service = self._service(request)
+    def routes(self) -> list[Route]:
+        """One Starlette route per path, answering each of its declared methods, so a
+        405 lists them all in ``Allow``."""
+        by_path: dict[str, dict[str, AdminRoute]] = {}
+        for declared in ROUTES:
+            by_path.setdefault(declared.full_path, {})[declared.method] = declared
+        return [
+            Route(path, self._endpoint(methods), methods=list(methods))
+            for path, methods in by_path.items()
+        ]
+
+    def _endpoint(self, methods: dict[str, AdminRoute]) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            # Starlette answers HEAD on a GET route; any other method was refused (405).
+            declared = methods["GET" if request.method == "HEAD" else request.method]
+            return await declared.handler(self, await self._call(request, declared))
+
+        return endpoint
+
+    async def _call(self, request: Request, declared: AdminRoute) -> Call:
+        """Check the caller first, then the service, the path and the body."""
+        actor: str = self.state.auth.actor(request)
+        service: ServiceSpec = self.state.spec.service(request.path_params["service"])
+        number = _path_version(request) if "version" in request.path_params else 0
+        body: dict[str, Any] = {}
+        if declared.body is not None:
+            raw = await request_body.read(request, self.max_body_bytes)
+            if raw.strip():
+                # A body that says nothing of its type is taken as JSON (curl
+                # --data-binary without -H); one that says another type is refused.
+                request_body.require_json(request, missing_ok=True)
+                payload = request_body.parse_json(raw)
+            else:
+                payload = {}
+            body = declared.parse(payload)
+        return Call(request, actor, service, body, number)
+
+    # -- reading -------------------------------------------------------------------
+
+    async def list_versions(self, call: Call) -> Response:
+        name = call.service.name
 
         def read() -> list[dict[str, Any]]:
             with self.store.read() as conn:
-                found = versions.list_versions(conn, service.name)
                 out = []
-                for v in found:
+                for v in versions.list_versions(conn, name):
                     item = v.as_dict()
                     item["approvals"] = [
-                        a.__dict__ for a in approvals.list_approvals(conn, service.name, v.number)
+                        a.__dict__ for a in approvals.list_approvals(conn, name, v.number)
                     ]
-                    evaluation = approvals.latest_evaluation(conn, service.name, v.number)
+                    evaluation = approvals.latest_evaluation(conn, name, v.number)
                     item["evaluation"] = (
                         {"id": evaluation["id"], "passed": evaluation["passed"]}
                         if evaluation
@@ -125,193 +249,265 @@ class Admin:
 
         return json_response({"versions": await asyncio.to_thread(read)})
 
-    async def get_history(self, request: Request) -> Response:
-        self._actor(request)
-        service = self._service(request)
+    async def get_history(self, call: Call) -> Response:
+        name = call.service.name
 
         def read() -> list[dict[str, Any]]:
             with self.store.read() as conn:
-                return history(conn, service.name)
+                return history(conn, name)
 
-        return json_response({"service": service.name, "history": await asyncio.to_thread(read)})
+        return json_response({"service": name, "history": await asyncio.to_thread(read)})
 
-    async def get_deployment(self, request: Request) -> Response:
-        self._actor(request)
-        service = self._service(request)
+    async def get_deployment(self, call: Call) -> Response:
+        name = call.service.name
 
         def read() -> dict[str, Any] | None:
             with self.store.read() as conn:
-                dep = deployments.get_deployment(conn, service.name)
+                dep = deployments.get_deployment(conn, name)
                 return dep.as_dict() if dep else None
 
-        return json_response({"service": service.name, "deployment": await asyncio.to_thread(read)})
+        return json_response({"service": name, "deployment": await asyncio.to_thread(read)})
 
-    async def approve(self, request: Request) -> Response:
-        actor = self._actor(request)
-        service = self._service(request)
-        body = await _body(request, {"by": str, "note": str, "override_gates": bool, "reason": str})
-        number = _path_version(request)
+    async def rollout_get(self, call: Call) -> Response:
+        def read() -> dict[str, Any]:
+            with self.store.read() as conn:
+                return rollout_status(conn, call.service.name)
+
+        return json_response({"rollout": await asyncio.to_thread(read)})
+
+    async def metrics(self, call: Call) -> Response:
+        window = parse_window(call.request.query_params.get("window", "1h"))
+        report = await asyncio.to_thread(production_metrics, self.store, call.service, window)
+        return json_response(report)
+
+    # -- changing ------------------------------------------------------------------
+
+    async def approve(self, call: Call) -> Response:
+        body = call.body
         approval = await asyncio.to_thread(
             approvals.approve,
             self.store,
-            service,
-            number,
-            by=body.get("by") or actor,
+            call.service,
+            call.version,
+            by=body.get("by") or call.actor,
             note=body.get("note") or "",
             override_gates=bool(body.get("override_gates")),
             reason=body.get("reason") or "",
         )
-        return json_response({"service": service.name, "version": number, **approval.__dict__})
+        return json_response(
+            {"service": call.service.name, "version": call.version, **approval.__dict__}
+        )
+
+    async def evaluate(self, call: Call) -> Response:
+        """Evaluate a version on a data file readable by the server (admins only)."""
+        stored = await asyncio.to_thread(
+            evaluate_version,
+            self.store,
+            call.service,
+            call.version,
+            Path(call.body["data"]),
+            call.body.get("label"),
+            actor=call.actor,
+        )
+        answer = {"id": stored.id, "service": call.service.name, "version": call.version}
+        return json_response({**answer, **stored.result}, 201)
 
     async def _change_split(
-        self,
-        request: Request,
-        fields: dict[str, type | tuple[type, ...]],
-        change: Callable[[ServiceSpec, str, dict[str, Any]], deployments.Deployment],
+        self, call: Call, change: Callable[[], deployments.Deployment]
     ) -> Response:
-        """Check the caller and body, change the split in a thread, apply it here now."""
-        actor = self._actor(request)
-        service = self._service(request)
-        body = await _body(request, fields)
-        dep = await asyncio.to_thread(change, service, actor, body)
+        """Change the split in a thread, then apply it here now."""
+        dep = await asyncio.to_thread(change)
         await self._after_change()
-        return json_response({"service": service.name, "deployment": dep.as_dict()})
+        return json_response({"service": call.service.name, "deployment": dep.as_dict()})
 
-    async def deploy(self, request: Request) -> Response:
+    async def deploy(self, call: Call) -> Response:
         return await self._change_split(
-            request,
-            {"version": int, "reason": str},
-            lambda service, actor, body: deployments.deploy(
+            call,
+            lambda: deployments.deploy(
                 self.store,
-                service,
-                _require(body, "version"),
-                actor=actor,
-                reason=body.get("reason") or "",
+                call.service,
+                call.body["version"],
+                actor=call.actor,
+                reason=call.body.get("reason") or "",
             ),
         )
 
-    async def rollback(self, request: Request) -> Response:
+    async def rollback(self, call: Call) -> Response:
         return await self._change_split(
-            request,
-            {"reason": str},
-            lambda service, actor, body: deployments.rollback(
-                self.store, service, actor=actor, reason=body.get("reason") or ""
+            call,
+            lambda: deployments.rollback(
+                self.store, call.service, actor=call.actor, reason=call.body.get("reason") or ""
             ),
         )
 
-    async def disable(self, request: Request) -> Response:
+    async def disable(self, call: Call) -> Response:
         return await self._change_split(
-            request,
-            {"reason": str},
-            lambda service, actor, body: deployments.set_disabled(
-                self.store, service, True, actor=actor, reason=_require(body, "reason")
+            call,
+            lambda: deployments.set_disabled(
+                self.store, call.service, True, actor=call.actor, reason=call.body["reason"]
             ),
         )
 
-    async def enable(self, request: Request) -> Response:
+    async def enable(self, call: Call) -> Response:
         return await self._change_split(
-            request,
-            {"reason": str},
-            lambda service, actor, body: deployments.set_disabled(
-                self.store, service, False, actor=actor, reason=body.get("reason") or ""
+            call,
+            lambda: deployments.set_disabled(
+                self.store,
+                call.service,
+                False,
+                actor=call.actor,
+                reason=call.body.get("reason") or "",
             ),
         )
 
-    async def shadow(self, request: Request) -> Response:
-        def change(service: ServiceSpec, actor: str, body: dict[str, Any]) -> Any:
-            if "version" not in body:
-                raise ContractViolationError(
-                    [Violation("/version", "give a version, or null to stop")]
-                )
-            return deployments.set_shadow(
-                self.store, service, body["version"], actor=actor, reason=body.get("reason") or ""
-            )
+    async def shadow(self, call: Call) -> Response:
+        return await self._change_split(
+            call,
+            lambda: deployments.set_shadow(
+                self.store,
+                call.service,
+                call.body["version"],
+                actor=call.actor,
+                reason=call.body.get("reason") or "",
+            ),
+        )
 
-        return await self._change_split(request, {"version": int, "reason": str}, change)
-
-    async def rollout_start(self, request: Request) -> Response:
-        actor = self._actor(request)
-        service = self._service(request)
-        body = await _body(request, {"version": int, "reason": str})
+    async def rollout_start(self, call: Call) -> Response:
         r = await asyncio.to_thread(
             rollout_commands.start,
             self.store,
-            service,
-            _require(body, "version"),
-            actor=actor,
-            reason=body.get("reason") or "",
+            call.service,
+            call.body["version"],
+            actor=call.actor,
+            reason=call.body.get("reason") or "",
         )
         await self._after_change()
         return json_response({"rollout": r.as_dict()}, 201)
 
-    async def rollout_get(self, request: Request) -> Response:
-        self._actor(request)
-        service = self._service(request)
-
-        def read() -> dict[str, Any]:
-            with self.store.read() as conn:
-                return rollout_status(conn, service.name)
-
-        return json_response({"rollout": await asyncio.to_thread(read)})
-
-    async def rollout_action(self, request: Request) -> Response:
-        actor = self._actor(request)
-        service = self._service(request)
-        action = request.path_params["action"]
+    async def rollout_action(self, call: Call) -> Response:
+        action = call.request.path_params["action"]
         if action not in ROLLOUT_ACTIONS:
             raise NotFoundError(f"no rollout action {action!r}; use {', '.join(ROLLOUT_ACTIONS)}")
-        body = await _body(request, {"reason": str})
         r = await asyncio.to_thread(
             getattr(rollout_commands, action),
             self.store,
-            service,
-            actor=actor,
-            reason=body.get("reason") or "",
+            call.service,
+            actor=call.actor,
+            reason=call.body.get("reason") or "",
         )
         await self._after_change()
         return json_response({"rollout": r.as_dict()})
 
-    async def metrics(self, request: Request) -> Response:
-        self._actor(request)
-        service = self._service(request)
-        window = parse_window(request.query_params.get("window", "1h"))
-        report = await asyncio.to_thread(production_metrics, self.store, service, window)
-        return json_response(report)
 
-    async def evaluate(self, request: Request) -> Response:
-        """Evaluate a version on a data file readable by the server (admins only)."""
-        actor = self._actor(request)
-        service = self._service(request)
-        body = await _body(request, {"data": str, "label": str})
-        number = _path_version(request)
-        stored = await asyncio.to_thread(
-            evaluate_version,
-            self.store,
-            service,
-            number,
-            Path(_require(body, "data")),
-            body.get("label"),
-            actor=actor,
-        )
-        return json_response(
-            {"id": stored.id, "service": service.name, "version": number, **stored.result}, 201
-        )
+_REASON = Field("reason", str, "why, for the audit log")
 
-    def routes(self) -> list[Route]:
-        base = "/v1/services/{service}"
-        return [
-            Route(f"{base}/versions", self.list_versions, methods=["GET"]),
-            Route(f"{base}/versions/{{version}}/approve", self.approve, methods=["POST"]),
-            Route(f"{base}/history", self.get_history, methods=["GET"]),
-            Route(f"{base}/deployment", self.get_deployment, methods=["GET"]),
-            Route(f"{base}/deploy", self.deploy, methods=["POST"]),
-            Route(f"{base}/rollback", self.rollback, methods=["POST"]),
-            Route(f"{base}/disable", self.disable, methods=["POST"]),
-            Route(f"{base}/enable", self.enable, methods=["POST"]),
-            Route(f"{base}/shadow", self.shadow, methods=["POST"]),
-            Route(f"{base}/rollout", self.rollout_start, methods=["POST"]),
-            Route(f"{base}/rollout", self.rollout_get, methods=["GET"]),
-            Route(f"{base}/rollout/{{action}}", self.rollout_action, methods=["POST"]),
-            Route(f"{base}/metrics", self.metrics, methods=["GET"]),
-            Route(f"{base}/versions/{{version}}/evaluate", self.evaluate, methods=["POST"]),
-        ]
+#: Every admin route, once.
+ROUTES: tuple[AdminRoute, ...] = (
+    AdminRoute(
+        "GET", "/versions", Admin.list_versions, "Versions with approvals and evaluation verdicts"
+    ),
+    AdminRoute(
+        "POST",
+        "/versions/{version}/evaluate",
+        Admin.evaluate,
+        "Evaluate a version on a server-side file",
+        body=(
+            Field("data", str, "a CSV or Parquet file the server can read", required=True),
+            Field("label", str, "the column of true labels (default: from the spec)"),
+        ),
+        status=201,
+        example={"data": "/srv/data/holdout.parquet", "label": "outcome"},
+    ),
+    AdminRoute(
+        "POST",
+        "/versions/{version}/approve",
+        Admin.approve,
+        "Approve a version",
+        body=(
+            Field("by", str, "who approves (default: the actor)"),
+            Field("note", str),
+            Field("override_gates", bool, "approve although the gates failed (needs a reason)"),
+            _REASON,
+        ),
+        example={"by": "alice", "note": "holdout results reviewed"},
+    ),
+    AdminRoute("GET", "/deployment", Admin.get_deployment, "The traffic split"),
+    AdminRoute(
+        "POST",
+        "/deploy",
+        Admin.deploy,
+        "Send all traffic to an approved version",
+        body=(Field("version", int, "an approved version", required=True), _REASON),
+        example={"version": 2, "reason": "better recall on the holdout"},
+    ),
+    AdminRoute(
+        "POST",
+        "/rollback",
+        Admin.rollback,
+        "Put the previous production version back",
+        body=(_REASON,),
+        example={"reason": "version 2 misroutes travel claims"},
+    ),
+    AdminRoute(
+        "POST",
+        "/disable",
+        Admin.disable,
+        "Kill switch on",
+        body=(Field("reason", str, "why, for the audit log and the callers", required=True),),
+        example={"reason": "bad data upstream"},
+    ),
+    AdminRoute(
+        "POST",
+        "/enable",
+        Admin.enable,
+        "Kill switch off",
+        body=(_REASON,),
+        example={"reason": "upstream fixed"},
+    ),
+    AdminRoute(
+        "POST",
+        "/shadow",
+        Admin.shadow,
+        "Run a version in shadow (or stop)",
+        body=(
+            Field(
+                "version", int, "the version to shadow; null stops", required=True, nullable=True
+            ),
+            _REASON,
+        ),
+        example={"version": 2, "reason": "compare on live traffic"},
+    ),
+    AdminRoute(
+        "POST",
+        "/rollout",
+        Admin.rollout_start,
+        "Start a canary rollout",
+        body=(Field("version", int, "an approved version", required=True), _REASON),
+        status=201,
+        example={"version": 2, "reason": "passed evaluation"},
+    ),
+    AdminRoute("GET", "/rollout", Admin.rollout_get, "The rollout's status and last checks"),
+    AdminRoute(
+        "POST",
+        "/rollout/{action}",
+        Admin.rollout_action,
+        "Pause, resume, abort or confirm the rollout",
+        body=(_REASON,),
+        example={"reason": "holding over the weekend"},
+    ),
+    AdminRoute("GET", "/history", Admin.get_history, "Every governance action"),
+    AdminRoute(
+        "GET",
+        "/metrics",
+        Admin.metrics,
+        "Production metrics per version",
+        query=(
+            Field(
+                "window",
+                str,
+                "how far back, longer than zero: 90s, 30m, 1h (default), 7d",
+                pattern=WINDOW,
+            ),
+        ),
+    ),
+)

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 
 from prodgate import spec as spec_module
@@ -16,7 +17,7 @@ from prodgate.exceptions import ProdgateError
 from prodgate.pipeline.gateway import Gateway
 from prodgate.pipeline.metrics import Metrics
 from prodgate.rollout.controller import run_controller
-from prodgate.server import problems, routes
+from prodgate.server import openapi, problems, routes
 from prodgate.server.admin import Admin
 from prodgate.server.auth import AdminAuth
 from prodgate.settings import Settings
@@ -80,6 +81,7 @@ def create_app(
         exception_handlers={
             HTTPException: problems.on_http_exception,
             ProdgateError: problems.on_prodgate_error,
+            ClientDisconnect: problems.on_client_disconnect,
             Exception: problems.on_unexpected,
         },
         lifespan=lifespan,
@@ -88,6 +90,8 @@ def create_app(
     app.state.spec = state.spec = spec
     app.state.metrics = metrics
     app.state.auth = state.auth = AdminAuth(settings.admin_token)
+    # Built once: the spec cannot change while the app lives.
+    app.state.openapi = openapi.render(spec)
     return app
 
 

@@ -1,59 +1,110 @@
-"""The OpenAPI document, built from the spec so each service's contract is in it."""
+"""The OpenAPI document, built from the spec so each service's contract is in it.
+
+The admin routes are documented from their one declaration in
+:data:`prodgate.server.admin.ROUTES`; the app builds the document once, when it is
+created (see :func:`render`).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from prodgate import __version__
+from prodgate.contract import Contract
+from prodgate.server.admin import PATH_PARAMETERS
+from prodgate.server.admin import ROUTES as ADMIN_ROUTES
 from prodgate.spec import Spec
 
 _PROBLEM = {"$ref": "#/components/schemas/Problem"}
+_DECISION = {"$ref": "#/components/schemas/Decision"}
+_OBJECT: dict[str, Any] = {"type": "object"}
 
+_TITLES = {
+    400: "malformed request (not JSON, not gzip, a bad query)",
+    401: "no admin token, or a wrong one",
+    403: "the admin API is off",
+    404: "no such service, version, record or rollout",
+    409: "not allowed in the present state",
+    413: "body too large, as sent or decompressed",
+    415: "body not application/json, or in a coding other than gzip",
+    422: "the body or a path parameter breaks its contract; every violation is listed",
+    500: "the model failed on a valid input",
+    503: "not deployed, disabled, overloaded, or the store is unavailable",
+}
 
-def _problem_responses(*codes: int) -> dict[str, Any]:
-    return {
-        str(c): {
-            "description": "problem",
-            "content": {"application/problem+json": {"schema": _PROBLEM}},
-        }
-        for c in codes
-    }
-
-
-def _path_param(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-
-
-_S = "/v1/services/{service}"
-_ADMIN: tuple[tuple[str, str, str], ...] = (
-    (f"{_S}/versions", "get", "Versions with approvals and evaluation verdicts"),
-    (f"{_S}/versions/{{version}}/evaluate", "post", "Evaluate a version on a server-side file"),
-    (f"{_S}/versions/{{version}}/approve", "post", "Approve a version"),
-    (f"{_S}/deployment", "get", "The traffic split"),
-    (f"{_S}/deploy", "post", "Send all traffic to an approved version"),
-    (f"{_S}/rollback", "post", "Put the previous production version back"),
-    (f"{_S}/disable", "post", "Kill switch on"),
-    (f"{_S}/enable", "post", "Kill switch off"),
-    (f"{_S}/shadow", "post", "Run a version in shadow (or stop)"),
-    (f"{_S}/rollout", "post", "Start a canary rollout"),
-    (f"{_S}/rollout", "get", "The rollout's status and last checks"),
-    (f"{_S}/rollout/{{action}}", "post", "Pause, resume, abort or confirm the rollout"),
-    (f"{_S}/history", "get", "Every governance action"),
-    (f"{_S}/metrics", "get", "Production metrics per version (?window=1h)"),
+#: The body may be compressed; the limits apply to it decompressed.
+_BODY_NOTE = (
+    "JSON, as is or compressed (`Content-Encoding: gzip`); the size limit applies to "
+    "the body decompressed."
 )
 
 
-#: The optional key of sticky routing (the X-Routing-Key header works too).
+def _problems(*codes: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for c in codes:
+        entry: dict[str, Any] = {
+            "description": _TITLES[c],
+            "content": {"application/problem+json": {"schema": _PROBLEM}},
+        }
+        if c == 415:
+            entry["headers"] = {
+                "Accept-Encoding": {
+                    "description": "the content codings a request body may have",
+                    "schema": {"type": "string"},
+                }
+            }
+        out[str(c)] = entry
+    return out
+
+
+def _json(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": schema or _OBJECT}},
+    }
+
+
+def _path_param(name: str, schema: dict[str, Any], example: Any = None) -> dict[str, Any]:
+    param = {"name": name, "in": "path", "required": True, "schema": schema}
+    if example is not None:
+        param["example"] = example
+    return param
+
+
+#: The optional key of sticky routing (the X-Routing-Key header works too). Null is
+#: the same as no key.
 ROUTING_KEY: dict[str, Any] = {
-    "type": "string",
+    "type": ["string", "null"],
     "description": "the same key always reaches the same version while the split stands",
 }
 
+_ROUTING_HEADER = {
+    "name": "X-Routing-Key",
+    "in": "header",
+    "required": False,
+    "description": "sticky routing key; `routing_key` in the body wins",
+    "schema": {"type": "string"},
+}
+_ACTOR_HEADER = {
+    "name": "X-Prodgate-Actor",
+    "in": "header",
+    "required": False,
+    "description": "who acts, for the audit log (default `admin-api`)",
+    "schema": {"type": "string"},
+}
+_INFERENCE_ID = "0b4570fe82b545c29c5e4bb3d5bb5a21"
+#: No record id holds NUL (see routes._record_id).
+_RECORD_ID = {"type": "string", "pattern": "^[^\\u0000]+$"}
 
-def build(spec: Spec) -> dict[str, Any]:
-    schemas: dict[str, Any] = {
+
+def _schemas() -> dict[str, Any]:
+    return {
         "Problem": {
             "type": "object",
+            "description": "RFC 9457 problem details",
+            "required": ["type", "title", "status", "detail"],
             "properties": {
                 "type": {"type": "string"},
                 "title": {"type": "string"},
@@ -65,168 +116,246 @@ def build(spec: Spec) -> dict[str, Any]:
                     "type": "array",
                     "items": {
                         "type": "object",
-                        "properties": {"path": {"type": "string"}, "message": {"type": "string"}},
+                        "required": ["path", "message"],
+                        "properties": {
+                            "path": {"type": "string", "description": "JSON Pointer"},
+                            "message": {"type": "string"},
+                        },
                     },
                 },
             },
         },
         "Decision": {
             "type": "object",
+            "description": "one decision, recorded in the audit log under `id`",
+            "required": ["id", "service", "version", "prediction", "decision", "latency_ms"],
+            # Closed, so that a Decision and {"predictions": [...]} never both match.
+            "additionalProperties": False,
             "properties": {
                 "id": {"type": "string"},
                 "service": {"type": "string"},
                 "version": {"type": "integer"},
-                "prediction": {},
-                "probabilities": {"type": ["object", "null"]},
+                "prediction": {"description": "the label (classifier) or value (regressor)"},
+                "probabilities": {
+                    "type": ["object", "null"],
+                    "additionalProperties": {"type": "number"},
+                },
                 "confidence": {"type": ["number", "null"]},
                 "decision": {"enum": ["auto", "escalated"]},
                 "latency_ms": {"type": "number"},
             },
         },
+        "Predictions": {
+            "type": "object",
+            "description": "one decision per row of `instances`, in order",
+            "required": ["predictions"],
+            "additionalProperties": False,
+            "properties": {"predictions": {"type": "array", "items": _DECISION}},
+        },
     }
+
+
+def _feedback(spec: Spec) -> dict[str, Any]:
+    label = next((s.labels[0] for s in spec.services.values() if s.labels), "yes")
+    return {
+        "post": {
+            "summary": "The true label (or value) of a past decision",
+            "parameters": [_path_param("id", _RECORD_ID, _INFERENCE_ID)],
+            "requestBody": {
+                "required": True,
+                "description": _BODY_NOTE,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {
+                                "label": {"description": "the true label (classifier)"},
+                                "value": {
+                                    "type": "number",
+                                    "description": "the true value (regressor)",
+                                },
+                                "source": {"type": "string", "minLength": 1, "maxLength": 128},
+                                "observed_at": {
+                                    "type": ["string", "number"],
+                                    "description": "RFC 3339, or seconds since the epoch",
+                                },
+                            },
+                            "anyOf": [{"required": ["label"]}, {"required": ["value"]}],
+                        },
+                        "examples": {
+                            "label": {
+                                "summary": "a classifier's true label",
+                                "value": {"label": label, "source": "claims-desk"},
+                            },
+                            "value": {
+                                "summary": "a regressor's true value, observed later",
+                                "value": {"value": 1250.0, "observed_at": "2025-01-31T17:00:00Z"},
+                            },
+                        },
+                    }
+                },
+            },
+            "responses": {
+                "201": _json("stored"),
+                **_problems(400, 404, 409, 413, 415, 422, 503),
+            },
+        }
+    }
+
+
+def _admin(service_names: list[str]) -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    service = {"type": "string", "enum": service_names}
+    for route in ADMIN_ROUTES:
+        schemas = {"service": service, **PATH_PARAMETERS}
+        params = [_path_param(p, schemas[p]) for p in route.path_parameters]
+        params += [
+            {"name": q.name, "in": "query", "required": False, "schema": q.schema()}
+            for q in route.query
+        ]
+        params.append(_ACTOR_HEADER)
+        codes = [401, 403, 404, 503]
+        if route.body is not None:
+            codes += [400, 409, 413, 415, 422]
+        elif route.query:
+            codes.append(400)
+        if "version" in route.path_parameters:
+            codes.append(422)
+        entry: dict[str, Any] = {
+            "summary": route.summary + " (admin)",
+            "operationId": route.handler.__name__,
+            "tags": ["admin"],
+            "security": [{"admin": []}],
+            "parameters": params,
+            "responses": {
+                str(route.status): _json("done"),
+                **_problems(*sorted(set(codes))),
+            },
+        }
+        if route.body is not None:
+            media: dict[str, Any] = {"schema": route.body_schema}
+            if route.example:
+                media["examples"] = {"example": {"value": route.example}}
+            entry["requestBody"] = {
+                "required": route.body_required,
+                "description": _BODY_NOTE,
+                "content": {"application/json": media},
+            }
+        paths.setdefault(route.full_path, {})[route.method.lower()] = entry
+    return paths
+
+
+def _predict(name: str, description: str, key: str, example: dict[str, Any]) -> dict[str, Any]:
+    row = {"$ref": f"#/components/schemas/{key}"}
+    return {
+        "post": {
+            "summary": f"Predict with {name}" + (f": {description}" if description else ""),
+            "operationId": f"predict_{key.removeprefix('Input_')}",
+            "parameters": [_ROUTING_HEADER],
+            "requestBody": {
+                "required": True,
+                "description": _BODY_NOTE,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "oneOf": [
+                                {
+                                    "type": "object",
+                                    "required": ["inputs"],
+                                    "additionalProperties": False,
+                                    "properties": {"inputs": row, "routing_key": ROUTING_KEY},
+                                },
+                                {
+                                    "type": "object",
+                                    "required": ["instances"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "instances": {
+                                            "type": "array",
+                                            "minItems": 1,
+                                            "items": row,
+                                        },
+                                        "routing_key": ROUTING_KEY,
+                                    },
+                                },
+                            ]
+                        },
+                        "examples": {
+                            "one row": {"value": {"inputs": example}},
+                            "several rows": {
+                                "value": {
+                                    "instances": [example, example],
+                                    "routing_key": "customer-42",
+                                }
+                            },
+                        },
+                    }
+                },
+            },
+            "responses": {
+                "200": _json(
+                    "one decision (inputs) or {predictions: [...]} (instances)",
+                    {"oneOf": [_DECISION, {"$ref": "#/components/schemas/Predictions"}]},
+                ),
+                **_problems(400, 404, 413, 415, 422, 500, 503),
+            },
+        }
+    }
+
+
+def build(spec: Spec) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of an app serving *spec*."""
+    schemas = _schemas()
+    names = list(spec.services)
+    service_param = _path_param("service", {"type": "string", "enum": names})
     paths: dict[str, Any] = {
-        "/healthz": {"get": {"summary": "Alive", "responses": {"200": {"description": "alive"}}}},
+        "/healthz": {"get": {"summary": "Alive", "responses": {"200": _json("alive")}}},
         "/readyz": {
             "get": {
                 "summary": "Ready: models loaded and the store answers",
-                "responses": {"200": {"description": "ready"}, **_problem_responses(503)},
+                "responses": {"200": _json("ready"), **_problems(503)},
             }
         },
         "/metrics": {
-            "get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text"}}}
+            "get": {
+                "summary": "Prometheus metrics",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {"summary": "This document", "responses": {"200": _json("OpenAPI 3.1")}}
         },
         "/v1/services": {
-            "get": {"summary": "Services", "responses": {"200": {"description": "list"}}}
+            "get": {"summary": "Services", "responses": {"200": _json("every service")}}
         },
         "/v1/services/{service}": {
             "get": {
                 "summary": "One service: owner, contract, deployed version, example input",
-                "parameters": [
-                    {
-                        "name": "service",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string"},
-                    }
-                ],
-                "responses": {"200": {"description": "service"}, **_problem_responses(404)},
+                "parameters": [service_param],
+                "responses": {"200": _json("the service"), **_problems(404)},
             }
         },
         "/v1/inferences/{id}": {
             "get": {
                 "summary": "The stored record of one decision",
-                "parameters": [
-                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-                ],
-                "responses": {"200": {"description": "record"}, **_problem_responses(404)},
+                "parameters": [_path_param("id", _RECORD_ID, _INFERENCE_ID)],
+                "responses": {"200": _json("the record"), **_problems(404, 503)},
             }
         },
+        "/v1/inferences/{id}/feedback": _feedback(spec),
+        **_admin(names),
     }
-    paths["/v1/inferences/{id}/feedback"] = {
-        "post": {
-            "summary": "The true label (or value) of a past decision",
-            "parameters": [_path_param("id")],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "properties": {
-                                "label": {},
-                                "value": {"type": "number"},
-                                "source": {"type": "string"},
-                                "observed_at": {"type": ["string", "number"]},
-                            },
-                        }
-                    }
-                },
-            },
-            "responses": {"201": {"description": "stored"}, **_problem_responses(404, 409, 422)},
-        }
-    }
-    for route, method, summary in _ADMIN:
-        entry = {
-            "summary": summary + " (admin)",
-            "security": [{"admin": []}],
-            "parameters": [
-                _path_param(p) for p in ("service", "version", "action") if "{" + p + "}" in route
-            ],
-            "responses": {
-                "200": {"description": "done"},
-                **_problem_responses(401, 403, 404, 409, 422),
-            },
-        }
-        paths.setdefault(route, {})[method] = entry
     for name, service in spec.services.items():
         key = "Input_" + name.replace("-", "_")
         schemas[key] = service.contract
-        paths[f"/v1/services/{name}/predict"] = {
-            "post": {
-                "summary": f"Predict with {name}"
-                + (f": {service.description}" if service.description else ""),
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "oneOf": [
-                                    {
-                                        "type": "object",
-                                        "required": ["inputs"],
-                                        "additionalProperties": False,
-                                        "properties": {
-                                            "inputs": {"$ref": f"#/components/schemas/{key}"},
-                                            "routing_key": ROUTING_KEY,
-                                        },
-                                    },
-                                    {
-                                        "type": "object",
-                                        "required": ["instances"],
-                                        "additionalProperties": False,
-                                        "properties": {
-                                            "instances": {
-                                                "type": "array",
-                                                "minItems": 1,
-                                                "items": {"$ref": f"#/components/schemas/{key}"},
-                                            },
-                                            "routing_key": ROUTING_KEY,
-                                        },
-                                    },
-                                ]
-                            }
-                        }
-                    },
-                },
-                "responses": {
-                    "200": {
-                        "description": "one decision (inputs) or {predictions: [...]} (instances)",
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "oneOf": [
-                                        {"$ref": "#/components/schemas/Decision"},
-                                        {
-                                            "type": "object",
-                                            "required": ["predictions"],
-                                            "properties": {
-                                                "predictions": {
-                                                    "type": "array",
-                                                    "items": {
-                                                        "$ref": "#/components/schemas/Decision"
-                                                    },
-                                                }
-                                            },
-                                        },
-                                    ]
-                                }
-                            }
-                        },
-                    },
-                    **_problem_responses(400, 404, 413, 415, 422, 500, 503),
-                },
-            }
-        }
+        example = Contract(service.contract).example()
+        paths[f"/v1/services/{name}/predict"] = _predict(name, service.description, key, example)
     return {
         "openapi": "3.1.0",
         "info": {"title": "prodgate gateway", "version": __version__},
@@ -236,3 +365,8 @@ def build(spec: Spec) -> dict[str, Any]:
             "securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}},
         },
     }
+
+
+def render(spec: Spec) -> bytes:
+    """The document as the app serves it: built and encoded once per app."""
+    return orjson.dumps(build(spec))

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from prodgate.exceptions import PROBLEM_BASE, AuthError, ProdgateError
+from prodgate.server.body import ACCEPT_ENCODING
 
 logger = logging.getLogger("prodgate.server")
 
@@ -35,6 +36,15 @@ def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None
     )
 
 
+def problem_headers(status: int, headers: dict[str, str] | None = None) -> dict[str, str] | None:
+    """The headers of a problem answer: *headers*, and what its status calls for."""
+    if status == 415:
+        # A 415 may be about the body's content coding: say which codings are taken
+        # (RFC 7694), whichever it was about.
+        return {**(headers or {}), "Accept-Encoding": ACCEPT_ENCODING}
+    return headers
+
+
 def error_response(exc: ProdgateError, request: Request | None = None) -> Response:
     headers: dict[str, str] = {}
     retry_after = getattr(exc, "retry_after", None)
@@ -42,8 +52,10 @@ def error_response(exc: ProdgateError, request: Request | None = None) -> Respon
         headers["Retry-After"] = str(retry_after)
     if isinstance(exc, AuthError) and exc.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="prodgate admin"'
-
-    return problem_response(exc.problem(request.url.path if request else None), headers or None)
+    return problem_response(
+        exc.problem(request.url.path if request else None),
+        problem_headers(exc.status, headers) or None,
+    )
 
 
 _HTTP_TITLES = {404: ("not-found", "Not found"), 405: ("method-not-allowed", "Method not allowed")}
@@ -68,6 +80,12 @@ async def on_http_exception(request: Request, exc: Exception) -> Response:
 async def on_prodgate_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ProdgateError)
     return error_response(exc, request)
+
+
+async def on_client_disconnect(request: Request, exc: Exception) -> Response:
+    # The caller went away before its body arrived: nobody reads this answer, and it
+    # is not the server's failure.
+    return Response(status_code=400)
 
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:

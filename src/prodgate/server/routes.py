@@ -5,21 +5,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from prodgate.exceptions import (
-    MalformedJSONError,
-    PayloadTooLargeError,
-    ProdgateError,
-    UnavailableError,
-    UnsupportedMediaTypeError,
-)
+from prodgate.exceptions import ProdgateError, UnavailableError, UnknownInferenceError
 from prodgate.pipeline.gateway import Gateway
-from prodgate.server import openapi as openapi_doc
-from prodgate.server.problems import json_response, problem_response
+from prodgate.server import body as request_body
+from prodgate.server.problems import json_response, problem_headers, problem_response
+
+#: Feedback is one small object; it needs none of the room a batch of rows does.
+FEEDBACK_BYTES = 65_536
 
 
 def _gateway(request: Request) -> Gateway:
@@ -50,7 +46,8 @@ async def metrics(request: Request) -> Response:
 
 
 async def openapi(request: Request) -> Response:
-    return json_response(openapi_doc.build(request.app.state.spec))
+    document: bytes = request.app.state.openapi  # built once, by create_app
+    return Response(document, media_type="application/json")
 
 
 async def list_services(request: Request) -> Response:
@@ -61,43 +58,14 @@ async def get_service(request: Request) -> Response:
     return json_response(_gateway(request).describe(request.path_params["service"]))
 
 
-def _is_json(content_type: str) -> bool:
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or (
-        media.startswith("application/") and media.endswith("+json")
-    )
-
-
-def _require_json(request: Request) -> None:
-    content_type = request.headers.get("content-type", "")
-    if not _is_json(content_type):
-        raise UnsupportedMediaTypeError(
-            f"send application/json, not {content_type or 'no content type'}"
-        )
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLargeError(f"the body has {declared} bytes; the limit is {limit}")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLargeError(f"the body is over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 async def predict(request: Request) -> Response:
     started = time.perf_counter()
     gateway = _gateway(request)
     name = request.path_params["service"]
     body = b""
     try:
-        body = await _read_body(request, gateway.settings.max_body_bytes)
-        _require_json(request)
+        body = await request_body.read(request, gateway.settings.max_body_bytes)
+        request_body.require_json(request)
     except ClientDisconnect:
         return Response(status_code=400)
     except ProdgateError as exc:
@@ -106,22 +74,29 @@ async def predict(request: Request) -> Response:
         outcome = await gateway.predict(name, body, started, request.headers.get("x-routing-key"))
     if not outcome.ok:
         outcome.body.setdefault("instance", request.url.path)
-        return problem_response(outcome.body, outcome.headers)
+        return problem_response(outcome.body, problem_headers(outcome.status, outcome.headers))
     return json_response(outcome.body, outcome.status, outcome.headers)
+
+
+def _record_id(request: Request) -> str:
+    """The ``{id}`` of a record; one that no record can have (NUL, which PostgreSQL
+    text refuses) is a 404 here rather than the store's 503."""
+    record_id: str = request.path_params["id"]
+    if "\x00" in record_id:
+        raise UnknownInferenceError(f"no inference with id {record_id!r}")
+    return record_id
 
 
 async def post_feedback(request: Request) -> Response:
     """The true label of a past decision: feeds canary checks and production metrics."""
     gateway = _gateway(request)
-    body = await _read_body(request, 65_536)
-    _require_json(request)
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedJSONError(f"the body is not JSON: {exc}") from None
-    stored = await gateway.feedback(request.path_params["id"], payload)
+    record_id = _record_id(request)
+    raw = await request_body.read(request, FEEDBACK_BYTES)
+    request_body.require_json(request)
+    payload = request_body.parse_json(raw)
+    stored = await gateway.feedback(record_id, payload)
     return json_response(stored, 201)
 
 
 async def get_inference(request: Request) -> Response:
-    return json_response(await _gateway(request).inference(request.path_params["id"]))
+    return json_response(await _gateway(request).inference(_record_id(request)))
