@@ -195,3 +195,29 @@ async def test_the_caller_is_checked_before_anything_else(deployed: Settings) ->
             )
             assert r.status_code == 404, (route.full_path, r.text)
             assert r.json()["type"].endswith("unknown-service")
+
+
+async def test_rollback_to_and_the_origin_of_admin_actions(deployed: Settings) -> None:
+    from gateway_support import deploy, register_and_approve
+
+    for _ in range(2):  # versions 2 and 3 in production, in turn
+        deploy(deployed, register_and_approve(deployed, "fixture_models:claims_v2"))
+    async with running(deployed) as client:
+        r = await client.post(
+            "/v1/services/claims/rollback",
+            json={"to": 1, "reason": "back to the pilot"},
+            headers=ADMIN,
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["deployment"]["production"] == 1
+        again = await client.post("/v1/services/claims/rollback", json={"to": 3}, headers=ADMIN)
+        assert again.status_code == 409  # 3 was production after 1: deploy it instead
+        history = (await client.get("/v1/services/claims/history", headers=ADMIN)).json()
+        [rollback] = [h for h in history["history"] if h["action"] == "rollback"]
+        assert (rollback["actor"], rollback["version"], rollback["rolled_back"]) == (
+            "ops-alice",
+            1,
+            3,
+        )
+        # The admin API records where an action came from: its channel and address.
+        assert rollback["origin"] == {"channel": "admin-api", "address": "127.0.0.1"}

@@ -27,6 +27,7 @@ from prodgate.audit.history import history
 from prodgate.contract import Contract
 from prodgate.evaluation import evaluate_version
 from prodgate.exceptions import ContractViolationError, NotFoundError, Violation
+from prodgate.identity.actor import Actor
 from prodgate.monitor.production import parse_window, production_metrics
 from prodgate.registry import approvals, versions
 from prodgate.registry.versions import MAX_VERSION
@@ -90,7 +91,7 @@ class Call:
     """One admin request, checked: who acts, on which service, with what body."""
 
     request: Request
-    actor: str
+    actor: Actor
     service: ServiceSpec
     body: dict[str, Any]
     version: int = 0  # the ``{version}`` path parameter, where the route has one
@@ -209,7 +210,7 @@ class Admin:
 
     async def _call(self, request: Request, declared: AdminRoute) -> Call:
         """Check the caller first, then the service, the path and the body."""
-        actor: str = self.state.auth.actor(request)
+        actor: Actor = self.state.auth.actor(request)
         service: ServiceSpec = self.state.spec.service(request.path_params["service"])
         number = _path_version(request) if "version" in request.path_params else 0
         body: dict[str, Any] = {}
@@ -289,7 +290,8 @@ class Admin:
             self.store,
             call.service,
             call.version,
-            by=body.get("by") or call.actor,
+            # A name given in the body acts from the same place as the caller.
+            by=Actor(body["by"], call.actor.origin) if body.get("by") else call.actor,
             note=body.get("note") or "",
             override_gates=bool(body.get("override_gates")),
             reason=body.get("reason") or "",
@@ -336,7 +338,11 @@ class Admin:
         return await self._change_split(
             call,
             lambda: deployments.rollback(
-                self.store, call.service, actor=call.actor, reason=call.body.get("reason") or ""
+                self.store,
+                call.service,
+                actor=call.actor,
+                reason=call.body.get("reason") or "",
+                to=call.body.get("to"),
             ),
         )
 
@@ -444,8 +450,11 @@ ROUTES: tuple[AdminRoute, ...] = (
         "POST",
         "/rollback",
         Admin.rollback,
-        "Put the previous production version back",
-        body=(_REASON,),
+        "Put an earlier production version back (the one before, or 'to')",
+        body=(
+            Field("to", int, "an earlier production version; default: the one before"),
+            _REASON,
+        ),
         example={"reason": "version 2 misroutes travel claims"},
     ),
     AdminRoute(

@@ -13,6 +13,10 @@ import hmac
 from starlette.requests import Request
 
 from prodgate.exceptions import AuthError, ForbiddenError
+from prodgate.identity.actor import Actor, Origin
+
+#: The channel, and the default name, of actions taken through the admin API.
+ADMIN_API = "admin-api"
 
 
 class AdminAuth:
@@ -23,8 +27,9 @@ class AdminAuth:
     def enabled(self) -> bool:
         return self._digest is not None
 
-    def actor(self, request: Request) -> str:
-        """Check the request's bearer token; return who acts (``X-Prodgate-Actor``)."""
+    def actor(self, request: Request) -> Actor:
+        """Check the request's bearer token; return who acts (``X-Prodgate-Actor``), with
+        the channel and the client's address as the action's origin."""
         if self._digest is None:
             raise ForbiddenError(
                 "the admin API is off; set PRODGATE_ADMIN_TOKEN on the server to open it"
@@ -36,4 +41,6 @@ class AdminAuth:
         digest = hashlib.sha256(given.strip().encode()).digest()
         if not hmac.compare_digest(digest, self._digest):
             raise AuthError("the admin token is not valid")
-        return request.headers.get("x-prodgate-actor", "").strip()[:128] or "admin-api"
+        name = request.headers.get("x-prodgate-actor", "").strip()[:128] or ADMIN_API
+        address = request.client.host if request.client else None
+        return Actor(name, Origin(ADMIN_API, address=address))
