@@ -140,3 +140,26 @@ def test_the_data_plane_imports_nothing_of_the_control_plane() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+async def test_predict_skips_the_router_and_still_answers_every_error_as_a_problem(
+    deployed: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running(deployed) as client:
+        app = client.app  # type: ignore[attr-defined]
+        gateway = app.state.gateway
+
+        async def broken(*args: object, **kwargs: object) -> None:
+            raise RuntimeError("a bug, not the caller's mistake")
+
+        gateway.predict = broken
+        with caplog.at_level("ERROR", logger="prodgate.server"):
+            r = await client.post(PREDICT, json={"inputs": GOOD})
+        assert r.status_code == 500
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.json()["type"].endswith("internal")
+        assert "a bug" not in r.text  # the traceback is in the log, not the answer
+        assert any("unexpected error on POST" in m for m in caplog.messages)
+        # Other methods on the predict path still reach the router: 405 with Allow.
+        r = await client.get(PREDICT)
+        assert (r.status_code, r.headers["allow"]) == (405, "POST")
