@@ -91,3 +91,19 @@ def store(settings: Settings) -> Iterator[Store]:
     s = open_store(settings)
     yield s
     s.dispose()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """The async tests (``pytest.mark.anyio``) run on asyncio, as the server does."""
+    return "asyncio"
+
+
+@pytest.fixture
+def deployed(settings: Settings) -> Settings:
+    """The test spec (``gateway_support.SPEC``) with version 1 of ``claims`` deployed."""
+    from gateway_support import register_and_deploy, write_spec
+
+    write_spec(settings)
+    register_and_deploy(settings)
+    return settings

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import PG_ADMIN_URL
-from gateway_support import GOOD, register_and_deploy, write_spec
+from gateway_support import GOOD
 from prodgate.audit.verify import verify
 from prodgate.settings import Settings
 from prodgate.store.engine import open_store
@@ -21,13 +21,6 @@ from prodgate.store.tables import audit_log
 from server_process import serving
 
 PREDICT = "/v1/services/claims/predict"
-
-
-@pytest.fixture
-def deployed(settings: Settings) -> Settings:
-    write_spec(settings)
-    register_and_deploy(settings)
-    return settings
 
 
 def test_real_server_answers_and_shuts_down_cleanly(deployed: Settings) -> None:

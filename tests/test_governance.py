@@ -50,15 +50,9 @@ ADMIN = {"Authorization": f"Bearer {TOKEN}", "X-Prodgate-Actor": "ops-alice"}
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def deployed(settings: Settings) -> Settings:
-    write_spec(settings)
-    register_and_deploy(settings)
-    return settings.with_(admin_token=TOKEN, controller=False)
+def deployed(deployed: Settings) -> Settings:
+    """Version 1 deployed, the admin API open, no rollout controller."""
+    return deployed.with_(admin_token=TOKEN, controller=False)
 
 
 def claims(settings: Settings) -> Any:

@@ -20,18 +20,6 @@ pytestmark = pytest.mark.anyio
 PREDICT = "/v1/services/claims/predict"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def deployed(settings: Settings) -> Settings:
-    write_spec(settings)
-    register_and_deploy(settings)
-    return settings
-
-
 def _change_split(settings: Settings, action: str, *args: object, **kwargs: object) -> None:
     spec = spec_module.load(settings.config)
     store = open_store(settings)

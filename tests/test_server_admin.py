@@ -8,7 +8,7 @@ import jsonschema_rs
 import pytest
 from starlette.routing import Route
 
-from gateway_support import GOOD, register_and_deploy, running, write_spec
+from gateway_support import GOOD, running, write_spec
 from prodgate.server.admin import ROUTES, AdminRoute
 from prodgate.server.app import create_app
 from prodgate.settings import Settings
@@ -23,15 +23,9 @@ WITH_BODY = [r for r in ROUTES if r.body is not None]
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def deployed(settings: Settings) -> Settings:
-    write_spec(settings)
-    register_and_deploy(settings)
-    return settings.with_(admin_token=TOKEN, controller=False)
+def deployed(deployed: Settings) -> Settings:
+    """Version 1 deployed, the admin API open, no rollout controller."""
+    return deployed.with_(admin_token=TOKEN, controller=False)
 
 
 def url(route: AdminRoute) -> str:

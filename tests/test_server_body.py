@@ -23,11 +23,6 @@ GZIP = {**JSON, "content-encoding": "gzip"}
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def deployed(sqlite_settings: Settings) -> Settings:
     write_spec(sqlite_settings)
     register_and_deploy(sqlite_settings)

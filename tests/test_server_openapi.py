@@ -18,18 +18,6 @@ pytestmark = pytest.mark.anyio
 PREDICT = "/v1/services/claims/predict"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def deployed(settings: Settings) -> Settings:
-    write_spec(settings)
-    register_and_deploy(settings)
-    return settings
-
-
 def validator(doc: dict[str, Any], schema: dict[str, Any]) -> Any:
     """A validator of *schema* whose $refs resolve in *doc*'s components."""
     return jsonschema_rs.validator_for({**schema, "components": doc["components"]})
