@@ -192,7 +192,7 @@ def test_written_spec_loads(tmp_path: Path) -> None:
     assert list(service.labels) == LABELS
     assert service.feature_names == FEATURES
     assert service.escalation_below == 0.7
-    assert (service.max_batch_size, service.max_wait_ms) == (64, 2)
+    assert (service.max_batch_size, service.max_wait_ms) == (64, 6)
     assert service.owner.contact == "claims-ops@example.com"
 
 
