@@ -48,11 +48,24 @@ async def test_the_contract_is_checked_before_routing(deployed: Settings) -> Non
         bad = await client.post(PREDICT, json={"inputs": {**GOOD, "amount": -1}})
         assert bad.status_code == 422, bad.text
         assert [e["path"] for e in bad.json()["errors"]] == ["/inputs/amount"]
+        refused = (await client.get(f"/v1/inferences/{bad.json()['id']}")).json()
+        assert refused["version"] is None  # a disabled service chooses no version
         good = await client.post(PREDICT, json={"inputs": GOOD})
         assert good.status_code == 503
         assert "incident 7" in good.json()["detail"]
         stored = (await client.get(f"/v1/inferences/{good.json()['id']}")).json()
         assert (stored["problem"], stored["input"]) == ("disabled", {"inputs": GOOD})
+
+
+async def test_a_refusal_for_the_contract_counts_against_the_version_chosen(
+    deployed: Settings,
+) -> None:
+    # Canary analysis compares violation rates per version: a 422 names its version.
+    async with running(deployed) as client:
+        bad = await client.post(PREDICT, json={"inputs": {**GOOD, "amount": -1}})
+        assert bad.status_code == 422
+        refused = (await client.get(f"/v1/inferences/{bad.json()['id']}")).json()
+        assert (refused["version"], refused["status"]) == (1, 422)
 
 
 async def test_a_shadow_that_cannot_load_leaves_the_gateway_ready(deployed: Settings) -> None:

@@ -31,6 +31,7 @@ from prodgate.store.engine import open_store
 pytestmark = pytest.mark.anyio
 
 PREDICT = "/v1/services/claims/predict"
+ROW = ("/inputs/", "/instances/")  # violation paths inside a row
 
 
 def metric(text: str, name: str, **labels: str) -> float:
@@ -211,8 +212,10 @@ async def test_bad_input_gets_a_problem_and_a_record(
                 metrics,
                 "prodgate_requests_total",
                 service="claims",
-                # the contract is checked before routing: no version is chosen yet
-                version="-",
+                # the version is chosen before the rows are checked against the
+                # contract (a canary's violation rate counts the requests it would have
+                # answered); a body or envelope refused before that names none
+                version="1" if paths and all(p.startswith(ROW) for p in paths) else "-",
                 status=str(status),
             )
             == 1

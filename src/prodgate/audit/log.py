@@ -20,7 +20,7 @@ from prodgate.store.tables import audit_log, state
 
 HEAD_KEY = "audit_head"
 
-_INSERTS: dict[str, tuple[str, tuple[str, ...] | None]] = {}
+_INSERTS: dict[tuple[str, str, str], tuple[str, tuple[str, ...] | None]] = {}
 
 
 def _insert(conn: Connection) -> tuple[str, tuple[str, ...] | None]:
@@ -32,14 +32,15 @@ def _insert(conn: Connection) -> tuple[str, tuple[str, ...] | None]:
     development machine, as much as the insert itself); the driver's executemany
     takes plain tuples or dicts.
     """
-    name = conn.dialect.name
-    if name not in _INSERTS:
+    dialect = conn.dialect
+    key = (dialect.name, dialect.driver, dialect.paramstyle)  # the SQL text depends on all
+    if key not in _INSERTS:
         compiled = audit_log.insert().compile(
-            dialect=conn.dialect, column_keys=[c.name for c in audit_log.columns]
+            dialect=dialect, column_keys=[c.name for c in audit_log.columns]
         )
         order = tuple(compiled.positiontup or ()) if compiled.positional else None
-        _INSERTS[name] = (compiled.string, order)
-    return _INSERTS[name]
+        _INSERTS[key] = (compiled.string, order)
+    return _INSERTS[key]
 
 
 def append(store: Store, conn: Connection, records: Sequence[Record]) -> None:

@@ -7,8 +7,8 @@ chosen) without each stage passing it along by hand.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -22,7 +22,7 @@ class Exchange:
     routing_key: str | None = None  # the X-Routing-Key header; the body's key wins
     parsed: bool = False  # whether ``payload`` holds the body's JSON
     payload: Any = None
-    rows: list[Mapping[str, Any]] = field(default_factory=list)
+    rows: Sequence[Mapping[str, Any]] = ()  # set by the parse stage
     single: bool = True  # ``{"inputs": row}`` rather than ``{"instances": [...]}``
     version: int | None = None  # the version chosen by the route stage
 

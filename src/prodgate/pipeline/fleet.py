@@ -105,16 +105,17 @@ class Fleet:
 
     async def refresh(self) -> bool:
         """Reload state if the store's generation moved, or retry versions that failed
-        to load; True when it reloaded."""
+        to load; True when a version was loaded or retired (the heap changed)."""
         async with self._lock:
             generation = await asyncio.to_thread(self.store.generation)
             if generation == self.generation and not (self.load_errors or self.shadow_errors):
                 return False
             deployments, versions = await asyncio.to_thread(self._read)
+            changed = False
             for name, service in self.spec.services.items():
-                await self._refresh_service(service, deployments.get(name), versions)
+                changed |= await self._refresh_service(service, deployments.get(name), versions)
             self.generation = generation
-            return True
+            return changed
 
     def _read(self) -> tuple[dict[str, Deployment], dict[tuple[str, int], Version]]:
         with self.store.read() as conn:
@@ -131,7 +132,8 @@ class Fleet:
         service: ServiceSpec,
         dep: Deployment | None,
         versions: dict[tuple[str, int], Version],
-    ) -> None:
+    ) -> bool:
+        """Load and retire *service*'s versions as *dep* says; whether any were."""
         old = self.services[service.name]
         loaded = dict(old.versions)
         errors: list[str] = []
@@ -146,6 +148,9 @@ class Fleet:
             try:
                 live = await asyncio.to_thread(self._load, service, version)
             except ProdgateError as exc:
+                other = "serving" if role == "shadow" else "shadow"
+                with contextlib.suppress(KeyError):  # its role may have changed
+                    failed.remove(service.name, str(number), other)
                 failed.labels(service.name, str(number), role).set(1)
                 if role == "shadow":
                     shadow_error = f"shadow version {number}: {exc.detail}"
@@ -191,12 +196,13 @@ class Fleet:
             shadow_error=shadow_error,
         )
         self.services[service.name] = state  # one assignment: requests see old or new
-        for number, live in loaded.items():
-            if number not in keep:
-                logger.info("%s: retiring version %s", service.name, number)
-                task = asyncio.get_running_loop().create_task(live.batcher.close())
-                self._retiring.add(task)
-                task.add_done_callback(self._retiring.discard)
+        retired = [(n, live) for n, live in loaded.items() if n not in keep]
+        for number, live in retired:
+            logger.info("%s: retiring version %s", service.name, number)
+            task = asyncio.get_running_loop().create_task(live.batcher.close())
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+        return bool(retired) or loaded.keys() != old.versions.keys()
 
     def _forget(self, service: str, number: int) -> None:
         """*number* loaded, or is no longer wanted: its load error is gone."""
@@ -236,4 +242,4 @@ class Fleet:
             for live in state.versions.values():
                 await live.batcher.close()
         if self._retiring:
-            await asyncio.gather(*self._retiring)
+            await asyncio.gather(*self._retiring, return_exceptions=True)

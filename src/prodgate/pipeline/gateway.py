@@ -8,8 +8,8 @@ counter and swaps in new deployments live; requests already in flight finish on 
 version they started with.
 
 The HTTP routes use only the narrow API below (:meth:`predict`, :meth:`refuse`,
-:meth:`readiness`, :meth:`describe`, :meth:`feedback`, :meth:`inference`,
-:meth:`refresh`). The rollout controller is control plane: the server starts it
+:meth:`readiness`, :meth:`describe`, :meth:`describe_all`, :meth:`feedback`,
+:meth:`inference`, :meth:`refresh`). The rollout controller is control plane: the server starts it
 beside the gateway, and nothing here imports it.
 """
 
@@ -58,11 +58,19 @@ def settle_heap() -> None:
     the gateway's CPU and most of its p99. Frozen objects are never walked again, and
     with a higher young threshold collections under load became rare (server CPU per
     request 0.93 ms -> 0.61 ms in the same profile run). Called once models are
-    loaded, and again after a refresh loads new ones.
+    loaded, and again after a refresh loads or retires a version: what was frozen
+    is thawed first, so a retired model's cycles are collected too.
     """
+    gc.unfreeze()
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
+def thaw_heap(threshold: tuple[int, int, int]) -> None:
+    """Undo :func:`settle_heap`: collections walk everything again, at *threshold*."""
+    gc.unfreeze()
+    gc.set_threshold(*threshold)
 
 
 @dataclass(frozen=True)
@@ -111,12 +119,14 @@ class Gateway:
             for name, service in spec.services.items()
         }
         self.started = False
+        self._gc_threshold = gc.get_threshold()
         self._refresher: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
+        self._gc_threshold = gc.get_threshold()
         self.recorder.start()
         await self.fleet.refresh()
         settle_heap()
@@ -127,11 +137,14 @@ class Gateway:
         # Ask the loop to stop and wait: cancelling would leave a worker thread
         # holding a store connection while the store is being closed.
         self._stopping.set()
-        if self._refresher is not None:
-            await self._refresher
-        await self.shadows.close()
-        await self.fleet.close()
-        await self.recorder.close()
+        try:
+            if self._refresher is not None:
+                await self._refresher
+            await self.shadows.close()
+            await self.fleet.close()
+        finally:
+            await self.recorder.close()  # what was acknowledged is committed or journalled
+            thaw_heap(self._gc_threshold)
 
     async def _refresh_loop(self) -> None:
         while not self._stopping.is_set():
@@ -162,7 +175,8 @@ class Gateway:
         return await path.handle(ex)
 
     async def refuse(self, name: str, exc: ProdgateError, started: float, body: bytes) -> Outcome:
-        """Refuse a predict request before its stages ran (a body too large, not JSON)."""
+        """Refuse a predict request before its stages ran (a body too large or in an
+        unknown encoding, not sent as JSON)."""
         return await self.refusal(Exchange(name, body, started), exc)
 
     async def readiness(self) -> Readiness:

@@ -4,9 +4,10 @@
 
     authenticate -> limit           (API keys and limits: not built yet)
     parse        envelope.parse      JSON and the {"inputs"} / {"instances"} envelope
+    route        routing.choose      the version the split sends it to (sticky by key)
     contract     validation.validate every row against the compiled contract
     guard input                      (guardrails: not built yet)
-    route        routing.route       kill switch, split, sticky routing key
+    route        routing.admit       the kill switch; nothing loaded to answer
     infer        inference.infer     the micro-batched model call
     guard output                     (guardrails: not built yet)
     decide       decision.decide     auto, or escalated to a person
@@ -25,6 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from prodgate.audit.record import Record
 from prodgate.contract import Contract
 from prodgate.exceptions import ProdgateError
 from prodgate.pipeline.decision import AUTO, ESCALATED, decide
@@ -36,7 +38,7 @@ from prodgate.pipeline.metrics import Metrics
 from prodgate.pipeline.recorder import Recorder
 from prodgate.pipeline.records import answer, inference_record, output
 from prodgate.pipeline.refusal import Refusal
-from prodgate.pipeline.routing import route
+from prodgate.pipeline.routing import admit, choose
 from prodgate.pipeline.shadow import Shadows
 from prodgate.pipeline.validation import validate
 from prodgate.rollout.router import Router
@@ -77,9 +79,10 @@ class ServicePath:
         """Serve one predict request."""
         try:
             parse(ex, self.max_rows)
-            validate(ex, self.contract)
             state = self.fleet.services[self.name]
-            live = route(ex, state, self.router)
+            chosen = choose(ex, state, self.router)
+            validate(ex, self.contract)
+            live = admit(ex, state, chosen)
             predictions = await infer(ex, live)
         except ProdgateError as exc:
             return await self.refuse(ex, exc)
@@ -89,7 +92,7 @@ class ServicePath:
         number = live.version.number
         latency_ms = round((time.perf_counter() - ex.started) * 1000.0, 3)
         ts = now_us()
-        records = []
+        records: list[Record] = []
         answers: list[dict[str, Any]] = []
         escalated = 0
         for row, p in zip(ex.rows, predictions, strict=True):
@@ -112,7 +115,7 @@ class ServicePath:
 
     async def _record(
         self,
-        records: list[Any],
+        records: list[Record],
         answers: list[dict[str, Any]],
         number: int,
         escalated: int,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from prodgate.exceptions import ProdgateError
@@ -28,13 +28,13 @@ class Shadows:
         self.recorder = recorder
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def copy(self, live: Live, rows: list[Mapping[str, Any]], started: float) -> None:
+    def copy(self, live: Live, rows: Sequence[Mapping[str, Any]], started: float) -> None:
         """Start running *rows* on the shadow version *live*; return at once."""
         task = asyncio.get_running_loop().create_task(self._run(live, rows, started))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, live: Live, rows: list[Mapping[str, Any]], started: float) -> None:
+    async def _run(self, live: Live, rows: Sequence[Mapping[str, Any]], started: float) -> None:
         service, number = live.spec, live.version.number
         try:
             predictions = await live.batcher.predict(rows)

@@ -138,6 +138,8 @@ async def _predict(request: Request, send: Send) -> None:
     what the route itself does not answer is a logged 500 problem."""
     try:
         response = await routes.predict(request)
+    except ProdgateError as exc:
+        response = problems.error_response(exc, request)
     except Exception as exc:
         response = await problems.on_unexpected(request, exc)
     await response(request.scope, request.receive, send)
