@@ -10,7 +10,7 @@
     route        routing.admit       the kill switch; nothing loaded to answer
     infer        inference.infer     the micro-batched model call
     guard output                     (guardrails: not built yet)
-    decide       decision.decide     auto, or escalated to a person
+    decide       records.decided     auto, or escalated to a person (decision.decide)
     record       Recorder.record     group commit; the answer waits until it is durable
     respond      Outcome
 
@@ -29,14 +29,14 @@ from typing import Any
 from prodgate.audit.record import Record
 from prodgate.contract import Contract
 from prodgate.exceptions import ProdgateError
-from prodgate.pipeline.decision import AUTO, ESCALATED, decide
+from prodgate.pipeline.decision import AUTO, ESCALATED
 from prodgate.pipeline.envelope import parse
 from prodgate.pipeline.exchange import Exchange, Outcome
 from prodgate.pipeline.fleet import Fleet
 from prodgate.pipeline.inference import infer
 from prodgate.pipeline.metrics import Metrics
 from prodgate.pipeline.recorder import Recorder
-from prodgate.pipeline.records import answer, inference_record, output
+from prodgate.pipeline.records import answer, decided
 from prodgate.pipeline.refusal import Refusal
 from prodgate.pipeline.routing import admit, choose
 from prodgate.pipeline.shadow import Shadows
@@ -91,26 +91,14 @@ class ServicePath:
             self.shadows.copy(shadow, ex.rows, ex.started)
         number = live.version.number
         latency_ms = round((time.perf_counter() - ex.started) * 1000.0, 3)
-        ts = now_us()
-        records: list[Record] = []
-        answers: list[dict[str, Any]] = []
-        escalated = 0
-        for row, p in zip(ex.rows, predictions, strict=True):
-            decision = decide(p, self.threshold)
-            escalated += decision == ESCALATED
-            rec = inference_record(
-                action="predict",
-                service=self.name,
-                version=number,
-                status=200,
-                decision=decision,
-                payload={"input": row, "output": output(p)},
-                ts_us=ts,
-                latency_ms=latency_ms,
-                confidence=p.confidence,
-            )
-            records.append(rec)
-            answers.append(answer(rec, p, self.name, number, latency_ms))
+        records = decided(
+            "predict", self.name, number, ex.rows, predictions, self.threshold, now_us(), latency_ms
+        )
+        answers = [
+            answer(r, p, self.name, number, latency_ms)
+            for r, p in zip(records, predictions, strict=True)
+        ]
+        escalated = sum(r.decision == ESCALATED for r in records)
         return await self._record(records, answers, number, escalated, ex)
 
     async def _record(

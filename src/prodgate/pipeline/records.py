@@ -7,9 +7,11 @@ all three and the record's id is the one the caller sees.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from prodgate.audit.record import KIND_INFERENCE, Record
+from prodgate.pipeline.decision import decide
 from prodgate.runtime.base import Prediction
 
 RAW_KEEP = 4096  # bytes of an unparseable body kept in its audit record
@@ -40,6 +42,33 @@ def inference_record(
         confidence=confidence,
         latency_ms=latency_ms,
     )
+
+
+def decided(
+    action: str,
+    service: str,
+    version: int,
+    rows: Sequence[Mapping[str, Any]],
+    predictions: Sequence[Prediction],
+    confidence_below: float | None,
+    ts_us: int,
+    latency_ms: float,
+) -> list[Record]:
+    """One record per answered row: its input, output and decision (the decide stage)."""
+    return [
+        inference_record(
+            action=action,
+            service=service,
+            version=version,
+            status=200,
+            decision=decide(p, confidence_below),
+            payload={"input": row, "output": output(p)},
+            ts_us=ts_us,
+            latency_ms=latency_ms,
+            confidence=p.confidence,
+        )
+        for row, p in zip(rows, predictions, strict=True)
+    ]
 
 
 def output(prediction: Prediction) -> dict[str, Any]:

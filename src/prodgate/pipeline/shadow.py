@@ -14,10 +14,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from prodgate.exceptions import ProdgateError
-from prodgate.pipeline.decision import REJECTED, decide
+from prodgate.pipeline.decision import REJECTED
 from prodgate.pipeline.fleet import Live
 from prodgate.pipeline.recorder import Recorder
-from prodgate.pipeline.records import inference_record, output
+from prodgate.pipeline.records import decided, inference_record
 from prodgate.store.engine import now_us
 
 
@@ -53,22 +53,16 @@ class Shadows:
             ]
         else:
             latency_ms = round((time.perf_counter() - started) * 1000.0, 3)
-            ts = now_us()
-            threshold = service.escalation_below
-            records = [
-                inference_record(
-                    action="shadow",
-                    service=service.name,
-                    version=number,
-                    status=200,
-                    decision=decide(p, threshold),
-                    payload={"input": row, "output": output(p)},
-                    ts_us=ts,
-                    latency_ms=latency_ms,
-                    confidence=p.confidence,
-                )
-                for row, p in zip(rows, predictions, strict=True)
-            ]
+            records = decided(
+                "shadow",
+                service.name,
+                number,
+                rows,
+                predictions,
+                service.escalation_below,
+                now_us(),
+                latency_ms,
+            )
         with contextlib.suppress(ProdgateError):
             await self.recorder.record(records)
 
