@@ -86,7 +86,9 @@ class ServicePath:
             predictions = await infer(ex, live)
         except ProdgateError as exc:
             return await self.refuse(ex, exc)
-        shadow = state.shadow
+        # The split may have moved while the model ran: copy to the shadow of now, not
+        # to one that was retired meanwhile (its batcher refuses, a false failure).
+        shadow = self.fleet.services[self.name].shadow
         if shadow is not None and shadow.version.number != ex.version:
             self.shadows.copy(shadow, ex.rows, ex.started)
         number = live.version.number
