@@ -77,10 +77,13 @@ def thaw_heap(threshold: tuple[int, int, int]) -> None:
 class Readiness:
     """Whether the gateway can serve, why not, and what it serves."""
 
-    ready: bool
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # wrong, but not stopping traffic
     services: dict[str, int] = field(default_factory=dict)  # production version of each
+
+    @property
+    def ready(self) -> bool:
+        return not self.problems
 
 
 class Gateway:
@@ -195,7 +198,7 @@ class Gateway:
             for n, state in self.fleet.services.items()
             if state.production is not None
         }
-        return Readiness(not problems, problems, warnings, services)
+        return Readiness(problems, warnings, services)
 
     def describe(self, name: str, full: bool = True) -> dict[str, Any]:
         """A service as callers see it: owner, deployed version, split; with *full*,

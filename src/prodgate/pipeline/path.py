@@ -62,13 +62,12 @@ class ServicePath:
         metrics: Metrics,
         max_rows: int,
     ) -> None:
-        self.service = service
         self.name = service.name
         self.contract = contract
         self.fleet = fleet
         self.router = router
         self.recorder = recorder
-        self.refuse = refusal
+        self.refusal = refusal
         self.shadows = shadows
         self.metrics = metrics
         self.max_rows = max_rows
@@ -85,7 +84,7 @@ class ServicePath:
             live = admit(ex, state, chosen)
             predictions = await infer(ex, live)
         except ProdgateError as exc:
-            return await self.refuse(ex, exc)
+            return await self.refusal(ex, exc)
         # The split may have moved while the model ran: copy to the shadow of now, not
         # to one that was retired meanwhile (its batcher refuses, a false failure).
         shadow = self.fleet.services[self.name].shadow

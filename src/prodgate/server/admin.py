@@ -96,6 +96,11 @@ class Call:
     body: dict[str, Any]
     version: int = 0  # the ``{version}`` path parameter, where the route has one
 
+    @property
+    def reason(self) -> str:
+        """The body's ``reason``, or "" when it gives none."""
+        return str(self.body.get("reason") or "")
+
 
 AdminHandler = Callable[["Admin", Call], Awaitable[Response]]
 
@@ -294,7 +299,7 @@ class Admin:
             by=Actor(body["by"], call.actor.origin) if body.get("by") else call.actor,
             note=body.get("note") or "",
             override_gates=bool(body.get("override_gates")),
-            reason=body.get("reason") or "",
+            reason=call.reason,
         )
         return json_response(
             {"service": call.service.name, "version": call.version, **approval.__dict__}
@@ -330,7 +335,7 @@ class Admin:
                 call.service,
                 call.body["version"],
                 actor=call.actor,
-                reason=call.body.get("reason") or "",
+                reason=call.reason,
             ),
         )
 
@@ -341,7 +346,7 @@ class Admin:
                 self.store,
                 call.service,
                 actor=call.actor,
-                reason=call.body.get("reason") or "",
+                reason=call.reason,
                 to=call.body.get("to"),
             ),
         )
@@ -362,7 +367,7 @@ class Admin:
                 call.service,
                 False,
                 actor=call.actor,
-                reason=call.body.get("reason") or "",
+                reason=call.reason,
             ),
         )
 
@@ -374,7 +379,7 @@ class Admin:
                 call.service,
                 call.body["version"],
                 actor=call.actor,
-                reason=call.body.get("reason") or "",
+                reason=call.reason,
             ),
         )
 
@@ -385,7 +390,7 @@ class Admin:
             call.service,
             call.body["version"],
             actor=call.actor,
-            reason=call.body.get("reason") or "",
+            reason=call.reason,
         )
         await self._after_change()
         return json_response({"rollout": r.as_dict()}, 201)
@@ -399,7 +404,7 @@ class Admin:
             self.store,
             call.service,
             actor=call.actor,
-            reason=call.body.get("reason") or "",
+            reason=call.reason,
         )
         await self._after_change()
         return json_response({"rollout": r.as_dict()})
