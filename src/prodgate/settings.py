@@ -103,6 +103,30 @@ def _sync(text: str) -> str:
     return up
 
 
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        low = text.strip().lower()
+        if low not in choices:
+            raise ValueError("must be one of " + ", ".join(choices))
+        return low
+
+    return parse
+
+
+def _redis_url(text: str) -> str:
+    url = text.strip()
+    if url and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("a Redis URL starts with redis://, rediss:// or unix://")
+    return url
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError("must be a number above 0")
+    return value
+
+
 def _folder(text: str) -> str:
     if Path(text).expanduser().is_file():
         raise ValueError(f"{text} is a file, not a folder")
@@ -215,12 +239,43 @@ class Settings:
         "SQLite synchronous mode; FULL survives power loss, NORMAL only process crashes.",
         parse=_sync,
     )
-    refresh_interval: float = _setting(1.0, "Seconds between checks for deployment changes.")
+    refresh_interval: float = _setting(
+        0.5,
+        "Seconds between checks for changes (splits, kill switches, keys) made by any replica "
+        "or command.",
+        parse=_positive,
+    )
     log_level: str = _setting("info", "Log level of the server (debug, info, warning, error).")
     admin_token: str = _setting(
         "",
-        "Bearer token that opens the admin HTTP API; empty keeps the admin API off.",
-        shown="empty: off",
+        "Bootstrap key: a bearer token with every scope (admin), for before any API key "
+        "exists; empty: none.",
+        shown="empty: none",
+    )
+    auth: str = _setting(
+        "keys",
+        "Who may call: keys (an API key with the route's scope; a service whose spec says "
+        "public: true is open for predict) or off (the data plane open to anyone; the admin "
+        "API still needs a key or the admin token).",
+        parse=_choice("keys", "off"),
+    )
+    redis_url: str = _setting(
+        "",
+        "Redis for limits exact across replicas (redis://host:6379/0); empty: limits are "
+        "kept in this process's memory.",
+        parse=_redis_url,
+        shown="empty: in memory",
+    )
+    redis_timeout_ms: float = _setting(
+        100.0,
+        "Longest wait for Redis before a limit check takes the fail mode.",
+        parse=_positive,
+    )
+    limit_fail: str = _setting(
+        "closed",
+        "What requests that have limits get while Redis is unreachable: closed (429 with "
+        "Retry-After) or open (let through, unlimited).",
+        parse=_choice("closed", "open"),
     )
     controller: bool = _setting(
         True, "Run the rollout controller inside the server (one replica drives each rollout)."

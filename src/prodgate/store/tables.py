@@ -162,3 +162,28 @@ state = Table(
     Column("key", String(64), primary_key=True),
     Column("value", BigInteger, nullable=False),
 )
+
+#: API keys: who may call what, and how much. Only a hash of each key's secret is
+#: stored; ``id`` is the public part of the key (``pg_<id>_<secret>``), so a lookup is
+#: one primary-key read. A rotation keeps the id (the identity on audit records) and
+#: moves the old hash to ``previous_hash``, valid until ``previous_until_us``.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("previous_hash", String(64), nullable=True),
+    Column("previous_until_us", BigInteger, nullable=True),
+    Column("scopes", Text, nullable=False),  # JSON list
+    Column("owner", String(128), nullable=False),  # the accountable person
+    Column("agent", Boolean, nullable=False, default=False),
+    Column("limits", Text, nullable=False, default="{}"),  # JSON: rps, rpm, ...
+    Column("created_by", String(128), nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
+    Column("expires_at_us", BigInteger, nullable=True),
+    Column("revoked_at_us", BigInteger, nullable=True),
+    Column("revoked_by", String(128), nullable=True),
+    Column("updated_at_us", BigInteger, nullable=False),
+    Index("ix_api_keys_updated", "updated_at_us"),
+)
