@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 
 from prodgate import spec as spec_module
+from prodgate.identity import keys
 from prodgate.registry import approvals, versions
 from prodgate.rollout import split as deployments
 from prodgate.server.app import create_app
@@ -90,12 +91,58 @@ def register_and_deploy(settings: Settings, ref: str = "fixture_models:claims") 
     return number
 
 
+#: The bootstrap key tests' clients carry unless told otherwise: every scope.
+BOOTSTRAP_TOKEN = "test-bootstrap-token"
+
+
+def make_key(
+    settings: Settings,
+    name: str,
+    *scopes: str,
+    owner: str | None = None,
+    agent: bool = False,
+    **limits: int,
+) -> str:
+    """A new API key in the settings' store; returns the whole key."""
+    store = open_store(settings)
+    try:
+        return keys.create(
+            store,
+            name,
+            scopes=scopes,
+            actor="tester",
+            owner=owner or name,
+            agent=agent,
+            limits=limits,
+        ).token
+    finally:
+        store.dispose()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
 @contextlib.asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The app with its lifespan running, and a client talking to it over ASGI."""
+async def running(
+    settings: Settings, token: str | None = BOOTSTRAP_TOKEN
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its lifespan running, and a client talking to it over ASGI.
+
+    The client carries *token* (default: the bootstrap key, the settings' own or one
+    they get when they set none), so tests of anything but access need no key of their own;
+    ``token=None`` sends none."""
+    if token == BOOTSTRAP_TOKEN:
+        if settings.admin_token:
+            token = settings.admin_token
+        else:
+            settings = settings.with_(admin_token=BOOTSTRAP_TOKEN)
     app = create_app(settings)
+    headers = bearer(token) if token else None
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://gateway", headers=headers
+        ) as client:
             client.app = app  # type: ignore[attr-defined]
             yield client

@@ -16,7 +16,9 @@ import test_rollout_controller as rollouts
 from gateway_support import (
     GOOD,
     SPEC,
+    bearer,
     deploy,
+    make_key,
     register_and_approve,
     register_and_deploy,
     running,
@@ -46,7 +48,6 @@ from prodgate.store.tables import audit_log
 pytestmark = pytest.mark.anyio
 PREDICT = "/v1/services/claims/predict"
 TOKEN = "s3cret-admin-token"
-ADMIN = {"Authorization": f"Bearer {TOKEN}", "X-Prodgate-Actor": "ops-alice"}
 
 
 @pytest.fixture
@@ -55,12 +56,18 @@ def deployed(deployed: Settings) -> Settings:
     return deployed.with_(admin_token=TOKEN, controller=False)
 
 
+@pytest.fixture
+def admin(deployed: Settings) -> dict[str, str]:
+    """The key of ops-alice, who governs claims."""
+    return bearer(make_key(deployed, "ops-alice-laptop", "admin:claims", owner="ops-alice"))
+
+
 def claims(settings: Settings) -> Any:
     return spec_module.load(settings.config).service("claims")
 
 
 async def history(client: httpx.AsyncClient) -> list[dict[str, Any]]:
-    r = await client.get("/v1/services/claims/history", headers=ADMIN)
+    r = await client.get("/v1/services/claims/history")
     assert r.status_code == 200, r.text
     return list(r.json()["history"])
 
@@ -115,23 +122,25 @@ def test_several_approvers_required(settings: Settings) -> None:
     deploy(settings, number)
 
 
-async def test_unapproved_version_cannot_deploy_or_canary_over_http(deployed: Settings) -> None:
+async def test_unapproved_version_cannot_deploy_or_canary_over_http(
+    deployed: Settings, admin: dict[str, str]
+) -> None:
     store = open_store(deployed)
     v = versions.register(store, claims(deployed), "fixture_models:claims_v2", actor="carol")
     store.dispose()
     async with running(deployed) as client:
         for path, body in (("deploy", {"version": v.number}), ("rollout", {"version": v.number})):
-            r = await client.post(f"/v1/services/claims/{path}", json=body, headers=ADMIN)
+            r = await client.post(f"/v1/services/claims/{path}", json=body, headers=admin)
             assert r.status_code == 409, r.text
             assert r.json()["type"].endswith("not-approved")
         r = await client.post(
             f"/v1/services/claims/versions/{v.number}/approve",
             json={"override_gates": True, "reason": "reviewed by hand"},
-            headers=ADMIN,
+            headers=admin,
         )
         assert r.status_code == 200, r.text
         r = await client.post(
-            "/v1/services/claims/deploy", json={"version": v.number}, headers=ADMIN
+            "/v1/services/claims/deploy", json={"version": v.number}, headers=admin
         )
         assert r.status_code == 200, r.text
         r = await client.post(PREDICT, json={"inputs": GOOD})
@@ -144,8 +153,8 @@ async def test_unapproved_version_cannot_deploy_or_canary_over_http(deployed: Se
 # -- admin API access --------------------------------------------------------------
 
 
-async def test_admin_api_needs_the_token(deployed: Settings) -> None:
-    async with running(deployed) as client:
+async def test_admin_api_needs_the_token(deployed: Settings, admin: dict[str, str]) -> None:
+    async with running(deployed, token=None) as client:
         r = await client.get("/v1/services/claims/history")
         assert r.status_code == 401
         assert r.headers["www-authenticate"].startswith("Bearer")
@@ -154,37 +163,39 @@ async def test_admin_api_needs_the_token(deployed: Settings) -> None:
         )
         assert r.status_code == 401
         assert TOKEN not in r.text
-        assert (await client.get("/v1/services/claims/history", headers=ADMIN)).status_code == 200
-    async with running(deployed.with_(admin_token="")) as client:
-        r = await client.get("/v1/services/claims/history", headers=ADMIN)
-        assert r.status_code == 403
-        assert "PRODGATE_ADMIN_TOKEN" in r.json()["detail"]
+        assert (await client.get("/v1/services/claims/history", headers=admin)).status_code == 200
+    # Keys work without the bootstrap key; the bootstrap key works only where it is set.
+    async with running(deployed.with_(admin_token=""), token=None) as client:
+        r = await client.get("/v1/services/claims/history", headers=admin)
+        assert r.status_code == 200
+        r = await client.get("/v1/services/claims/history", headers=bearer(TOKEN))
+        assert r.status_code == 401
 
 
-async def test_admin_bad_bodies_are_problems(deployed: Settings) -> None:
+async def test_admin_bad_bodies_are_problems(deployed: Settings, admin: dict[str, str]) -> None:
     async with running(deployed) as client:
-        r = await client.post("/v1/services/claims/deploy", content=b"{", headers=ADMIN)
+        r = await client.post("/v1/services/claims/deploy", content=b"{", headers=admin)
         assert r.status_code == 400
         r = await client.post(
-            "/v1/services/claims/deploy", json={"version": "one", "x": 1}, headers=ADMIN
+            "/v1/services/claims/deploy", json={"version": "one", "x": 1}, headers=admin
         )
         assert r.status_code == 422
         assert {e["path"] for e in r.json()["errors"]} == {"/version", "/x"}
-        r = await client.post("/v1/services/claims/deploy", json={"version": 9}, headers=ADMIN)
+        r = await client.post("/v1/services/claims/deploy", json={"version": 9}, headers=admin)
         assert r.status_code == 404
         for huge in (2**31, 10**20):
             r = await client.post(
-                "/v1/services/claims/deploy", json={"version": huge}, headers=ADMIN
+                "/v1/services/claims/deploy", json={"version": huge}, headers=admin
             )
             assert r.status_code == 422, r.text
             assert r.json()["errors"][0]["path"] == "/version"
         r = await client.post(
-            "/v1/services/claims/versions/99999999999/approve", json={"by": "x"}, headers=ADMIN
+            "/v1/services/claims/versions/99999999999/approve", json={"by": "x"}, headers=admin
         )
         assert r.status_code == 422, r.text
-        r = await client.post("/v1/services/claims/disable", json={}, headers=ADMIN)
+        r = await client.post("/v1/services/claims/disable", json={}, headers=admin)
         assert r.status_code == 422
-        r = await client.post("/v1/services/claims/rollout/jump", headers=ADMIN)
+        r = await client.post("/v1/services/claims/rollout/jump", headers=admin)
         assert r.status_code == 404
 
 
@@ -223,10 +234,10 @@ def test_kill_switch_keeps_a_weight_the_controller_set_meanwhile(deployed: Setti
         store.dispose()
 
 
-async def test_kill_switch(deployed: Settings) -> None:
+async def test_kill_switch(deployed: Settings, admin: dict[str, str]) -> None:
     async with running(deployed) as client:
         r = await client.post(
-            "/v1/services/claims/disable", json={"reason": "bad data upstream"}, headers=ADMIN
+            "/v1/services/claims/disable", json={"reason": "bad data upstream"}, headers=admin
         )
         assert r.status_code == 200, r.text
         r = await client.post(PREDICT, json={"inputs": GOOD})
@@ -237,16 +248,18 @@ async def test_kill_switch(deployed: Settings) -> None:
         assert (stored["status"], stored["problem"]) == (503, "disabled")
         assert (await client.get("/v1/services/claims")).json()["disabled"] is True
         r = await client.post(
-            "/v1/services/claims/disable", json={"reason": "again"}, headers=ADMIN
+            "/v1/services/claims/disable", json={"reason": "again"}, headers=admin
         )
         assert r.status_code == 409
-        assert (await client.post("/v1/services/claims/enable", headers=ADMIN)).status_code == 200
+        assert (await client.post("/v1/services/claims/enable", headers=admin)).status_code == 200
         assert (await client.post(PREDICT, json={"inputs": GOOD})).status_code == 200
         actions = [h["action"] for h in await history(client)]
         assert actions[-2:] == ["disable", "enable"]
 
 
-async def test_rollback_under_load_fails_no_request(deployed: Settings) -> None:
+async def test_rollback_under_load_fails_no_request(
+    deployed: Settings, admin: dict[str, str]
+) -> None:
     register_and_deploy(deployed, "fixture_models:claims_v2")
     async with running(deployed) as client:
 
@@ -256,7 +269,7 @@ async def test_rollback_under_load_fails_no_request(deployed: Settings) -> None:
         load = [asyncio.create_task(one(i)) for i in range(300)]
         await asyncio.sleep(0)
         r = await client.post(
-            "/v1/services/claims/rollback", json={"reason": "v2 misroutes"}, headers=ADMIN
+            "/v1/services/claims/rollback", json={"reason": "v2 misroutes"}, headers=admin
         )
         assert r.status_code == 200, r.text
         more = [asyncio.create_task(one(i)) for i in range(300)]
@@ -447,13 +460,15 @@ def test_production_history_replays_rollbacks_recorded_as_toggles(store: Store) 
         assert production_versions(conn, "nothing") == []
 
 
-async def test_shadow_sees_copies_and_answers_nobody(deployed: Settings) -> None:
+async def test_shadow_sees_copies_and_answers_nobody(
+    deployed: Settings, admin: dict[str, str]
+) -> None:
     store = open_store(deployed)
     v = versions.register(store, claims(deployed), "fixture_models:claims_v2", actor="carol")
     store.dispose()  # unapproved: shadow needs no approval
     async with running(deployed) as client:
         r = await client.post(
-            "/v1/services/claims/shadow", json={"version": v.number}, headers=ADMIN
+            "/v1/services/claims/shadow", json={"version": v.number}, headers=admin
         )
         assert r.status_code == 200, r.text
         answers = [await client.post(PREDICT, json={"inputs": GOOD}) for _ in range(5)]
@@ -503,7 +518,7 @@ async def test_sticky_routing_through_the_gateway(deployed: Settings) -> None:
 # -- feedback -----------------------------------------------------------------------
 
 
-async def test_feedback(deployed: Settings) -> None:
+async def test_feedback(deployed: Settings, admin: dict[str, str]) -> None:
     async with running(deployed) as client:
         rid = (await client.post(PREDICT, json={"inputs": GOOD})).json()["id"]
         url = f"/v1/inferences/{rid}/feedback"
@@ -540,9 +555,9 @@ async def test_feedback(deployed: Settings) -> None:
         r = await client.post(url, content=b"label=routine", headers={"content-type": "text/plain"})
         assert r.status_code == 415
         assert r.headers["content-type"] == "application/problem+json"
-        report = (await client.get("/v1/services/claims/metrics?window=1h", headers=ADMIN)).json()
+        report = (await client.get("/v1/services/claims/metrics?window=1h", headers=admin)).json()
         v1 = report["versions"][0]
         assert v1["operations"]["labelled"] == 1
         assert v1["quality"]["metrics"]["accuracy"] == 0.0  # it said routine; truth adjuster
-        r = await client.get("/v1/services/claims/metrics?window=soon", headers=ADMIN)
+        r = await client.get("/v1/services/claims/metrics?window=soon", headers=admin)
         assert r.status_code == 400

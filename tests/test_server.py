@@ -348,7 +348,7 @@ async def test_health_readiness_openapi(deployed: Settings) -> None:
         assert "post" in doc["paths"]["/v1/inferences/{id}/feedback"]
         rollout = doc["paths"]["/v1/services/{service}/rollout"]
         assert set(rollout) == {"get", "post"}
-        assert rollout["post"]["security"] == [{"admin": []}]
+        assert rollout["post"]["security"] == [{"key": []}]
         assert doc["components"]["schemas"]["Input_claims"]["required"] == ["amount", "category"]
         # The documented request body is the one the gateway takes, routing key included.
         post = doc["paths"][PREDICT]["post"]

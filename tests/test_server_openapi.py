@@ -10,7 +10,7 @@ from starlette.routing import Route
 
 from gateway_support import GOOD, register_and_deploy, running, write_spec
 from prodgate.server import openapi
-from prodgate.server.app import create_app
+from prodgate.server.app import access_table, create_app
 from prodgate.settings import Settings
 
 pytestmark = pytest.mark.anyio
@@ -44,9 +44,9 @@ async def test_the_document_is_built_once_per_app(
     builds: list[object] = []
     build = openapi.build
 
-    def counted(spec: Any) -> dict[str, Any]:
+    def counted(spec: Any, access: Any = None) -> dict[str, Any]:
         builds.append(spec)
-        return build(spec)
+        return build(spec, access)
 
     monkeypatch.setattr(openapi, "build", counted)
     async with running(sqlite_settings) as client:
@@ -56,7 +56,8 @@ async def test_the_document_is_built_once_per_app(
         assert {r.status_code for r in answers} == {200}
         assert {r.headers["content-type"] for r in answers} == {"application/json"}
         assert len({r.content for r in answers}) == 1
-        assert answers[0].json() == build(client.app.state.spec)  # type: ignore[attr-defined]
+        app = client.app  # type: ignore[attr-defined]
+        assert answers[0].json() == build(app.state.spec, access_table(app.routes))
     async with running(sqlite_settings):
         assert len(builds) == 2  # another app, its own document
 

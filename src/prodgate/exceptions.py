@@ -164,6 +164,38 @@ class ForbiddenError(AuthError):
     status, slug, title = 403, "forbidden", "Forbidden"
 
 
+class KeyRejectedError(AuthError):
+    """No key, or one that does not work: *reason* is ``missing``, ``malformed``,
+    ``unknown``, ``revoked`` or ``expired`` (a bounded label for metrics)."""
+
+    def __init__(self, detail: str, reason: str, key_id: str | None = None) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.key_id = key_id
+
+
+class ScopeError(ForbiddenError):
+    """A working key without the scope the route needs."""
+
+    slug, title = "insufficient-scope", "Insufficient scope"
+    reason = "scope"
+
+    def __init__(self, detail: str, key_id: str | None = None) -> None:
+        super().__init__(detail)
+        self.key_id = key_id
+
+
+class RateLimitedError(ProdgateError):
+    """Over a rate limit, quota or concurrency limit of a key or a service."""
+
+    status, slug, title = 429, "rate-limited", "Too many requests"
+
+    def __init__(self, detail: str, retry_after: int, headers: dict[str, str]) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+        self.headers = headers
+
+
 class ArtifactError(ProdgateError):
     status, slug, title = 422, "artifact", "Unusable model artifact"
 

@@ -18,6 +18,7 @@ from prodgate.settings import SERVE
 
 if TYPE_CHECKING:
     from prodgate.pipeline.gateway import Gateway
+    from prodgate.store.engine import Store
 
 SERVICE = "claims-triage"
 
@@ -28,12 +29,34 @@ def invoked_as() -> str:
     return str(argv0) if argv0.name == "prodgate" else "prodgate"
 
 
-def curl_line(base: str, inputs: dict[str, object]) -> str:
+def curl_line(base: str, inputs: dict[str, object], token: str) -> str:
     body = orjson.dumps({"inputs": inputs}).decode()
     return (
         f"curl -s -X POST {base}/v1/services/{SERVICE}/predict "
+        f"-H 'authorization: Bearer {token}' "
         f"-H 'content-type: application/json' -d {shlex.quote(body)}"
     )
+
+
+DEMO_KEY = "demo"
+
+
+def demo_key(store: Store, actor: str) -> str:
+    """A fresh key for the demo's curl line (the one a run before made is revoked:
+    a key is shown once, so each run makes its own)."""
+    from prodgate.identity import keys
+
+    for old in keys.list_keys(store):
+        if old.name == DEMO_KEY:
+            keys.revoke(store, old.id, actor=actor, reason="a new demo run")
+    issued = keys.create(
+        store,
+        DEMO_KEY,
+        scopes=[f"predict:{SERVICE}", f"feedback:{SERVICE}", "audit:read"],
+        actor=actor,
+        owner=actor,
+    )
+    return issued.token
 
 
 @click.command()
@@ -100,7 +123,7 @@ def demo(ctx: Context, no_serve: bool, story: bool) -> None:
         raise SystemExit(0 if ok else 1)
     ensure_v1(store, spec.service(SERVICE), result, lambda line: click.echo(line))
     base = f"http://{settings.host}:{settings.port}"
-    line = curl_line(base, example_request())
+    line = curl_line(base, example_request(), demo_key(store, ctx.actor))
     if no_serve:
         click.echo(f"ready; serve it with: {prog} --home {settings.home} demo\n{line}")
         return

@@ -22,6 +22,7 @@ def cli(ctx: click.Context, /, **options: Any) -> None:
     prodgate init                                 write a prodgate.yaml to start from
     prodgate register SERVICE PATH --data FILE    store an immutable version
     prodgate deploy SERVICE VERSION               send it all traffic
+    prodgate keys create app --scope predict:SVC  who may call, and how much
     prodgate serve                                gateway, metrics, audit trail
     prodgate audit verify                         prove nothing was changed or removed
     prodgate demo                                 all of it on a bundled example
@@ -39,13 +40,25 @@ def _register_commands() -> None:
         evaluation,
         governance,
         init,
+        keys,
         registry,
         rollout,
         serve,
         settings,
     )
 
-    for module in (audit, demo, evaluation, governance, init, registry, rollout, serve, settings):
+    for module in (
+        audit,
+        demo,
+        evaluation,
+        governance,
+        init,
+        keys,
+        registry,
+        rollout,
+        serve,
+        settings,
+    ):
         for command in module.COMMANDS:
             add_shared_options(command)
             cli.add_command(command)

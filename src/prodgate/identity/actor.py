@@ -1,11 +1,13 @@
 """Who acts, and from where: the name an action is recorded under, with its origin.
 
-Until API keys exist, the name a person acts under is declared (``--by``,
-``PRODGATE_USER``) and nothing checks it. What can be recorded beside it is where the
-action came from: the channel (``cli``) and, for the CLI, the operating-system account
-and the host that ran the command. That is evidence for a later audit, not
-authentication: it tells an auditor that ``--by alice`` was typed by the account
-``dana`` on ``build-7``, not who sat at the keyboard.
+Over HTTP, who acts is the identity of the API key the request carried
+(:mod:`prodgate.identity.keyring`): a person, or an agent with the person accountable
+for it, recorded with the key's id. On the command line the name is declared
+(``--by``, ``PRODGATE_USER``): whoever can run the CLI against the store can already
+change anything in it. What is recorded beside it is where the action came from: the
+channel (``cli``) and the operating-system account and host that ran the command.
+That is evidence for a later audit, not authentication: it tells an auditor that
+``--by alice`` was typed by the account ``dana`` on ``build-7``.
 
 An :class:`Actor` *is* its name, a ``str``. Every library function that takes
 ``actor: str`` takes one unchanged, stores the name where it did and compares names as
@@ -40,8 +42,14 @@ class Origin:
     """The name of the machine the acting process runs on."""
     address: str | None = None
     """The network address a request came from (HTTP channels)."""
+    key: str | None = None
+    """The id of the API key the request carried (HTTP channels); never the key."""
+    owner: str | None = None
+    """For an agent's key: the person accountable for the agent."""
+    agent: bool | None = None
+    """True when the actor is an AI agent or service account, not a person."""
 
-    def as_dict(self) -> dict[str, str]:
+    def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
     @classmethod
@@ -74,6 +82,11 @@ class Actor(str):
 
     def __repr__(self) -> str:
         return f"Actor({str(self)!r}, {self.origin!r})"
+
+    @property
+    def person(self) -> str:
+        """The person answerable for the action: an agent's owner, else the actor."""
+        return self.origin.owner or str(self)
 
     @classmethod
     def cli(cls, name: str) -> Actor:

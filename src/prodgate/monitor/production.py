@@ -29,13 +29,13 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 LABELLED_LIMIT = 50_000
 
 
-def parse_window(text: str) -> float:
-    """'90s', '30m', '1h', '7d' -> seconds."""
+def parse_window(text: str, what: str = "window") -> float:
+    """'90s', '30m', '1h', '7d' -> seconds; *what* names the value in errors."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text)
     if not m:
-        raise UsageError(f"window {text!r}: write a number and a unit, e.g. 90s, 30m, 1h, 7d")
+        raise UsageError(f"{what} {text!r}: write a number and a unit, e.g. 90s, 30m, 1h, 7d")
     if float(m[1]) <= 0:
-        raise UsageError(f"window {text!r}: must be longer than zero")
+        raise UsageError(f"{what} {text!r}: must be longer than zero")
     return float(m[1]) * _UNITS[m[2]]
 
 

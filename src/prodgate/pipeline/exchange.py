@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from prodgate.identity.keyring import ANONYMOUS_PRINCIPAL, Principal
+
 
 @dataclass(slots=True)
 class Exchange:
@@ -25,6 +27,7 @@ class Exchange:
     rows: Sequence[Mapping[str, Any]] = ()  # set by the parse stage
     single: bool = True  # ``{"inputs": row}`` rather than ``{"instances": [...]}``
     version: int | None = None  # the version chosen by the route stage
+    caller: Principal = ANONYMOUS_PRINCIPAL  # who sent it (the server's access check)
 
 
 @dataclass(slots=True)

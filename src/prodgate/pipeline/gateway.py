@@ -25,6 +25,7 @@ from typing import Any
 from prodgate.audit import log
 from prodgate.contract import Contract
 from prodgate.exceptions import ProdgateError, UnknownInferenceError
+from prodgate.identity.keyring import ANONYMOUS_PRINCIPAL, KeyRing, Principal, read_keys
 from prodgate.monitor import feedback
 from prodgate.pipeline.exchange import Exchange, Outcome
 from prodgate.pipeline.fleet import Fleet
@@ -87,8 +88,16 @@ class Readiness:
 
 
 class Gateway:
-    def __init__(self, settings: Settings, spec: Spec, store: Store, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        spec: Spec,
+        store: Store,
+        metrics: Metrics,
+        keyring: KeyRing | None = None,
+    ) -> None:
         self.settings = settings
+        self.keyring = keyring if keyring is not None else KeyRing(settings.admin_token)
         self.spec = spec
         self.store = store
         self.metrics = metrics
@@ -131,6 +140,7 @@ class Gateway:
     async def start(self) -> None:
         self._gc_threshold = gc.get_threshold()
         self.recorder.start()
+        await self._reload_keys(await asyncio.to_thread(self.store.generation))
         await self.fleet.refresh()
         settle_heap()
         self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
@@ -161,26 +171,48 @@ class Gateway:
                 logger.exception("refreshing deployments failed")
 
     async def refresh(self) -> None:
-        """Apply deployment changes now rather than at the next poll."""
+        """Apply changes (keys, splits, kill switches) now rather than at the next poll."""
+        generation = await asyncio.to_thread(self.store.generation)
+        if generation != self.keyring.generation:
+            await self._reload_keys(generation)
         if await self.fleet.refresh():
             settle_heap()
+
+    async def _reload_keys(self, generation: int) -> None:
+        """Every key, read at *generation* or later (so none older is kept)."""
+        keys = await asyncio.to_thread(read_keys, self.store)
+        self.keyring.load(keys, generation)
+        self.metrics.keys_loaded.set(len(keys))
 
     # -- what the routes ask ---------------------------------------------------------
 
     async def predict(
-        self, name: str, body: bytes, started: float, routing_key: str | None = None
+        self,
+        name: str,
+        body: bytes,
+        started: float,
+        routing_key: str | None = None,
+        caller: Principal = ANONYMOUS_PRINCIPAL,
     ) -> Outcome:
-        """Serve one predict request whose raw JSON *body* arrived at *started*."""
-        ex = Exchange(name, body, started, routing_key)
+        """Serve one predict request from *caller* whose raw JSON *body* arrived at
+        *started*."""
+        ex = Exchange(name, body, started, routing_key, caller=caller)
         path = self.paths.get(name)
         if path is None:
             return await self.refusal(ex, self.spec.unknown(name))
         return await path.handle(ex)
 
-    async def refuse(self, name: str, exc: ProdgateError, started: float, body: bytes) -> Outcome:
+    async def refuse(
+        self,
+        name: str,
+        exc: ProdgateError,
+        started: float,
+        body: bytes,
+        caller: Principal = ANONYMOUS_PRINCIPAL,
+    ) -> Outcome:
         """Refuse a predict request before its stages ran (a body too large or in an
         unknown encoding, not sent as JSON)."""
-        return await self.refusal(Exchange(name, body, started), exc)
+        return await self.refusal(Exchange(name, body, started, caller=caller), exc)
 
     async def readiness(self) -> Readiness:
         problems: list[str] = []

@@ -93,3 +93,27 @@ class Metrics:
             ["service", "version", "role"],
             registry=r,
         )
+        self.auth_denied = Counter(
+            "prodgate_auth_denied_total",
+            "Requests refused for their key: reason is missing, malformed, unknown, revoked, "
+            "expired (401) or scope (403).",
+            ["reason"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "prodgate_rate_limited_total",
+            "Requests refused with 429 by a limit: subject is key or service, limit its name "
+            "(rps, rpm, rows_per_minute, concurrency), or unavailable while Redis is unreachable "
+            "and the fail mode is closed.",
+            ["subject", "limit"],
+            registry=r,
+        )
+        self.limits_store_up = Gauge(
+            "prodgate_limits_store_up",
+            "1 while the store of limits (Redis, or this process's memory) answers; 0 while "
+            "limit checks take the fail mode.",
+            registry=r,
+        )
+        self.keys_loaded = Gauge(
+            "prodgate_keys_loaded", "API keys this gateway holds in memory.", registry=r
+        )

@@ -93,7 +93,15 @@ class ServicePath:
         number = live.version.number
         latency_ms = round((time.perf_counter() - ex.started) * 1000.0, 3)
         records = decided(
-            "predict", self.name, number, ex.rows, predictions, self.threshold, now_us(), latency_ms
+            "predict",
+            self.name,
+            number,
+            ex.rows,
+            predictions,
+            self.threshold,
+            now_us(),
+            latency_ms,
+            ex.caller,
         )
         answers = [
             answer(r, p, self.name, number, latency_ms)

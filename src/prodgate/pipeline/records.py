@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from prodgate.audit.record import KIND_INFERENCE, Record
+from prodgate.identity.keyring import Principal
 from prodgate.pipeline.decision import decide
 from prodgate.runtime.base import Prediction
 
@@ -28,8 +29,16 @@ def inference_record(
     ts_us: int,
     latency_ms: float,
     confidence: float | None = None,
+    caller: Principal | None = None,
 ) -> Record:
-    """An inference record: ``action`` is ``predict`` (answered or refused) or ``shadow``."""
+    """An inference record: ``action`` is ``predict`` (answered or refused) or ``shadow``.
+
+    A *caller* with a key is recorded: its identity as the record's actor, the key's
+    id in the payload (never the key)."""
+    actor = None
+    if caller is not None and caller.key_id is not None:
+        actor = caller.name
+        payload["key"] = caller.key_id
     return Record(
         kind=KIND_INFERENCE,
         action=action,
@@ -41,6 +50,7 @@ def inference_record(
         decision=decision,
         confidence=confidence,
         latency_ms=latency_ms,
+        actor=actor,
     )
 
 
@@ -53,6 +63,7 @@ def decided(
     confidence_below: float | None,
     ts_us: int,
     latency_ms: float,
+    caller: Principal | None = None,
 ) -> list[Record]:
     """One record per answered row: its input, output and decision (the decide stage)."""
     return [
@@ -66,6 +77,7 @@ def decided(
             ts_us=ts_us,
             latency_ms=latency_ms,
             confidence=p.confidence,
+            caller=caller,
         )
         for row, p in zip(rows, predictions, strict=True)
     ]

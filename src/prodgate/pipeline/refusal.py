@@ -16,6 +16,7 @@ from prodgate.exceptions import (
     ModelError,
     OverloadedError,
     ProdgateError,
+    RateLimitedError,
     UnavailableError,
 )
 from prodgate.pipeline.decision import REJECTED
@@ -68,10 +69,13 @@ class Refusal:
             payload=detail,
             ts_us=now_us(),
             latency_ms=round(latency_s * 1000.0, 3),
+            caller=ex.caller,
         )
         headers = (
             {"Retry-After": str(exc.retry_after)} if isinstance(exc, OverloadedError) else None
         )
+        if isinstance(exc, RateLimitedError):
+            headers = exc.headers
         try:
             await self.recorder.record([rec])
             body = exc.problem()

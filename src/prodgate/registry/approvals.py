@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 
 from prodgate.audit import log
 from prodgate.exceptions import ApprovalRefused, NotApprovedError, UsageError
+from prodgate.identity.actor import Actor
 from prodgate.registry.versions import get_version
 from prodgate.spec import ServiceSpec
 from prodgate.store.engine import Store, now_us
@@ -31,6 +32,12 @@ class Approval:
     override_gates: bool
     reason: str
     created_at_us: int
+    #: The person accountable when the approver is an agent (its key's owner).
+    owner: str | None = None
+
+    @property
+    def person(self) -> str:
+        return self.owner or self.approver
 
 
 def list_approvals(conn: Connection, service: str, version: int) -> list[Approval]:
@@ -40,7 +47,9 @@ def list_approvals(conn: Connection, service: str, version: int) -> list[Approva
         .order_by(approvals.c.id)
     ).all()
     return [
-        Approval(r.approver, r.note, bool(r.override_gates), r.reason, int(r.created_at_us))
+        Approval(
+            r.approver, r.note, bool(r.override_gates), r.reason, int(r.created_at_us), r.owner
+        )
         for r in rows
     ]
 
@@ -114,11 +123,14 @@ def approve(
         evaluation = latest_evaluation(conn, service.name, version)
         problem = None
         failed: list[dict[str, Any]] = []
-        who = _person(by)
+        # People are compared, not names: an agent's approval is its owner's.
+        owner = by.origin.owner if isinstance(by, Actor) else None
+        who = _person(owner or by)
+        as_who = f"{by} (owned by {owner})" if owner else str(by)
         if service.policy.approvals.separation_of_duties and who == _person(v.created_by):
-            problem = f"{by} registered version {version} and may not approve it too"
-        elif any(_person(a.approver) == who for a in list_approvals(conn, service.name, version)):
-            problem = f"{by} has already approved version {version}"
+            problem = f"{as_who} registered version {version} and may not approve it too"
+        elif any(_person(a.person) == who for a in list_approvals(conn, service.name, version)):
+            problem = f"{as_who} has already approved version {version}"
         elif evaluation is None and not override_gates:
             problem = (
                 f"version {version} has no stored evaluation; run 'prodgate evaluate "
@@ -155,6 +167,7 @@ def approve(
                 service=service.name,
                 version=version,
                 approver=by,
+                owner=owner,
                 note=note,
                 override_gates=override_gates,
                 reason=reason,
@@ -182,4 +195,4 @@ def approve(
                 )
             ],
         )
-    return Approval(by, note, override_gates, reason, ts)
+    return Approval(by, note, override_gates, reason, ts, owner)

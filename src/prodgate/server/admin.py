@@ -1,8 +1,11 @@
 """The admin HTTP API: governance over HTTP, for the dashboard and for automation.
 
-Every route here needs the admin bearer token (see :mod:`prodgate.server.auth`) and
-calls the same library functions as the CLI, in a worker thread since they use the
-store. Who acts comes from ``X-Prodgate-Actor`` (default ``admin-api``).
+Every route here needs an API key (see :mod:`prodgate.server.access`): reading needs
+``admin:SERVICE`` or ``audit:read``, changing needs ``admin:SERVICE`` (``admin`` does
+both, as does the bootstrap ``PRODGATE_ADMIN_TOKEN``), even when auth is off. Routes call
+the same library functions as the CLI, in a worker thread since they use the store.
+Who acts is the key's identity (a person, or an agent with its owner), recorded with
+the key's id; never a name from the body or a header.
 
 Each route is declared once, in :data:`ROUTES`: its method, path, handler, summary,
 body fields and success status. The Starlette routes and the OpenAPI entries are both
@@ -21,7 +24,6 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from prodgate.audit.history import history
 from prodgate.contract import Contract
@@ -35,6 +37,7 @@ from prodgate.rollout import commands as rollout_commands
 from prodgate.rollout import split as deployments
 from prodgate.rollout.status import status as rollout_status
 from prodgate.server import body as request_body
+from prodgate.server.access import Access, Guarded, principal
 from prodgate.server.problems import json_response
 from prodgate.spec import ServiceSpec
 from prodgate.store.engine import Store
@@ -43,6 +46,8 @@ BASE = "/v1/services/{service}"
 #: A metrics window as :func:`~prodgate.monitor.production.parse_window` reads it.
 WINDOW = r"^\s*\d+(\.\d+)?\s*[smhd]\s*$"
 ROLLOUT_ACTIONS = ("pause", "resume", "abort", "confirm")
+READ = Access(("admin", "audit:read"), admin=True)
+CHANGE = Access(("admin",), admin=True)
 
 #: The JSON Schema of each type a body field may have. Every integer an admin body
 #: takes is a version number. No text may hold NUL: PostgreSQL text refuses it, and
@@ -123,6 +128,11 @@ class AdminRoute:
         return BASE + self.path
 
     @property
+    def access(self) -> Access:
+        """Reading: the service's admins and auditors; changing: its admins."""
+        return READ if self.method == "GET" else CHANGE
+
+    @property
     def path_parameters(self) -> list[str]:
         return [p for p in ("service", *PATH_PARAMETERS) if "{" + p + "}" in self.full_path]
 
@@ -194,14 +204,19 @@ class Admin:
         # Apply the change here at once rather than at the next poll.
         await self.state.gateway.refresh()
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[Guarded]:
         """One Starlette route per path, answering each of its declared methods, so a
         405 lists them all in ``Allow``."""
         by_path: dict[str, dict[str, AdminRoute]] = {}
         for declared in ROUTES:
             by_path.setdefault(declared.full_path, {})[declared.method] = declared
         return [
-            Route(path, self._endpoint(methods), methods=list(methods))
+            Guarded(
+                path,
+                self._endpoint(methods),
+                methods=list(methods),
+                access={m: declared.access for m, declared in methods.items()},
+            )
             for path, methods in by_path.items()
         ]
 
@@ -215,7 +230,8 @@ class Admin:
 
     async def _call(self, request: Request, declared: AdminRoute) -> Call:
         """Check the caller first, then the service, the path and the body."""
-        actor: Actor = self.state.auth.actor(request)
+        address = request.client.host if request.client else None
+        actor = principal(request).actor(address)
         service: ServiceSpec = self.state.spec.service(request.path_params["service"])
         number = _path_version(request) if "version" in request.path_params else 0
         body: dict[str, Any] = {}
@@ -295,8 +311,7 @@ class Admin:
             self.store,
             call.service,
             call.version,
-            # A name given in the body acts from the same place as the caller.
-            by=Actor(body["by"], call.actor.origin) if body.get("by") else call.actor,
+            by=call.actor,
             note=body.get("note") or "",
             override_gates=bool(body.get("override_gates")),
             reason=call.reason,
@@ -435,12 +450,11 @@ ROUTES: tuple[AdminRoute, ...] = (
         Admin.approve,
         "Approve a version",
         body=(
-            Field("by", str, "who approves (default: the actor)"),
             Field("note", str),
             Field("override_gates", bool, "approve although the gates failed (needs a reason)"),
             _REASON,
         ),
-        example={"by": "alice", "note": "holdout results reviewed"},
+        example={"note": "holdout results reviewed"},
     ),
     AdminRoute("GET", "/deployment", Admin.get_deployment, "The traffic split"),
     AdminRoute(

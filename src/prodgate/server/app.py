@@ -5,22 +5,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.routing import Route
+from starlette.responses import Response
+from starlette.routing import BaseRoute
 from starlette.types import Receive, Scope, Send
 
 from prodgate import spec as spec_module
 from prodgate.exceptions import ProdgateError
+from prodgate.identity.keyring import KeyRing
 from prodgate.pipeline.gateway import Gateway
 from prodgate.pipeline.metrics import Metrics
 from prodgate.rollout.controller import run_controller
 from prodgate.server import openapi, problems, routes
+from prodgate.server.access import ANY_KEY, PUBLIC, Access, Gatekeeper, Guarded
 from prodgate.server.admin import Admin
-from prodgate.server.auth import AdminAuth
 from prodgate.settings import Settings
 from prodgate.spec import Spec
 from prodgate.store.engine import Store, open_store
@@ -42,7 +45,7 @@ def create_app(
         # The two planes side by side: the gateway (data plane) and, unless turned
         # off, the rollout controller (control plane), sharing only the store.
         store = open_store(settings)
-        gateway = Gateway(settings, spec, store, metrics)
+        gateway = Gateway(settings, spec, store, metrics, keyring)
         app.state.gateway = state.gateway = gateway
         state.store = store
         await gateway.start()
@@ -66,17 +69,27 @@ def create_app(
             store.dispose()
 
     admin = Admin(state := _State())
+    keyring = KeyRing(settings.admin_token)
+    predict = Guarded(
+        "/v1/services/{service}/predict", routes.predict, methods=["POST"], access=PREDICT
+    )
     app = GatewayApp(
+        predict.endpoint,
         routes=[
-            Route("/healthz", routes.healthz, methods=["GET"]),
-            Route("/readyz", routes.readyz, methods=["GET"]),
-            Route("/metrics", routes.metrics, methods=["GET"]),
-            Route("/openapi.json", routes.openapi, methods=["GET"]),
-            Route("/v1/services", routes.list_services, methods=["GET"]),
-            Route("/v1/services/{service}", routes.get_service, methods=["GET"]),
-            Route("/v1/services/{service}/predict", routes.predict, methods=["POST"]),
-            Route("/v1/inferences/{id}", routes.get_inference, methods=["GET"]),
-            Route("/v1/inferences/{id}/feedback", routes.post_feedback, methods=["POST"]),
+            Guarded("/healthz", routes.healthz, methods=["GET"], access=PUBLIC),
+            Guarded("/readyz", routes.readyz, methods=["GET"], access=PUBLIC),
+            Guarded("/metrics", routes.metrics, methods=["GET"], access=PUBLIC),
+            Guarded("/openapi.json", routes.openapi, methods=["GET"], access=PUBLIC),
+            Guarded("/v1/services", routes.list_services, methods=["GET"], access=ANY_KEY),
+            Guarded("/v1/services/{service}", routes.get_service, methods=["GET"], access=DESCRIBE),
+            predict,
+            Guarded("/v1/inferences/{id}", routes.get_inference, methods=["GET"], access=AUDIT),
+            Guarded(
+                "/v1/inferences/{id}/feedback",
+                routes.post_feedback,
+                methods=["POST"],
+                access=Access(("feedback",), service_of=routes.inference_service),
+            ),
             *admin.routes(),
         ],
         exception_handlers={
@@ -90,13 +103,33 @@ def create_app(
     app.state.settings = state.settings = settings
     app.state.spec = state.spec = spec
     app.state.metrics = metrics
-    app.state.auth = state.auth = AdminAuth(settings.admin_token)
+    app.state.keyring = keyring
+    app.state.gatekeeper = Gatekeeper(settings, spec, keyring, metrics)
     # Built once: the spec cannot change while the app lives.
-    app.state.openapi = openapi.render(spec)
+    app.state.openapi = openapi.render(spec, access_table(app.routes))
     return app
 
 
+#: Calling a service; open without a key when its spec says ``public: true``.
+PREDICT = Access(("predict",), open_if_public=True)
+#: A service's description and contract: for who may call it, govern it or audit it.
+DESCRIBE = Access(("predict", "admin", "audit:read"))
+#: The stored record of a decision.
+AUDIT = Access(("audit:read",))
+
 PREDICT_PREFIX, PREDICT_SUFFIX = "/v1/services/", "/predict"
+
+
+def access_table(table: list[BaseRoute]) -> dict[tuple[str, str], Access]:
+    """Each route's declared access by (path, method); a route that declares none is
+    a bug this refuses to start with."""
+    out: dict[tuple[str, str], Access] = {}
+    for route in table:
+        if not isinstance(route, Guarded):
+            raise TypeError(f"route {getattr(route, 'path', route)!r} declares no access")
+        for method, access in route.access.items():
+            out[(route.path, method)] = access
+    return out
 
 
 class GatewayApp(Starlette):
@@ -109,13 +142,17 @@ class GatewayApp(Starlette):
     on the predict path (405), goes through Starlette as usual.
     """
 
+    def __init__(self, predict: Callable[[Request], Awaitable[Response]], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._predict_endpoint = predict  # the guarded predict route's endpoint
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             service = _predict_target(scope)
             if service is not None:
                 scope["app"] = self
                 scope["path_params"] = {"service": service}
-                await _predict(Request(scope, receive), send)
+                await _predict(self._predict_endpoint, Request(scope, receive), send)
                 return
         await super().__call__(scope, receive, send)
 
@@ -133,11 +170,13 @@ def _predict_target(scope: Scope) -> str | None:
     return service if service and "/" not in service else None
 
 
-async def _predict(request: Request, send: Send) -> None:
-    """The predict route, with the one error handling it needs outside the router:
-    what the route itself does not answer is a logged 500 problem."""
+async def _predict(
+    endpoint: Callable[[Request], Awaitable[Response]], request: Request, send: Send
+) -> None:
+    """The guarded predict route, with the one error handling it needs outside the
+    router: what the route itself does not answer is a logged 500 problem."""
     try:
-        response = await routes.predict(request)
+        response = await endpoint(request)
     except ProdgateError as exc:
         response = problems.error_response(exc, request)
     except Exception as exc:
@@ -146,11 +185,10 @@ async def _predict(request: Request, send: Send) -> None:
 
 
 class _State:
-    """What the admin routes read: settings, spec, auth; the store and the gateway once
+    """What the admin routes read: settings, spec; the store and the gateway once
     the app has started."""
 
     settings: Settings
     spec: Spec
-    auth: AdminAuth
     store: Store
     gateway: Gateway

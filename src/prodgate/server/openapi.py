@@ -7,15 +7,20 @@ created (see :func:`render`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
 from prodgate import __version__
 from prodgate.contract import Contract
+from prodgate.server.access import Access
 from prodgate.server.admin import PATH_PARAMETERS
 from prodgate.server.admin import ROUTES as ADMIN_ROUTES
 from prodgate.spec import Spec
+
+#: Each route's declared access, by (path template, method).
+AccessTable = Mapping[tuple[str, str], Access]
 
 _PROBLEM = {"$ref": "#/components/schemas/Problem"}
 _DECISION = {"$ref": "#/components/schemas/Decision"}
@@ -23,13 +28,15 @@ _OBJECT: dict[str, Any] = {"type": "object"}
 
 _TITLES = {
     400: "malformed request (not JSON, not gzip, a bad query)",
-    401: "no admin token, or a wrong one",
-    403: "the admin API is off",
+    401: "no API key, a malformed one, or one unknown, revoked or expired",
+    403: "the key lacks the scope this route needs",
     404: "no such service, version, record or rollout",
     409: "not allowed in the present state",
     413: "body too large, as sent or decompressed",
     415: "body not application/json, or in a coding other than gzip",
     422: "the body or a path parameter breaks its contract; every violation is listed",
+    429: "over a rate limit, quota or concurrency limit of the key or the service; "
+    "see Retry-After and the RateLimit headers",
     500: "the model failed on a valid input",
     503: "not deployed, disabled, overloaded, or the store is unavailable",
 }
@@ -85,13 +92,6 @@ _ROUTING_HEADER = {
     "in": "header",
     "required": False,
     "description": "sticky routing key; `routing_key` in the body wins",
-    "schema": {"type": "string"},
-}
-_ACTOR_HEADER = {
-    "name": "X-Prodgate-Actor",
-    "in": "header",
-    "required": False,
-    "description": "who acts, for the audit log (default `admin-api`)",
     "schema": {"type": "string"},
 }
 _INFERENCE_ID = "0b4570fe82b545c29c5e4bb3d5bb5a21"
@@ -214,8 +214,7 @@ def _admin(service_names: list[str]) -> dict[str, Any]:
             {"name": q.name, "in": "query", "required": False, "schema": q.schema()}
             for q in route.query
         ]
-        params.append(_ACTOR_HEADER)
-        codes = [401, 403, 404, 503]
+        codes = [404, 503]
         if route.body is not None:
             codes += [400, 409, 413, 415, 422]
         elif route.query:
@@ -226,7 +225,6 @@ def _admin(service_names: list[str]) -> dict[str, Any]:
             "summary": route.summary + " (admin)",
             "operationId": route.handler.__name__,
             "tags": ["admin"],
-            "security": [{"admin": []}],
             "parameters": params,
             "responses": {
                 str(route.status): _json("done"),
@@ -298,13 +296,37 @@ def _predict(name: str, description: str, key: str, example: dict[str, Any]) -> 
                     "one decision (inputs) or {predictions: [...]} (instances)",
                     {"oneOf": [_DECISION, {"$ref": "#/components/schemas/Predictions"}]},
                 ),
-                **_problems(400, 404, 413, 415, 422, 500, 503),
+                **_problems(400, 404, 413, 415, 422, 429, 500, 503),
             },
         }
     }
 
 
-def build(spec: Spec) -> dict[str, Any]:
+def _secure(paths: dict[str, Any], spec: Spec, access: AccessTable) -> None:
+    """Each operation's security from its route's declared access: the scopes it
+    needs, and the 401 and 403 a key can get."""
+    for (template, method), needed in access.items():
+        concrete = (
+            [template.replace("{service}", n) for n in spec.services]
+            if template.endswith("/predict")
+            else [template]
+        )
+        for path in concrete:
+            op = paths.get(path, {}).get(method.lower())
+            if op is None:
+                continue
+            service = path.split("/")[3] if template.endswith("/predict") else None
+            if needed.public or (needed.open_if_public and spec.services[str(service)].public):
+                op["security"] = []
+                continue
+            op["security"] = [{"key": []}]
+            op["description"] = (
+                op.get("description", "") + f" Scopes: {needed.describe()}."
+            ).strip()
+            op["responses"].update(_problems(401, 403))
+
+
+def build(spec: Spec, access: AccessTable | None = None) -> dict[str, Any]:
     """The OpenAPI 3.1 document of an app serving *spec*."""
     schemas = _schemas()
     names = list(spec.services)
@@ -356,17 +378,25 @@ def build(spec: Spec) -> dict[str, Any]:
         schemas[key] = service.contract
         example = Contract(service.contract).example()
         paths[f"/v1/services/{name}/predict"] = _predict(name, service.description, key, example)
+    _secure(paths, spec, access or {})
     return {
         "openapi": "3.1.0",
         "info": {"title": "prodgate gateway", "version": __version__},
         "paths": paths,
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "key": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "an API key (prodgate keys create) or the bootstrap "
+                    "PRODGATE_ADMIN_TOKEN",
+                }
+            },
         },
     }
 
 
-def render(spec: Spec) -> bytes:
+def render(spec: Spec, access: AccessTable | None = None) -> bytes:
     """The document as the app serves it: built and encoded once per app."""
-    return orjson.dumps(build(spec))
+    return orjson.dumps(build(spec, access))

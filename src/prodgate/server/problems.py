@@ -10,7 +10,14 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from prodgate.exceptions import PROBLEM_BASE, AuthError, ProdgateError
+from prodgate.exceptions import (
+    PROBLEM_BASE,
+    AuthError,
+    KeyRejectedError,
+    ProdgateError,
+    RateLimitedError,
+    ScopeError,
+)
 from prodgate.server.body import ACCEPT_ENCODING
 
 logger = logging.getLogger("prodgate.server")
@@ -45,13 +52,24 @@ def problem_headers(status: int, headers: dict[str, str] | None = None) -> dict[
     return headers
 
 
+def challenge(exc: AuthError) -> str:
+    """The ``WWW-Authenticate`` value of a 401 or 403 (RFC 6750)."""
+    if isinstance(exc, ScopeError):
+        return 'Bearer realm="prodgate", error="insufficient_scope"'
+    if isinstance(exc, KeyRejectedError) and exc.reason in ("unknown", "revoked", "expired"):
+        return 'Bearer realm="prodgate", error="invalid_token"'
+    return 'Bearer realm="prodgate"'
+
+
 def error_response(exc: ProdgateError, request: Request | None = None) -> Response:
     headers: dict[str, str] = {}
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
-    if isinstance(exc, AuthError) and exc.status == 401:
-        headers["WWW-Authenticate"] = 'Bearer realm="prodgate admin"'
+    if isinstance(exc, AuthError):
+        headers["WWW-Authenticate"] = challenge(exc)
+    if isinstance(exc, RateLimitedError):
+        headers.update(exc.headers)
     return problem_response(
         exc.problem(request.url.path if request else None),
         problem_headers(exc.status, headers) or None,

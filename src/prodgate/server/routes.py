@@ -12,6 +12,7 @@ from starlette.responses import Response
 from prodgate.exceptions import ProdgateError, UnavailableError, UnknownInferenceError
 from prodgate.pipeline.gateway import Gateway
 from prodgate.server import body as request_body
+from prodgate.server.access import principal
 from prodgate.server.problems import json_response, problem_headers, problem_response
 
 #: Feedback is one small object; it needs none of the room a batch of rows does.
@@ -69,9 +70,11 @@ async def predict(request: Request) -> Response:
     except ClientDisconnect:
         return Response(status_code=400)
     except ProdgateError as exc:
-        outcome = await gateway.refuse(name, exc, started, body)
+        outcome = await gateway.refuse(name, exc, started, body, principal(request))
     else:
-        outcome = await gateway.predict(name, body, started, request.headers.get("x-routing-key"))
+        outcome = await gateway.predict(
+            name, body, started, request.headers.get("x-routing-key"), principal(request)
+        )
     if not outcome.ok:
         outcome.body.setdefault("instance", request.url.path)
         return problem_response(outcome.body, problem_headers(outcome.status, outcome.headers))
@@ -96,6 +99,12 @@ async def post_feedback(request: Request) -> Response:
     payload = request_body.parse_json(raw)
     stored = await gateway.feedback(record_id, payload)
     return json_response(stored, 201)
+
+
+async def inference_service(request: Request) -> str:
+    """The service a feedback's inference belongs to: what its scope is checked on."""
+    record = await _gateway(request).inference(_record_id(request))
+    return str(record.get("service") or "")
 
 
 async def get_inference(request: Request) -> Response:

@@ -220,6 +220,8 @@ def parse(text: str, file: Path) -> Spec:
                 escalation_below=raw.get("escalation", {}).get("confidence_below"),
                 max_batch_size=batching.get("max_batch_size"),
                 max_wait_ms=batching.get("max_wait_ms"),
+                public=bool(raw.get("public", False)),
+                limits=dict(raw.get("limits", {})),
                 description=raw.get("description", ""),
                 output_contract=raw["contract"].get("output"),
                 policy=policy,

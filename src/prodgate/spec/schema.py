@@ -163,6 +163,15 @@ SPEC_SCHEMA: dict[str, Any] = {
                         "max_wait_ms": {"type": "number", "minimum": 0, "maximum": 1000},
                     },
                 },
+                "public": {"type": "boolean"},
+                "limits": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        name: {"type": "integer", "minimum": 1}
+                        for name in ("rps", "rpm", "rows_per_minute", "concurrency")
+                    },
+                },
                 **POLICY_SCHEMA,
             },
         }

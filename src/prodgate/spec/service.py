@@ -33,6 +33,11 @@ class ServiceSpec:
     description: str = ""
     output_contract: dict[str, Any] | None = None
     policy: Policy = field(default_factory=Policy)
+    #: Open for predict without a key (auth mode ``keys``).
+    public: bool = False
+    #: Limits on the service as a whole, across every caller: rps, rpm, rows_per_minute,
+    #: concurrency.
+    limits: dict[str, int] = field(default_factory=dict)
 
     @property
     def feature_names(self) -> list[str]:

@@ -84,6 +84,8 @@ approvals = Table(
     Column("service", String(64), nullable=False),
     Column("version", Integer, nullable=False),
     Column("approver", String(128), nullable=False),
+    # The person accountable when the approver is an agent (its key's owner).
+    Column("owner", String(128), nullable=True),
     Column("note", Text, nullable=False, default=""),
     Column("override_gates", Boolean, nullable=False, default=False),
     Column("reason", Text, nullable=False, default=""),

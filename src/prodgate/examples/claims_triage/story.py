@@ -37,6 +37,7 @@ from prodgate.examples.claims_triage.generate import FEATURES, LABEL, LABELS, ge
 from prodgate.examples.claims_triage.spec import SERVICE
 from prodgate.examples.claims_triage.train import save, train
 from prodgate.exceptions import ApprovalRefused
+from prodgate.identity import keys
 from prodgate.registry import approvals, versions
 from prodgate.registry.fingerprint import sha256_file
 from prodgate.rollout import commands
@@ -265,12 +266,24 @@ async def _tell(settings: Settings, store: Store, result: BuildResult, echo: Ech
         store, service, v4, echo, override_gates=True, reason="urgent: travel desk escalation"
     )
 
+    portal = keys.create(
+        store,
+        "claims-portal",
+        scopes=[f"predict:{service.name}", f"feedback:{service.name}"],
+        actor=AUTHOR,
+        owner=AUTHOR,
+        agent=True,
+    )
+    echo(f"\n  key {portal.key.id}: the claims portal, an agent owned by {AUTHOR}, may predict")
     story = settings.with_(config=str(result.spec), controller_interval=0.25, refresh_interval=0.1)
     app = create_app(story, spec)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
-            transport=transport, base_url="http://prodgate", timeout=30
+            transport=transport,
+            base_url="http://prodgate",
+            timeout=30,
+            headers={"Authorization": f"Bearer {portal.token}"},
         ) as client:
             traffic = Traffic.make(client)
             echo("\n5. Canary of v3 under simulated traffic, with feedback")

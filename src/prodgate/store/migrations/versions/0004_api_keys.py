@@ -1,4 +1,5 @@
-"""API keys: hashed secrets, scopes, owners (people or agents) and limits.
+"""API keys: hashed secrets, scopes, owners (people or agents) and limits; an
+approval records the person accountable when an agent's key approved.
 
 Revision ID: 0004
 """
@@ -34,8 +35,12 @@ def upgrade() -> None:
         sa.Column("updated_at_us", sa.BigInteger, nullable=False),
     )
     op.create_index("ix_api_keys_updated", "api_keys", ["updated_at_us"])
+    with op.batch_alter_table("approvals") as batch:
+        batch.add_column(sa.Column("owner", sa.String(128), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("approvals") as batch:
+        batch.drop_column("owner")
     op.drop_index("ix_api_keys_updated", "api_keys")
     op.drop_table("api_keys")
