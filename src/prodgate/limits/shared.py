@@ -76,8 +76,13 @@ class RedisLimiter:
 
     *timeout_ms* bounds each call (connecting included); *fail* is ``closed`` or
     ``open``; *lease_ttl_s* is how long a concurrency slot stays taken if it is never
-    released (a crashed replica's); *coalesce* off sends one call per request (for
-    comparison in benchmarks).
+    released (a crashed replica's, or one released while Redis was down), so a request
+    running longer than that stops counting; *coalesce* off sends one call per
+    request (for comparison in benchmarks).
+
+    One instance serves one event loop (its connections belong to it). Redis 5 or later,
+    one server or a primary with replicas: a script's keys span hash slots, so Redis
+    Cluster is not supported.
     """
 
     def __init__(
