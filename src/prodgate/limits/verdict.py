@@ -102,7 +102,8 @@ class Verdict:
     retry_after_s: float
     """Above 0 when refused: when the binding limit has room again."""
     binding: Demand | Slot | None
-    """The limit that refused; when allowed, the rate with least room left."""
+    """The limit that refused (of several, the one that frees last); when allowed, the
+    rate with least room left, as a share of its limit (a slot if there is no rate)."""
     remaining: int
     """Units left on the binding limit after this request."""
     reset_s: float
