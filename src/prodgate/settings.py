@@ -266,6 +266,10 @@ class Settings:
         parse=_redis_url,
         shown="empty: in memory",
     )
+    redis_prefix: str = _setting(
+        "prodgate:",
+        "Prefix of every Redis key prodgate writes, so several deployments can share a Redis.",
+    )
     redis_timeout_ms: float = _setting(
         100.0,
         "Longest wait for Redis before a limit check takes the fail mode.",

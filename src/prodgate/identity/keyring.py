@@ -81,11 +81,17 @@ class KeyRing:
             hashlib.sha256(bootstrap_token.encode()).digest() if bootstrap_token else None
         )
         self._keys: dict[str, ApiKey] = {}
+        self._principals: dict[str, Principal] = {}
+        if bootstrap_token:
+            self._bootstrap_principal = Principal(BOOTSTRAP, BOOTSTRAP, BOOTSTRAP, ("admin",))
         self.generation = -1
 
     def load(self, keys: Iterable[ApiKey], generation: int = -1) -> None:
         """Replace what the ring knows (one assignment: a request sees old or new)."""
+        keys = list(keys)
         self._keys = {k.id: k for k in keys}
+        # One principal per key, made here rather than per request.
+        self._principals = {k.id: Principal.of(k) for k in keys}
         self.generation = generation
 
     def __len__(self) -> int:
@@ -106,7 +112,7 @@ class KeyRing:
             if self._bootstrap is not None and hmac.compare_digest(
                 hashlib.sha256(token.encode()).digest(), self._bootstrap
             ):
-                return Principal(BOOTSTRAP, BOOTSTRAP, BOOTSTRAP, ("admin",))
+                return self._bootstrap_principal
             raise KeyRejectedError(
                 "that is not an API key: keys look like pg_<id>_<secret>", "malformed"
             )
@@ -118,4 +124,4 @@ class KeyRing:
         state = key.state(now)
         if state != "active":
             raise KeyRejectedError(f"the API key {key_id} is {state}", state, key_id)
-        return Principal.of(key)
+        return self._principals[key_id]

@@ -43,7 +43,7 @@ class Limiter(Protocol):
     async def close(self) -> None: ...
 
 
-def build_limiter(settings: Settings, *, prefix: str = "prodgate:limits:") -> Limiter:
+def build_limiter(settings: Settings, *, prefix: str | None = None) -> Limiter:
     """A :class:`RedisLimiter` when ``redis_url`` is set, else a :class:`MemoryLimiter`.
 
     Builds no connection: Redis is first reached by the first check.
@@ -51,7 +51,7 @@ def build_limiter(settings: Settings, *, prefix: str = "prodgate:limits:") -> Li
     if settings.redis_url:
         return RedisLimiter(
             settings.redis_url,
-            prefix=prefix,
+            prefix=prefix if prefix is not None else settings.redis_prefix + "limits:",
             timeout_ms=settings.redis_timeout_ms,
             fail=settings.limit_fail,
         )

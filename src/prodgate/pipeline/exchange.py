@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prodgate.identity.keyring import ANONYMOUS_PRINCIPAL, Principal
+from prodgate.limits import Lease
 
 
 @dataclass(slots=True)
@@ -28,6 +29,8 @@ class Exchange:
     single: bool = True  # ``{"inputs": row}`` rather than ``{"instances": [...]}``
     version: int | None = None  # the version chosen by the route stage
     caller: Principal = ANONYMOUS_PRINCIPAL  # who sent it (the server's access check)
+    lease: Lease | None = None  # concurrency slots the limit stage took, given back after
+    limit_headers: dict[str, str] | None = None  # RateLimit fields of an admitted request
 
 
 @dataclass(slots=True)

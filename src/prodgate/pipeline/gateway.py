@@ -26,10 +26,12 @@ from prodgate.audit import log
 from prodgate.contract import Contract
 from prodgate.exceptions import ProdgateError, UnknownInferenceError
 from prodgate.identity.keyring import ANONYMOUS_PRINCIPAL, KeyRing, Principal, read_keys
+from prodgate.limits import build_limiter
 from prodgate.monitor import feedback
 from prodgate.pipeline.exchange import Exchange, Outcome
 from prodgate.pipeline.fleet import Fleet
 from prodgate.pipeline.journal import Journal
+from prodgate.pipeline.limiting import Limits
 from prodgate.pipeline.metrics import Metrics
 from prodgate.pipeline.path import ServicePath
 from prodgate.pipeline.recorder import Recorder
@@ -115,6 +117,9 @@ class Gateway:
             self.recorder, metrics, {n: c.fields for n, c in self.contracts.items()}
         )
         self.shadows = Shadows(self.recorder)
+        self.limiter = build_limiter(settings)
+        metrics.limits_store_up.set_function(lambda: 1.0 if self.limiter.healthy else 0.0)
+        limits = Limits(self.limiter, {n: s.limits for n, s in spec.services.items()}, metrics)
         router = Router()
         self.paths = {
             name: ServicePath(
@@ -126,6 +131,7 @@ class Gateway:
                 refusal=self.refusal,
                 shadows=self.shadows,
                 metrics=metrics,
+                limits=limits,
                 max_rows=settings.max_queue,
             )
             for name, service in spec.services.items()
@@ -155,6 +161,7 @@ class Gateway:
                 await self._refresher
             await self.shadows.close()
             await self.fleet.close()
+            await self.limiter.close()
         finally:
             await self.recorder.close()  # what was acknowledged is committed or journalled
             thaw_heap(self._gc_threshold)

@@ -2,8 +2,9 @@
 
 ::
 
-    authenticate -> limit           (API keys and limits: not built yet)
+    authenticate                     the server's access check (server.access): key, scope
     parse        envelope.parse      JSON and the {"inputs"} / {"instances"} envelope
+    limit        Limits.admit        the key's and the service's rates, rows, concurrency
     route        routing.choose      the version the split sends it to (sticky by key)
     contract     validation.validate every row against the compiled contract
     guard input                      (guardrails: not built yet)
@@ -34,6 +35,7 @@ from prodgate.pipeline.envelope import parse
 from prodgate.pipeline.exchange import Exchange, Outcome
 from prodgate.pipeline.fleet import Fleet
 from prodgate.pipeline.inference import infer
+from prodgate.pipeline.limiting import Limits
 from prodgate.pipeline.metrics import Metrics
 from prodgate.pipeline.recorder import Recorder
 from prodgate.pipeline.records import answer, decided
@@ -60,6 +62,7 @@ class ServicePath:
         refusal: Refusal,
         shadows: Shadows,
         metrics: Metrics,
+        limits: Limits,
         max_rows: int,
     ) -> None:
         self.name = service.name
@@ -70,6 +73,7 @@ class ServicePath:
         self.refusal = refusal
         self.shadows = shadows
         self.metrics = metrics
+        self.limits = limits
         self.max_rows = max_rows
         self.threshold = service.escalation_below
         self._counts: dict[int, _Counts] = {}
@@ -77,7 +81,18 @@ class ServicePath:
     async def handle(self, ex: Exchange) -> Outcome:
         """Serve one predict request."""
         try:
+            outcome = await self._handle(ex)
+        finally:
+            if ex.lease is not None:  # concurrency slots are held until the answer
+                await self.limits.release(ex)
+        if ex.limit_headers and outcome.status != 429:
+            outcome.headers = {**ex.limit_headers, **(outcome.headers or {})}
+        return outcome
+
+    async def _handle(self, ex: Exchange) -> Outcome:
+        try:
             parse(ex, self.max_rows)
+            await self.limits.admit(ex)
             state = self.fleet.services[self.name]
             chosen = choose(ex, state, self.router)
             validate(ex, self.contract)
