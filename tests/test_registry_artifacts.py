@@ -10,21 +10,28 @@ import subprocess
 import sys
 import time
 import tracemalloc
+import warnings
 from pathlib import Path
 
+import httpx
+import pandas as pd
 import pytest
+import skops.io as sio
 import sqlalchemy as sa
+from sklearn.dummy import DummyClassifier
 
 from gateway_support import write_spec
 from prodgate import spec as spec_module
 from prodgate.exceptions import ArtifactError
-from prodgate.registry import artifacts, versions
+from prodgate.registry import approvals, artifacts, versions
 from prodgate.registry.fingerprint import sha256_path
+from prodgate.rollout import split
 from prodgate.settings import Settings
 from prodgate.spec import ServiceSpec
 from prodgate.store.engine import Store, open_store
 from prodgate.store.tables import artifact_chunks
 from prodgate.store.tables import artifacts as artifacts_table
+from server_process import serving
 
 MiB = 1 << 20
 
@@ -320,7 +327,7 @@ def test_an_artifact_path_outside_the_cache_is_refused(
 FETCH = """\
 import sys, time
 from pathlib import Path
-from prodgate.registry import artifacts, versions
+from prodgate.registry import approvals, artifacts, versions
 from prodgate.settings import Settings
 from prodgate.store.engine import open_store
 
@@ -367,3 +374,78 @@ def test_two_processes_fetching_at_once_both_get_whole_copies(
         assert _leftovers(cached[0].parent) == _leftovers(cached[1].parent) == []
         for path in cached:
             artifacts._discard(path)
+
+
+TWO_SERVICES = """\
+services:
+  claims:
+    owner: {name: Claims Ops, contact: ops@example.com}
+    kind: classifier
+    labels: [routine, adjuster]
+    contract:
+      input: {type: object, required: [amount], properties: {amount: {type: number}}}
+  triage:
+    owner: {name: Claims Ops, contact: ops@example.com}
+    kind: classifier
+    labels: [routine, adjuster]
+    contract:
+      input: {type: object, required: [amount], properties: {amount: {type: number}}}
+"""
+
+
+def _mlflow_folder(model: DummyClassifier, path: Path) -> Path:
+    # mlflow warns about its own type hints; that is mlflow's business.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
+        import mlflow.sklearn
+
+        mlflow.sklearn.save_model(model, path, pip_requirements=["scikit-learn"])
+    return path
+
+
+def test_a_replica_with_only_the_store_url_serves_every_deployed_version(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # Machine A registers a skops file and an MLflow folder, approves and deploys them.
+    Path(settings.config).write_text(TWO_SERVICES)
+    spec = spec_module.load(settings.config)
+    frame = pd.DataFrame({"amount": [1.0, 2.0, 3.0]})
+    prior = DummyClassifier(strategy="prior").fit(frame, ["routine", "adjuster", "adjuster"])
+    sio.dump(prior, tmp_path / "claims.skops")
+    constant = DummyClassifier(strategy="constant", constant="routine")
+    folder = _mlflow_folder(
+        constant.fit(frame, ["routine", "adjuster", "adjuster"]), tmp_path / "m"
+    )
+    store = open_store(settings)
+    try:
+        for name, path in (("claims", tmp_path / "claims.skops"), ("triage", folder)):
+            service = spec.service(name)
+            version = versions.register(store, service, str(path), actor="dev")
+            approvals.approve(
+                store, service, version.number, by="approver", override_gates=True, reason="test"
+            )
+            split.deploy(store, service, version.number, actor="dev")
+    finally:
+        store.dispose()
+    artifacts._discard(settings.artifacts_path)  # nothing of A's folder is left to share
+
+    # Machine B: its own empty home and a copy of the spec; the store's URL, nothing else.
+    b = tmp_path / "machine-b"
+    b.mkdir()
+    (b / "prodgate.yaml").write_text(TWO_SERVICES)
+    replica = Settings.load(
+        {
+            "home": str(b / "home"),
+            "config": str(b / "prodgate.yaml"),
+            "database_url": settings.store_url,
+        },
+        env={},
+    )
+    with serving(replica) as (_, base):
+        for name, answer in (("claims", "adjuster"), ("triage", "routine")):
+            r = httpx.post(f"{base}/v1/services/{name}/predict", json={"inputs": {"amount": 2.0}})
+            assert r.status_code == 200, r.text
+            assert (r.json()["version"], r.json()["prediction"]) == (1, answer)
+        assert httpx.get(base + "/readyz").json()["services"] == {"claims": 1, "triage": 1}
+    fetched = sorted(p.name for p in (b / "home" / "artifacts").glob("*/*/*"))
+    assert fetched == ["claims.skops", "m"]
