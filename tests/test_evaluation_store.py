@@ -21,10 +21,11 @@ from prodgate.evaluation import compare, evaluate_version
 from prodgate.evaluation.evaluate import input_rows, pick_label_column
 from prodgate.exceptions import ApprovalRefused, ArtifactError, UnknownVersionError, UsageError
 from prodgate.registry import approvals, versions
+from prodgate.registry.artifacts import materialise
 from prodgate.settings import Settings
 from prodgate.spec import ServiceSpec, parse_gate
 from prodgate.store.engine import Store
-from prodgate.store.tables import evaluations
+from prodgate.store.tables import artifact_chunks, artifacts, evaluations
 
 SPEC = """\
 services:
@@ -237,7 +238,8 @@ def test_a_version_whose_code_or_file_changed_is_refused(
     with pytest.raises(ArtifactError, match=f"{name}:model' was changed after registration"):
         evaluate_version(store, claims, 1, data, actor="tester")
 
-    # A stored artifact altered in the store's folder is refused the same way.
+    # A file artifact's cached copy altered in HOME/artifacts is fetched again from the
+    # store; with no copy in the store either, it is refused like the module.
     model = tmp_path / "model.joblib"
     joblib.dump(
         DummyClassifier(strategy="prior").fit([[0.0, 0.0]] * 2, ["routine", "adjuster"]), model
@@ -248,12 +250,24 @@ def test_a_version_whose_code_or_file_changed_is_refused(
     with store.read() as conn:
         stored = versions.get_version(conn, "claims", number)
     path = Path(stored.location(store.settings.artifacts_path))
+    good = path.read_bytes()
     path.chmod(0o644)
-    path.write_bytes(path.read_bytes() + b"\0")
+    path.write_bytes(good + b"\0")
+    assert materialise(store, stored) == str(path)  # as evaluate_version loads it
+    assert path.read_bytes() == good
+
+    with store.write() as conn:  # as if registered before artifacts were stored
+        conn.execute(artifact_chunks.delete())
+        conn.execute(artifacts.delete())
+    path.chmod(0o644)
+    path.write_bytes(good + b"\0")
     with pytest.raises(ArtifactError, match="artifact was changed after registration"):
         evaluate_version(store, claims, number, data, actor="tester")
     path.unlink()
-    with pytest.raises(ArtifactError, match="artifact is missing"):
+    with pytest.raises(
+        ArtifactError,
+        match=f"version {number}'s artifact is neither in the store nor in HOME/artifacts",
+    ):
         evaluate_version(store, claims, number, data, actor="tester")
 
 

@@ -27,6 +27,7 @@ from prodgate.audit.verify import verify
 from prodgate.registry.versions import get_version
 from prodgate.settings import Settings
 from prodgate.store.engine import open_store
+from prodgate.store.tables import artifact_chunks, artifacts
 
 pytestmark = pytest.mark.anyio
 
@@ -529,7 +530,8 @@ async def test_a_model_failing_on_everything_costs_a_bounded_number_of_calls(
 async def test_a_new_version_that_cannot_load_leaves_the_old_one_serving(
     deployed: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # Version 2 is a real file artifact; it is damaged in the store after registration.
+    # Version 2 is a real file artifact; after registration it goes from the store and
+    # from HOME/artifacts.
     source = tmp_path / "prior.skops"
     frame = pd.DataFrame({"amount": [1.0, 2.0, 3.0]})
     sio.dump(
@@ -537,8 +539,10 @@ async def test_a_new_version_that_cannot_load_leaves_the_old_one_serving(
     )
     number = register_and_approve(deployed, str(source))
     store = open_store(deployed)
-    with store.read() as conn:
+    with store.write() as conn:
         artifact = Path(get_version(conn, "claims", number).location(deployed.artifacts_path))
+        conn.execute(artifact_chunks.delete())
+        conn.execute(artifacts.delete())
     store.dispose()
     good_bytes = artifact.read_bytes()
     artifact.unlink()
@@ -551,7 +555,8 @@ async def test_a_new_version_that_cannot_load_leaves_the_old_one_serving(
             for _ in range(3):
                 await gateway.refresh()
         assert [r.getMessage() for r in caplog.records if r.name == "prodgate.fleet"] == [
-            f"claims v{number} cannot be loaded: the artifact is missing: {artifact}"
+            f"claims v{number} cannot be loaded: version {number}'s artifact is neither in "
+            f"the store nor in HOME/artifacts ({artifact}); register it again"
         ]  # once, though every refresh tried again
 
         r = await client.post(PREDICT, json={"inputs": GOOD})
@@ -561,12 +566,13 @@ async def test_a_new_version_that_cannot_load_leaves_the_old_one_serving(
         assert stored["version"] == 1
         ready = await client.get("/readyz")
         assert ready.status_code == 503
-        assert "claims: version 2: the artifact is missing" in ready.json()["detail"]
+        assert "claims: version 2: version 2's artifact is neither" in ready.json()["detail"]
         assert "version 1 serves until version 2 loads" in ready.json()["detail"]
         view = (await client.get("/v1/services/claims")).json()
         assert view["deployed_version"] == 1
 
-        # Put the file back: a later refresh loads it and version 2 takes over.
+        # Put the file back: a later refresh loads it (and stores it again), and
+        # version 2 takes over.
         artifact.write_bytes(good_bytes)
         await gateway.refresh()
         r = await client.post(PREDICT, json={"inputs": GOOD})

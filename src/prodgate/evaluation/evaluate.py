@@ -24,6 +24,7 @@ from prodgate.contract import Contract
 from prodgate.evaluation.gates import lookup
 from prodgate.evaluation.scoring import score
 from prodgate.exceptions import ArtifactError, ProdgateError, UsageError
+from prodgate.registry import artifacts
 from prodgate.registry.fingerprint import data_fingerprint, read_table
 from prodgate.registry.versions import Version, get_version
 from prodgate.runtime.base import ModelInfo, Prediction
@@ -131,7 +132,7 @@ def _predict(
     store: Store, service: ServiceSpec, version: Version, rows: Sequence[Mapping[str, Any]]
 ) -> list[Prediction]:
     info = ModelInfo(service.kind, service.feature_names, service.labels, version.trusted)
-    location = version.verified_location(store.settings.artifacts_path)
+    location = artifacts.materialise(store, version)
     model = load_model(location, version.flavor, info)
     out: list[Prediction] = []
     for start in range(0, len(rows), CHUNK):

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from prodgate.exceptions import ProdgateError
 from prodgate.pipeline.batcher import Batcher
 from prodgate.pipeline.metrics import Metrics
+from prodgate.registry import artifacts
 from prodgate.registry.versions import Version, get_version
 from prodgate.rollout.router import Split
 from prodgate.rollout.split import Deployment, all_deployments
@@ -212,7 +213,7 @@ class Fleet:
                 self.metrics.load_failed.remove(service, str(number), role)
 
     def _load(self, service: ServiceSpec, version: Version) -> Live:
-        location = version.verified_location(self.settings.artifacts_path)
+        location = artifacts.materialise(self.store, version)
         info = ModelInfo(
             kind=service.kind,
             features=service.feature_names,

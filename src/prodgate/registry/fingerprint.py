@@ -19,13 +19,22 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def tree_files(root: Path) -> list[Path]:
+    """The files a folder's hash covers, in the order it covers them."""
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def tree_entry(rel: str, file_sha256: str) -> bytes:
+    """What a folder's hash takes in for one file: its relative path and hash."""
+    return rel.encode() + b"\x00" + file_sha256.encode() + b"\n"
+
+
 def sha256_tree(root: Path) -> tuple[str, int]:
     """Hash of a folder: every file's relative path and content, in sorted order."""
     h = hashlib.sha256()
     size = 0
-    for file in sorted(p for p in root.rglob("*") if p.is_file()):
-        rel = file.relative_to(root).as_posix()
-        h.update(rel.encode() + b"\x00" + sha256_file(file).encode() + b"\n")
+    for file in tree_files(root):
+        h.update(tree_entry(file.relative_to(root).as_posix(), sha256_file(file)))
         size += file.stat().st_size
     return h.hexdigest(), size
 

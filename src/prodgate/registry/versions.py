@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +13,7 @@ from sqlalchemy.engine import Connection
 
 from prodgate.audit import log
 from prodgate.exceptions import ArtifactError, ProdgateError, UnknownVersionError, UsageError
+from prodgate.registry import artifacts as artifact_store
 from prodgate.registry import sources
 from prodgate.registry import trust as trust_module
 from prodgate.registry.fingerprint import data_fingerprint, sha256_path
@@ -75,7 +73,9 @@ class Version:
 
         A stored artifact must be present with its registered sha256; a callable's
         module source must hash as it did, since editing it would silently change what
-        this version does. Raises :class:`ArtifactError` naming what changed.
+        this version does. Raises :class:`ArtifactError` naming what changed. Loaders
+        call :func:`prodgate.registry.artifacts.materialise`, which fetches a missing
+        or changed copy from the store instead.
         """
         from prodgate.runtime import callable as callable_adapter
 
@@ -111,34 +111,6 @@ class Version:
             "created_by": self.created_by,
             "created_at_us": self.created_at_us,
         }
-
-
-def _copy_readonly(src: Path, dest: Path) -> None:
-    """Copy *src* (file or folder) to *dest* and make the copy read-only."""
-    tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
-    if src.is_dir():
-        shutil.copytree(src, tmp)
-        for p in tmp.rglob("*"):
-            if p.is_file():
-                p.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-    else:
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, tmp)
-        tmp.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-    tmp.replace(dest)
-
-
-def _remove_copy(copied: Path, artifacts: Path) -> None:
-    """Remove a read-only copy this registration made, and its emptied folders."""
-    for p in [copied, *copied.rglob("*")] if copied.is_dir() else [copied]:
-        p.chmod(p.stat().st_mode | stat.S_IWUSR)
-    if copied.is_dir():
-        shutil.rmtree(copied)
-    else:
-        copied.unlink()
-    for folder in (copied.parent, copied.parent.parent):
-        if folder != artifacts and not any(folder.iterdir()):
-            folder.rmdir()
 
 
 def _check_model(
@@ -183,9 +155,11 @@ def register(
     """Store *path* as the next version of *service*; return it.
 
     *path* is a file, a folder, ``module:function``, or an MLflow URI
-    (:mod:`~prodgate.registry.sources`). The artifact is hashed and copied into the
-    store's artifact folder (content addressed), so changing or moving the original
-    changes nothing. What loading it needs trusted is decided and recorded
+    (:mod:`~prodgate.registry.sources`). The artifact is hashed, copied read-only into
+    HOME/artifacts and stored in the store with the version
+    (:mod:`~prodgate.registry.artifacts`; both content addressed), so changing or
+    moving the original changes nothing and replicas need no shared folder. What
+    loading it needs trusted is decided and recorded
     (:mod:`~prodgate.registry.trust`): *trust_pickle* for pickle-based artifacts,
     *trust_types* for the types a skops file names outside the allow-list. With
     *check* the model is loaded and run on the contract's example input first, so a
@@ -229,7 +203,8 @@ def _register(
 
     flavor = flavor or detect_flavor(src.path)
     artifacts = store.settings.artifacts_path
-    copied: Path | None = None  # a copy made by this call, removed if the model is refused
+    cached: Path | None = None  # the local copy, stored with the version
+    copied = False  # made by this call: removed if the model is refused
     if flavor == "callable":
         sha, size = callable_adapter.callable_fingerprint(src.path)
         stored = src.path
@@ -239,11 +214,8 @@ def _register(
             raise UsageError(f"{path}: no such file or folder")
         sha, size = sha256_path(local)
         stored = f"{sha[:2]}/{sha}/{src.name or local.name}"
-        dest = artifacts / stored
-        if not dest.exists():
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            _copy_readonly(local, dest)
-            copied = dest
+        cached = artifacts / stored
+        copied = artifact_store.cache(local, cached, sha)
 
     location = stored if flavor == "callable" else str(artifacts / stored)
     try:
@@ -253,15 +225,49 @@ def _register(
         )
         if check:
             _check_model(service, location, flavor, trusted, path)
+        return _insert(
+            store,
+            service,
+            src,
+            cached,
+            actor=actor,
+            flavor=flavor,
+            sha=sha,
+            size=size,
+            stored=stored,
+            trusted=trusted,
+            fingerprint=fingerprint,
+            note=note,
+        )
     except ProdgateError as exc:
-        if copied is not None:  # a refused model leaves nothing behind in the store
-            _remove_copy(copied, artifacts)
+        if cached is not None and copied:  # a refused model leaves nothing behind
+            artifact_store.discard_copy(cached, artifacts)
         if flavor != "callable":  # name the user's file, not the copy the check loaded
             exc.detail = exc.detail.replace(location, path)
             exc.args = (exc.detail,)
         raise
 
+
+def _insert(
+    store: Store,
+    service: ServiceSpec,
+    src: sources.Source,
+    cached: Path | None,
+    *,
+    actor: str,
+    flavor: str,
+    sha: str,
+    size: int,
+    stored: str,
+    trusted: Trust,
+    fingerprint: dict[str, Any] | None,
+    note: str,
+) -> Version:
+    """Store the bytes of *cached* (none for a callable) and the next version's row, in
+    one transaction: a version is never without its artifact in the store."""
     with store.write() as conn:
+        if cached is not None:
+            artifact_store.put(store, conn, cached, sha)
         # Two registrations at once on PostgreSQL would both read the same maximum.
         store.lock(conn, LOCK_REGISTRY)
         number = (

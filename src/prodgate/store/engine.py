@@ -32,6 +32,7 @@ from prodgate.store.tables import state
 LOCK_MIGRATE = 0x70726F64  # "prod"
 LOCK_AUDIT = 0x61756474  # "audt"
 LOCK_REGISTRY = 0x76657273  # "vers": numbering versions
+LOCK_ARTIFACTS = 0x61727466  # "artf": storing artifact bytes
 
 
 def now_us() -> int:

@@ -9,6 +9,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -188,4 +189,31 @@ api_keys = Table(
     Column("revoked_by", String(128), nullable=True),
     Column("updated_at_us", BigInteger, nullable=False),
     Index("ix_api_keys_updated", "updated_at_us"),
+)
+
+#: Artifact bytes, content addressed by the sha256 versions record, so that a replica
+#: with only the store's URL can serve. ``kind`` is ``file`` (the stream is the file)
+#: or ``folder`` (the stream is a deterministic tar of it); ``stream_sha256`` and
+#: ``size`` are of the stored stream, and ``chunks`` counts its rows in
+#: ``artifact_chunks``. A row here is written in the same transaction as its chunks,
+#: so it only exists when they are all stored.
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("kind", String(8), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("stream_sha256", String(64), nullable=False),
+    Column("chunks", Integer, nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
+)
+
+#: The stored stream of each artifact in pieces (bytea / BLOB), numbered from 0.
+artifact_chunks = Table(
+    "artifact_chunks",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("data", LargeBinary, nullable=False),
 )
