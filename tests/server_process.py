@@ -26,11 +26,16 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serving(
-    settings: Settings, timeout: float = 30.0
+    settings: Settings, timeout: float = 30.0, env_extra: dict[str, str] | None = None
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """Start ``prodgate serve`` for *settings*; yield the process and its base URL."""
+    """Start ``prodgate serve`` for *settings*; yield the process and its base URL.
+
+    The data plane is open (``PRODGATE_AUTH=off``) unless *env_extra* says otherwise:
+    the tests that use this are about durability and serving, not access."""
     port = free_port()
     env = dict(os.environ)
+    env["PRODGATE_AUTH"] = "off"
+    env.update(env_extra or {})
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])
     env["PRODGATE_DATABASE_URL"] = settings.database_url
     env["PRODGATE_REFRESH_INTERVAL"] = "0.2"

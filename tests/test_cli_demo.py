@@ -52,7 +52,12 @@ def test_demo_serves_and_its_curl_line_returns_a_decision(tmp_path: Path) -> Non
         assert decision["version"] == 1
         assert decision["prediction"] in ("routine", "adjuster")
         assert decision["decision"] in ("auto", "escalated")
-        stored = httpx.get(f"http://127.0.0.1:{port}/v1/inferences/{decision['id']}").json()
+        # The demo's key reads the record too; without it, the record is not shown.
+        [auth] = [p for p in shlex.split(curl) if p.lower().startswith("authorization:")]
+        record_url = f"http://127.0.0.1:{port}/v1/inferences/{decision['id']}"
+        assert httpx.get(record_url).status_code == 401
+        headers = {"Authorization": auth.split(":", 1)[1].strip()}
+        stored = httpx.get(record_url, headers=headers).json()
         assert stored["status"] == 200
     finally:
         proc.send_signal(signal.SIGINT)
