@@ -121,9 +121,17 @@ def test_records_spooled_during_an_outage_survive_sigkill(deployed: Settings) ->
                 acked.append(r.json()["id"])
             metrics = httpx.get(base + "/metrics").text
             assert "prodgate_audit_journal_records 20.0" in metrics
+            # Still ready: it answers, and journals each record before it does.
             ready = httpx.get(base + "/readyz")
-            assert ready.status_code == 503
-            assert "20 audit records wait in the local journal" in ready.json()["detail"]
+            assert ready.status_code == 200
+            assert "20 audit records wait in the local journal" in " ".join(
+                ready.json()["warnings"]
+            )
+            # What the store said, and where it is, stays in the server's log.
+            missing = httpx.get(base + "/v1/inferences/" + acked[0])
+            assert missing.status_code == 503
+            assert name not in missing.text
+            assert "127.0.0.1" not in missing.text
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(10)
     finally:

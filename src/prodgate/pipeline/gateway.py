@@ -222,16 +222,20 @@ class Gateway:
         return await self.refusal(Exchange(name, body, started, caller=caller), exc)
 
     async def readiness(self) -> Readiness:
+        """Whether this gateway can answer: models loaded. A store that does not answer
+        is a warning, not a problem: answers go on, each record journalled before it
+        is acknowledged, and a balancer that took every replica out over it would turn
+        a store outage into a full one."""
         problems: list[str] = []
         if not self.started:
             problems.append("models are still loading")
         problems.extend(f"{name}: {why}" for name, why in self.fleet.load_errors.items())
+        warnings = [f"{name}: {why}" for name, why in self.fleet.shadow_errors.items()]
         if not await asyncio.to_thread(self.store.ping):
-            problems.append("the store does not answer")
+            warnings.append("the store does not answer; records go to the local journal")
         spooled = self.recorder.spooled
         if spooled:
-            problems.append(f"{spooled} audit records wait in the local journal for the store")
-        warnings = [f"{name}: {why}" for name, why in self.fleet.shadow_errors.items()]
+            warnings.append(f"{spooled} audit records wait in the local journal for the store")
         services = {
             n: state.production.version.number
             for n, state in self.fleet.services.items()

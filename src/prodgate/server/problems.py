@@ -17,6 +17,7 @@ from prodgate.exceptions import (
     ProdgateError,
     RateLimitedError,
     ScopeError,
+    StoreError,
 )
 from prodgate.server.body import ACCEPT_ENCODING
 
@@ -70,10 +71,13 @@ def error_response(exc: ProdgateError, request: Request | None = None) -> Respon
         headers["WWW-Authenticate"] = challenge(exc)
     if isinstance(exc, RateLimitedError):
         headers.update(exc.headers)
-    return problem_response(
-        exc.problem(request.url.path if request else None),
-        problem_headers(exc.status, headers) or None,
-    )
+    body = exc.problem(request.url.path if request else None)
+    if isinstance(exc, StoreError):
+        # The store's address and its driver's words are the operator's, not every
+        # caller's: the log keeps them.
+        logger.warning("%s", exc.detail)
+        body["detail"] = "the store is unavailable; the server's log says why"
+    return problem_response(body, problem_headers(exc.status, headers) or None)
 
 
 _HTTP_TITLES = {404: ("not-found", "Not found"), 405: ("method-not-allowed", "Method not allowed")}
