@@ -116,3 +116,22 @@ async def test_redis_unreachable_takes_the_fail_mode(deployed: Settings) -> None
         assert "prodgate_limits_store_up 0.0" in metrics
     async with running(dead.with_(limit_fail="open"), token=limited) as client:
         assert (await client.post(PREDICT, json={"inputs": GOOD})).status_code == 200
+
+
+async def test_a_keys_rate_holds_on_other_routes_too(limited: Settings) -> None:
+    token = make_key(limited, "auditor", "audit:read", "predict:claims", rpm=3)
+    async with running(limited, token=token) as client:
+        record_id = (await client.post(PREDICT, json={"inputs": GOOD})).json()["id"]
+        codes = [(await client.get(f"/v1/inferences/{record_id}")).status_code for _ in range(3)]
+        assert codes == [200, 200, 429]  # the predict counted too: one key, one budget
+        refused = await client.get(f"/v1/inferences/{record_id}")
+        assert refused.status_code == 429
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert int(refused.headers["retry-after"]) >= 1
+        assert refused.headers["ratelimit-policy"] == '"rpm";q=3;w=60'
+    store = open_store(limited)
+    with store.read() as conn:
+        limited_records = [r for r in log.tail(conn, 20) if r["action"] == "rate_limited"]
+    store.dispose()
+    assert len(limited_records) == 2
+    assert limited_records[0]["actor"] == token.split("_")[1]

@@ -119,7 +119,9 @@ class Gateway:
         self.shadows = Shadows(self.recorder)
         self.limiter = build_limiter(settings)
         metrics.limits_store_up.set_function(lambda: 1.0 if self.limiter.healthy else 0.0)
-        limits = Limits(self.limiter, {n: s.limits for n, s in spec.services.items()}, metrics)
+        self.limits = limits = Limits(
+            self.limiter, {n: s.limits for n, s in spec.services.items()}, metrics
+        )
         router = Router()
         self.paths = {
             name: ServicePath(

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from prodgate.exceptions import RateLimitedError
 from prodgate.identity.key import LIMITS
 from prodgate.identity.keyring import Principal
-from prodgate.limits import Demand, Limiter, Rate, Slot, Verdict
+from prodgate.limits import Demand, Lease, Limiter, Rate, Slot, Verdict
 from prodgate.pipeline.exchange import Exchange
 from prodgate.pipeline.metrics import Metrics
 
@@ -108,6 +108,25 @@ class Limits:
         headers = verdict.headers()
         headers["Retry-After"] = str(retry)
         return RateLimitedError(verdict.reason or "over a limit", retry, headers)
+
+    async def admit_call(self, caller: Principal) -> Lease | None:
+        """Charge one request of *caller* on another route than predict: the key's
+        request rates and concurrency (rows and the services' limits are predict's).
+        RateLimitedError when one refuses; the lease to give back when it is done."""
+        key_rates = [(r, rows) for r, rows in self._key(caller) if not rows]
+        slots = []
+        if caller.key_id is not None and CONCURRENCY in caller.limits:
+            slots.append(Slot(f"key:{caller.key_id}", caller.limits[CONCURRENCY]))
+        if not (key_rates or slots):
+            return None
+        demands = [Demand(f"key:{caller.key_id}", rate, 1) for rate, _ in key_rates]
+        verdict = await self.limiter.check(demands, slots)
+        if not verdict.allowed:
+            raise self._refusal(verdict)
+        return verdict.lease
+
+    async def release_lease(self, lease: Lease) -> None:
+        await self.limiter.release(lease)
 
     async def release(self, ex: Exchange) -> None:
         if ex.lease is not None:

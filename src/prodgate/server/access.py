@@ -25,10 +25,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from prodgate.audit.record import KIND_ACTION, Record
-from prodgate.exceptions import AuthError, ProdgateError, ScopeError
+from prodgate.exceptions import AuthError, ProdgateError, RateLimitedError, ScopeError
 from prodgate.identity import scopes as scope_grammar
 from prodgate.identity.keyring import ANONYMOUS_PRINCIPAL, KeyRing, Principal
 from prodgate.identity.scopes import Need
+from prodgate.limits import Lease
 from prodgate.pipeline.metrics import Metrics
 from prodgate.settings import Settings
 from prodgate.spec import Spec
@@ -57,6 +58,9 @@ class Access:
     admin: bool = False
     open_if_public: bool = False
     service_of: ServiceOf | None = None
+    #: Whether the key's request limits are checked here; predict checks them, and the
+    #: rest, in its own limit stage (it knows the rows).
+    limited: bool = True
 
     def needs(self, service: str | None) -> list[Need]:
         return [
@@ -104,8 +108,16 @@ class Guarded(Route):
         async def guarded(request: Request) -> Response:
             method = "GET" if request.method == "HEAD" else request.method
             gatekeeper: Gatekeeper = request.app.state.gatekeeper
-            request.scope[PRINCIPAL] = await gatekeeper.check(request, per_method[method])
-            return await endpoint(request)
+            access = per_method[method]
+            caller = request.scope[PRINCIPAL] = await gatekeeper.check(request, access)
+            if not (access.limited and caller.limits):
+                return await endpoint(request)
+            lease = await gatekeeper.limit(request, caller)
+            try:
+                return await endpoint(request)
+            finally:
+                if lease is not None:
+                    await request.app.state.gateway.limits.release_lease(lease)
 
         super().__init__(path, guarded, methods=list(methods))
 
@@ -152,12 +164,28 @@ class Gatekeeper:
         """Whether *who* may do what *access* asks on every service."""
         return any(scope_grammar.services(who.scopes, kind) is None for kind in access.kinds)
 
-    async def deny(self, request: Request, exc: AuthError, service: str | None) -> None:
-        """Count and record a refusal; a store that cannot take the record does not
-        turn the caller's 401 into a 503 (the journal keeps what it can)."""
-        reason = getattr(exc, "reason", "scope")
-        key_id = getattr(exc, "key_id", None)
-        self.metrics.auth_denied.labels(reason).inc()
+    async def limit(self, request: Request, caller: Principal) -> Lease | None:
+        """The caller's key limits on a route other than predict; the refusal recorded."""
+        try:
+            lease: Lease | None = await request.app.state.gateway.limits.admit_call(caller)
+        except RateLimitedError as exc:
+            await self.deny(request, exc, request.path_params.get("service"), caller.key_id)
+            raise
+        return lease
+
+    async def deny(
+        self,
+        request: Request,
+        exc: AuthError | RateLimitedError,
+        service: str | None,
+        key_id: str | None = None,
+    ) -> None:
+        """Record a refusal (and count an access one); a store that cannot take the
+        record does not turn the caller's 401 into a 503 (the journal keeps what it can)."""
+        reason = getattr(exc, "reason", "scope") if isinstance(exc, AuthError) else "limit"
+        key_id = key_id or getattr(exc, "key_id", None)
+        if isinstance(exc, AuthError):
+            self.metrics.auth_denied.labels(reason).inc()
         payload: dict[str, Any] = {
             "method": request.method,
             "path": request.url.path[:512],
@@ -168,7 +196,7 @@ class Gatekeeper:
             payload["address"] = request.client.host
         record = Record(
             kind=KIND_ACTION,
-            action="access_denied",
+            action="access_denied" if isinstance(exc, AuthError) else "rate_limited",
             ts_us=now_us(),
             payload=payload,
             service=service if service in self.spec.services else None,

@@ -111,7 +111,7 @@ def create_app(
 
 
 #: Calling a service; open without a key when its spec says ``public: true``.
-PREDICT = Access(("predict",), open_if_public=True)
+PREDICT = Access(("predict",), open_if_public=True, limited=False)
 #: A service's description and contract: for who may call it, govern it or audit it.
 DESCRIBE = Access(("predict", "admin", "audit:read"))
 #: The stored record of a decision.
