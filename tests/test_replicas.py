@@ -87,3 +87,30 @@ def test_a_key_revoked_on_one_is_refused_by_all_within_a_second(deployed: Settin
             assert time.monotonic() - revoked_at < 3.0, refused
             time.sleep(0.02)
     assert max(refused.values()) < 1.0, refused
+
+
+def test_the_kill_switch_on_one_replica_reaches_the_other_within_a_second(
+    deployed: Settings,
+) -> None:
+    caller = make_key(deployed, "app", "predict:claims")
+    operator = make_key(deployed, "ops", "admin:claims")
+    env = {"PRODGATE_AUTH": "keys", "PRODGATE_REFRESH_INTERVAL": "0.5"}
+    with _replicas(deployed, 2, env) as stack:
+        first, second = stack.bases  # type: ignore[attr-defined]
+        assert httpx.post(
+            second + PREDICT, json={"inputs": GOOD}, headers=bearer(caller)
+        ).is_success
+        r = httpx.post(
+            first + "/v1/services/claims/disable",
+            json={"reason": "incident 42"},
+            headers=bearer(operator),
+        )
+        assert r.status_code == 200, r.text
+        disabled_at = time.monotonic()
+        while True:
+            r = httpx.post(second + PREDICT, json={"inputs": GOOD}, headers=bearer(caller))
+            if r.status_code == 503:
+                break
+            assert time.monotonic() - disabled_at < 1.0
+            time.sleep(0.02)
+        assert "incident 42" in r.json()["detail"]
