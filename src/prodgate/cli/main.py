@@ -33,32 +33,26 @@ def cli(ctx: click.Context, /, **options: Any) -> None:
     ctx.call_on_close(obj.close)
 
 
-def _register_commands() -> None:
-    from prodgate.cli import (
-        audit,
-        demo,
-        evaluation,
-        governance,
-        init,
-        keys,
-        registry,
-        rollout,
-        serve,
-        settings,
-    )
+#: The modules of ``prodgate.cli`` that hold commands, one per noun.
+_NOUNS = (
+    "audit",
+    "demo",
+    "evaluation",
+    "governance",
+    "init",
+    "keys",
+    "registry",
+    "rollout",
+    "serve",
+    "settings",
+)
 
-    for module in (
-        audit,
-        demo,
-        evaluation,
-        governance,
-        init,
-        keys,
-        registry,
-        rollout,
-        serve,
-        settings,
-    ):
+
+def _register_commands() -> None:
+    import importlib
+
+    for noun in _NOUNS:
+        module = importlib.import_module(f"prodgate.cli.{noun}")
         for command in module.COMMANDS:
             add_shared_options(command)
             cli.add_command(command)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -168,28 +169,14 @@ def revoke(store: Store, ref: str, *, actor: str, reason: str = "") -> ApiKey:
     if key.revoked_at_us is not None:
         raise UsageError(f"key {key.id} ({key.name}) is already revoked")
     now = now_us()
-    with store.write() as conn:
-        conn.execute(
-            api_keys.update()
-            .where(api_keys.c.id == key.id)
-            .values(revoked_at_us=now, revoked_by=str(actor), updated_at_us=now)
-        )
-        store.bump_generation(conn)
-        log.append(
-            store,
-            conn,
-            [
-                log.action(
-                    "key_revoke",
-                    actor=actor,
-                    service=None,
-                    key=key.id,
-                    name=key.name,
-                    reason=reason,
-                )
-            ],
-        )
-        return _get(conn, key.id)
+    return _change(
+        store,
+        key,
+        {"revoked_at_us": now, "revoked_by": str(actor), "updated_at_us": now},
+        "key_revoke",
+        actor,
+        reason=reason,
+    )
 
 
 def rotate(store: Store, ref: str, *, actor: str, grace_s: float = DEFAULT_GRACE_S) -> Issued:
@@ -203,30 +190,23 @@ def rotate(store: Store, ref: str, *, actor: str, grace_s: float = DEFAULT_GRACE
     secret, token = new_secret(key.id)
     now = now_us()
     until = now + int(grace_s * 1e6) if grace_s > 0 else None
+    values = {
+        "secret_hash": digest(secret),
+        "previous_hash": key.secret_hash if until else None,
+        "previous_until_us": until,
+        "updated_at_us": now,
+    }
+    changed = _change(store, key, values, "key_rotate", actor, previous_valid_until_us=until)
+    return Issued(changed, token)
+
+
+def _change(
+    store: Store, key: ApiKey, values: dict[str, Any], action: str, actor: str, **details: Any
+) -> ApiKey:
+    """Update *key*'s row, bump the generation and record *action*, in one transaction."""
     with store.write() as conn:
-        conn.execute(
-            api_keys.update()
-            .where(api_keys.c.id == key.id)
-            .values(
-                secret_hash=digest(secret),
-                previous_hash=key.secret_hash if until else None,
-                previous_until_us=until,
-                updated_at_us=now,
-            )
-        )
+        conn.execute(api_keys.update().where(api_keys.c.id == key.id).values(**values))
         store.bump_generation(conn)
-        log.append(
-            store,
-            conn,
-            [
-                log.action(
-                    "key_rotate",
-                    actor=actor,
-                    service=None,
-                    key=key.id,
-                    name=key.name,
-                    previous_valid_until_us=until,
-                )
-            ],
-        )
-        return Issued(_get(conn, key.id), token)
+        record = log.action(action, actor=actor, service=None, key=key.id, name=key.name, **details)
+        log.append(store, conn, [record])
+        return _get(conn, key.id)
