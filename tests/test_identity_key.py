@@ -40,6 +40,11 @@ def test_a_new_secret_keeps_the_id() -> None:
         "pg_abcdef12345_secret",  # id too short
         "pg_abcdef1234567_secret",  # id too long
         "pg_abcdef12345g_secret",  # not hex
+        "pg_ABCDEF123456_secret",  # ids are lower case
+        "pg_0x1234567890_secret",  # int(id, 16) reads these as numbers
+        "pg_-12345678901_secret",
+        "pg_+12345678901_secret",
+        "pg_ 1234567890a_secret",
         "pg_1234_567890a_secret",
         "pg_abcdef123456",  # no secret
         "pg_abcdef123456_",  # empty secret
