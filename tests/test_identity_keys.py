@@ -210,6 +210,14 @@ def test_resolve_an_unknown_key(store: Store) -> None:
             keys.resolve(store, ref)
 
 
+def test_an_unknown_whole_key_is_not_repeated_in_the_error(store: Store) -> None:
+    token = "pg_abcdef123456_thisIsTheSecretPart"
+    with pytest.raises(NotFoundError) as caught:
+        keys.resolve(store, token)
+    assert "thisIsTheSecretPart" not in caught.value.detail
+    assert "abcdef123456" in caught.value.detail
+
+
 # -- revoke ------------------------------------------------------------------------
 
 

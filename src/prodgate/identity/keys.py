@@ -151,6 +151,8 @@ def resolve(store: Store, ref: str) -> ApiKey:
     if len(named) > 1:
         ids = ", ".join(ApiKey.from_row(r).id for r in named)
         raise UsageError(f"{len(named)} active keys are named {ref!r} ({ids}); give the id")
+    if parsed:  # a whole key: name its id only, never repeat its secret
+        raise NotFoundError(f"no key with id {key_id!r}; 'prodgate keys list' shows them")
     raise NotFoundError(f"no key with id or name {ref!r}; 'prodgate keys list' shows them")
 
 
