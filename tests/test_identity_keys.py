@@ -125,6 +125,12 @@ def test_an_agents_key_needs_an_owner(store: Store) -> None:
         ({"limits": {"rph": 5}}, "unknown limit 'rph'"),
         ({"expires_in_s": 0}, "--expires must be longer than zero"),
         ({"expires_in_s": -60}, "--expires must be longer than zero"),
+        # Beyond what the store's integers and JSON hold.
+        ({"limits": {"rpm": 10**30}}, "--rpm must be at most 1000000000"),
+        ({"limits": {"rps": keys.MAX_LIMIT + 1}}, "--rps must be at most"),
+        ({"expires_in_s": 1e20}, "--expires must be at most 36500d"),
+        ({"expires_in_s": float("inf")}, "--expires must be longer than zero"),
+        ({"expires_in_s": float("nan")}, "--expires must be longer than zero"),
     ],
 )
 def test_bad_keys_are_refused_and_nothing_is_stored(
@@ -290,8 +296,24 @@ def test_a_grace_of_zero_ends_the_old_secret_at_once(store: Store) -> None:
     assert (key.previous_hash, key.previous_until_us) == (None, None)
     assert not key.matches(secret_of(old.token), now_us())
     assert key.matches(secret_of(new.token), now_us())
-    with pytest.raises(UsageError, match="--grace must not be negative"):
-        keys.rotate(store, old.key.id, actor="alice", grace_s=-1)
+    for grace in (-1, float("nan"), float("-inf")):
+        with pytest.raises(UsageError, match="--grace must not be negative"):
+            keys.rotate(store, old.key.id, actor="alice", grace_s=grace)
+    for grace in (1e20, float("inf")):
+        with pytest.raises(UsageError, match="--grace must"):
+            keys.rotate(store, old.key.id, actor="alice", grace_s=grace)
+    assert len(actions(store, "key_rotate")) == 1
+
+
+def test_the_largest_limits_and_lifetimes_are_stored(store: Store) -> None:
+    longest = keys.MAX_DAYS * 86400.0
+    issued = make(store, limits={"rpm": keys.MAX_LIMIT}, expires_in_s=longest)
+    key = keys.resolve(store, issued.key.id)
+    assert key.limits == {"rpm": keys.MAX_LIMIT}
+    assert key.expires_at_us is not None
+    assert key.expires_at_us - key.created_at_us == int(longest * 1e6)
+    rotated = keys.rotate(store, issued.key.id, actor="alice", grace_s=longest).key
+    assert rotated.previous_until_us is not None
 
 
 def test_a_revoked_or_expired_key_cannot_be_rotated(store: Store) -> None:

@@ -8,6 +8,7 @@ interval (``PRODGATE_REFRESH_INTERVAL``, half a second by default).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -24,6 +25,9 @@ from prodgate.store.tables import api_keys
 #: How long a rotated-out secret keeps working unless told otherwise.
 DEFAULT_GRACE_S = 24 * 3600.0
 MAX_NAME = 128
+#: Bounds that keep every value inside the store's 64-bit integers and JSON's.
+MAX_LIMIT = 1_000_000_000
+MAX_DAYS = 36_500
 
 
 @dataclass(frozen=True)
@@ -55,8 +59,22 @@ def check_limits(limits: Mapping[str, int | None]) -> dict[str, int]:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise UsageError(f"{LIMITS[name][0]} must be a whole number above 0")
+        if value > MAX_LIMIT:
+            raise UsageError(f"{LIMITS[name][0]} must be at most {MAX_LIMIT}")
         out[name] = value
     return out
+
+
+def _seconds(value: float, option: str, *, zero: bool) -> float:
+    """*value* as a duration in seconds: finite, above zero (or zero when *zero*), and
+    at most MAX_DAYS."""
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        raise UsageError(
+            f"{option} must not be negative" if zero else f"{option} must be longer than zero"
+        )
+    if value > MAX_DAYS * 86400:
+        raise UsageError(f"{option} must be at most {MAX_DAYS}d")
+    return value
 
 
 def create(
@@ -80,8 +98,8 @@ def create(
     checked = sorted({scope_grammar.parse(s) for s in scopes})
     if not checked:
         raise UsageError("a key needs at least one --scope (e.g. predict:SERVICE)")
-    if expires_in_s is not None and expires_in_s <= 0:
-        raise UsageError("--expires must be longer than zero")
+    if expires_in_s is not None:
+        expires_in_s = _seconds(expires_in_s, "--expires", zero=False)
     quotas = check_limits(limits or {})
     key_id, secret, token = new_token()
     now = now_us()
@@ -200,8 +218,7 @@ def rotate(store: Store, ref: str, *, actor: str, grace_s: float = DEFAULT_GRACE
     key = resolve(store, ref)
     if key.state(now_us()) != "active":
         raise UsageError(f"key {key.id} ({key.name}) is {key.state(now_us())}; make a new one")
-    if grace_s < 0:
-        raise UsageError("--grace must not be negative")
+    grace_s = _seconds(grace_s, "--grace", zero=True)
     secret, token = new_secret(key.id)
     now = now_us()
     until = now + int(grace_s * 1e6) if grace_s > 0 else None
