@@ -132,6 +132,13 @@ def test_the_bootstrap_token_only_when_set() -> None:
     assert rejected(ring, None).reason == "missing"
 
 
+def test_a_bootstrap_token_shaped_like_a_key_works(store: Store) -> None:
+    token = "pg_0123456789ab_chosen-by-the-operator"
+    ring = ring_of(store, bootstrap=token)
+    assert ring.authenticate(f"Bearer {token}").key_id == BOOTSTRAP
+    assert rejected(ring, "Bearer pg_0123456789ab_other").reason == "unknown"
+
+
 def test_a_persons_key_acts_as_its_owner(store: Store) -> None:
     issued = keys.create(store, "laptop", scopes=["admin:claims"], actor="ops", owner="alice")
     who = ring_of(store).authenticate(f"Bearer {issued.token}")
