@@ -199,7 +199,7 @@ def test_rotate_with_no_grace(settings: Settings) -> None:
     with pytest.raises(KeyRejectedError) as caught:
         authenticate(settings, old)
     assert caught.value.reason == "unknown"
-    for zero in ("0s", " 0 "):
+    for zero in ("0s", "0m", "0h", "0d", "0.0h", " 0 "):
         newer = printed_key(ok(run(settings, "keys", "rotate", "app", "--grace", zero)))
         with pytest.raises(KeyRejectedError):
             authenticate(settings, new)
@@ -245,6 +245,8 @@ def test_rotate_keeps_the_old_key_for_its_grace(settings: Settings) -> None:
         (("rotate", "nope"), ("no key with id or name 'nope'",)),
         (("revoke", "pg_abcdef123456_topsecret"), ("no key with id 'abcdef123456'",)),
         (("rotate", "app", "--grace", "later"), ("--grace 'later'",)),
+        (("rotate", "app", "--grace", "-1h"), ("--grace '-1h'",)),
+        (("rotate", "app", "--grace", "0x"), ("--grace '0x'",)),
         (("frobnicate",), ("frobnicate",)),
     ],
 )
