@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from prodgate.exceptions import NotFoundError, UsageError
 from prodgate.identity import keys
 from prodgate.identity.actor import Actor, Origin
 from prodgate.identity.key import digest, split_token
+from prodgate.identity.keyring import KeyRing, read_keys
 from prodgate.store.engine import Store, now_us
 from prodgate.store.tables import api_keys, audit_log
 
@@ -327,6 +330,107 @@ def test_a_revoked_or_expired_key_cannot_be_rotated(store: Store) -> None:
     with pytest.raises(UsageError, match=f"key {expired.id} \\(old\\) is expired; make a new one"):
         keys.rotate(store, "old", actor="alice")
     assert actions(store, "key_rotate") == []
+
+
+# -- two changes at once ----------------------------------------------------------
+
+
+def race(
+    store: Store,
+    key_id: str,
+    *changes: Callable[[], object],
+    meanwhile: dict[str, Any] | None = None,
+) -> list[object]:
+    """Run *changes* at once, each having read the key before any of them may write it:
+    the test holds the key's row locked until every change is waiting for it, and
+    writes *meanwhile* to it (another process's change) before letting them go."""
+    results: list[object] = []
+
+    def attempt(change: Callable[[], object]) -> None:
+        try:
+            results.append(change())
+        except UsageError as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=attempt, args=(c,)) for c in changes]
+    with store.write() as conn:
+        conn.execute(
+            api_keys.update()
+            .where(api_keys.c.id == key_id)
+            .values(updated_at_us=api_keys.c.updated_at_us)
+        )
+        for t in threads:
+            t.start()
+        time.sleep(0.3)  # each change has read the key and waits to write it
+        if meanwhile:
+            conn.execute(api_keys.update().where(api_keys.c.id == key_id).values(**meanwhile))
+    for t in threads:
+        t.join(30)
+    assert len(results) == len(changes)
+    return results
+
+
+def test_two_revocations_at_once_revoke_once(store: Store) -> None:
+    key_id = make(store).key.id
+    results = race(
+        store,
+        key_id,
+        lambda: keys.revoke(store, key_id, actor="bob"),
+        lambda: keys.revoke(store, key_id, actor="carol"),
+    )
+    refused = [r for r in results if isinstance(r, UsageError)]
+    assert len(refused) == 1
+    assert "already revoked" in refused[0].detail
+    (revocation,) = actions(store, "key_revoke")
+    assert keys.resolve(store, key_id).revoked_by == revocation["actor"]
+
+
+def test_two_rotations_at_once_never_hand_out_a_dead_key(store: Store) -> None:
+    old = make(store)
+    key_id = old.key.id
+    results = race(
+        store,
+        key_id,
+        lambda: keys.rotate(store, key_id, actor="bob", grace_s=3600),
+        lambda: keys.rotate(store, key_id, actor="carol", grace_s=3600),
+    )
+    ring = KeyRing()
+    ring.load(read_keys(store))
+    for result in results:
+        if isinstance(result, keys.Issued):
+            assert ring.authenticate(f"Bearer {result.token}").key_id == key_id
+        else:
+            assert isinstance(result, UsageError)
+            assert "changed while it was being rotated" in result.detail
+    assert sum(isinstance(r, keys.Issued) for r in results) == 1
+    assert len(actions(store, "key_rotate")) == 1
+    assert ring.authenticate(f"Bearer {old.token}").key_id == key_id
+
+
+def test_a_key_revoked_while_being_rotated_is_not_rotated(store: Store) -> None:
+    key_id = make(store).key.id
+    (result,) = race(
+        store,
+        key_id,
+        lambda: keys.rotate(store, key_id, actor="carol", grace_s=60),
+        meanwhile={"revoked_at_us": now_us(), "revoked_by": "bob"},
+    )
+    assert isinstance(result, UsageError)
+    assert actions(store, "key_rotate") == []
+    assert keys.resolve(store, key_id).revoked_by == "bob"
+
+
+def test_a_key_rotated_while_being_revoked_is_revoked_once(store: Store) -> None:
+    key_id = make(store).key.id
+    (revoked,) = race(
+        store,
+        key_id,
+        lambda: keys.revoke(store, key_id, actor="carol"),
+        meanwhile={"secret_hash": digest("rotated elsewhere")},
+    )
+    assert isinstance(revoked, keys.ApiKey)
+    assert revoked.state(now_us()) == "revoked"
+    assert revoked.secret_hash == digest("rotated elsewhere")
 
 
 # -- audit -------------------------------------------------------------------------

@@ -189,11 +189,14 @@ def revoke(store: Store, ref: str, *, actor: str, reason: str = "") -> ApiKey:
         raise UsageError(f"key {key.id} ({key.name}) is already revoked")
     now = now_us()
     with store.write() as conn:
-        conn.execute(
+        # Only if no one revoked it since it was read: one revocation, one record.
+        done = conn.execute(
             api_keys.update()
-            .where(api_keys.c.id == key.id)
+            .where(api_keys.c.id == key.id, api_keys.c.revoked_at_us.is_(None))
             .values(revoked_at_us=now, revoked_by=str(actor), updated_at_us=now)
         )
+        if done.rowcount != 1:
+            raise UsageError(f"key {key.id} ({key.name}) is already revoked")
         store.bump_generation(conn)
         log.append(
             store,
@@ -223,9 +226,15 @@ def rotate(store: Store, ref: str, *, actor: str, grace_s: float = DEFAULT_GRACE
     now = now_us()
     until = now + int(grace_s * 1e6) if grace_s > 0 else None
     with store.write() as conn:
-        conn.execute(
+        # Only if the key is as it was read: a rotation or revocation made meanwhile
+        # would otherwise be overwritten, and the key it handed out stop working.
+        done = conn.execute(
             api_keys.update()
-            .where(api_keys.c.id == key.id)
+            .where(
+                api_keys.c.id == key.id,
+                api_keys.c.secret_hash == key.secret_hash,
+                api_keys.c.revoked_at_us.is_(None),
+            )
             .values(
                 secret_hash=digest(secret),
                 previous_hash=key.secret_hash if until else None,
@@ -233,6 +242,11 @@ def rotate(store: Store, ref: str, *, actor: str, grace_s: float = DEFAULT_GRACE
                 updated_at_us=now,
             )
         )
+        if done.rowcount != 1:
+            raise UsageError(
+                f"key {key.id} ({key.name}) changed while it was being rotated (rotated or "
+                "revoked by someone else); see 'prodgate keys list --all' and try again"
+            )
         store.bump_generation(conn)
         log.append(
             store,
