@@ -285,7 +285,8 @@ def test_the_actor_and_origin_are_recorded(settings: Settings) -> None:
     assert made["origin"]["channel"] == "cli"
 
 
-def test_keys_help_lists_the_subcommands(settings: Settings) -> None:
+def test_keys_help_lists_the_subcommands(sqlite_settings: Settings) -> None:
+    settings = sqlite_settings
     result = ok(run(settings, "keys", "--help"))
     commands = result.stdout.split("Commands:")[1].split()
     for sub in ("create", "list", "revoke", "rotate"):
