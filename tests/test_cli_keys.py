@@ -104,24 +104,12 @@ def test_create_json_holds_the_key_in_its_key_field(settings: Settings) -> None:
 
 
 def test_list_never_shows_a_secret(settings: Settings) -> None:
-    tokens = [
-        printed_key(ok(run(settings, "keys", "create", "app", "--scope", "predict:claims"))),
-        printed_key(
-            ok(
-                run(
-                    settings,
-                    "keys",
-                    "create",
-                    "bot",
-                    "--agent",
-                    "--owner",
-                    "carol",
-                    "--scope",
-                    "review",
-                )
-            )
-        ),
-    ]
+    app = ok(run(settings, "keys", "create", "app", "--scope", "predict:claims"))
+    bot = ok(
+        run(settings, "keys", "create", "bot", "--agent", "--owner", "carol", "--scope", "review")
+    )
+    assert "for agent bot, owned by carol: review" in bot.stdout
+    tokens = [printed_key(app), printed_key(bot)]
     tokens.append(printed_key(ok(run(settings, "keys", "rotate", "app", "--grace", "1h"))))
     secrets = [t.split("_", 2)[2] for t in tokens]
     for args in (("--json",), ("--json", "--all"), (), ("--all",)):
