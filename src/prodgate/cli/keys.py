@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 import click
@@ -42,6 +43,14 @@ def _when(us: int | None) -> str:
     if us is None:
         return "-"
     return dt.datetime.fromtimestamp(us / 1e6, dt.UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _grace(text: str) -> float:
+    """--grace in seconds. Zero is a valid grace (none at all) in any unit, which
+    parse_window, made for windows that must be longer than zero, refuses."""
+    if re.fullmatch(r"\s*0+(\.0*)?\s*[smhd]?\s*", text):
+        return 0.0
+    return parse_window(text, "--grace")
 
 
 def _limits_text(limits: dict[str, int]) -> str:
@@ -177,7 +186,7 @@ def revoke(ctx: Context, key: str, reason: str, as_json: bool) -> None:
 @pass_ctx
 def rotate(ctx: Context, key: str, grace: str, as_json: bool) -> None:
     """A new secret for KEY (same id, scopes, limits and identity); print it once."""
-    grace_s = 0.0 if grace.strip() in ("0", "0s") else parse_window(grace, "--grace")
+    grace_s = _grace(grace)
     issued = key_store.rotate(ctx.store(), key, actor=ctx.actor, grace_s=grace_s)
     _issued(issued, as_json, "rotated")
 

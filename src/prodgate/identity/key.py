@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,9 @@ import orjson
 
 PREFIX = "pg_"
 ID_HEX = 12
+#: An id as new_token makes it: exactly ID_HEX lower-case hex digits. (``int(id, 16)``
+#: would also take ``0x``, a sign, blanks and underscores.)
+_ID = re.compile(rf"[0-9a-f]{{{ID_HEX}}}")
 
 #: The limits a key may carry: name -> (the CLI option, units, period in seconds).
 #: ``concurrency`` is the number of requests in flight at once, not a rate.
@@ -48,11 +52,7 @@ def split_token(token: str) -> tuple[str, str] | None:
     if not token.startswith(PREFIX):
         return None
     key_id, sep, secret = token[len(PREFIX) :].partition("_")
-    if not sep or len(key_id) != ID_HEX or not secret or len(secret) > 128:
-        return None
-    try:
-        int(key_id, 16)
-    except ValueError:
+    if not sep or not _ID.fullmatch(key_id) or not secret or len(secret) > 128:
         return None
     return key_id, secret
 

@@ -108,16 +108,16 @@ class KeyRing:
         if scheme.lower() != "bearer" or not token:
             raise KeyRejectedError("send the key as Authorization: Bearer <key>", "malformed")
         parts = split_token(token)
+        key = self._keys.get(parts[0]) if parts else None
+        # The bootstrap token is whatever the operator chose, perhaps shaped like a key:
+        # it is tried whenever the token is no key the ring holds.
+        if key is None and self._is_bootstrap(token):
+            return self._bootstrap_principal
         if parts is None:
-            if self._bootstrap is not None and hmac.compare_digest(
-                hashlib.sha256(token.encode()).digest(), self._bootstrap
-            ):
-                return self._bootstrap_principal
             raise KeyRejectedError(
                 "that is not an API key: keys look like pg_<id>_<secret>", "malformed"
             )
         key_id, secret = parts
-        key = self._keys.get(key_id)
         now = now_us()
         if key is None or not key.matches(secret, now):
             raise KeyRejectedError("the API key is not valid", "unknown", key_id if key else None)
@@ -125,3 +125,8 @@ class KeyRing:
         if state != "active":
             raise KeyRejectedError(f"the API key {key_id} is {state}", state, key_id)
         return self._principals[key_id]
+
+    def _is_bootstrap(self, token: str) -> bool:
+        return self._bootstrap is not None and hmac.compare_digest(
+            hashlib.sha256(token.encode()).digest(), self._bootstrap
+        )

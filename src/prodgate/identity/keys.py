@@ -8,6 +8,7 @@ interval (``PRODGATE_REFRESH_INTERVAL``, half a second by default).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,9 @@ from prodgate.store.tables import api_keys
 #: How long a rotated-out secret keeps working unless told otherwise.
 DEFAULT_GRACE_S = 24 * 3600.0
 MAX_NAME = 128
+#: Bounds that keep every value inside the store's 64-bit integers and JSON's.
+MAX_LIMIT = 1_000_000_000
+MAX_DAYS = 36_500
 
 
 @dataclass(frozen=True)
@@ -56,8 +60,22 @@ def check_limits(limits: Mapping[str, int | None]) -> dict[str, int]:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise UsageError(f"{LIMITS[name][0]} must be a whole number above 0")
+        if value > MAX_LIMIT:
+            raise UsageError(f"{LIMITS[name][0]} must be at most {MAX_LIMIT}")
         out[name] = value
     return out
+
+
+def _seconds(value: float, option: str, *, zero: bool) -> float:
+    """*value* as a duration in seconds: finite, above zero (or zero when *zero*), and
+    at most MAX_DAYS."""
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        raise UsageError(
+            f"{option} must not be negative" if zero else f"{option} must be longer than zero"
+        )
+    if value > MAX_DAYS * 86400:
+        raise UsageError(f"{option} must be at most {MAX_DAYS}d")
+    return value
 
 
 def create(
@@ -81,8 +99,8 @@ def create(
     checked = sorted({scope_grammar.parse(s) for s in scopes})
     if not checked:
         raise UsageError("a key needs at least one --scope (e.g. predict:SERVICE)")
-    if expires_in_s is not None and expires_in_s <= 0:
-        raise UsageError("--expires must be longer than zero")
+    if expires_in_s is not None:
+        expires_in_s = _seconds(expires_in_s, "--expires", zero=False)
     quotas = check_limits(limits or {})
     key_id, secret, token = new_token()
     now = now_us()
@@ -152,6 +170,8 @@ def resolve(store: Store, ref: str) -> ApiKey:
     if len(named) > 1:
         ids = ", ".join(ApiKey.from_row(r).id for r in named)
         raise UsageError(f"{len(named)} active keys are named {ref!r} ({ids}); give the id")
+    if parsed:  # a whole key: name its id only, never repeat its secret
+        raise NotFoundError(f"no key with id {key_id!r}; 'prodgate keys list' shows them")
     raise NotFoundError(f"no key with id or name {ref!r}; 'prodgate keys list' shows them")
 
 
@@ -175,6 +195,7 @@ def revoke(store: Store, ref: str, *, actor: str, reason: str = "") -> ApiKey:
         {"revoked_at_us": now, "revoked_by": str(actor), "updated_at_us": now},
         "key_revoke",
         actor,
+        conflict=f"key {key.id} ({key.name}) is already revoked",
         reason=reason,
     )
 
@@ -185,8 +206,7 @@ def rotate(store: Store, ref: str, *, actor: str, grace_s: float = DEFAULT_GRACE
     key = resolve(store, ref)
     if key.state(now_us()) != "active":
         raise UsageError(f"key {key.id} ({key.name}) is {key.state(now_us())}; make a new one")
-    if grace_s < 0:
-        raise UsageError("--grace must not be negative")
+    grace_s = _seconds(grace_s, "--grace", zero=True)
     secret, token = new_secret(key.id)
     now = now_us()
     until = now + int(grace_s * 1e6) if grace_s > 0 else None
@@ -196,16 +216,40 @@ def rotate(store: Store, ref: str, *, actor: str, grace_s: float = DEFAULT_GRACE
         "previous_until_us": until,
         "updated_at_us": now,
     }
-    changed = _change(store, key, values, "key_rotate", actor, previous_valid_until_us=until)
+    changed = _change(
+        store,
+        key,
+        values,
+        "key_rotate",
+        actor,
+        conflict=f"key {key.id} ({key.name}) changed while it was being rotated (rotated or "
+        "revoked by someone else); see 'prodgate keys list --all' and try again",
+        previous_valid_until_us=until,
+    )
     return Issued(changed, token)
 
 
 def _change(
-    store: Store, key: ApiKey, values: dict[str, Any], action: str, actor: str, **details: Any
+    store: Store,
+    key: ApiKey,
+    values: dict[str, Any],
+    action: str,
+    actor: str,
+    *,
+    conflict: str,
+    **details: Any,
 ) -> ApiKey:
-    """Update *key*'s row, bump the generation and record *action*, in one transaction."""
+    """Update *key*'s row, bump the generation and record *action*, in one transaction;
+    UsageError(*conflict*) when the key was revoked since it was read, or, for a
+    rotation, rotated: one change, one record, and no rotation handing out a dead key
+    (a revocation goes through whatever secret the key has now)."""
     with store.write() as conn:
-        conn.execute(api_keys.update().where(api_keys.c.id == key.id).values(**values))
+        unchanged = [api_keys.c.id == key.id, api_keys.c.revoked_at_us.is_(None)]
+        if "secret_hash" in values:  # a rotation: only of the secret it read
+            unchanged.append(api_keys.c.secret_hash == key.secret_hash)
+        done = conn.execute(api_keys.update().where(*unchanged).values(**values))
+        if done.rowcount != 1:
+            raise UsageError(conflict)
         store.bump_generation(conn)
         record = log.action(action, actor=actor, service=None, key=key.id, name=key.name, **details)
         log.append(store, conn, [record])
