@@ -119,12 +119,6 @@ def test_an_owner_may_not_approve_again_after_their_agent(
         assert approvals.is_approved(conn, claims, v.number)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,  # the approval goes through: pytest.raises fails
-    reason="a version records who registered it by name only, not the person "
-    "accountable for an agent, so the agent's owner may approve it",
-)
 def test_an_owner_may_not_approve_what_their_agent_registered(
     gov: tuple[Store, ServiceSpec],
 ) -> None:

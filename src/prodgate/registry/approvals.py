@@ -127,7 +127,7 @@ def approve(
         owner = by.origin.owner if isinstance(by, Actor) else None
         who = _person(owner or by)
         as_who = f"{by} (owned by {owner})" if owner else str(by)
-        if service.policy.approvals.separation_of_duties and who == _person(v.created_by):
+        if service.policy.approvals.separation_of_duties and who == _person(v.registrant):
             problem = f"{as_who} registered version {version} and may not approve it too"
         elif any(_person(a.person) == who for a in list_approvals(conn, service.name, version)):
             problem = f"{as_who} has already approved version {version}"

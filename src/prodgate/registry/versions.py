@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 
 from prodgate.audit import log
 from prodgate.exceptions import ArtifactError, ProdgateError, UnknownVersionError, UsageError
+from prodgate.identity.actor import Actor
 from prodgate.registry import artifacts as artifact_store
 from prodgate.registry import sources
 from prodgate.registry import trust as trust_module
@@ -41,6 +42,13 @@ class Version:
     note: str
     created_by: str
     created_at_us: int
+    #: The person accountable when an agent registered it (its key's owner).
+    owner: str | None = None
+
+    @property
+    def registrant(self) -> str:
+        """The person answerable for the registration."""
+        return self.owner or self.created_by
 
     @classmethod
     def from_row(cls, row: Any) -> Version:
@@ -60,6 +68,7 @@ class Version:
             note=m["note"] or "",
             created_by=m["created_by"],
             created_at_us=int(m["created_at_us"]),
+            owner=m["owner"],
         )
 
     def location(self, artifacts: Path) -> str:
@@ -109,6 +118,7 @@ class Version:
             "data": self.data_fingerprint,
             "note": self.note,
             "created_by": self.created_by,
+            "owner": self.owner,
             "created_at_us": self.created_at_us,
         }
 
@@ -289,6 +299,7 @@ def _insert(
             "data_fingerprint": orjson.dumps(fingerprint).decode() if fingerprint else None,
             "note": note,
             "created_by": actor,
+            "owner": actor.origin.owner if isinstance(actor, Actor) else None,
             "created_at_us": now_us(),
         }
         conn.execute(versions.insert().values(**row))

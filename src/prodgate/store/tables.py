@@ -40,6 +40,8 @@ versions = Table(
     Column("note", Text, nullable=False, default=""),
     Column("created_by", String(128), nullable=False),
     Column("created_at_us", BigInteger, nullable=False),
+    # The person accountable when an agent registered it (its key's owner).
+    Column("owner", String(128), nullable=True),
     UniqueConstraint("service", "number", name="uq_versions_service_number"),
 )
 

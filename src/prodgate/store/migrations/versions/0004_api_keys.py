@@ -1,5 +1,5 @@
 """API keys: hashed secrets, scopes, owners (people or agents) and limits; an
-approval records the person accountable when an agent's key approved.
+approval and a version record the person accountable when an agent acted.
 
 Revision ID: 0004
 """
@@ -37,9 +37,13 @@ def upgrade() -> None:
     op.create_index("ix_api_keys_updated", "api_keys", ["updated_at_us"])
     with op.batch_alter_table("approvals") as batch:
         batch.add_column(sa.Column("owner", sa.String(128), nullable=True))
+    with op.batch_alter_table("versions") as batch:
+        batch.add_column(sa.Column("owner", sa.String(128), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("versions") as batch:
+        batch.drop_column("owner")
     with op.batch_alter_table("approvals") as batch:
         batch.drop_column("owner")
     op.drop_index("ix_api_keys_updated", "api_keys")
