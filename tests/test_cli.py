@@ -304,3 +304,17 @@ def test_a_subfolder_of_a_project_uses_its_spec_and_store(
     (tmp_path / "prodgate.yaml").unlink()
     r = CliRunner().invoke(cli, ["versions", "claims"], env=env)
     assert_one_line_error(r, f"no prodgate.yaml in {sub}, {sub.parent}, {tmp_path},", "HOME")
+
+
+def test_the_cli_starts_without_the_heavy_libraries() -> None:
+    """Every command pays for what ``prodgate`` imports at start: scikit-learn and pandas
+    (seconds) only when a command uses them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, prodgate.cli.main; "
+        "print(sorted(m for m in ('sklearn', 'pandas', 'scipy') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

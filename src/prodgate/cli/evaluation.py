@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from prodgate.cli.context import VERSION, Context, echo_json, pass_ctx, setting_options
-from prodgate.evaluation import evaluate as evaluation
 from prodgate.evaluation import report
 from prodgate.settings import ACTING
 
@@ -49,6 +48,8 @@ def evaluate(
     Exits 1 when a gate fails, 0 when all pass.
     """
     spec = ctx.spec().service(service)
+    from prodgate.evaluation import evaluate as evaluation  # scikit-learn: when used
+
     stored = evaluation.evaluate_version(
         ctx.store(), spec, version, data, label, actor=ctx.actor, progress=_progress
     )
@@ -94,6 +95,8 @@ def compare(
     Nothing is stored. Exits 0 whatever the gates say (use evaluate for a verdict).
     """
     spec = ctx.spec().service(service)
+    from prodgate.evaluation import evaluate as evaluation
+
     result = evaluation.compare(ctx.store(), spec, a, b, data, label, progress=_progress)
     if as_json:
         echo_json(result)

@@ -194,7 +194,8 @@ COMMANDS = [approve, rollback, shadow, disable, enable, history]
 @pass_ctx
 def metrics(ctx: Context, service: str, window: str, as_json: bool) -> None:
     """Production metrics of SERVICE per version: operations, and quality from feedback."""
-    from prodgate.monitor.production import parse_window, production_metrics
+    from prodgate.durations import parse_duration as parse_window
+    from prodgate.monitor.production import production_metrics
 
     spec = ctx.spec().service(service)
     report = production_metrics(ctx.store(), spec, parse_window(window))

@@ -9,9 +9,9 @@ from typing import Any
 import click
 
 from prodgate.cli.context import Context, Group, echo_json, pass_ctx, setting_options, table
+from prodgate.durations import parse_duration as parse_window
 from prodgate.identity import keys as key_store
 from prodgate.identity.key import ApiKey
-from prodgate.monitor.production import parse_window
 from prodgate.settings import ACTING
 from prodgate.store.engine import now_us
 

@@ -6,8 +6,30 @@
 - :mod:`prodgate.evaluation.report` turns both into text for the CLI.
 """
 
-from prodgate.evaluation.evaluate import StoredEvaluation, compare, evaluate_version
-from prodgate.evaluation.gates import MIN_COHORT_ROWS
-from prodgate.evaluation.scoring import score
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prodgate.evaluation.evaluate import StoredEvaluation, compare, evaluate_version
+    from prodgate.evaluation.gates import MIN_COHORT_ROWS
+    from prodgate.evaluation.scoring import score
 
 __all__ = ["MIN_COHORT_ROWS", "StoredEvaluation", "compare", "evaluate_version", "score"]
+
+#: Where each public name lives. They are imported on first use: scoring needs
+#: scikit-learn, which every ``prodgate`` command would otherwise pay for at start.
+_HOME = {
+    "MIN_COHORT_ROWS": "gates",
+    "StoredEvaluation": "evaluate",
+    "compare": "evaluate",
+    "evaluate_version": "evaluate",
+    "score": "scoring",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"prodgate.evaluation.{_HOME[name]}"), name)

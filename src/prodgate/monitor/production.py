@@ -8,7 +8,6 @@ scoring as offline evaluation, so production and evaluation speak the same langu
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import orjson
@@ -18,25 +17,13 @@ from sqlalchemy.engine import Connection
 
 from prodgate.audit.record import KIND_INFERENCE
 from prodgate.evaluation.scoring import score
-from prodgate.exceptions import UsageError
 from prodgate.monitor.window import window_stats
 from prodgate.spec import ServiceSpec
 from prodgate.store.engine import Store, now_us
 from prodgate.store.tables import audit_log, feedback
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 #: Most labelled decisions scored per version (the newest first).
 LABELLED_LIMIT = 50_000
-
-
-def parse_window(text: str, what: str = "window") -> float:
-    """'90s', '30m', '1h', '7d' -> seconds; *what* names the value in errors."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text)
-    if not m:
-        raise UsageError(f"{what} {text!r}: write a number and a unit, e.g. 90s, 30m, 1h, 7d")
-    if float(m[1]) <= 0:
-        raise UsageError(f"{what} {text!r}: must be longer than zero")
-    return float(m[1]) * _UNITS[m[2]]
 
 
 def _versions(conn: Connection, service: str, start: int, end: int) -> list[int]:

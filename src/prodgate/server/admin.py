@@ -27,10 +27,11 @@ from starlette.responses import Response
 
 from prodgate.audit.history import history
 from prodgate.contract import Contract
+from prodgate.durations import parse_duration as parse_window
 from prodgate.evaluation import evaluate_version
 from prodgate.exceptions import ContractViolationError, NotFoundError, Violation
 from prodgate.identity.actor import Actor
-from prodgate.monitor.production import parse_window, production_metrics
+from prodgate.monitor.production import production_metrics
 from prodgate.registry import approvals, versions
 from prodgate.registry.versions import MAX_VERSION
 from prodgate.rollout import commands as rollout_commands
@@ -43,7 +44,7 @@ from prodgate.spec import ServiceSpec
 from prodgate.store.engine import Store
 
 BASE = "/v1/services/{service}"
-#: A metrics window as :func:`~prodgate.monitor.production.parse_window` reads it.
+#: A metrics window as :func:`~prodgate.durations.parse_duration` reads it.
 WINDOW = r"^\s*\d+(\.\d+)?\s*[smhd]\s*$"
 ROLLOUT_ACTIONS = ("pause", "resume", "abort", "confirm")
 READ = Access(("admin", "audit:read"), admin=True)
