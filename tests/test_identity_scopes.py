@@ -125,3 +125,9 @@ def test_services_a_kind_reaches() -> None:
     assert services(["predict:a", "predict:*"], "predict") is None
     assert services(["review", "admin"], "predict") is None
     assert services(["admin:*"], "predict") == set()
+
+
+def test_services_of_a_kind_that_names_none() -> None:
+    assert services(["audit:read"], "audit:read") is None
+    assert services(["admin"], "review") is None
+    assert services(["predict:*"], "review") == set()

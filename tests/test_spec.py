@@ -233,3 +233,26 @@ def test_bad_policy_is_located(tmp_path: Path, old: str, new: str, what: str) ->
         spec.load(path)
     assert what in info.value.detail
     assert info.value.detail.startswith(f"{path}:")
+
+
+def test_public_and_limits(tmp_path: Path) -> None:
+    text = (
+        GOOD + "    public: true\n    limits: {rpm: 600, rows_per_minute: 10000, concurrency: 8}\n"
+    )
+    svc = spec.load(write(tmp_path, text)).service("claims-triage")
+    assert svc.public is True
+    assert svc.limits == {"rpm": 600, "rows_per_minute": 10000, "concurrency": 8}
+    plain = spec.load(write(tmp_path, GOOD)).service("claims-triage")
+    assert (plain.public, plain.limits) == (False, {})
+
+
+@pytest.mark.parametrize(
+    ("limits", "what"),
+    [("{rpm: 0}", "limits.rpm"), ("{rpm: 10000000000}", "limits.rpm"), ("{tpm: 5}", "tpm")],
+)
+def test_bad_limits_say_where(tmp_path: Path, limits: str, what: str) -> None:
+    path = write(tmp_path, GOOD + f"    limits: {limits}\n")
+    with pytest.raises(SpecError) as info:
+        spec.load(path)
+    assert info.value.detail.startswith(f"{path}:")
+    assert what in info.value.detail

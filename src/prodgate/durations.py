@@ -7,6 +7,9 @@ import re
 from prodgate.exceptions import UsageError
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+#: The longest duration taken: a century, far below what the store's microsecond
+#: integers hold.
+MAX_DAYS = 36_500
 
 
 def parse_duration(text: str, what: str = "window") -> float:
@@ -17,4 +20,7 @@ def parse_duration(text: str, what: str = "window") -> float:
         raise UsageError(f"{what} {text!r}: write a number and a unit, e.g. 90s, 30m, 1h, 7d")
     if float(m[1]) <= 0:
         raise UsageError(f"{what} {text!r}: must be longer than zero")
-    return float(m[1]) * _UNITS[m[2]]
+    seconds = float(m[1]) * _UNITS[m[2]]
+    if seconds > MAX_DAYS * 86400:
+        raise UsageError(f"{what} {text!r}: must be at most {MAX_DAYS}d")
+    return seconds

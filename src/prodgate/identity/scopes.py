@@ -71,7 +71,10 @@ def grants(scopes: Iterable[str], need: Need) -> bool:
 
 
 def services(scopes: Iterable[str], kind: str) -> set[str] | None:
-    """The services *scopes* grant *kind* on; None when it is every service."""
+    """The services *scopes* grant *kind* on; None when it is every service (and for
+    a kind that names no service, when the scopes grant it at all)."""
+    if kind not in PER_SERVICE:
+        return None if grants(scopes, Need(kind)) else set()
     named: set[str] = set()
     for scope in scopes:
         if scope == "admin":

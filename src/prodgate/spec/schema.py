@@ -168,7 +168,7 @@ SPEC_SCHEMA: dict[str, Any] = {
                     "type": "object",
                     "additionalProperties": False,
                     "properties": {
-                        name: {"type": "integer", "minimum": 1}
+                        name: {"type": "integer", "minimum": 1, "maximum": 1_000_000_000}
                         for name in ("rps", "rpm", "rows_per_minute", "concurrency")
                     },
                 },
