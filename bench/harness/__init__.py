@@ -11,7 +11,8 @@ measured in the same run on the same machine. The modules:
   :meth:`~harness.wrk.Load.measure`, the procedure applied to every server;
 - ``report``: the report model (servers, checks, machine) as text and Markdown;
 - ``options``: shared command-line options, exit codes, warnings, output;
-- ``gateway``: prodgate as a server under test (its example, its metrics, its audit).
+- ``gateway``: prodgate as a server under test (its example, its CLI, its metrics,
+  its audit).
 """
 
 from .gateway import (
@@ -21,6 +22,8 @@ from .gateway import (
     GatewayStats,
     build_example,
     claims,
+    cli,
+    create_key,
     gateway_stats,
     model_path,
     prodgate_command,
@@ -80,7 +83,9 @@ __all__ = [
     "choose_pinning",
     "claims",
     "clean_env",
+    "cli",
     "command_line",
+    "create_key",
     "emit",
     "find_wrk",
     "free_port",

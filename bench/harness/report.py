@@ -223,15 +223,18 @@ def prodgate_source() -> str:
     return f"{where}, git {head}" + (" with uncommitted changes" if dirty else "")
 
 
-def machine(wrk: str, libraries: Sequence[str]) -> dict[str, str]:
-    """The machine, the versions of *libraries* and of wrk, and the prodgate under test."""
-    return {
+def machine(wrk: str | None, libraries: Sequence[str]) -> dict[str, str]:
+    """The machine, the versions of *libraries* and of wrk (if one was used), and the
+    prodgate under test."""
+    out = {
         "CPUs": f"{os.cpu_count()} (nproc {len(usable_cpus())})",
         "CPU model": _cpu_model(),
         "RAM": _ram(),
         "OS": f"{platform.system()} {platform.release()}",
         "Python": platform.python_version(),
         "libraries": ", ".join(f"{d} {_version(d)}" for d in libraries),
-        "wrk": wrk_version(wrk),
-        "prodgate source": prodgate_source(),
     }
+    if wrk is not None:
+        out["wrk"] = wrk_version(wrk)
+    out["prodgate source"] = prodgate_source()
+    return out
