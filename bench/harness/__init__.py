@@ -12,7 +12,11 @@ measured in the same run on the same machine. The modules:
 - ``report``: the report model (servers, checks, machine) as text and Markdown;
 - ``options``: shared command-line options, exit codes, warnings, output;
 - ``gateway``: prodgate as a server under test (its example, its CLI, its metrics,
-  its audit).
+  its audit);
+- ``cluster``: prodgate as replicas: a PostgreSQL database for the run, Redis (shared
+  under a prefix, or a private ``redis-server`` to kill), replicas with their own HOME;
+- ``client``: a paced asyncio client that keeps every answer (status, headers, times),
+  for scenarios where wrk's counts do not tell enough.
 """
 
 from .gateway import (
@@ -58,7 +62,7 @@ from .procs import (
     scrape,
     uvicorn_server,
 )
-from .report import Check, Report, machine, ratio, verdict
+from .report import Check, Report, Table, TablesReport, machine, ratio, verdict
 from .wrk import Load, Measurement, WrkResult, find_wrk, lua_script, parse_wrk
 
 __all__ = [
@@ -77,6 +81,8 @@ __all__ = [
     "Pinning",
     "Report",
     "Server",
+    "Table",
+    "TablesReport",
     "WrkResult",
     "add_load_arguments",
     "build_example",
