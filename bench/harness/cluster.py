@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from .gateway import prodgate_server
-from .procs import Pinning, Server, free_port
+from .procs import Pinning, Server, busy_cpu_seconds, cpu_seconds, free_port, usable_cpus
 
 
 def unique_name(prefix: str) -> str:
@@ -90,6 +90,29 @@ def admissions(url: str, key_id: str) -> list[tuple[float, float]]:
             decided = ts_us / 1e6
             out.append((decided - (latency_ms or 0.0) / 1000.0, decided))
     return sorted(out)
+
+
+def wait_for_revocation(url: str, key_id: str, timeout: float, every: float = 0.01) -> float:
+    """Poll the store until key *key_id* reads as revoked; the earliest moment its
+    revocation can have been committed (``time.time()``): the start of the last read
+    that did not see it. NaN if it was not seen within *timeout* seconds."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    query = sa.text("SELECT revoked_at_us FROM api_keys WHERE id = :id")
+    deadline = time.time() + timeout
+    last_unseen = time.time()
+    try:
+        with engine.connect() as conn:
+            while time.time() < deadline:
+                before = time.time()
+                if conn.execute(query, {"id": key_id}).scalar() is not None:
+                    return last_unseen
+                last_unseen = before
+                time.sleep(every)
+    finally:
+        engine.dispose()
+    return float("nan")
 
 
 def redis_client(url: str) -> Any:
@@ -170,6 +193,30 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+class CpuMeter:
+    """The CPU the machine, the replicas and this process (the client) used since it was
+    made: on a shared machine, what tells how disturbed a scenario was."""
+
+    def __init__(self, servers: Sequence[Server]) -> None:
+        self.pids = [s.pid for s in servers]
+        self.wall = time.monotonic()
+        self.machine = busy_cpu_seconds()
+        self.replicas = sum(cpu_seconds(p) for p in self.pids)
+        self.client = time.process_time()
+
+    def describe(self) -> str:
+        wall = time.monotonic() - self.wall
+        machine = (busy_cpu_seconds() - self.machine) / wall
+        replicas = (sum(cpu_seconds(p) for p in self.pids) - self.replicas) / wall
+        client = (time.process_time() - self.client) / wall
+        rest = machine - replicas - client
+        return (
+            f"CPU over {wall:.0f} s, as shares of one CPU: the machine {machine:.0%} "
+            f"(of {len(usable_cpus()) * 100}%), the replicas {replicas:.0%}, the client "
+            f"{client:.0%}, everything else (PostgreSQL, Redis, other processes) {rest:.0%}"
+        )
 
 
 # -- the CLI and the replicas ----------------------------------------------------------------
