@@ -16,7 +16,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -129,6 +129,16 @@ def redis_version(url: str) -> str:
         client.close()
 
 
+def redis_cpu_seconds(url: str) -> float:
+    """The CPU time the Redis server at *url* has used so far (INFO cpu: user + system)."""
+    client = redis_client(url)
+    try:
+        info = client.info("cpu")
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    finally:
+        client.close()
+
+
 def delete_prefix(url: str, prefix: str) -> int:
     """Delete every Redis key under *prefix*; how many there were."""
     client = redis_client(url)
@@ -145,11 +155,17 @@ class RedisServer:
     """A private ``redis-server`` on a free port: no persistence, so a restart is empty
     (as a Redis that lost its memory is); :meth:`kill` is SIGKILL, not a shutdown."""
 
-    def __init__(self, work: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        work: Path,
+        port: int | None = None,
+        wrap: Callable[[list[str]], list[str]] | None = None,
+    ) -> None:
         exe = shutil.which("redis-server")
         if exe is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         self.exe = exe
+        self.wrap = wrap or (lambda argv: argv)  # e.g. Pinning.load: taskset to some CPUs
         self.port = port or free_port()
         self.log = work / f"redis-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -163,7 +179,7 @@ class RedisServer:
         argv = [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
         argv += ["--appendonly", "no", "--daemonize", "no"]
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(self.wrap(argv), stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
