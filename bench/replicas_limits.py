@@ -118,7 +118,7 @@ from harness.cluster import (
 from harness.procs import clean_env
 
 SERVICE = "claims-triage"
-LIBRARIES = ("prodgate", "uvicorn", "starlette", "sqlalchemy", "psycopg", "redis", "httpx")
+LIBRARIES = ("prodgate", "uvicorn", "uvloop", "starlette", "sqlalchemy", "psycopg", "redis")
 PERIOD_S = 60.0  # of --rpm
 TOLERANCE = 0.01  # admitted within 1% of the limit
 REVOCATION_TARGET_S = 1.0
@@ -930,7 +930,8 @@ def benchmark(arguments: list[str]) -> int:
         findings.checks,
         load=(
             f"{args.replicas} `prodgate serve` processes (each its own empty HOME and spec copy) "
-            f"on one PostgreSQL database; Python asyncio + httpx client, requests sent on a "
+            f"on one PostgreSQL database; a Python client (asyncio on uvloop, keep-alive "
+            f"HTTP/1.1), requests sent on a "
             f"fixed schedule round-robin over the replicas, bodies cycled from {args.rows:,} "
             f"generated claims; all processes share the machine's CPUs ({pinning.note})"
         ),
