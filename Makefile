@@ -5,7 +5,7 @@ BIN = $(VENV)/bin
 PORT ?= 8000
 DEMO_HOME ?= .prodgate-demo
 
-.PHONY: install install-dev demo test check lint format bench clean
+.PHONY: install install-dev demo test check lint format bench bench-replicas bench-keys clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,14 @@ format: $(VENV)/.dev
 ## bench: gateway vs a bare pilot endpoint and a hello world (needs wrk: apt-get install wrk)
 bench: $(VENV)/.dev
 	$(BIN)/python bench/gateway_vs_bare.py
+
+## bench-replicas: three replicas on PostgreSQL and Redis: one key's limit, revocation, a Redis outage
+bench-replicas: $(VENV)/.dev
+	$(BIN)/python bench/replicas_limits.py
+
+## bench-keys: the gateway with API keys and a limit (memory, Redis) against auth off (needs wrk)
+bench-keys: $(VENV)/.dev
+	$(BIN)/python bench/keys_overhead.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_HOME) .pytest_cache .mypy_cache .ruff_cache

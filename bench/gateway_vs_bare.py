@@ -17,9 +17,11 @@ Three servers, one after another, get the same load with the same request bodies
 
 All three run under uvicorn in one process (uvloop and httptools as installed, access
 log off), on prodgate's defaults (``PRODGATE_*`` variables are dropped from their
-environment). The load is wrk (``bench/harness``): 64 connections, 2 threads, each
-request the next body from a pool of 1,000 varied valid claims (the example's
-generator, another seed than training), a 5 s warm-up and then 20 s measured. On a
+environment): so prodgate asks for an API key, and every request to all three carries
+``Authorization: Bearer KEY``, a key made for the run with no limits. The load is wrk
+(``bench/harness``): 64 connections, 2 threads, each request the next body from a
+pool of 1,000 varied valid claims (the example's generator, another seed than
+training), a 5 s warm-up and then 20 s measured. On a
 machine with at least two CPUs wrk is pinned to half of them and the server to the
 other half with ``taskset`` (the same for all three), so the load generator does not
 steal the server's CPU; ``--no-pin`` turns that off. The "other CPU" column is what
@@ -71,6 +73,7 @@ from harness import (
     choose_pinning,
     claims,
     command_line,
+    create_key,
     emit,
     gateway_stats,
     lua_script,
@@ -89,6 +92,7 @@ from harness import (
 from hello_fastapi import ANSWER as HELLO_ANSWER
 
 PILOT_PATH = "/predict"
+SERVICE = "claims-triage"
 HELLO_TARGET = 0.5  # prodgate req/s >= 0.5x hello world
 THROUGHPUT_TARGET = 10.0  # prodgate req/s >= 10x bare
 P99_TARGET = 0.3  # prodgate p99 <= 0.3x bare
@@ -142,10 +146,13 @@ def benchmark(arguments: list[str]) -> int:
         home = args.home.resolve() if args.home else work / "home"
         print(f"building the claims-triage example in {home} ...", flush=True)
         build_example(prodgate, home)
+        # prodgate asks for an API key by default; a key without limits, sent to all three.
+        _, key = create_key(prodgate, {"PRODGATE_HOME": str(home)}, "bench", SERVICE)
+        headers = {"Authorization": f"Bearer {key}"}
         rows = claims(args.rows, args.seed)
         script = work / "pool.lua"
-        script.write_text(lua_script([{"inputs": row} for row in rows]))
-        load = Load(wrk, script, args.connections, args.threads, pinning)
+        script.write_text(lua_script([{"inputs": row} for row in rows], headers))
+        load = Load(wrk, script, args.connections, args.threads, pinning, headers)
         first = {"inputs": rows[0]}
         print(
             f"{pinning.note}; wrk {args.connections} connections, {args.threads} threads, "

@@ -11,7 +11,12 @@ measured in the same run on the same machine. The modules:
   :meth:`~harness.wrk.Load.measure`, the procedure applied to every server;
 - ``report``: the report model (servers, checks, machine) as text and Markdown;
 - ``options``: shared command-line options, exit codes, warnings, output;
-- ``gateway``: prodgate as a server under test (its example, its metrics, its audit).
+- ``gateway``: prodgate as a server under test (its example, its CLI, its metrics,
+  its audit);
+- ``cluster``: prodgate as replicas: a PostgreSQL database for the run, Redis (shared
+  under a prefix, or a private ``redis-server`` to kill), replicas with their own HOME;
+- ``client``: a paced asyncio client that keeps every answer (status, headers, times),
+  for scenarios where wrk's counts do not tell enough.
 """
 
 from .gateway import (
@@ -21,6 +26,8 @@ from .gateway import (
     GatewayStats,
     build_example,
     claims,
+    cli,
+    create_key,
     gateway_stats,
     model_path,
     prodgate_command,
@@ -55,7 +62,7 @@ from .procs import (
     scrape,
     uvicorn_server,
 )
-from .report import Check, Report, machine, ratio, verdict
+from .report import Check, Report, Table, TablesReport, machine, ratio, verdict
 from .wrk import Load, Measurement, WrkResult, find_wrk, lua_script, parse_wrk
 
 __all__ = [
@@ -74,13 +81,17 @@ __all__ = [
     "Pinning",
     "Report",
     "Server",
+    "Table",
+    "TablesReport",
     "WrkResult",
     "add_load_arguments",
     "build_example",
     "choose_pinning",
     "claims",
     "clean_env",
+    "cli",
     "command_line",
+    "create_key",
     "emit",
     "find_wrk",
     "free_port",

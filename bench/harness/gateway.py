@@ -16,9 +16,12 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from .procs import Pinning, Server, clean_env, free_port, metric_delta
 from .report import Check
@@ -51,11 +54,12 @@ def prodgate_command() -> list[str]:
     return [sys.executable, "-c", "from prodgate.cli.main import main; main()"]
 
 
-def build_example(prodgate: list[str], home: Path) -> None:
-    """Register, approve and deploy the claims-triage example in *home*."""
+def build_example(prodgate: list[str], home: Path, env: Mapping[str, str] | None = None) -> None:
+    """Register, approve and deploy the claims-triage example in *home*; *env* adds
+    settings (``PRODGATE_DATABASE_URL``: the store is that database, not HOME's)."""
     built = subprocess.run(
         [*prodgate, "--home", str(home), "demo", "--no-serve"],
-        env=clean_env(),
+        env=clean_env() | dict(env or {}),
         capture_output=True,
         text=True,
         check=False,
@@ -67,22 +71,70 @@ def build_example(prodgate: list[str], home: Path) -> None:
         )
 
 
+def cli(prodgate: Sequence[str], env: Mapping[str, str], *args: str) -> str:
+    """Run ``prodgate ARGS`` with the settings *env*; its output. RuntimeError on failure."""
+    done = subprocess.run(
+        [*prodgate, *args],
+        env=clean_env() | dict(env),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"prodgate {' '.join(args)} failed (exit {done.returncode}):\n"
+            f"{done.stdout}{done.stderr}"
+        )
+    return done.stdout
+
+
+def create_key(
+    prodgate: Sequence[str], env: Mapping[str, str], name: str, service: str, *limits: str
+) -> tuple[str, str]:
+    """``prodgate keys create NAME --scope predict:SERVICE LIMITS --json``: (id, key)."""
+    out = orjson.loads(
+        cli(
+            prodgate,
+            env,
+            "keys",
+            "create",
+            name,
+            "--scope",
+            f"predict:{service}",
+            *limits,
+            "--json",
+        )
+    )
+    return str(out["id"]), str(out["key"])
+
+
 def model_path(home: Path) -> Path:
     """The example's skops model, as written by :func:`build_example`."""
     return home / "example" / "model.skops"
 
 
-def prodgate_server(prodgate: list[str], home: Path, work: Path, pinning: Pinning) -> Server:
+def prodgate_server(
+    prodgate: list[str],
+    home: Path,
+    work: Path,
+    pinning: Pinning,
+    *,
+    env: Mapping[str, str] | None = None,
+    name: str = "prodgate",
+    spec: Path | None = None,
+) -> Server:
+    """``prodgate serve`` on *home* and the example's spec (or *spec*), on prodgate's
+    defaults but for the settings *env* gives; it logs to ``work/<name>.log``."""
     port = free_port()
-    spec = home / "example" / "prodgate.yaml"
+    spec = spec or home / "example" / "prodgate.yaml"
     argv = [*prodgate, "--home", str(home), "--config", str(spec), "serve", "--port", str(port)]
     return Server(
-        "prodgate",
+        name,
         pinning.server(argv),
         f"http://127.0.0.1:{port}",
         "/readyz",
-        work / "prodgate.log",
-        clean_env(),
+        work / (re.sub(r"[^\w.-]+", "-", name) + ".log"),
+        clean_env() | dict(env or {}),
     )
 
 

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from .procs import NOISE_LIMIT, machine_idle_check
-from .report import Report
+from .report import Report, TablesReport
 from .wrk import WRK_MISSING, find_wrk
 
 EXIT_PASSED = 0
@@ -84,7 +84,7 @@ def warn_if_disturbed() -> None:
         print(f"note: ignoring {', '.join(dropped)}: prodgate runs on its defaults here")
 
 
-def emit(report: Report, markdown: str | None) -> int:
+def emit(report: Report | TablesReport, markdown: str | None) -> int:
     """Print *report*; with *markdown* print its Markdown section ("-") or append it to
     that file. The exit code of the benchmark: 0 if every check passed, else 1."""
     print()

@@ -22,7 +22,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,9 +145,13 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-def post_json(url: str, body: dict[str, Any]) -> dict[str, Any]:
+def post_json(
+    url: str, body: dict[str, Any], headers: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     request = urllib.request.Request(
-        url, data=orjson.dumps(body), headers={"Content-Type": "application/json"}
+        url,
+        data=orjson.dumps(body),
+        headers={"Content-Type": "application/json", **(headers or {})},
     )
     with urllib.request.urlopen(request, timeout=30) as resp:
         answer: dict[str, Any] = orjson.loads(resp.read())

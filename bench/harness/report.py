@@ -139,6 +139,80 @@ class Report:
         return "\n".join(lines)
 
 
+@dataclass
+class Table:
+    """A table of a benchmark's own figures, with a title and a few lines after it."""
+
+    title: str
+    headers: list[str]
+    rows: list[list[str]]
+    notes: list[str] = field(default_factory=list)
+
+    def text(self) -> list[str]:
+        lines = [self.title, "", *aligned([self.headers, *self.rows])]
+        return lines + (["", *self.notes] if self.notes else [])
+
+    def markdown(self) -> list[str]:
+        lines = [f"**{self.title}**", "", *markdown_table(self.headers, self.rows)]
+        return lines + (["", " ".join(self.notes)] if self.notes else [])
+
+
+@dataclass
+class TablesReport:
+    """A report for a scenario that is not one wrk run per server: tables of figures
+    the benchmark measured itself, then checks, load, command and machine, as
+    :class:`Report` has them."""
+
+    title: str
+    tables: list[Table]
+    checks: list[Check]
+    load: str
+    command: str
+    machine: dict[str, str]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def check_rows(self) -> list[list[str]]:
+        return [[c.name, c.figure, c.target, verdict(c.ok)] for c in self.checks]
+
+    def text(self) -> str:
+        lines: list[str] = []
+        for table in self.tables:
+            lines += [*table.text(), ""]
+        lines += aligned([CHECK_HEADERS, *self.check_rows()])
+        if self.notes:
+            lines += ["", *self.notes]
+        lines += ["", f"overall: {verdict(self.passed)}"]
+        return "\n".join(lines)
+
+    def markdown(self) -> str:
+        today = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        lines = [f"### {self.title}, {today}", ""]
+        for table in self.tables:
+            lines += [*table.markdown(), ""]
+        lines += [*markdown_table(CHECK_HEADERS, self.check_rows(), numeric=(1, 2)), ""]
+        if self.notes:
+            lines += [" ".join(self.notes), ""]
+        lines += [
+            f"Load: {self.load}.",
+            "",
+            "Command:",
+            "",
+            "```",
+            self.command,
+            "```",
+            "",
+            "Machine:",
+            "",
+            *(f"- {k}: {v}" for k, v in self.machine.items()),
+            "",
+        ]
+        return "\n".join(lines)
+
+
 def server_row(name: str, r: WrkResult) -> list[str]:
     lat = r.latency_ms
     return [
@@ -223,15 +297,18 @@ def prodgate_source() -> str:
     return f"{where}, git {head}" + (" with uncommitted changes" if dirty else "")
 
 
-def machine(wrk: str, libraries: Sequence[str]) -> dict[str, str]:
-    """The machine, the versions of *libraries* and of wrk, and the prodgate under test."""
-    return {
+def machine(wrk: str | None, libraries: Sequence[str]) -> dict[str, str]:
+    """The machine, the versions of *libraries* and of wrk (if one was used), and the
+    prodgate under test."""
+    out = {
         "CPUs": f"{os.cpu_count()} (nproc {len(usable_cpus())})",
         "CPU model": _cpu_model(),
         "RAM": _ram(),
         "OS": f"{platform.system()} {platform.release()}",
         "Python": platform.python_version(),
         "libraries": ", ".join(f"{d} {_version(d)}" for d in libraries),
-        "wrk": wrk_version(wrk),
-        "prodgate source": prodgate_source(),
     }
+    if wrk is not None:
+        out["wrk"] = wrk_version(wrk)
+    out["prodgate source"] = prodgate_source()
+    return out

@@ -16,7 +16,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,7 @@ local counter = 0
 local next_id = 0
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-
+%(headers)s
 function setup(thread)
   thread:set("id", next_id)
   next_id = next_id + 1
@@ -75,14 +75,22 @@ def wrk_version(wrk: str) -> str:
     return first[0] if first else "unknown"
 
 
-def lua_script(bodies: Sequence[Any]) -> str:
-    """A wrk script that POSTs each of *bodies* (JSON-encoded here) in turn."""
+def _lua_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def lua_script(bodies: Sequence[Any], headers: Mapping[str, str] | None = None) -> str:
+    """A wrk script that POSTs each of *bodies* (JSON-encoded here) in turn, with
+    *headers* (``{"Authorization": "Bearer ..."}``) on every request besides the
+    content type."""
 
     def quoted(body: Any) -> str:
-        text = orjson.dumps(body).decode()
-        return '  "' + text.replace("\\", "\\\\").replace('"', '\\"') + '",'
+        return "  " + _lua_string(orjson.dumps(body).decode()) + ","
 
-    return LUA_TEMPLATE % {"bodies": "\n".join(quoted(b) for b in bodies)}
+    extra = "".join(
+        f"wrk.headers[{_lua_string(k)}] = {_lua_string(v)}\n" for k, v in (headers or {}).items()
+    )
+    return LUA_TEMPLATE % {"bodies": "\n".join(quoted(b) for b in bodies), "headers": extra}
 
 
 # -- wrk's output --------------------------------------------------------------------------
@@ -188,6 +196,8 @@ class Load:
     connections: int
     threads: int
     pinning: Pinning
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Sent with the sample request too (the script sends them with every other one)."""
 
     def describe(self, warmup: float, duration: float, pool: str) -> str:
         """The load in one sentence; *pool* says what the bodies are ("1,000 claims")."""
@@ -249,7 +259,7 @@ class Load:
         after: dict[str, float] = {}
         with running(server):
             url = server.base + path
-            sample = post_json(url, first_body)
+            sample = post_json(url, first_body, self.headers)
             print(f"{server.name} (pid {server.pid}) on {url}: warm-up ...", flush=True)
             warm = self.run(url, warmup, server.pid)
             if metrics:
