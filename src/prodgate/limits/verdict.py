@@ -128,20 +128,32 @@ class Verdict:
         """
         if not self.limits:
             return {}
-        names = _policy_names(self.limits)
-        policy = ",".join(_policy_item(names[i], lim) for i, lim in enumerate(self.limits))
+        names, policy = policy_field(self.limits)
         out = {"RateLimit-Policy": policy}
         if self.usage:
-            items = []
-            for name, u in zip(names, self.usage, strict=True):
-                item = f"{name};r={max(0, u.remaining)}"
-                if isinstance(u.limit, Demand):
-                    item += f";t={max(0, math.ceil(u.reset_s))}"
-                items.append(item)
-            out["RateLimit"] = ",".join(items)
+            out["RateLimit"] = ratelimit_field(names, self.usage)
         if not self.allowed:
             out["Retry-After"] = str(max(1, math.ceil(self.retry_after_s)))
         return out
+
+
+def policy_field(limits: Sequence[Demand | Slot]) -> tuple[list[str], str]:
+    """Each limit's policy identifier, and the ``RateLimit-Policy`` field of them all:
+    the same for every check of the same limits, so callers may keep it."""
+    names = _policy_names(limits)
+    return names, ",".join(_policy_item(names[i], lim) for i, lim in enumerate(limits))
+
+
+def ratelimit_field(names: Sequence[str], usage: Sequence[Usage]) -> str:
+    """The ``RateLimit`` field: each limit's remaining units and, for a rate, the
+    seconds until its window frees what is used now."""
+    items = []
+    for name, u in zip(names, usage, strict=True):
+        if isinstance(u.limit, Demand):
+            items.append(f"{name};r={max(0, u.remaining)};t={max(0, math.ceil(u.reset_s))}")
+        else:
+            items.append(f"{name};r={max(0, u.remaining)}")
+    return ",".join(items)
 
 
 def no_limits() -> Verdict:

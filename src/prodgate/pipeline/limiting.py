@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from prodgate.exceptions import RateLimitedError
 from prodgate.identity.key import LIMITS
 from prodgate.identity.keyring import Principal
 from prodgate.limits import Demand, Lease, Limiter, Rate, Slot, Verdict
+from prodgate.limits.verdict import policy_field, ratelimit_field
 from prodgate.pipeline.exchange import Exchange
 from prodgate.pipeline.metrics import Metrics
 
@@ -38,6 +40,23 @@ def rates(limits: Mapping[str, int]) -> tuple[tuple[Rate, bool], ...]:
     return tuple(out)
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What one caller's requests to one service are charged on, built once: the
+    demands of one unit (requests), the rates charged by rows, the slots, and the
+    ``RateLimit-Policy`` field with each limit's name in it."""
+
+    caller: Principal
+    fixed: tuple[Demand, ...]
+    by_rows: tuple[tuple[str, Rate], ...]
+    slots: tuple[Slot, ...]
+    names: list[str]
+    policy: str
+
+    def demands(self, rows: int) -> list[Demand]:
+        return [*self.fixed, *(Demand(s, rate, rows) for s, rate in self.by_rows)]
+
+
 class Limits:
     """The limit stage of every service, over one limiter."""
 
@@ -46,52 +65,58 @@ class Limits:
     ) -> None:
         self.limiter = limiter
         self.metrics = metrics
-        self._service_rates = {name: rates(lim) for name, lim in services.items()}
-        self._service_slots = {
-            name: Slot(f"service:{name}", lim[CONCURRENCY])
-            for name, lim in services.items()
-            if CONCURRENCY in lim
-        }
-        # A key's rates, built once per principal (the keyring makes a new principal
-        # when the key changes).
-        self._key_rates: dict[str, tuple[Principal, tuple[tuple[Rate, bool], ...]]] = {}
+        self._services = {name: dict(lim) for name, lim in services.items()}
+        # One plan per (key, service), made again when the key changed (the keyring
+        # makes a new principal then).
+        self._plans: dict[tuple[str | None, str], _Plan | None] = {}
 
-    def _key(self, caller: Principal) -> tuple[tuple[Rate, bool], ...]:
-        if caller.key_id is None or not caller.limits:
-            return ()
-        found = self._key_rates.get(caller.key_id)
-        if found is None or found[0] is not caller:
-            found = self._key_rates[caller.key_id] = (caller, rates(caller.limits))
-        return found[1]
+    def _plan(self, caller: Principal, service: str, requests_only: bool = False) -> _Plan | None:
+        key = (caller.key_id, service if not requests_only else "")
+        if key in self._plans:
+            plan = self._plans[key]
+            if plan is None or plan.caller is caller:
+                return plan
+        plan = self._plans[key] = self._make(caller, service, requests_only)
+        return plan
+
+    def _make(self, caller: Principal, service: str, requests_only: bool) -> _Plan | None:
+        owners: list[tuple[str, Mapping[str, int]]] = []
+        if caller.key_id is not None and caller.limits:
+            owners.append((f"key:{caller.key_id}", caller.limits))
+        if not requests_only and service in self._services:
+            owners.append((f"service:{service}", self._services[service]))
+        fixed: list[Demand] = []
+        by_rows: list[tuple[str, Rate]] = []
+        slots: list[Slot] = []
+        for subject, limits in owners:
+            for rate, counts_rows in rates(limits):
+                if not counts_rows:
+                    fixed.append(Demand(subject, rate, 1))
+                elif not requests_only:
+                    by_rows.append((subject, rate))
+            if CONCURRENCY in limits:
+                slots.append(Slot(subject, limits[CONCURRENCY]))
+        if not (fixed or by_rows or slots):
+            return None
+        # The names follow the order of a check: fixed demands, rows, then slots.
+        example: list[Demand | Slot] = [*fixed, *(Demand(s, r, 1) for s, r in by_rows), *slots]
+        names, policy = policy_field(example)
+        return _Plan(caller, tuple(fixed), tuple(by_rows), tuple(slots), names, policy)
 
     async def admit(self, ex: Exchange) -> None:
         """Charge *ex* on its limits; RateLimitedError when one refuses."""
-        service, caller = ex.service, ex.caller
-        key_rates = self._key(caller)
-        service_rates = self._service_rates.get(service, ())
-        slots: list[Slot] = []
-        if caller.key_id is not None and CONCURRENCY in caller.limits:
-            slots.append(Slot(f"key:{caller.key_id}", caller.limits[CONCURRENCY]))
-        service_slot = self._service_slots.get(service)
-        if service_slot is not None:
-            slots.append(service_slot)
-        if not (key_rates or service_rates or slots):
+        plan = self._plan(ex.caller, ex.service)
+        if plan is None:
             return
-        rows = len(ex.rows)
-        demands = [
-            Demand(f"key:{caller.key_id}", rate, rows if by_rows else 1)
-            for rate, by_rows in key_rates
-        ]
-        demands += [
-            Demand(f"service:{service}", rate, rows if by_rows else 1)
-            for rate, by_rows in service_rates
-        ]
-        verdict = await self.limiter.check(demands, slots)
+        verdict = await self.limiter.check(plan.demands(len(ex.rows)), plan.slots)
         ex.lease = verdict.lease
-        if verdict.allowed:
-            ex.limit_headers = verdict.headers()
-            return
-        raise self._refusal(verdict)
+        if not verdict.allowed:
+            raise self._refusal(verdict)
+        if verdict.usage:
+            ex.limit_headers = {
+                "RateLimit-Policy": plan.policy,
+                "RateLimit": ratelimit_field(plan.names, verdict.usage),
+            }
 
     def _refusal(self, verdict: Verdict) -> RateLimitedError:
         binding = verdict.binding
@@ -113,14 +138,10 @@ class Limits:
         """Charge one request of *caller* on another route than predict: the key's
         request rates and concurrency (rows and the services' limits are predict's).
         RateLimitedError when one refuses; the lease to give back when it is done."""
-        key_rates = [(r, rows) for r, rows in self._key(caller) if not rows]
-        slots = []
-        if caller.key_id is not None and CONCURRENCY in caller.limits:
-            slots.append(Slot(f"key:{caller.key_id}", caller.limits[CONCURRENCY]))
-        if not (key_rates or slots):
+        plan = self._plan(caller, "", requests_only=True)
+        if plan is None:
             return None
-        demands = [Demand(f"key:{caller.key_id}", rate, 1) for rate, _ in key_rates]
-        verdict = await self.limiter.check(demands, slots)
+        verdict = await self.limiter.check(plan.fixed, plan.slots)
         if not verdict.allowed:
             raise self._refusal(verdict)
         return verdict.lease
