@@ -209,8 +209,12 @@ def settle(
     usage = [Usage(d, r[0], r[1]) for d, r in zip(demands, rates, strict=True)]
     usage += [Usage(s, s.limit - h[0], 0.0) for s, h in zip(slots, held, strict=True)]
     limits: tuple[Demand | Slot, ...] = (*demands, *slots)
-    refusals = [(i, r) for i, r in enumerate(rates) if r[3] != OK]
-    full = [i for i, h in enumerate(held) if h[1] != OK]
+    if all(r[3] == OK for r in rates) and all(h[1] == OK for h in held):
+        refusals: list[tuple[int, RateOutcome]] = []
+        full: list[int] = []
+    else:
+        refusals = [(i, r) for i, r in enumerate(rates) if r[3] != OK]
+        full = [i for i, h in enumerate(held) if h[1] != OK]
     if not refusals and not full:
         binding = _least_room(usage[: len(demands)]) or _least_room(usage[len(demands) :])
         return Verdict(
