@@ -16,7 +16,7 @@ import math
 import os
 import platform
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,18 +123,7 @@ class Report:
             " ".join([*self.notes, CPU_NOTE]),
             "",
             *([f"**{self.noise_warning}**", ""] if self.noise_warning else []),
-            f"Load: {self.load}.",
-            "",
-            "Command:",
-            "",
-            "```",
-            self.command,
-            "```",
-            "",
-            "Machine:",
-            "",
-            *(f"- {k}: {v}" for k, v in self.machine.items()),
-            "",
+            *_provenance(self.load, self.command, self.machine),
         ]
         return "\n".join(lines)
 
@@ -196,20 +185,7 @@ class TablesReport:
         lines += [*markdown_table(CHECK_HEADERS, self.check_rows(), numeric=(1, 2)), ""]
         if self.notes:
             lines += [" ".join(self.notes), ""]
-        lines += [
-            f"Load: {self.load}.",
-            "",
-            "Command:",
-            "",
-            "```",
-            self.command,
-            "```",
-            "",
-            "Machine:",
-            "",
-            *(f"- {k}: {v}" for k, v in self.machine.items()),
-            "",
-        ]
+        lines += _provenance(self.load, self.command, self.machine)
         return "\n".join(lines)
 
 
@@ -312,3 +288,21 @@ def machine(wrk: str | None, libraries: Sequence[str]) -> dict[str, str]:
         out["wrk"] = wrk_version(wrk)
     out["prodgate source"] = prodgate_source()
     return out
+
+
+def _provenance(load: str, command: str, machine: Mapping[str, str]) -> list[str]:
+    """The closing lines of a report: the load, the command and the machine."""
+    return [
+        f"Load: {load}.",
+        "",
+        "Command:",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        "Machine:",
+        "",
+        *(f"- {k}: {v}" for k, v in machine.items()),
+        "",
+    ]
