@@ -67,6 +67,7 @@ class Principal:
 
 
 ANONYMOUS_PRINCIPAL = Principal(None, ANONYMOUS, ANONYMOUS)
+BOOTSTRAP_PRINCIPAL = Principal(BOOTSTRAP, BOOTSTRAP, BOOTSTRAP, ("admin",))
 
 
 def read_keys(store: Store) -> list[ApiKey]:
@@ -82,8 +83,6 @@ class KeyRing:
         )
         self._keys: dict[str, ApiKey] = {}
         self._principals: dict[str, Principal] = {}
-        if bootstrap_token:
-            self._bootstrap_principal = Principal(BOOTSTRAP, BOOTSTRAP, BOOTSTRAP, ("admin",))
         self.generation = -1
 
     def load(self, keys: Iterable[ApiKey], generation: int = -1) -> None:
@@ -112,7 +111,7 @@ class KeyRing:
         # The bootstrap token is whatever the operator chose, perhaps shaped like a key:
         # it is tried whenever the token is no key the ring holds.
         if key is None and self._is_bootstrap(token):
-            return self._bootstrap_principal
+            return BOOTSTRAP_PRINCIPAL
         if parts is None:
             raise KeyRejectedError(
                 "that is not an API key: keys look like pg_<id>_<secret>", "malformed"

@@ -21,11 +21,9 @@ from prodgate.exceptions import RateLimitedError
 from prodgate.identity.key import LIMITS
 from prodgate.identity.keyring import Principal
 from prodgate.limits import Demand, Lease, Limiter, Rate, Slot, Verdict
-from prodgate.limits.verdict import policy_field, ratelimit_field
+from prodgate.limits.verdict import CONCURRENCY, policy_field, ratelimit_field
 from prodgate.pipeline.exchange import Exchange
 from prodgate.pipeline.metrics import Metrics
-
-CONCURRENCY = "concurrency"
 
 
 def rates(limits: Mapping[str, int]) -> tuple[tuple[Rate, bool], ...]:
