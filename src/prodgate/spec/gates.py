@@ -8,9 +8,32 @@ from dataclasses import dataclass
 CLASSIFIER_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "brier")
 REGRESSOR_METRICS = ("mae", "rmse", "r2")
 OTHER_METRICS = ("escalation_rate", "business.cost_per_decision", "business.total_cost")
+#: What an evaluation of a prompt version measures (accuracy: of a declared label).
+LLM_METRICS = (
+    "accuracy",
+    "exact_match",
+    "contains",
+    "regex",
+    "json_valid",
+    "judge_score",
+    "error_rate",
+    "cost_per_call",
+    "latency_p50_ms",
+    "latency_p95_ms",
+)
 #: Metrics where lower is better (a cohort "above overall" is the bad direction).
 LOWER_IS_BETTER = frozenset(
-    {"brier", "mae", "rmse", "escalation_rate", "business.cost_per_decision"}
+    {
+        "brier",
+        "mae",
+        "rmse",
+        "escalation_rate",
+        "business.cost_per_decision",
+        "error_rate",
+        "cost_per_call",
+        "latency_p50_ms",
+        "latency_p95_ms",
+    }
 )
 
 
@@ -52,9 +75,12 @@ def parse_gate(text: str, kind: str) -> Gate:
                 "'no cohort METRIC more than VALUE below overall'"
             )
         gate = Gate(clean, m["metric"], float(m["value"]), m["op"], m["cohort"])
-    known = (CLASSIFIER_METRICS if kind == "classifier" else REGRESSOR_METRICS) + (
-        OTHER_METRICS if kind == "classifier" else ()
-    )
+    if kind == "llm":
+        known = LLM_METRICS
+    else:
+        known = (CLASSIFIER_METRICS if kind == "classifier" else REGRESSOR_METRICS) + (
+            OTHER_METRICS if kind == "classifier" else ()
+        )
     if gate.metric not in known:
         raise ValueError(f"unknown metric {gate.metric!r} for a {kind}; known: {', '.join(known)}")
     return gate

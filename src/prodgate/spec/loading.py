@@ -27,6 +27,16 @@ import yaml
 
 from prodgate.exceptions import SpecError
 from prodgate.spec import policy as policy_module
+from prodgate.spec.llm import (
+    Breaker,
+    LlmService,
+    ModelRef,
+    Price,
+    Provider,
+    Retry,
+    Timeouts,
+    check_model,
+)
 from prodgate.spec.schema import JSON_TYPES, SPEC_SCHEMA
 from prodgate.spec.service import Owner, ServiceSpec, Spec
 
@@ -176,9 +186,15 @@ def parse(text: str, file: Path) -> Spec:
     problems = [_problem(file, lines, path, msg) for path, msg in located]
 
     services: dict[str, ServiceSpec] = {}
+    providers: dict[str, Provider] = {}
     if not problems:
+        providers = {n: _provider(n, raw) for n, raw in data.get("providers", {}).items()}
         for name, raw in data["services"].items():
             base = ("services", name)
+            llm, where, why = _llm(raw, providers)
+            if why:
+                problems.append(_problem(file, lines, (*base, *where), why))
+                continue
             contract = normalize_contract(raw["contract"]["input"])
             bad = _check_contract(contract)
             if bad:
@@ -225,11 +241,64 @@ def parse(text: str, file: Path) -> Spec:
                 description=raw.get("description", ""),
                 output_contract=raw["contract"].get("output"),
                 policy=policy,
+                llm=llm,
             )
     if problems:
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
         raise SpecError(problems[0] + more, problems=problems)
-    return Spec(path=file, services=services)
+    return Spec(path=file, services=services, providers=providers)
+
+
+def _provider(name: str, raw: dict[str, Any]) -> Provider:
+    return Provider(
+        name=name,
+        base_url=raw["base_url"].rstrip("/"),
+        api_key_env=raw.get("api_key_env"),
+        models={m: Price(**price) for m, price in raw["models"].items()},
+        breaker=Breaker(**raw.get("breaker", {})),
+        max_connections=raw.get("max_connections", 256),
+    )
+
+
+def _llm(
+    raw: dict[str, Any], providers: dict[str, Provider]
+) -> tuple[LlmService | None, tuple[str, ...], str]:
+    """A service's ``llm`` section, or where and what is wrong with it."""
+    section = raw.get("llm")
+    if raw["kind"] != "llm":
+        if section is not None:
+            return None, ("llm",), "an llm section needs kind: llm"
+        return None, (), ""
+    section = section or {}
+    if raw.get("escalation") or raw.get("batching"):
+        which = "escalation" if raw.get("escalation") else "batching"
+        return None, (which,), f"a service of kind llm has no {which}"
+    refs: list[ModelRef] = []
+    named = [("fallbacks", str(i), t) for i, t in enumerate(section.get("fallbacks", []))]
+    if "judge" in section:
+        named.append(("judge", "", section["judge"]))
+    for key, index, text in named:
+        ref = ModelRef.parse(text)
+        why = check_model(ref, providers)
+        if why:
+            return None, tuple(p for p in ("llm", key, index) if p), why
+        refs.append(ref)
+    retry = Retry(**section.get("retry", {}))
+    if retry.max_backoff_ms < retry.backoff_ms:
+        return None, ("llm", "retry"), "max_backoff_ms must be at least backoff_ms"
+    judge = ModelRef.parse(section["judge"]) if "judge" in section else None
+    return (
+        LlmService(
+            fallbacks=tuple(ModelRef.parse(t) for t in section.get("fallbacks", [])),
+            retry=retry,
+            timeouts=Timeouts(**section.get("timeouts", {})),
+            max_tokens=section.get("max_tokens", 1024),
+            budgets=dict(section.get("budgets", {})),
+            judge=judge,
+        ),
+        (),
+        "",
+    )
 
 
 def load(path: str | Path) -> Spec:

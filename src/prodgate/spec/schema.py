@@ -8,6 +8,8 @@ from prodgate.spec.costs import OUTCOMES
 from prodgate.spec.policy import Checks
 
 SERVICE_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
+PROVIDER_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+MODEL_REF = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}/.+$"
 
 JSON_TYPES = ["object", "array", "string", "number", "integer", "boolean", "null"]
 
@@ -103,12 +105,79 @@ POLICY_SCHEMA: dict[str, Any] = {
     },
 }
 
+_MS = {"type": "number", "exclusiveMinimum": 0, "maximum": 86_400_000}
+_USD = {"type": "number", "minimum": 0, "maximum": 1_000_000_000}
+
+PROVIDER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["base_url", "models"],
+    "additionalProperties": False,
+    "properties": {
+        "base_url": {"type": "string", "pattern": "^https?://"},
+        "api_key_env": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+        "max_connections": {"type": "integer", "minimum": 1, "maximum": 100_000},
+        "breaker": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "failures": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
+                "window_s": {"type": "number", "exclusiveMinimum": 0},
+                "cooldown_s": {"type": "number", "exclusiveMinimum": 0},
+            },
+        },
+        "models": {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": {
+                "type": "object",
+                "required": ["input", "output"],
+                "additionalProperties": False,
+                "properties": {"input": _USD, "output": _USD, "cached_input": _USD},
+            },
+        },
+    },
+}
+
+LLM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "fallbacks": {"type": "array", "items": {"type": "string", "pattern": MODEL_REF}},
+        "retry": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "attempts": {"type": "integer", "minimum": 0, "maximum": 10},
+                "backoff_ms": {"type": "number", "minimum": 0, "maximum": 600_000},
+                "max_backoff_ms": {"type": "number", "minimum": 0, "maximum": 600_000},
+            },
+        },
+        "timeouts": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"connect_ms": _MS, "first_token_ms": _MS, "total_ms": _MS},
+        },
+        "max_tokens": {"type": "integer", "minimum": 1, "maximum": 10_000_000},
+        "budgets": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"day": _USD, "month": _USD},
+        },
+        "judge": {"type": "string", "pattern": MODEL_REF},
+    },
+}
+
 SPEC_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["services"],
     "additionalProperties": False,
     "properties": {
         "version": {"const": 1},
+        "providers": {
+            "type": "object",
+            "propertyNames": {"pattern": PROVIDER_NAME},
+            "additionalProperties": {"$ref": "#/$defs/provider"},
+        },
         "services": {
             "type": "object",
             "minProperties": 1,
@@ -117,6 +186,7 @@ SPEC_SCHEMA: dict[str, Any] = {
         },
     },
     "$defs": {
+        "provider": PROVIDER_SCHEMA,
         "service": {
             "type": "object",
             "required": ["owner", "kind", "contract"],
@@ -132,7 +202,8 @@ SPEC_SCHEMA: dict[str, Any] = {
                         "contact": {"type": "string", "minLength": 3},
                     },
                 },
-                "kind": {"enum": ["classifier", "regressor"]},
+                "kind": {"enum": ["classifier", "regressor", "llm"]},
+                "llm": LLM_SCHEMA,
                 "labels": {
                     "type": "array",
                     "minItems": 2,
@@ -169,11 +240,17 @@ SPEC_SCHEMA: dict[str, Any] = {
                     "additionalProperties": False,
                     "properties": {
                         name: {"type": "integer", "minimum": 1, "maximum": 1_000_000_000}
-                        for name in ("rps", "rpm", "rows_per_minute", "concurrency")
+                        for name in (
+                            "rps",
+                            "rpm",
+                            "rows_per_minute",
+                            "concurrency",
+                            "tokens_per_minute",
+                        )
                     },
                 },
                 **POLICY_SCHEMA,
             },
-        }
+        },
     },
 }

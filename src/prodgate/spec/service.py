@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from prodgate.exceptions import UnknownServiceError
+from prodgate.spec.llm import LlmService, Provider
 from prodgate.spec.policy import Policy
 
 
@@ -38,6 +39,8 @@ class ServiceSpec:
     #: Limits on the service as a whole, across every caller: rps, rpm, rows_per_minute,
     #: concurrency.
     limits: dict[str, int] = field(default_factory=dict)
+    #: The route and budgets of a service of kind ``llm``; None for other kinds.
+    llm: LlmService | None = None
 
     @property
     def feature_names(self) -> list[str]:
@@ -103,6 +106,8 @@ def _whole(value: Any) -> Any:
 class Spec:
     path: Path
     services: dict[str, ServiceSpec] = field(default_factory=dict)
+    #: The upstream LLM APIs services of kind ``llm`` may call, by name.
+    providers: dict[str, Provider] = field(default_factory=dict)
 
     def service(self, name: str) -> ServiceSpec:
         try:
