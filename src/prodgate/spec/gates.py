@@ -75,6 +75,7 @@ def parse_gate(text: str, kind: str) -> Gate:
                 "'no cohort METRIC more than VALUE below overall'"
             )
         gate = Gate(clean, m["metric"], float(m["value"]), m["op"], m["cohort"])
+    known: tuple[str, ...]
     if kind == "llm":
         known = LLM_METRICS
     else:
