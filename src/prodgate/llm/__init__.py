@@ -1,0 +1,1 @@
+"""LLM services: providers and routes, streaming, tokens and prices, prompt versions."""
