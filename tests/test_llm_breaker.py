@@ -28,7 +28,7 @@ def breaker(failures: int = 3, window_s: float = 10.0, cooldown_s: float = 5.0):
 
 
 def test_opens_after_failures_within_the_window() -> None:
-    b, clock, changes = breaker()
+    b, _clock, changes = breaker()
     for _ in range(2):
         assert b.allow()
         b.failure()
@@ -70,7 +70,8 @@ def test_half_open_after_the_cooldown_lets_exactly_one_probe_through() -> None:
     assert not b.allow()
     b.success()
     assert b.state is BreakerState.CLOSED
-    assert b.allow() and b.allow()
+    assert b.allow()
+    assert b.allow()
     assert [s for _, _, s in changes] == [
         BreakerState.OPEN,
         BreakerState.HALF_OPEN,
