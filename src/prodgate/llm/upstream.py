@@ -132,6 +132,21 @@ def usage_of(answer: Mapping[str, Any]) -> Usage | None:
         return None
 
 
+def carries_answer(chunk: Mapping[str, Any]) -> bool:
+    """Does a stream *chunk* carry part of the answer (content, a tool call, a refusal,
+    a finish, usage)? The role announcement that opens a stream does not: it is no
+    first token, and a route may drop it with the try it came from."""
+    if chunk.get("usage"):
+        return True
+    for choice in chunk.get("choices") or ():
+        if choice.get("finish_reason"):
+            return True
+        delta = choice.get("delta")
+        if delta and (delta.get("content") or delta.get("tool_calls") or delta.get("refusal")):
+            return True
+    return False
+
+
 def retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
     """Seconds to wait that the upstream asked for: ``retry-after-ms`` (OpenAI's, finer),
     else ``Retry-After`` as seconds or as an HTTP date; None if absent or unreadable."""
@@ -294,10 +309,11 @@ class Upstream:
     ) -> AsyncGenerator[dict[str, Any], None]:
         """The chunks of a streamed answer, parsed, as they arrive (``[DONE]`` ends it).
 
-        The first chunk must come within ``first_token_ms``, and each next one within
-        ``first_token_ms`` of the one before (a stream that goes silent that long is
-        stalled); all within ``total_ms``. Closing the generator early (``aclose()``)
-        closes the connection, so that the upstream stops generating.
+        The first chunk that carries part of the answer (see :func:`carries_answer`)
+        must come within ``first_token_ms``, and each next one within ``first_token_ms``
+        of the one before (a stream that goes silent that long is stalled); all within
+        ``total_ms``. Closing the generator early (``aclose()``) closes the connection,
+        so that the upstream stops generating.
         """
         self._check_key()
         options = body.get("stream_options")
@@ -314,8 +330,9 @@ class Upstream:
         sent = 0
         finished = False
         late = lambda: sent > 0  # noqa: E731 - read when a failure happens
-        # The first chunk is due first_token_ms after the request; each next one, that
-        # long after the one before.
+        # The first token is due first_token_ms after the request; each next one, that
+        # long after the one before. A role announcement is no token: a server that
+        # sends one and then nothing is stalled all the same.
         due = start + gap
         with self._failures(model, total, after_first_chunk=late):
             async with asyncio.timeout_at(min(due, total)):
@@ -342,14 +359,14 @@ class Upstream:
                         f"{self._where(model)}: the stream ended before it was complete",
                         after_first_chunk=sent > 0,
                     )
-                events = parser.feed(piece)
-                if events:  # keep-alive comments do not count as progress
-                    due = loop.time() + gap
-                for event in events:
+                arrived = loop.time()
+                for event in parser.feed(piece):
                     chunk = self._chunk(model, event.data, event.name, sent > 0)
-                    choices = chunk.get("choices")
-                    if choices and any(c.get("finish_reason") for c in choices):
-                        finish_seen = True
+                    if carries_answer(chunk):  # comments and role announcements are no progress
+                        due = arrived + gap
+                        choices = chunk.get("choices")
+                        if choices and any(c.get("finish_reason") for c in choices):
+                            finish_seen = True
                     sent += 1
                     yield chunk
             finished = True
@@ -388,10 +405,9 @@ class Upstream:
                     f"{where}: no complete answer within the total timeout",
                     after_first_chunk=late,
                 ) from None
-            what = "next chunk" if late else "first token"
             raise UpstreamError(
                 "stalled",
-                f"{where}: no {what} within the first-token timeout",
+                f"{where}: no token within the first-token timeout",
                 after_first_chunk=late,
             ) from None
         except aiohttp.ClientConnectorError as exc:
