@@ -188,9 +188,7 @@ async def test_a_stream_arrives_in_chunks_and_ends_with_done(llm: Settings) -> N
     chunks = [orjson.loads(e[6:]) for e in events[:-1]]
     usage = chunks[-1]["usage"]
     assert chunks[-1]["choices"] == []
-    text = "".join(
-        c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]
-    )
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     assert orjson.loads(text)["category"] == "complaint"
     (record,) = _records(llm)
     assert record["id"] == chunks[0]["id"]
@@ -208,7 +206,11 @@ async def test_a_stream_that_breaks_after_it_began_ends_with_an_error_event(
         async with client.stream(
             "POST",
             "/v1/chat/completions",
-            json={"model": "letter", "messages": [{"role": "user", "content": "hi"}], "stream": True},
+            json={
+                "model": "letter",
+                "messages": [{"role": "user", "content": "hi"}],
+                "stream": True,
+            },
         ) as r:
             assert r.status_code == 200
             events = [line async for line in r.aiter_lines() if line.startswith("data: ")]
@@ -224,7 +226,10 @@ async def test_a_stream_that_breaks_after_it_began_ends_with_an_error_event(
 async def test_tools_need_the_keys_tool_scopes(llm: Settings) -> None:
     agent = make_key(llm, "agent", "predict:letter", "tool:lookup_policy", agent=True, owner="ops")
     tools = [
-        {"type": "function", "function": {"name": "lookup_policy", "parameters": {"type": "object"}}},
+        {
+            "type": "function",
+            "function": {"name": "lookup_policy", "parameters": {"type": "object"}},
+        },
         {"type": "function", "function": {"name": "pay_claim", "parameters": {"type": "object"}}},
     ]
     body = {
@@ -265,7 +270,12 @@ async def test_an_answer_that_breaks_the_output_contract_is_an_error(
 
 
 async def test_a_budget_refuses_what_it_cannot_cover(llm: Settings, mock: MockHandle) -> None:
-    write_spec(llm, llm_spec(mock.url).replace("max_tokens: 64", "max_tokens: 64\n      budgets: {day: 0.0001}"))
+    write_spec(
+        llm,
+        llm_spec(mock.url).replace(
+            "max_tokens: 64", "max_tokens: 64\n      budgets: {day: 0.0001}"
+        ),
+    )
     async with running(llm) as client:
         statuses = []
         for _ in range(5):

@@ -23,6 +23,7 @@ exits with code 2 (a user's mistake) without a traceback.
     ├── AuthError                      401  unauthorized (admin API token missing or wrong)
     │   └── ForbiddenError             403  forbidden (the admin API is off)
     │       └── ToolNotAllowedError    403  tool-not-allowed (a tool the key may not offer)
+    ├── BudgetExceededError            429  budget-exceeded (with Retry-After: the period's end)
     ├── ArtifactError                  422  artifact (a model file that cannot be loaded or trusted)
     ├── RequestError                   400  bad-request (malformed request to the gateway)
     │   ├── MalformedJSONError         400  malformed-json
@@ -210,6 +211,22 @@ class ToolNotAllowedError(ForbiddenError):
     def __init__(self, detail: str, key_id: str | None = None) -> None:
         super().__init__(detail)
         self.key_id = key_id
+
+
+class BudgetExceededError(ProdgateError):
+    """A budget in USD or a token limit of a key or a service has no room for the request
+    (what it may cost at most) until its calendar period ends. *limit* names it
+    (``budget_day``, ``budget_month``, ``tokens_per_minute``), *subject* whose it is
+    (``key`` or ``service``); both go into the problem document."""
+
+    status, slug, title = 429, "budget-exceeded", "Budget exceeded"
+
+    def __init__(self, detail: str, retry_after: int, *, limit: str, subject: str) -> None:
+        super().__init__(detail, limit=limit, subject=subject)
+        self.retry_after = retry_after
+        self.limit = limit
+        self.subject = subject
+        self.headers = {"Retry-After": str(retry_after)}
 
 
 class ArtifactError(ProdgateError):

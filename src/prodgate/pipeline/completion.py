@@ -256,9 +256,7 @@ class LlmPath:
             answer["tool_calls"] = c.tool_calls
         return answer
 
-    def _chat_answer(
-        self, call: _Call, c: Completion, usage: Usage, cost: float
-    ) -> dict[str, Any]:
+    def _chat_answer(self, call: _Call, c: Completion, usage: Usage, cost: float) -> dict[str, Any]:
         response = dict(c.response or {})
         response["id"] = call.record_id
         response["usage"] = _openai_usage(usage, (c.response or {}).get("usage"))

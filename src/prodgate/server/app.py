@@ -116,9 +116,7 @@ def create_app(
 #: Calling a service; open without a key when its spec says ``public: true``.
 PREDICT = Access(("predict",), open_if_public=True, limited=False)
 #: An OpenAI chat request to an LLM service, named by the body's ``model``.
-CHAT = Access(
-    ("predict",), open_if_public=True, limited=False, service_of=routes.chat_service
-)
+CHAT = Access(("predict",), open_if_public=True, limited=False, service_of=routes.chat_service)
 CHAT_PATH = "/v1/chat/completions"
 #: A service's description and contract: for who may call it, govern it or audit it.
 DESCRIBE = Access(("predict", "admin", "audit:read"))
