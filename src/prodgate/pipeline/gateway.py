@@ -260,8 +260,7 @@ class Gateway:
         if not isinstance(path, LlmPath):
             kind = self.spec.services[chat.service].kind
             why = f"{chat.service} is a {kind}, not an LLM service: call its predict route"
-            exc = ContractViolationError([Violation("/model", why)])
-            return await self.refusal(ex, exc)
+            return await self.refusal(ex, ContractViolationError([Violation("/model", why)]))
         return await path.chat(ex)
 
     async def refuse(
