@@ -47,12 +47,12 @@ from prodgate.exceptions import (
     Violation,
 )
 from prodgate.identity import scopes
+from prodgate.limits.budget import Reservation
 from prodgate.llm import wire
 from prodgate.llm.endpoint import Endpoint
 from prodgate.llm.prices import cost_usd, worst_case_usd
 from prodgate.llm.route import Completion, RouteFailed
 from prodgate.llm.tokens import Usage, count_messages, estimate_usage
-from prodgate.limits.budget import Reservation
 from prodgate.pipeline.decision import AUTO, REJECTED
 from prodgate.pipeline.envelope import parse
 from prodgate.pipeline.exchange import Exchange, Outcome
