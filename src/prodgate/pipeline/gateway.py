@@ -134,7 +134,7 @@ class Gateway:
             self.limiter, {n: s.limits for n, s in spec.services.items()}, metrics
         )
         self.ledger = build_ledger(settings)
-        self.spending = Spending(self.ledger, spec.services)
+        self.spending = Spending(self.ledger, spec.services, metrics)
         router = Router()
         self.paths: dict[str, ServicePath | LlmPath] = {}
         for name, service in spec.services.items():
