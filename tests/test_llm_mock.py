@@ -716,3 +716,23 @@ def test_load_config_errors_are_one_readable_line(tmp_path: Path, text: str, mes
     assert "\n" not in caught.value.detail
     with pytest.raises(UsageError, match="cannot read"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_a_missed_label_is_found_when_the_system_prompt_holds_its_hint() -> None:
+    from prodgate.llm.mock_answers import answer
+
+    config = MockConfig.from_mapping(
+        {
+            "models": {"small": {"misses": {"fraud_signal": "signs of fraud"}}},
+            "rules": [{"contains": ["staged"], "label": "fraud_signal"}],
+            "default_label": "new_claim",
+        }
+    )
+    small = config.options("small")
+    assert small is not None
+    asked = [{"role": "user", "content": "The accident was staged"}]
+    assert answer(config, small, {"messages": asked}).content == "new_claim"
+    hinted = [{"role": "system", "content": "Look for Signs of fraud: staged accidents."}]
+    assert answer(config, small, {"messages": hinted + asked}).content == "fraud_signal"
+    with pytest.raises(UsageError, match="labels to hints"):
+        MockConfig.from_mapping({"models": {"small": {"misses": 3}}})
