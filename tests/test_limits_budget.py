@@ -531,3 +531,13 @@ def test_build_ledger_follows_the_limiter(tmp_path: Any) -> None:
     )
     assert isinstance(shared, RedisLedger)
     assert (shared.prefix, shared.fail) == ("pg1:ledger:", "open")
+
+
+async def test_many_reads_at_once_share_calls(make: Callable[..., RedisLedger]) -> None:
+    """Reads go in the batches too: a dashboard asking hundreds at once takes no more
+    connections than one, and leaves reserves alone."""
+    led = make()
+    taken(await led.reserve([Claim(DAY, 7), Claim(TPM, 9)]))
+    got = await asyncio.gather(*(led.spent(a) for _ in range(300) for a in (DAY, TPM, MONTH)))
+    assert got == [7, 9, 0] * 300
+    assert led.healthy
