@@ -283,12 +283,16 @@ async def test_a_budget_refuses_what_it_cannot_cover(llm: Settings, mock: MockHa
         ),
     )
     async with running(llm) as client:
-        statuses = []
-        for _ in range(5):
-            r = await client.post(
+        answers = [
+            await client.post(
                 "/v1/services/letter/predict", json={"inputs": {"message": "a new claim"}}
             )
-            statuses.append(r.status_code)
+            for _ in range(5)
+        ]
+    statuses = [r.status_code for r in answers]
     assert 429 in statuses
+    refusal = next(r for r in answers if r.status_code == 429)
+    assert refusal.json()["limit"] == "budget_day"
+    assert int(refusal.headers["retry-after"]) > 0
     refused = next(rec for rec in _records(llm) if rec["status"] == 429)
     assert "budget" in refused["payload"]["detail"]
