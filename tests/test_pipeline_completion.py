@@ -296,3 +296,21 @@ async def test_a_budget_refuses_what_it_cannot_cover(llm: Settings, mock: MockHa
     assert int(refusal.headers["retry-after"]) > 0
     refused = next(rec for rec in _records(llm) if rec["status"] == 429)
     assert "budget" in refused["payload"]["detail"]
+
+
+async def test_a_caller_may_pin_an_approved_version(llm: Settings, tmp_path: Path) -> None:
+    # v2, the large model, approved but not deployed: callers may still name it.
+    register_prompt(llm, write_prompt(tmp_path, "v2", model="backup/large"), deploy=False)
+    body = {"model": "letter@2", "messages": [{"role": "user", "content": "It was staged"}]}
+    async with running(llm) as client:
+        pinned = await client.post("/v1/chat/completions", json=body)
+        production = await client.post("/v1/chat/completions", json={**body, "model": "letter"})
+        unknown = await client.post("/v1/chat/completions", json={**body, "model": "letter@7"})
+    assert pinned.status_code == 200, pinned.text
+    assert pinned.json()["prodgate"]["version"] == 2
+    assert orjson.loads(pinned.json()["choices"][0]["message"]["content"])["category"] == (
+        "fraud_signal"  # the large model does not miss it
+    )
+    assert production.json()["prodgate"]["version"] == 1
+    assert unknown.status_code == 404
+    assert "letter version 7 is not being served" in unknown.json()["detail"]
