@@ -147,6 +147,7 @@ class LlmPath:
         endpoint = _endpoint(live)
         messages = endpoint.prompt.render(ex.rows[0])
         call = _Call(ex, live, endpoint, endpoint.body(messages, {}), "predict")
+        self._shadow(call)
         return await self._complete(call)
 
     async def _chat(self, ex: Exchange) -> Outcome:
@@ -169,6 +170,7 @@ class LlmPath:
         self._check_tools(ex, chat.tools)
         body = endpoint.body(endpoint.prompt.fixed_messages + chat.messages, chat.params)
         call = _Call(ex, live, endpoint, body, "chat")
+        self._shadow(call)
         if chat.stream:
             return await self._stream(call, chat.include_usage)
         return await self._complete(call)
@@ -187,6 +189,48 @@ class LlmPath:
                 f"it may offer {', '.join(sorted(allowed)) or 'none'} (scope tool:NAME)",
                 ex.caller.key_id,
             )
+
+    # -- shadow ----------------------------------------------------------------------
+
+    def _shadow(self, call: _Call) -> None:
+        """Send a copy of the call to the shadow version, if there is one, in the
+        background: its answer is recorded (action ``shadow``), never returned."""
+        shadow = self.fleet.services[self.name].shadow
+        if shadow is None or shadow.endpoint is None or shadow is call.live:
+            return
+        endpoint = shadow.endpoint
+        if call.mode == "predict":
+            body = endpoint.body(endpoint.prompt.render(call.ex.rows[0]), {})
+        else:
+            chat: wire.ChatRequest = call.ex.chat
+            body = endpoint.body(endpoint.prompt.fixed_messages + chat.messages, chat.params)
+            body.pop("tools", None)  # a shadow must not act
+        copy = _Call(call.ex, shadow, endpoint, body, call.mode)
+        task = asyncio.get_running_loop().create_task(self._run_shadow(copy))
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+
+    async def _run_shadow(self, call: _Call) -> None:
+        try:
+            completion = await call.endpoint.route.complete(call.body)
+            failure: ProdgateError | None = None
+        except RouteFailed as failed:
+            completion = failed.completion
+            failure = _failure(completion)
+        usage, cost = self._usage(call, completion)
+        parsed: Any = None
+        if failure is None and _checks_output(call, completion):
+            try:
+                parsed = call.endpoint.parse_output(completion.text)
+            except OutputContractError as exc:
+                failure = exc
+        status = 200 if failure is None else failure.status
+        try:
+            await self._record(
+                call, completion, usage, cost, status, failure, parsed, action="shadow"
+            )
+        except ProdgateError:  # a shadow's record lost is not the caller's problem
+            return
 
     # -- budget ----------------------------------------------------------------------
 
@@ -402,6 +446,7 @@ class LlmPath:
         parsed: Any,
         *,
         stream: bool = False,
+        action: str = "predict",
     ) -> None:
         ex, version = call.ex, call.live.version.number
         prompt_ref = call.endpoint.targets[0]
@@ -456,9 +501,11 @@ class LlmPath:
             latency_ms=latency_ms,
             caller=ex.caller,
             error=error,
+            action=action,
         )
         await self.recorder.record([record])
-        self._count(call, c, usage, cost, status, failure, latency_ms)
+        if action == "predict":
+            self._count(call, c, usage, cost, status, failure, latency_ms)
 
     def _count(
         self,

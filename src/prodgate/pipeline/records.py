@@ -123,6 +123,7 @@ def llm_record(
     latency_ms: float,
     caller: Principal | None = None,
     error: dict[str, Any] | None = None,
+    action: str = "predict",
 ) -> Record:
     """An LLM call's inference record: its input (the template's variables, or a chat's
     messages), its answer, and ``llm``: the prompt version's model, the model that
@@ -132,7 +133,7 @@ def llm_record(
     if error is not None:
         payload.update(error)
     record = inference_record(
-        action="predict",
+        action=action,
         service=service,
         version=version,
         status=status,
