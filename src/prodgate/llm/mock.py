@@ -388,7 +388,12 @@ class MockLLM:
             return _error(400, str(exc), "invalid_request_error", str(exc).split(":")[0])
         delay, kind = self._fault(model)
         delay += options.latency_ms / 1000
-        outcome = kind or "ok"
+        # A fault counts at once (a stalled call is seen while it stalls); an answer
+        # counts when it is sent, or as client_closed when the client left first.
+        outcome = "ok"
+        if kind is not None:
+            self._record(model, kind)
+            outcome = ""
         try:
             if delay:
                 await asyncio.sleep(delay)
@@ -417,11 +422,12 @@ class MockLLM:
                 return await self._stream(request, model, options, body, reply, kind)
             return await self._drop_body(request, self._completion(model, options, reply))
         except asyncio.CancelledError:
-            if outcome == "ok":
+            if outcome:
                 outcome = "client_closed"
             raise
         finally:
-            self._record(model, outcome)
+            if outcome:
+                self._record(model, outcome)
 
     def _next_id(self) -> str:
         self._seq += 1
