@@ -8,6 +8,11 @@ stores the result with an ``evaluate`` audit record in one transaction, where ap
 reads it as it reads a classifier's. :func:`compare_prompt_versions` runs the same
 cases through two versions and stores nothing.
 
+An evaluation has its own provider clients and circuit breakers: a version that
+fails its cases must not open the breakers production traffic goes through (nor
+production's failures skip an evaluation's calls). It spends real money at the
+providers but is not counted against the service's budgets, which govern traffic.
+
 Calls run concurrently on one event loop, at most :attr:`Limits.concurrency` at a
 time; with :attr:`Limits.max_cost_usd`, no case is started once the calls so far
 (judge included) cost that much. Calls in flight then still finish, so the spend can
