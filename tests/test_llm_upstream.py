@@ -76,7 +76,8 @@ class FakeLLM:
     ``garbage`` (200, not JSON); ``drop_before`` (the connection closes before any
     answer); ``drop_after`` (a streamed answer cut after two chunks); ``stall``
     (nothing for a long time); ``stall_after`` (two chunks, then nothing);
-    ``error_event`` (a stream whose second event is an error).
+    ``error_event`` (a stream whose second event is an error); ``no_done`` (a whole
+    stream without the closing ``[DONE]``).
     """
 
     def __init__(self) -> None:
@@ -151,7 +152,8 @@ class FakeLLM:
                     chunk = {"error": {"message": "overloaded", "type": "server_error"}}
                 await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
                 await asyncio.sleep(0)
-            await resp.write(b"data: [DONE]\n\n")
+            if step != "no_done":
+                await resp.write(b"data: [DONE]\n\n")
         except (ConnectionError, asyncio.CancelledError):
             self.disconnected += 1
             raise
@@ -205,6 +207,12 @@ def test_sse_events_whole_and_cut_anywhere() -> None:
             got += parser.feed(stream[i : i + size])
         assert got == expected, size
         assert parser.done
+
+
+def test_sse_field_forms() -> None:
+    parser = SseParser()
+    got = parser.feed(b"data\ndata:x\nid: 7\nretry: 10\nevent:ping\n\ndata: y\n\n")
+    assert got == [Event(b"\nx", "ping"), Event(b"y")]
 
 
 def test_sse_partial_says_whether_an_event_was_cut() -> None:
@@ -417,6 +425,13 @@ async def test_a_stream_silent_after_chunks_is_stalled(fake: FakeLLM) -> None:
             await drain(up.stream("m", BODY, short), got)
     assert len(got) == 2
     assert (caught.value.kind, caught.value.after_first_chunk) == ("stalled", True)
+
+
+async def test_a_whole_stream_without_done_is_accepted(fake: FakeLLM) -> None:
+    fake.script = ["no_done"]
+    async with upstream_of(fake.url) as up:
+        got = [c async for c in up.stream("m", BODY, FAST)]
+    assert got == chunks("m", ["Hel", "lo", " there"])
 
 
 async def test_an_error_event_in_a_stream(fake: FakeLLM) -> None:

@@ -13,15 +13,15 @@ may mark an error with ``event: error``), and ``:`` comments (keep-alives, ignor
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 #: The payload that ends an OpenAI stream.
 DONE = b"[DONE]"
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One event: its ``data`` lines joined, and its ``event`` name (``message`` if none)."""
+class Event(NamedTuple):
+    """One event: its ``data`` lines joined, and its ``event`` name (``message`` if none).
+    (A tuple: a stream makes one per token, and a tuple is the cheapest to make.)"""
 
     data: bytes
     name: str = "message"
@@ -56,14 +56,25 @@ class SseParser:
         lines = text.split(b"\n")
         self._pending = lines.pop()  # after the last "\n": unfinished (b"" if none)
         events: list[Event] = []
+        data = self._data
+        # One pass, no call per line: a stream has two lines per token ("data: ..." and
+        # the blank one), and this loop is most of what reading a stream costs.
         for line in lines:
-            event = self._line(line)
-            if event is not None:
-                if event.data == DONE:
-                    self.done = True
-                    self._pending = b""
-                    return events
-                events.append(event)
+            if not line:  # a blank line dispatches the event read so far
+                if data:
+                    payload = data[0] if len(data) == 1 else b"\n".join(data)
+                    data.clear()
+                    if payload == DONE:
+                        self.done = True
+                        self._pending = b""
+                        self._name = ""
+                        return events
+                    events.append(Event(payload, self._name or "message"))
+                self._name = ""
+            elif line.startswith(b"data:"):
+                data.append(line[6:] if line[5:6] == b" " else line[5:])
+            elif line[0] != 0x3A:  # not a ":" comment (a keep-alive)
+                self._field(line)
         return events
 
     @property
@@ -72,22 +83,10 @@ class SseParser:
         was cut inside it if it ends now."""
         return bool(self._pending or self._data)
 
-    def _line(self, line: bytes) -> Event | None:
-        if not line:  # a blank line dispatches the event read so far
-            if not self._data:
-                self._name = ""
-                return None
-            event = Event(b"\n".join(self._data), self._name or "message")
-            self._data = []
-            self._name = ""
-            return event
-        if line[0] == 0x3A:  # ":" a comment, e.g. a keep-alive
-            return None
-        field, colon, value = line.partition(b":")
-        if colon and value[:1] == b" ":
-            value = value[1:]
-        if field == b"data":
-            self._data.append(value)
+    def _field(self, line: bytes) -> None:
+        """A field other than ``data``: ``event`` names the event; the rest mean nothing here."""
+        field, _, value = line.partition(b":")
+        if field == b"data":  # "data" alone: an empty data line
+            self._data.append(b"")
         elif field == b"event":
-            self._name = value.decode("utf-8", "replace")
-        return None
+            self._name = value.removeprefix(b" ").decode("utf-8", "replace")

@@ -147,6 +147,13 @@ def carries_answer(chunk: Mapping[str, Any]) -> bool:
     return False
 
 
+def _final(chunk: Mapping[str, Any]) -> bool:
+    """Is *chunk* one that ends a stream: with a finish reason, or the usage?"""
+    if chunk.get("usage"):
+        return True
+    return any(c.get("finish_reason") for c in chunk.get("choices") or ())
+
+
 def retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
     """Seconds to wait that the upstream asked for: ``retry-after-ms`` (OpenAI's, finer),
     else ``Retry-After`` as seconds or as an HTTP date; None if absent or unreadable."""
@@ -346,29 +353,32 @@ class Upstream:
             if resp.status != 200:
                 raise await self._status_error(model, resp)
             parser = SseParser()
-            finish_seen = False
+            answering = False  # a chunk with part of the answer has come
+            last: dict[str, Any] | None = None
             while not parser.done:
                 with self._failures(model, total, after_first_chunk=late):
                     async with asyncio.timeout_at(min(due, total)):
                         piece = await resp.content.readany()
                 if not piece:  # the end of the body without [DONE]
-                    if finish_seen and not parser.partial:
+                    if last is not None and _final(last) and not parser.partial:
                         break  # a complete answer from a server that omits [DONE]
                     raise UpstreamError(
                         "dropped",
                         f"{self._where(model)}: the stream ended before it was complete",
                         after_first_chunk=sent > 0,
                     )
-                arrived = loop.time()
-                for event in parser.feed(piece):
-                    chunk = self._chunk(model, event.data, event.name, sent > 0)
-                    if carries_answer(chunk):  # comments and role announcements are no progress
-                        due = arrived + gap
-                        choices = chunk.get("choices")
-                        if choices and any(c.get("finish_reason") for c in choices):
-                            finish_seen = True
+                events = parser.feed(piece)
+                if answering and events:
+                    due = loop.time() + gap
+                for event in events:
+                    last = self._chunk(model, event.data, event.name, sent > 0)
+                    # Comments and the role announcement are no progress: the first
+                    # token is due all the same.
+                    if not answering and carries_answer(last):
+                        answering = True
+                        due = loop.time() + gap
                     sent += 1
-                    yield chunk
+                    yield last
             finished = True
         finally:
             if finished:
