@@ -22,7 +22,7 @@ from prodgate.cli.main import cli
 from prodgate.evaluation import Limits, compare, evaluate_version
 from prodgate.evaluation.answers import Answer, Form, grade
 from prodgate.evaluation.cases import parse_case
-from prodgate.evaluation.prompts import JUDGE_MAX_TOKENS, request_body
+from prodgate.evaluation.prompts import JUDGE_MAX_TOKENS
 from prodgate.exceptions import ApprovalRefused, UsageError
 from prodgate.llm import tokens
 from prodgate.llm.mock import MockHandle, running_mock
@@ -285,10 +285,14 @@ def test_a_text_prompt_is_scored_exactly_stored_and_gates_block_approval(
 
 
 def test_a_json_prompt_is_scored_on_its_label_field_and_its_schema(
-    store: Store, letters: ServiceSpec, cases: Path, tmp_path: Path
+    store: Store, letters: ServiceSpec, cases: Path, tmp_path: Path, mock: MockHandle
 ) -> None:
     register(store, letters, tmp_path, JSON_PROMPT, "v2.yaml")
     result = evaluate_version(store, letters, 1, cases, actor="tester").result
+    # The gateway's body: the service's max_tokens, the output contract as the schema.
+    sent = [b for b in mock.requests() if b["model"] == "small"]
+    assert {b["max_tokens"] for b in sent} == {letters.llm.max_tokens}  # type: ignore[union-attr]
+    assert sent[0]["response_format"]["json_schema"]["schema"] == letters.output_contract
     m = result["metrics"]
     assert result["label_field"] == "category"  # the property whose enum is the labels
     assert m["json_valid"] == 1.0
@@ -509,24 +513,6 @@ def test_grading_rules() -> None:
         None,
     )
     assert grade(text, Answer(error="timeout: x"), Form(json=False)).regex == 0.0
-
-
-def test_the_body_is_the_gateways(letters: ServiceSpec) -> None:
-    assert letters.llm is not None
-    text = parse_prompt(TEXT_PROMPT, "p")
-    body = request_body(
-        text, letters.llm, letters.output_contract, [{"role": "user", "content": "x"}]
-    )
-    assert body == {
-        "temperature": 0,
-        "max_tokens": 50,
-        "messages": [{"role": "user", "content": "x"}],
-    }
-    structured = parse_prompt(JSON_PROMPT, "p")
-    body = request_body(structured, letters.llm, letters.output_contract, [])
-    assert body["max_tokens"] == letters.llm.max_tokens  # the service's ceiling
-    assert body["response_format"]["type"] == "json_schema"
-    assert body["response_format"]["json_schema"]["schema"] == letters.output_contract
 
 
 # -- the command line ------------------------------------------------------------------

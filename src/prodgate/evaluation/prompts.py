@@ -48,6 +48,7 @@ from prodgate.evaluation.evaluate import StoredEvaluation, store_evaluation
 from prodgate.exceptions import ArtifactError, UsageError
 from prodgate.llm import tokens
 from prodgate.llm.breaker import Breakers
+from prodgate.llm.endpoint import Endpoint
 from prodgate.llm.prices import cost_usd
 from prodgate.llm.prompt import Prompt, load_prompt
 from prodgate.llm.route import Completion, Route, RouteFailed
@@ -55,7 +56,7 @@ from prodgate.llm.upstream import Upstreams
 from prodgate.registry import artifacts
 from prodgate.registry.versions import Version, get_version
 from prodgate.spec import ServiceSpec
-from prodgate.spec.llm import LlmService, ModelRef, Price, Provider
+from prodgate.spec.llm import LlmService, ModelRef, check_model
 from prodgate.store.engine import Store
 
 #: Cases in flight at once when the caller names no other number.
@@ -105,32 +106,14 @@ def load_version_prompt(store: Store, version: Version) -> Prompt:
 
 
 def targets(prompt: Prompt, llm: LlmService) -> list[ModelRef]:
-    """The models a version's route tries, in order: its own, then its fallbacks (the
-    prompt's when it names them, else the service's)."""
-    fallbacks = prompt.fallbacks if prompt.fallbacks is not None else llm.fallbacks
-    return [prompt.model, *fallbacks]
-
-
-def request_body(
-    prompt: Prompt,
-    llm: LlmService,
-    output_schema: Mapping[str, Any] | None,
-    messages: list[dict[str, Any]],
-) -> dict[str, Any]:
-    """The upstream request for rendered *messages* (without ``model``: the route sets
-    it per target), as the gateway sends it: the version's parameters, ``max_tokens``
-    always (the service's when the version names none), and the response format."""
-    body: dict[str, Any] = {**prompt.parameters, "messages": messages}
-    if "max_tokens" not in body and "max_completion_tokens" not in body:
-        body["max_tokens"] = llm.max_tokens
-    if prompt.response_format == "json_schema" and output_schema:
-        body["response_format"] = {
-            "type": "json_schema",
-            "json_schema": {"name": "output", "schema": dict(output_schema), "strict": False},
-        }
-    elif prompt.response_format == "json_object":
-        body["response_format"] = {"type": "json_object"}
-    return body
+    """The models a version's route tries, in order, as the gateway's fleet builds it:
+    its own, then its fallbacks (the prompt's when it names them, else the service's)."""
+    fallbacks = llm.fallbacks if prompt.fallbacks is None else prompt.fallbacks
+    out = list(dict.fromkeys([prompt.model, *fallbacks]))
+    missing = [str(t) for t in out if check_model(t, llm.providers)]
+    if missing:
+        raise ArtifactError(f"the spec's providers no longer declare {', '.join(missing)}")
+    return out
 
 
 def render(prompt: Prompt, cases: Cases) -> list[list[dict[str, Any]]]:
@@ -179,19 +162,16 @@ class _Run:
         self,
         service: ServiceSpec,
         prompt: Prompt,
-        providers: Mapping[str, Provider],
         limits: Limits,
     ) -> None:
-        self.service = service
         self.llm = llm_of(service)
-        self.prompt = prompt
-        self.providers = providers
         self.limits = limits
-        self.upstreams = Upstreams.from_spec(providers)
-        breakers = Breakers(dict(providers))
-        self.route = Route(
-            targets(prompt, self.llm), self.upstreams, breakers, self.llm.retry, self.llm.timeouts
-        )
+        self.upstreams = Upstreams.from_spec(self.llm.providers)
+        breakers = Breakers(self.llm.providers)
+        models = targets(prompt, self.llm)
+        route = Route(models, self.upstreams, breakers, self.llm.retry, self.llm.timeouts)
+        # The gateway's own endpoint: the same body, the same prices.
+        self.endpoint = Endpoint.build(prompt, route, models, self.llm, service.output_contract)
         judge = self.llm.judge
         self.judge = (
             None
@@ -199,9 +179,6 @@ class _Run:
             else Route([judge], self.upstreams, breakers, self.llm.retry, self.llm.timeouts)
         )
         self.spent = 0.0
-
-    def price(self, provider: str, model: str) -> Price:
-        return self.providers[provider].models[model]
 
     def _cost(
         self, completion: Completion, messages: Sequence[Mapping[str, Any]]
@@ -213,12 +190,12 @@ class _Run:
             if given is None
             else tokens.Usage(given.input_tokens, given.output_tokens, given.cached_tokens)
         )
-        return usage, cost_usd(self.price(completion.provider, completion.model), usage)
+        price = self.endpoint.price(ModelRef(completion.provider, completion.model))
+        return usage, cost_usd(price, usage)
 
     async def ask(self, case: Case, messages: list[dict[str, Any]]) -> Answer:
-        body = request_body(self.prompt, self.llm, self.service.output_contract, messages)
         try:
-            completion = await self.route.complete(body)
+            completion = await self.endpoint.route.complete(self.endpoint.body(messages, {}))
         except RouteFailed as failed:
             done = failed.completion
             error = done.error
@@ -335,7 +312,7 @@ def answer_cases(
     """Run every case through *prompt*'s route (see the module's docstring); each
     case's :class:`Answer` (None when the cost cap stopped it) and the USD spent."""
     rendered = render(prompt, cases)
-    run = _Run(service, prompt, llm_of(service).providers, limits or Limits())
+    run = _Run(service, prompt, limits or Limits())
     answers = asyncio.run(run.all(cases.cases, rendered, step))
     return answers, run.spent
 
