@@ -444,7 +444,7 @@ def test_compare_runs_both_versions_on_the_same_cases(
 
 
 def test_mistakes_are_usage_errors_and_store_nothing(
-    store: Store, letters: ServiceSpec, cases: Path, tmp_path: Path
+    store: Store, letters: ServiceSpec, cases: Path, tmp_path: Path, mock: MockHandle
 ) -> None:
     register(store, letters, tmp_path, JSON_PROMPT, "v2.yaml")
     bad = tmp_path / "bad.jsonl"
@@ -469,6 +469,16 @@ def test_mistakes_are_usage_errors_and_store_nothing(
         UsageError, match=r"lacking.jsonl:1: the prompt cannot be filled in: .*amount"
     ):
         evaluate_version(store, letters, 2, lacking, actor="tester")
+    # A provider whose key is not in the environment: refused before any call.
+    keyed = load(
+        store.settings,
+        mock,
+        SPEC.replace(
+            "    base_url: {url}\n", "    base_url: {url}\n    api_key_env: PG_TEST_NO_KEY\n"
+        ),
+    )
+    with pytest.raises(UsageError, match="the environment has no PG_TEST_NO_KEY, the API key"):
+        evaluate_version(store, keyed, 1, cases, actor="tester")
     with store.read() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(evaluations)).scalar() == 0
 

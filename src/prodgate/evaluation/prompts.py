@@ -30,6 +30,7 @@ no fallbacks) and their cost is counted apart from the version's.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -116,6 +117,20 @@ def targets(prompt: Prompt, llm: LlmService) -> list[ModelRef]:
     return out
 
 
+def check_keys(llm: LlmService, models: Sequence[ModelRef]) -> None:
+    """Refuse to start when a provider's API key is not in the environment: every call
+    to it would fail, and a stored evaluation full of errors would say nothing about
+    the version. Names the variable, never a value."""
+    for ref in [*models, *([llm.judge] if llm.judge is not None else [])]:
+        provider = llm.providers[ref.provider]
+        env = provider.api_key_env
+        if env and not os.environ.get(env):
+            raise UsageError(
+                f"the environment has no {env}, the API key of provider {provider.name} "
+                f"({ref}); set it to evaluate"
+            )
+
+
 def render(prompt: Prompt, cases: Cases) -> list[list[dict[str, Any]]]:
     """Every case's messages; a template that fails on a case is that case's mistake
     (a variable it lacks), named by its line, before any call is made."""
@@ -169,6 +184,7 @@ class _Run:
         self.upstreams = Upstreams.from_spec(self.llm.providers)
         breakers = Breakers(self.llm.providers)
         models = targets(prompt, self.llm)
+        check_keys(self.llm, models)
         route = Route(models, self.upstreams, breakers, self.llm.retry, self.llm.timeouts)
         # The gateway's own endpoint: the same body, the same prices.
         self.endpoint = Endpoint.build(prompt, route, models, self.llm, service.output_contract)
