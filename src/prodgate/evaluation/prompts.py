@@ -146,7 +146,9 @@ def render(prompt: Prompt, cases: Cases) -> list[list[dict[str, Any]]]:
 
 
 def form_of(service: ServiceSpec, prompt: Prompt, label: str | None, judged: bool) -> Form:
-    """How this version's answers are read (see :class:`~prodgate.evaluation.answers.Form`)."""
+    """How this version's answers are read (see :class:`~prodgate.evaluation.answers.Form`).
+    A JSON answer must fit the output contract, as the gateway's
+    :meth:`~prodgate.llm.endpoint.Endpoint.parse_output` demands."""
     json_answer = prompt.response_format != "text"
     output = service.output_contract
     validator = jsonschema_rs.validator_for(dict(output)) if json_answer and output else None
@@ -200,12 +202,7 @@ class _Run:
         self, completion: Completion, messages: Sequence[Mapping[str, Any]]
     ) -> tuple[tokens.Usage, float]:
         """What an answered call used and cost: the provider's usage, else counted."""
-        given = completion.usage
-        usage = (
-            tokens.estimate_usage(messages, completion.text)
-            if given is None
-            else tokens.Usage(given.input_tokens, given.output_tokens, given.cached_tokens)
-        )
+        usage = completion.usage or tokens.estimate_usage(messages, completion.text)
         price = self.endpoint.price(ModelRef(completion.provider, completion.model))
         return usage, cost_usd(price, usage)
 
