@@ -4,7 +4,7 @@ Pure, like :mod:`~prodgate.evaluation.scoring` for classifiers: it takes the cas
 what each got (:class:`Answer`) and returns JSON-ready data shaped as a classifier's
 result (``rows``, ``metrics``, ``cohorts``, ``gates``, ``passed``), so gates, approvals,
 reports and history read both alike. The metrics (names as in
-:data:`~prodgate.spec.LLM_METRICS`):
+:data:`~prodgate.spec.gates.LLM_METRICS`):
 
 - ``exact_match``, ``contains``, ``regex``: share of the cases carrying that check
   whose answer passed it;
