@@ -285,7 +285,8 @@ async def measure(
                         cpu_seconds(mock_pid),
                         time.perf_counter(),
                     )
-                    await load(client, mode, requests // rounds, concurrency, expected, fig)
+                    share = requests // rounds + (1 if r < requests % rounds else 0)
+                    await load(client, mode, share, concurrency, expected, fig)
                     fig.seconds += time.perf_counter() - t0
                     fig.cpu_s += time.process_time() - cpu0
                     fig.mock_cpu_s += cpu_seconds(mock_pid) - mock0

@@ -84,6 +84,7 @@ class FakeLLM:
         self.script: list[str] = []
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        self.peers: list[Any] = []  # the client's address of each request
         self.disconnected = 0  # streams whose client went away
         self.url = ""
         self._runner: web.AppRunner | None = None
@@ -107,6 +108,8 @@ class FakeLLM:
         body = orjson.loads(await request.read())
         self.requests.append(body)
         self.headers.append(dict(request.headers))
+        assert request.transport is not None
+        self.peers.append(request.transport.get_extra_info("peername"))
         step = self.script.pop(0) if self.script else "ok"
         model = body.get("model", "?")
         if step.startswith("429"):
@@ -154,6 +157,7 @@ class FakeLLM:
                 await asyncio.sleep(0)
             if step != "no_done":
                 await resp.write(b"data: [DONE]\n\n")
+            await asyncio.sleep(0.02)  # the end of the body in a later packet, as may happen
         except (ConnectionError, asyncio.CancelledError):
             self.disconnected += 1
             raise
@@ -304,6 +308,14 @@ async def test_one_session_and_kept_alive_connections(fake: FakeLLM) -> None:
         assert session is not None
         assert session.connector is not None
         assert session.connector.limit == 256
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_a_connection_is_reused_after_a_whole_answer(fake: FakeLLM, streamed: bool) -> None:
+    async with upstream_of(fake.url) as up:
+        for _ in range(3):
+            await call(up, streamed)
+    assert len(set(fake.peers)) == 1
 
 
 async def test_stream_yields_parsed_chunks_and_asks_for_usage(fake: FakeLLM) -> None:

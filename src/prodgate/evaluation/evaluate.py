@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -30,8 +30,12 @@ from prodgate.registry.versions import Version, get_version
 from prodgate.runtime.base import ModelInfo, Prediction
 from prodgate.runtime.loader import load_model
 from prodgate.spec import CLASSIFIER_METRICS, REGRESSOR_METRICS, ServiceSpec
+from prodgate.spec.gates import LLM_METRICS
 from prodgate.store.engine import Store, now_us
 from prodgate.store.tables import evaluations
+
+if TYPE_CHECKING:
+    from prodgate.evaluation.prompts import Limits, Step
 
 #: Rows per call to the model.
 CHUNK = 1_000
@@ -185,37 +189,32 @@ def score_version(
     return result
 
 
-def evaluate_version(
+def store_evaluation(
     store: Store,
     service: ServiceSpec,
-    version_number: int,
-    data_path: Path | str,
-    label_column: str | None = None,
+    version: Version,
     *,
+    dataset: Mapping[str, Any],
+    label_column: str,
+    text: str,
+    passed: bool,
     actor: str,
-    progress: Progress | None = None,
-) -> StoredEvaluation:
-    """Evaluate version *version_number* of *service* on a labelled data file.
-
-    The result (see :func:`~prodgate.evaluation.scoring.score`) is stored in the
-    ``evaluations`` table with an ``evaluate`` audit record in the same transaction;
-    the record holds the data's fingerprint, the overall figures, every gate's
-    verdict and the sha256 of the stored result. *progress* hears what is going on.
-    """
-    with store.read() as conn:
-        version = get_version(conn, service.name, version_number)
-    data = load_dataset(service, data_path, label_column)
-    result = score_version(store, service, version, data, progress)
-    text = orjson.dumps(result).decode()
+    audit: Mapping[str, Any],
+) -> int:
+    """Store one evaluation (the result as JSON *text*) and its ``evaluate`` audit
+    record in one transaction; its id. The record holds the data's fingerprint, the
+    label column, *audit* (the figures worth keeping in the chain) and the sha256 of
+    the stored result. Models and prompt versions alike are stored here, so approval
+    reads both the same way."""
     with store.write() as conn:
         inserted = conn.execute(
             evaluations.insert().values(
                 service=service.name,
                 version=version.number,
-                dataset=orjson.dumps(data.fingerprint).decode(),
-                label_column=data.label_column,
+                dataset=orjson.dumps(dataset).decode(),
+                label_column=label_column,
                 result=text,
-                passed=result["passed"],
+                passed=passed,
                 created_by=actor,
                 created_at_us=now_us(),
             )
@@ -229,18 +228,83 @@ def evaluate_version(
             service=service.name,
             version=version.number,
             evaluation_id=evaluation_id,
-            dataset=data.fingerprint,
-            label_column=data.label_column,
-            rows=result["rows"],
-            metrics=result["metrics"],
-            business=result["business"],
-            escalation_rate=result["escalation_rate"],
-            gates=result["gates"],
-            passed=result["passed"],
+            dataset=dataset,
+            label_column=label_column,
+            **audit,
             result_sha256=hashlib.sha256(text.encode()).hexdigest(),
         )
         log.append(store, conn, [record])
+    return evaluation_id
+
+
+def evaluate_version(
+    store: Store,
+    service: ServiceSpec,
+    version_number: int,
+    data_path: Path | str,
+    label_column: str | None = None,
+    *,
+    actor: str,
+    progress: Progress | None = None,
+    limits: Limits | None = None,
+    step: Step | None = None,
+) -> StoredEvaluation:
+    """Evaluate version *version_number* of *service* on a labelled data file.
+
+    The result (see :func:`~prodgate.evaluation.scoring.score`) is stored in the
+    ``evaluations`` table with an ``evaluate`` audit record in the same transaction;
+    the record holds the data's fingerprint, the overall figures, every gate's
+    verdict and the sha256 of the stored result. *progress* hears what is going on.
+
+    A prompt version (a service of kind ``llm``) is run over a cases file instead,
+    with *limits* and told of each case by *step*; *label_column* then names the
+    answer's label field (:mod:`~prodgate.evaluation.prompts`).
+    """
+    if service.kind == "llm":
+        from prodgate.evaluation.prompts import evaluate_prompt_version
+
+        return evaluate_prompt_version(
+            store,
+            service,
+            version_number,
+            data_path,
+            label_column,
+            actor=actor,
+            limits=limits,
+            progress=progress,
+            step=step,
+        )
+    _refuse_limits(limits)
+    with store.read() as conn:
+        version = get_version(conn, service.name, version_number)
+    data = load_dataset(service, data_path, label_column)
+    result = score_version(store, service, version, data, progress)
+    text = orjson.dumps(result).decode()
+    evaluation_id = store_evaluation(
+        store,
+        service,
+        version,
+        dataset=data.fingerprint,
+        label_column=data.label_column,
+        text=text,
+        passed=result["passed"],
+        actor=actor,
+        audit={
+            "rows": result["rows"],
+            "metrics": result["metrics"],
+            "business": result["business"],
+            "escalation_rate": result["escalation_rate"],
+            "gates": result["gates"],
+            "passed": result["passed"],
+        },
+    )
     return StoredEvaluation(evaluation_id, result, data.fingerprint, data.label_column)
+
+
+def _refuse_limits(limits: Limits | None) -> None:
+    """A model runs in-process: a spend cap would be a promise nothing keeps."""
+    if limits is not None and limits.max_cost_usd is not None:
+        raise UsageError("--max-cost applies to services of kind llm only")
 
 
 def _entries(result: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -249,12 +313,38 @@ def _entries(result: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 def compared_metrics(service: ServiceSpec) -> list[str]:
     """The metric names a comparison shows, in order (dotted names as in gates)."""
+    if service.kind == "llm":
+        return list(LLM_METRICS)
     if service.kind != "classifier":
         return list(REGRESSOR_METRICS)
     names = [*CLASSIFIER_METRICS, "escalation_rate"]
     if service.policy.business is not None:
         names.append("business.cost_per_decision")
     return names
+
+
+def differences(
+    service: ServiceSpec, ra: Mapping[str, Any], rb: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """For overall and every cohort of *ra*, one row per compared metric: ``{"cohort",
+    "rows", "metric", "a", "b", "difference"}`` (b - a; None when either is None)."""
+    by_name = {e["name"]: e for e in _entries(rb)}
+    out = []
+    for entry in _entries(ra):
+        other = by_name.get(entry["name"], {})
+        for metric in compared_metrics(service):
+            x, y = lookup(entry, metric), lookup(other, metric)
+            out.append(
+                {
+                    "cohort": entry["name"],
+                    "rows": entry["rows"],
+                    "metric": metric,
+                    "a": x,
+                    "b": y,
+                    "difference": None if x is None or y is None else y - x,
+                }
+            )
+    return out
 
 
 def compare(
@@ -266,41 +356,46 @@ def compare(
     label_column: str | None = None,
     *,
     progress: Progress | None = None,
+    limits: Limits | None = None,
+    step: Step | None = None,
 ) -> dict[str, Any]:
     """Score versions *a* and *b* of *service* on the same data (nothing is stored).
 
     Returns ``{"service", "dataset", "label_column", "a", "b", "differences"}``: each
     version's full result (with its ``version``) and, for overall and every cohort,
     one row per metric ``{"cohort", "rows", "metric", "a", "b", "difference"}``
-    (difference is b - a, None when either is not measurable).
+    (difference is b - a, None when either is not measurable). Prompt versions run
+    over the same cases file, with *limits* and *step* as in :func:`evaluate_version`.
     """
-    with store.read() as conn:
-        va = get_version(conn, service.name, a)
-        vb = get_version(conn, service.name, b)
-    data = load_dataset(service, data_path, label_column)
-    ra = score_version(store, service, va, data, progress)
-    rb = score_version(store, service, vb, data, progress)
-    by_name = {e["name"]: e for e in _entries(rb)}
-    differences = []
-    for entry in _entries(ra):
-        other = by_name[entry["name"]]
-        for metric in compared_metrics(service):
-            x, y = lookup(entry, metric), lookup(other, metric)
-            differences.append(
-                {
-                    "cohort": entry["name"],
-                    "rows": entry["rows"],
-                    "metric": metric,
-                    "a": x,
-                    "b": y,
-                    "difference": None if x is None or y is None else y - x,
-                }
-            )
+    if service.kind == "llm":
+        from prodgate.evaluation.prompts import compare_prompt_versions
+
+        ra, rb, cases = compare_prompt_versions(
+            store,
+            service,
+            a,
+            b,
+            data_path,
+            label_column,
+            limits=limits,
+            progress=progress,
+            step=step,
+        )
+        dataset, label = cases.fingerprint, ra["label_field"] or ""
+    else:
+        _refuse_limits(limits)
+        with store.read() as conn:
+            va = get_version(conn, service.name, a)
+            vb = get_version(conn, service.name, b)
+        data = load_dataset(service, data_path, label_column)
+        ra = score_version(store, service, va, data, progress)
+        rb = score_version(store, service, vb, data, progress)
+        dataset, label = data.fingerprint, data.label_column
     return {
         "service": service.name,
-        "dataset": data.fingerprint,
-        "label_column": data.label_column,
+        "dataset": dataset,
+        "label_column": label,
         "a": {"version": a, **ra},
         "b": {"version": b, **rb},
-        "differences": differences,
+        "differences": differences(service, ra, rb),
     }

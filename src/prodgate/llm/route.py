@@ -147,7 +147,7 @@ class Route:
     ) -> T:
         """Try *call* on the targets with retries and fallbacks, recording every attempt in
         *completion*; its result, or :class:`RouteFailed`."""
-        retry = self.retry
+        tries = max(0, self.retry.attempts) + 1  # per target: the first and the retries
         deadline = start + self.timeouts.total_ms / 1000.0
         error: UpstreamError | None = None
         skipped: list[CircuitBreaker] = []
@@ -159,7 +159,7 @@ class Route:
                 completion.attempts.append(Attempt(*_names(target), "client", None, 0.0))
                 continue
             breaker = self.breakers.get(target.provider, target.model)
-            for n in range(retry.attempts + 1):
+            for n in range(tries):
                 if not breaker.allow():
                     completion.attempts.append(Attempt(*_names(target), "breaker_open", None, 0.0))
                     skipped.append(breaker)
@@ -197,7 +197,7 @@ class Route:
                     breaker.release()
                     raise _failed(completion, error, start)
                 breaker.failure()
-                if not error.retryable or n == retry.attempts:
+                if not error.retryable or n == tries - 1:
                     break
                 wait = self.backoff(error, n)
                 if wait is None or time.perf_counter() + wait >= deadline:

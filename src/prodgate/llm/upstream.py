@@ -358,7 +358,13 @@ class Upstream:
                         due = loop.time() + gap
                     sent += 1
                     yield last
-            finished = True
+            # The answer is whole. Read to the end of the body (the chunked terminator,
+            # often in a later packet): a connection returns to the pool only then.
+            with contextlib.suppress(TimeoutError, aiohttp.ClientError):
+                async with asyncio.timeout_at(min(loop.time() + gap, total)):
+                    while await resp.content.readany():
+                        pass
+            finished = resp.content.at_eof()
         finally:
             if finished:
                 resp.release()
