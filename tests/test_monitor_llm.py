@@ -4,20 +4,26 @@ field of an answer is its label; and the report behind ``prodgate metrics``."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+import sqlalchemy as sa
 
+from gateway_support import running, write_spec
+from llm_support import MOCK_CONFIG, llm_spec, register_prompt, write_prompt
 from prodgate import spec as spec_module
 from prodgate.audit import log
 from prodgate.audit.record import KIND_INFERENCE, Record
+from prodgate.llm.mock import MockHandle, running_mock
 from prodgate.monitor import llm
 from prodgate.monitor.window import window_conditions, window_stats
+from prodgate.settings import Settings
 from prodgate.spec import ServiceSpec
-from prodgate.store.engine import Store
-from prodgate.store.tables import feedback, versions
+from prodgate.store.engine import Store, now_us, open_store
+from prodgate.store.tables import audit_log, feedback, versions
 
 T0 = 1_700_000_000_000_000
 MIN = 60_000_000
@@ -176,24 +182,28 @@ def test_tokens_cost_ttft_fallbacks_and_models(store: Store) -> None:
         call(1, T0 + 102, status=502, ttft=None, tokens=(0, 0, 0), cost=0.0, retries=3),
         call(1, T0 + 103, status=422, llm_part=False),  # refused at the door: no route
     ]
-    append(store, records)
+    # Every breaker open: no target was tried, the record names no model.
+    untried = call(1, T0 + 104, status=503, ttft=None, tokens=(0, 0, 0), cost=0.0, fallback=True)
+    untried.payload["llm"].update(provider="", model="")
+    append(store, [*records, untried])
     f = read(store, 1)
-    assert (f.calls, f.answered, f.streams) == (23, 22, 1)
+    assert (f.calls, f.answered, f.streams) == (24, 22, 1)
     assert (f.input_tokens, f.output_tokens, f.cached_tokens) == (2150, 430, 30)
     assert f.estimated == 1
-    assert f.estimated_share == pytest.approx(1 / 23)
-    assert f.priced == 23
+    assert f.estimated_share == pytest.approx(1 / 24)
+    assert f.priced == 24
     assert f.cost_total == pytest.approx(20 * 0.001 + 0.0002 + 0.0005)
-    assert f.cost_per_call == pytest.approx(f.cost_total / 23)
+    assert f.cost_per_call == pytest.approx(f.cost_total / 24)
     assert f.cost_variance() > 0
     # nearest rank over 22 answered: 1..20, 40 (the estimated one) and 500
     assert f.p50_ttft_ms == 11.0
     assert f.p95_ttft_ms == 40.0
     assert (f.fallbacks, f.retries) == (1, 5)
-    assert f.fallback_rate == pytest.approx(1 / 23)
+    assert f.fallback_rate == pytest.approx(1 / 24)
     assert f.finish_reasons == {"stop": 22}
     large, small = f.models
-    assert (large.model, large.calls, large.errors, large.fallback) == ("mock/large", 22, 1, 0)
+    # the untried call counts under the prompt's model, as no fallback
+    assert (large.model, large.calls, large.errors, large.fallback) == ("mock/large", 23, 2, 0)
     assert (small.model, small.calls, small.fallback, small.input_tokens) == (
         "mock/small",
         1,
@@ -202,7 +212,7 @@ def test_tokens_cost_ttft_fallbacks_and_models(store: Store) -> None:
     )
     assert small.cost_usd == pytest.approx(0.0002)
     out = f.as_dict()
-    assert out["cost_usd"]["per_call"] == pytest.approx(f.cost_total / 23)
+    assert out["cost_usd"]["per_call"] == pytest.approx(f.cost_total / 24)
     assert out["models"][1]["cost_per_call"] == pytest.approx(0.0002)
     assert out["tokens"]["estimated_calls"] == 1
     orjson.dumps(out)  # recorded as JSON in rollout records
@@ -423,3 +433,77 @@ def test_the_report_of_a_classifier_has_no_llm_columns(store: Store) -> None:
     assert v["operations"]["labelled"] == 2
     assert v["quality"]["metrics"]["accuracy"] == 0.5
     assert v["quality"]["gates"][0]["passed"] is False
+
+
+# -- from the gateway's own records ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mock() -> Iterator[MockHandle]:
+    with running_mock(MOCK_CONFIG) as handle:
+        yield handle
+
+
+@pytest.mark.anyio
+async def test_figures_of_calls_through_the_gateway(
+    settings: Settings, mock: MockHandle, tmp_path: Path
+) -> None:
+    mock.reset()
+    write_spec(settings, llm_spec(mock.url))
+    register_prompt(settings, write_prompt(tmp_path, "v1"))  # primary/small, then backup/large
+    messages = ["It was staged fraud", "Any status update?", "I complain", "Staged fraud again"]
+    ids = []
+    async with running(settings) as client:
+        for i, message in enumerate(messages):
+            if i == 3:  # the small model fails from now on: the large one answers
+                mock.set_faults(error_rate=1.0, errors=["500"], models=["small"])
+            r = await client.post(
+                "/v1/services/letter/predict", json={"inputs": {"message": message}}
+            )
+            assert r.status_code == 200, r.text
+            ids.append(r.json()["id"])
+        verdicts = []
+        for rid, body in zip(
+            ids,
+            [
+                {"label": "fraud_signal"},  # the small model said new_claim: wrong
+                {"label": "status_question"},
+                {"score": 0.9},
+                {"correct": "fraud_signal"},  # the large model's category
+            ],
+            strict=True,
+        ):
+            r = await client.post(f"/v1/inferences/{rid}/feedback", json=body)
+            assert r.status_code == 201, r.text
+            verdicts.append(r.json()["truth"].get("match"))
+    mock.reset()
+    assert verdicts == [False, True, None, True]
+    store = open_store(settings)
+    try:
+        with store.read() as conn:
+            payloads = [
+                orjson.loads(p)
+                for p in conn.execute(
+                    sa.select(audit_log.c.payload).where(audit_log.c.kind == KIND_INFERENCE)
+                ).scalars()
+            ]
+            stats = window_stats(conn, "letter", 1, T0, now_us() + 1)
+        service = spec_module.load(settings.config).service("letter")
+        report = llm.report(store, service, 3600)
+    finally:
+        store.dispose()
+    recorded = [p["llm"] for p in payloads]
+    assert stats.llm is not None  # a registered prompt version, found by its flavor
+    [v1] = report["versions"]
+    f = v1["llm"]
+    assert (v1["calls"], f["calls"], f["answered"], f["fallbacks"]) == (4, 4, 4, 1)
+    assert f["cost_usd"]["total"] == pytest.approx(sum(r["cost_usd"] for r in recorded))
+    assert f["tokens"]["input"] == sum(r["usage"]["input_tokens"] for r in recorded)
+    assert f["tokens"]["output"] == sum(r["usage"]["output_tokens"] for r in recorded)
+    # As recorded, every try after the first: the small model's second, then the large.
+    assert f["retries"] == sum(r["retries"] for r in recorded) == 2
+    models = [(m["model"], m["calls"], m["fallback"]) for m in f["models"]]
+    assert models == [("primary/small", 3, 0), ("backup/large", 1, 1)]
+    assert f["ttft_ms"]["p95"] == max(r["ttft_ms"] for r in recorded)
+    assert (f["feedback"]["graded"], f["feedback"]["correct"], f["feedback"]["scored"]) == (3, 2, 1)
+    assert stats.accuracy == pytest.approx(2 / 3)

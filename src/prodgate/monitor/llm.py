@@ -391,13 +391,15 @@ def figures(calls: Sequence[Call], ratings: Sequence[Any] = ()) -> LlmFigures:
             sums["priced"] += 1
             cost_total += cost
             cost_sq += cost * cost
-        fallback = bool(details.get("fallback"))
+        model, named = _model(details)
+        # A call no target took (every breaker open) names no model; its flag then
+        # compares an empty name with the prompt's and says nothing of a fallback.
+        fallback = named and bool(details.get("fallback"))
         sums["fallbacks"] += fallback
         sums["retries"] += _count(details.get("retries"))
         reason = details.get("finish_reason")
         if isinstance(reason, str):
             reasons[reason] += 1
-        model = _model(details)
         m = by_model.setdefault(model, {"model": model})
         for key, value in (
             ("calls", 1),
@@ -435,13 +437,14 @@ def figures(calls: Sequence[Call], ratings: Sequence[Any] = ()) -> LlmFigures:
     )
 
 
-def _model(details: Mapping[str, Any]) -> str:
-    """The model a call ended on, ``provider/model``; the prompt's when none answered."""
+def _model(details: Mapping[str, Any]) -> tuple[str, bool]:
+    """The model a call ended on, ``provider/model``, and whether the record names it;
+    when it does not (no target was tried), the prompt version's model."""
     provider, model = details.get("provider"), details.get("model")
-    if isinstance(provider, str) and isinstance(model, str):
-        return f"{provider}/{model}"
+    if isinstance(provider, str) and isinstance(model, str) and provider and model:
+        return f"{provider}/{model}", True
     prompt_model = details.get("prompt_model")
-    return prompt_model if isinstance(prompt_model, str) else "-"
+    return (prompt_model if isinstance(prompt_model, str) and prompt_model else "-"), False
 
 
 def _rate(ratings: Sequence[Any]) -> dict[str, Any]:
