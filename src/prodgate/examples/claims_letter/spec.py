@@ -90,6 +90,7 @@ ROLLOUT: dict[str, Any] = {
     "checks": {
         "max_error_rate_increase": 0.01,
         "max_p95_latency_ratio": 2.5,
+        "max_ttft_ratio": 2.0,
         "max_cost_increase": 0.25,
         "max_accuracy_drop": 0.05,
         "min_feedback": 30,
@@ -102,13 +103,13 @@ def providers_document(url: str = DEFAULT_MOCK_URL) -> dict[str, Any]:
     return {
         "primary": {
             "base_url": url,
-            # Opens after 3 failures in 10 s; probes again after half a second.
-            "breaker": {"failures": 3, "window_s": 10, "cooldown_s": 0.5},
+            # Opens after 3 failures in 10 s; lets a probe through 2 s later.
+            "breaker": {"failures": 3, "window_s": 10, "cooldown_s": 2},
             "models": {"large": dict(LARGE), "small": dict(SMALL)},
         },
         "backup": {
             "base_url": url,
-            "breaker": {"failures": 3, "window_s": 10, "cooldown_s": 0.5},
+            "breaker": {"failures": 3, "window_s": 10, "cooldown_s": 2},
             "models": {"large": dict(LARGE)},
         },
     }
