@@ -161,7 +161,9 @@ def demo(ctx: Context, no_serve: bool, story: bool) -> None:
             )
             raise SystemExit(0 if ok else 1)
         echo = click.echo
+        echo(f"{SERVICE}:")
         ensure_v1(store, spec.service(SERVICE), result, echo)
+        echo(f"{LETTER}:")
         letter_story.ensure_v1(store, spec.service(LETTER), letter, echo)
         base = f"http://{settings.host}:{settings.port}"
         token = demo_key(store, ctx.actor)
@@ -183,7 +185,8 @@ def demo(ctx: Context, no_serve: bool, story: bool) -> None:
                 "Or the LLM service through the openai SDK (pip install openai):\n\n"
                 + "\n".join(f"  {code}" for code in snippet.splitlines())
                 + "\n\n"
-                f"Also: {base}/v1/services/{SERVICE}  {base}/metrics  {base}/openapi.json\n"
+                f"Also: {base}/v1/services/{SERVICE}  {base}/v1/services/{LETTER}\n"
+                f"      {base}/metrics  {base}/openapi.json\n"
                 f"Then: {prog} --home {settings.home} audit tail; "
                 f"{prog} --home {settings.home} audit verify\n"
                 "Stop with Ctrl-C.\n"

@@ -145,7 +145,7 @@ def ensure_v1(store: Store, service: ServiceSpec, files: LetterFiles, echo: Echo
     with store.read() as conn:
         dep = deployments.get_deployment(conn, SERVICE)
     if dep is not None and dep.production_version is not None:
-        echo(f"  {SERVICE}: version {dep.production_version} is in production")
+        echo(f"  version {dep.production_version} is in production")
         return dep.production_version
     v1 = register_evaluated(store, service, files, "v1", echo)
     if not v1.passed:
