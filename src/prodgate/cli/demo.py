@@ -156,7 +156,9 @@ def demo(ctx: Context, no_serve: bool, story: bool) -> None:
             ok = letter_story.tell(settings, store, letter, mock, click.echo) and ok
             click.echo(
                 f"\nSee it all: {prog} --home {settings.home} history {SERVICE}\n"
-                f"       and: {prog} --home {settings.home} history {LETTER}\n"
+                f"       and: {prog} --home {settings.home} history {LETTER}; "
+                f"{prog} --home {settings.home} metrics {LETTER}; "
+                f"{prog} --home {settings.home} status\n"
                 + ("The story ran as told." if ok else "The story did NOT run as told.")
             )
             raise SystemExit(0 if ok else 1)
