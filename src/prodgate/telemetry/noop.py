@@ -3,16 +3,22 @@
 :class:`Telemetry` is the interface the paths hold, and this class itself is the off
 one: every call returns one shared object whose ``with`` block and methods do
 nothing, so a path instrumented stage by stage pays a method call and an empty
-``with`` per stage (about 0.1 µs each) and imports nothing of OpenTelemetry, whose
-API alone takes 50 ms to import. :class:`~prodgate.telemetry.sdk.RecordingTelemetry`
-is the same interface recording with the OpenTelemetry SDK.
+``with`` per stage (about 0.15 µs each), and one whose stage functions are wrapped
+once with :meth:`Telemetry.staged` pays nothing. Nothing here imports OpenTelemetry
+(its tracing SDK and exporter take about 0.2 s to import).
+:class:`~prodgate.telemetry.sdk.RecordingTelemetry` is the same interface recording
+with the OpenTelemetry SDK.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
+from typing import Any, ParamSpec, TypeVar, overload
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 #: What a span attribute may hold (OpenTelemetry's primitive values and lists of them).
 Attribute = (
@@ -128,6 +134,21 @@ class Telemetry:
         """A child span of the current span (the request's) for one stage: ``parse``,
         ``limit``, ``route``, ``contract``, ``infer``, ``record``..."""
         return _NO_SPAN
+
+    @overload
+    def staged(
+        self, name: str, fn: Callable[P, Coroutine[Any, Any, R]]
+    ) -> Callable[P, Awaitable[R]]: ...
+    @overload
+    def staged(self, name: str, fn: Callable[P, R]) -> Callable[P, R]: ...
+    def staged(self, name: str, fn: Callable[P, Any]) -> Callable[P, Any]:
+        """*fn* with each call in a :meth:`stage` span named *name*; when off, *fn* itself.
+
+        For a path built once and called per request: wrapping its stage functions
+        at construction costs an off path nothing at all, where a ``with`` block per
+        stage would cost about 0.15 µs each. A coroutine function is awaited inside
+        the span."""
+        return fn
 
     def llm_call(
         self,
