@@ -167,6 +167,7 @@ async def test_with_telemetry_off_the_path_holds_the_plain_stage_functions(
         assert type(path.telemetry) is Telemetry
         assert not path.telemetry.on
         assert path._parse is parse  # nothing wrapped, so nothing paid per request
+        assert path.handle == path._serve  # and no request span to decide on
         r = await client.post(PREDICT, json={"inputs": GOOD})
         assert r.status_code == 200
 

@@ -29,6 +29,7 @@ construction, so with telemetry off it holds the plain functions and pays nothin
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +59,12 @@ REQUEST_SPAN = "prodgate.predict"
 
 class ServicePath:
     """Every stage a predict request to one service goes through, in order."""
+
+    handle: Callable[[Exchange], Awaitable[Outcome]]
+    """Serve one predict request: :meth:`_serve`, inside the request's span when
+    telemetry is on. Chosen once, when the path is built: an untraced path pays
+    nothing for the choice, where a test per request and one more coroutine would
+    cost about 0.2 µs."""
 
     def __init__(
         self,
@@ -97,12 +104,7 @@ class ServicePath:
         self._infer = staged("infer", infer)
         self._store = staged("record", recorder.record)
         self._refuse = staged("refuse", refusal.__call__)
-
-    async def handle(self, ex: Exchange) -> Outcome:
-        """Serve one predict request."""
-        if self.telemetry.on:
-            return await self._traced(ex)
-        return await self._serve(ex)
+        self.handle = self._traced if telemetry.on else self._serve
 
     async def _traced(self, ex: Exchange) -> Outcome:
         """:meth:`_serve` in the request's span, which starts when the request arrived."""
@@ -114,6 +116,7 @@ class ServicePath:
         return outcome
 
     async def _serve(self, ex: Exchange) -> Outcome:
+        """Serve one predict request."""
         try:
             outcome = await self._handle(ex)
         finally:

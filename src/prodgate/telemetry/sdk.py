@@ -96,7 +96,7 @@ class RecordingTelemetry(Telemetry):
 
     def stage(self, name: str) -> SpanScope:
         tracer = self._tracer
-        # Only inside a request that is recorded: a span costs about 15 µs, and a
+        # Only inside a request that is recorded: a span costs 15 to 30 µs, and a
         # stage of a request the sampler dropped, or of none, would be dropped too.
         if tracer is None or not trace.get_current_span().is_recording():
             return super().stage(name)
