@@ -96,8 +96,9 @@ class RecordingTelemetry(Telemetry):
 
     def stage(self, name: str) -> SpanScope:
         tracer = self._tracer
-        # Only inside a request that is recorded: a span costs 15 to 30 µs, and a
-        # stage of a request the sampler dropped, or of none, would be dropped too.
+        # Only inside a recorded span: a span costs 15 to 30 µs, a stage of a request
+        # the sampler dropped would be dropped too, and one of no request would be a
+        # trace of its own, cut off from what it was a stage of.
         if tracer is None or not trace.get_current_span().is_recording():
             return super().stage(name)
         return _Scope(tracer.start_span(name))
@@ -348,11 +349,7 @@ class _GenAiMetrics:
     def record(self, asked: Mapping[str, Attribute], outcome: _Outcome, duration_s: float) -> None:
         # The metric attributes are the conventions' few, not the span's extras
         # (a key id or a version there would multiply the series).
-        attrs: dict[str, Attribute] = {
-            key: asked[key]
-            for key in (genai.OPERATION, genai.PROVIDER, genai.REQUEST_MODEL)
-            if key in asked
-        }
+        attrs = {key: asked[key] for key in (genai.OPERATION, genai.PROVIDER, genai.REQUEST_MODEL)}
         if outcome.response_model is not None:
             attrs[genai.RESPONSE_MODEL] = outcome.response_model
         if outcome.input_tokens is not None:
