@@ -3,6 +3,7 @@ LLM call, what off means, and the switch read from settings and OTEL_* variables
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import http.server
 import subprocess
@@ -10,8 +11,10 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from opentelemetry import trace
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
@@ -29,6 +32,7 @@ from gateway_support import GOOD, register_and_deploy, running, write_spec
 from prodgate.exceptions import UsageError
 from prodgate.pipeline.envelope import parse
 from prodgate.pipeline.path import ServicePath
+from prodgate.server.app import create_app
 from prodgate.settings import Settings
 from prodgate.telemetry import Telemetry, build_telemetry, genai, wanted
 from prodgate.telemetry.sdk import RecordingTelemetry
@@ -502,3 +506,40 @@ def test_a_service_name_in_the_environment_is_kept(
     resource = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
     assert resource["service.name"] == "claims-gateway"
     assert "/v1/metrics" not in collector.posts  # OTEL_METRICS_EXPORTER=none
+
+
+def test_an_llm_call_is_a_span_with_the_genai_attributes_and_metrics(
+    sqlite_settings: Settings, recorded: Recorded, tmp_path: Path
+) -> None:
+    from llm_support import MOCK_CONFIG, llm_spec, register_prompt, write_prompt
+    from prodgate.llm.mock import running_mock
+
+    async def call(settings: Settings) -> None:
+        app = create_app(settings, telemetry=recorded.telemetry)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://g") as client:
+                r = await client.post(
+                    "/v1/chat/completions",
+                    json={"model": "letter", "messages": [{"role": "user", "content": "hi"}]},
+                )
+                assert r.status_code == 200, r.text
+
+    with running_mock(MOCK_CONFIG) as mock:
+        write_spec(sqlite_settings, llm_spec(mock.url))
+        register_prompt(sqlite_settings, write_prompt(tmp_path, "v1"))
+        asyncio.run(call(sqlite_settings.with_(controller=False, auth="off")))
+    spans = {s.name: s for s in recorded.finished()}
+    request = spans["prodgate.chat"]
+    llm = next(s for s in spans.values() if s.attributes.get("gen_ai.operation.name") == "chat")
+    assert llm.attributes["gen_ai.provider.name"] == "primary"
+    assert llm.attributes["gen_ai.request.model"] == "small"
+    assert llm.attributes["gen_ai.response.model"] == "small"
+    assert llm.attributes["gen_ai.usage.input_tokens"] > 0
+    assert llm.attributes["gen_ai.usage.output_tokens"] > 0
+    assert llm.attributes["gen_ai.response.finish_reasons"] == ("stop",)
+    assert {"limit", "infer"} <= set(spans)
+    assert spans["infer"].parent.span_id == request.context.span_id
+    tokens = recorded.points("gen_ai.client.token.usage")
+    assert {p.attributes["gen_ai.token.type"] for p in tokens} == {"input", "output"}
+    assert recorded.points("gen_ai.client.operation.duration")
