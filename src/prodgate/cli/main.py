@@ -41,6 +41,7 @@ _NOUNS = (
     "governance",
     "init",
     "keys",
+    "mock",
     "registry",
     "rollout",
     "serve",
