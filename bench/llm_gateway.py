@@ -52,14 +52,15 @@ import contextlib
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from harness import (
     BENCH_DIR,
     EXIT_NO_WRK,
+    NOISE_LIMIT,
+    AuditCheck,
     Check,
     Load,
     Pinning,
@@ -90,10 +91,12 @@ from harness.llm import (
     Run,
     ask,
     chat_bodies,
+    combined,
     llm_pinning,
     mock_server,
     prodgate_llm,
     run,
+    settle,
 )
 from harness.report import Table, TablesReport
 
@@ -122,7 +125,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         description="prodgate's LLM gateway against LiteLLM's proxy and a bare aiohttp "
         "passthrough, in front of one mock upstream, under wrk.",
     )
-    add_load_arguments(p, duration=10.0, warmup=2.0, connections=64, threads=2)
+    add_load_arguments(p, duration=5.0, warmup=1.0, connections=64, threads=2)
+    p.add_argument("--rounds", type=int, default=2, help="runs of each gateway under each load [2]")
     p.add_argument(
         "--only",
         default=",".join(TARGETS),
@@ -148,90 +152,134 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     if unknown or not only:
         p.error(f"--only takes some of {', '.join(TARGETS)}, not {args.only!r}")
     args.targets = [t for t in TARGETS if t in only]
+    if args.rounds < 1:
+        p.error("--rounds is at least 1")
     return args
 
 
 @dataclass
-class Figures:
-    """What one gateway did: a run per (mode, connections), or why it could not run."""
-
-    target: str
-    runs: dict[tuple[str, int], Run] = field(default_factory=dict)
-    warmups: dict[tuple[str, int], Run] = field(default_factory=dict)
-    samples: dict[str, str] = field(default_factory=dict)  # mode -> what the sample said
-    failure: str = ""
-
-    @property
-    def errors(self) -> int:
-        """Non-2xx and socket errors over every run, warm-up included."""
-        return sum(r.result.errors for r in [*self.runs.values(), *self.warmups.values()])
-
-    @property
-    def acknowledged(self) -> int:
-        """2xx answers over every run, warm-up and samples included."""
-        runs = [*self.runs.values(), *self.warmups.values()]
-        return sum(r.result.ok for r in runs) + len(self.samples)
-
-
-@dataclass
 class Gateway:
-    """A server to measure (None: the mock itself) and how to call it."""
+    """A server to measure (None: the mock itself), how to call it, and what it did:
+    runs per (mode, connections), or why it could not be measured."""
 
     target: str
     server: Server | None
     model: str
     headers: dict[str, str]
+    runs: dict[tuple[str, int], list[Run]] = field(default_factory=dict)
+    warmups: list[Run] = field(default_factory=list)
+    samples: dict[str, str] = field(default_factory=dict)  # mode -> what the sample said
+    loads: dict[tuple[str, int], Load] = field(default_factory=dict)
+    failure: str = ""
+
+    @property
+    def label(self) -> str:
+        return LABELS[self.target]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failure
+
+    def url(self, mock: Server) -> str:
+        return (self.server or mock).base + CHAT_PATH
+
+    def run(self, mode: str, connections: int) -> Run:
+        """Its runs under this load as one."""
+        return combined(self.runs[(mode, connections)])
+
+    @property
+    def errors(self) -> int:
+        """Non-2xx and socket errors over every run, warm-up included."""
+        runs = [*self.warmups, *(r for rs in self.runs.values() for r in rs)]
+        return sum(r.result.errors for r in runs)
+
+    @property
+    def acknowledged(self) -> int:
+        """2xx answers over every run, warm-up and samples included."""
+        runs = [*self.warmups, *(r for rs in self.runs.values() for r in rs)]
+        return sum(r.result.ok for r in runs) + len(self.samples)
+
+    def check_alive(self) -> None:
+        server = self.server
+        if server is not None and server.proc is not None and server.proc.poll() is not None:
+            raise RuntimeError(f"it exited with {server.proc.returncode}; see {server.log}")
+
+    def fail(self, exc: BaseException) -> None:
+        self.failure = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        print(f"!!! {self.label} could not be measured: {exc}", flush=True)
 
 
-def measure(
-    gateway: Gateway,
-    mock: Server,
-    wrk: str,
-    work: Path,
-    args: argparse.Namespace,
-    pinning: Pinning,
-) -> Figures:
-    """Ask *gateway* once per mode, then warm it up and measure it at 1 and at
-    ``--connections`` connections, not streamed then streamed."""
-    figures = Figures(gateway.target)
-    server = gateway.server or mock
-    url = server.base + CHAT_PATH
-    label = LABELS[gateway.target]
+def check_answers(gateway: Gateway, mock: Server) -> None:
+    """Ask *gateway* once per mode and read the answer to its end: it must be a right
+    OpenAI answer (a stream of chunks ending with [DONE], with usage)."""
     for mode in MODES:
-        bodies = chat_bodies(gateway.model, stream=mode == "stream")
-        sample = ask(url, bodies[0], gateway.headers)
-        problem = sample.problem(stream=mode == "stream")
+        stream = mode == "stream"
+        sample = ask(gateway.url(mock), chat_bodies(gateway.model, stream)[0], gateway.headers)
+        problem = sample.problem(stream)
         if problem:
-            raise RuntimeError(f"{label} answered a {mode} request wrongly: {problem}")
-        figures.samples[mode] = sample.describe()
+            raise RuntimeError(f"{gateway.label} answered a {mode} request wrongly: {problem}")
+        gateway.samples[mode] = sample.describe()
+
+
+def make_loads(
+    gateway: Gateway, wrk: str, work: Path, args: argparse.Namespace, pinning: Pinning
+) -> None:
+    """wrk at 1 and at ``--connections`` connections, not streamed and streamed."""
+    for mode in MODES:
         script = work / f"{gateway.target}-{mode}.lua"
-        script.write_text(lua_script(bodies, gateway.headers))
-        for connections in (1, args.connections):
-            threads = max(1, min(args.threads, connections))
-            load = Load(wrk, script, connections, threads, pinning, gateway.headers)
-            print(f"{label}: {mode}, {connections} connection(s) ...", flush=True)
-            key = (mode, connections)
-            figures.warmups[key] = run(load, url, args.warmup, server.pid, mock.pid)
-            figures.runs[key] = run(load, url, args.duration, server.pid, mock.pid)
-    return figures
+        script.write_text(lua_script(chat_bodies(gateway.model, mode == "stream"), gateway.headers))
+        for n in (1, args.connections):
+            threads = max(1, min(args.threads, n))
+            gateway.loads[(mode, n)] = Load(wrk, script, n, threads, pinning, gateway.headers)
 
 
-@contextlib.contextmanager
-def started(server: Server | None) -> Iterator[None]:
-    if server is None:
-        yield
-    else:
-        with running(server):
-            yield
+def schedule(
+    targets: Sequence[str], rounds: int, connections: int
+) -> list[tuple[str, int, list[str]]]:
+    """(mode, connections, gateways in order) for each round: every gateway under one
+    load before the next load, in turn one way then the other, so that a drift in the
+    machine's speed meets them all alike."""
+    out = []
+    for r in range(rounds):
+        for mode in MODES:
+            for n in (1, connections):
+                out.append((mode, n, list(targets if r % 2 == 0 else reversed(targets))))
+    return out
 
 
-def row(f: Figures, direct: Figures | None, mode: str, connections: int) -> list[str]:
-    r = f.runs[(mode, connections)]
+def measure(gateways: Sequence[Gateway], mock: Server, args: argparse.Namespace) -> None:
+    """Every gateway under every load, ``--rounds`` times: warm-up, then the measured
+    run, each after the gateway measured before it has gone idle."""
+    plan = schedule([g.target for g in gateways], args.rounds, args.connections)
+    by_target = {g.target: g for g in gateways}
+    for i, (mode, n, order) in enumerate(plan):
+        live = [by_target[t] for t in order if by_target[t].ok]
+        print(
+            f"[{i + 1}/{len(plan)}] {mode}, {n} connection(s): " + ", ".join(g.label for g in live),
+            flush=True,
+        )
+        for g in live:
+            pid = (g.server or mock).pid
+            # The gateway measured before may still be busy with answers left in flight.
+            settle([mock.pid, *(x.server.pid for x in live if x.server is not None)])
+            load, url = g.loads[(mode, n)], g.url(mock)
+            try:
+                g.warmups.append(run(load, url, args.warmup, pid, mock.pid))
+                g.runs.setdefault((mode, n), []).append(
+                    run(load, url, args.duration, pid, mock.pid)
+                )
+                g.check_alive()
+            except RuntimeError as exc:
+                g.fail(exc)
+
+
+def row(g: Gateway, direct: Gateway | None, mode: str, connections: int) -> list[str]:
+    r = g.run(mode, connections)
     lat = r.result.latency_ms
-    base = direct.runs.get((mode, connections)) if direct and f.target != DIRECT else None
+    base = direct.run(mode, connections) if direct and g.target != DIRECT else None
     over = [f"{r.p50 - base.p50:.2f}", f"{r.p99 - base.p99:.2f}"] if base else ["", ""]
     return [
-        LABELS[f.target],
+        g.label,
         mode,
         str(connections),
         f"{r.result.rps:,.0f}",
@@ -240,7 +288,7 @@ def row(f: Figures, direct: Figures | None, mode: str, connections: int) -> list
         f"{lat['99']:.2f}",
         *over,
         r.result.describe_errors(),
-        f"{r.result.server_cpu:.0%}" if f.target != DIRECT else "",
+        f"{r.result.server_cpu:.0%}" if g.server is not None else "",
         f"{r.upstream_cpu:.0%}",
         f"{r.result.other_cpu:.0%}",
     ]
@@ -274,25 +322,25 @@ RATIO_HEADERS = [
 class Comparison:
     """Overheads and ratios between the measured gateways."""
 
-    def __init__(self, figures: dict[str, Figures], connections: int) -> None:
-        self.figures = figures
+    def __init__(self, gateways: dict[str, Gateway], connections: int) -> None:
+        self.gateways = gateways
         self.n = connections
 
     def measured(self, target: str) -> bool:
-        f = self.figures.get(target)
-        return f is not None and not f.failure
+        g = self.gateways.get(target)
+        return g is not None and g.ok
 
     def overhead(self, target: str, mode: str, q: str = "50") -> float:
         """Latency at 1 connection minus the direct one, ms."""
-        r = self.figures[target].runs[(mode, 1)].result.latency_ms[q]
-        d = self.figures[DIRECT].runs[(mode, 1)].result.latency_ms[q]
+        r = self.gateways[target].run(mode, 1).result.latency_ms[q]
+        d = self.gateways[DIRECT].run(mode, 1).result.latency_ms[q]
         return r - d
 
     def rps(self, target: str, mode: str) -> float:
-        return self.figures[target].runs[(mode, self.n)].result.rps
+        return self.gateways[target].run(mode, self.n).result.rps
 
     def p99(self, target: str, mode: str) -> float:
-        return self.figures[target].runs[(mode, self.n)].p99
+        return self.gateways[target].run(mode, self.n).p99
 
     def ratios(self, a: str, b: str, mode: str) -> list[str]:
         """*a* against *b*: overheads (with direct), throughput and p99."""
@@ -375,33 +423,40 @@ def benchmark(arguments: list[str]) -> int:
     prodgate = prodgate_command()
     litellm_exe = lite.ensure_venv(args.litellm) if LITELLM in args.targets else None
     warn_if_disturbed()
-    figures: dict[str, Figures] = {}
+    gateways: dict[str, Gateway] = {}
     audit = None
     with tempfile.TemporaryDirectory(prefix="prodgate-bench-llm-") as tmp:
         work = Path(tmp)
         mock = mock_server(prodgate, work, pinning, args.upstream_command)
-        with running(mock):
+        with running(mock), contextlib.ExitStack() as stack:
             upstream = mock.base + "/v1"
+            print(f"mock upstream {upstream} (pid {mock.pid}); {pinning.note}", flush=True)
+            for target in args.targets:
+                g = gateways[target] = Gateway(target, None, "", {})
+                try:
+                    g = gateways[target] = prepare(
+                        target, prodgate, work, upstream, pinning, litellm_exe
+                    )
+                    if g.server is not None:
+                        print(f"starting {g.label} ...", flush=True)
+                        stack.enter_context(running(g.server))
+                    check_answers(g, mock)
+                    make_loads(g, wrk, work, args, pinning)
+                except (RuntimeError, OSError) as exc:
+                    g.fail(exc)
             print(
-                f"mock upstream {upstream} (pid {mock.pid}); {pinning.note}; wrk at 1 and "
-                f"{args.connections} connections, {args.warmup:g} s warm-up + "
-                f"{args.duration:g} s measured each, not streamed and streamed",
+                f"wrk at 1 and {args.connections} connections, not streamed and streamed, "
+                f"{args.warmup:g} s warm-up + {args.duration:g} s measured each, "
+                f"{args.rounds} round(s)",
                 flush=True,
             )
-            for target in args.targets:
-                try:
-                    gateway = prepare(target, prodgate, work, upstream, pinning, litellm_exe)
-                    with started(gateway.server):
-                        figures[target] = measure(gateway, mock, wrk, work, args, pinning)
-                except (RuntimeError, OSError) as exc:
-                    print(f"!!! {LABELS[target]} could not be measured: {exc}", flush=True)
-                    figures[target] = Figures(target, failure=str(exc).splitlines()[0])
-            if PRODGATE in figures and not figures[PRODGATE].failure:
-                home = work / "prodgate-home"
-                audit = verify_audit(prodgate, home, figures[PRODGATE].acknowledged)
-                print(f"prodgate audit verify: {audit.summary}", flush=True)
+            measure([g for g in gateways.values() if g.ok], mock, args)
+        prodgate_gw = gateways.get(PRODGATE)
+        if prodgate_gw is not None and prodgate_gw.ok:
+            audit = verify_audit(prodgate, work / "prodgate-home", prodgate_gw.acknowledged)
+            print(f"prodgate audit verify: {audit.summary}", flush=True)
     took = time.monotonic() - began
-    return emit(report(args, arguments, figures, audit, pinning, wrk, took), args.markdown)
+    return emit(report(args, arguments, gateways, audit, pinning, wrk, took), args.markdown)
 
 
 def prepare(
@@ -443,30 +498,31 @@ def prepare(
 def report(
     args: argparse.Namespace,
     arguments: list[str],
-    figures: dict[str, Figures],
-    audit: Any,
+    gateways: dict[str, Gateway],
+    audit: AuditCheck | None,
     pinning: Pinning,
     wrk: str,
     took: float,
 ) -> TablesReport:
-    direct = figures.get(DIRECT)
-    if direct is not None and direct.failure:
+    direct = gateways.get(DIRECT)
+    if direct is not None and not direct.ok:
         direct = None
     rows = [
-        row(f, direct, mode, n)
-        for f in figures.values()
-        if not f.failure
+        row(g, direct, mode, n)
+        for g in gateways.values()
+        if g.ok
         for mode in MODES
         for n in (1, args.connections)
     ]
-    compare = Comparison(figures, args.connections)
+    compare = Comparison(gateways, args.connections)
     checks = compare.checks()
-    failed = [f for f in figures.values() if f.failure]
     checks += [
-        Check(f"{LABELS[f.target]} measured", f.failure[:60], "measured", False) for f in failed
+        Check(f"{g.label} measured", g.failure[:60], "measured", False)
+        for g in gateways.values()
+        if not g.ok
     ]
-    gw = figures.get(PRODGATE)
-    if gw is not None and not gw.failure:
+    gw = gateways.get(PRODGATE)
+    if gw is not None and gw.ok:
         checks.append(
             Check(
                 "prodgate non-2xx and socket errors (warm-up included)",
@@ -482,17 +538,32 @@ def report(
         "'gateway CPU' is the gateway process's CPU time over the run as a share of one "
         "CPU, 'mock CPU' the mock's, 'other CPU' the rest of the machine's but wrk's.",
     ]
-    for f in figures.values():
-        if f.failure:
+    for g in gateways.values():
+        if not g.ok:
             continue
-        if f.target != PRODGATE and f.errors:
-            notes.append(f"WARNING: {LABELS[f.target]} failed {f.errors} requests.")
+        if g.target != PRODGATE and g.errors:
+            notes.append(f"WARNING: {g.label} failed {g.errors} requests.")
         notes.append(
-            f"{LABELS[f.target]} sample answers: "
-            + "; ".join(f"{m}: {s}" for m, s in f.samples.items())
+            f"{g.label} sample answers: "
+            + "; ".join(f"{m}: {s}" for m, s in g.samples.items())
             + "."
         )
     notes.append(f"The run took {took:.0f} s.")
+    worst = max(
+        (
+            g.run(m, n).result.other_cpu
+            for g in gateways.values()
+            if g.ok
+            for m in MODES
+            for n in (1, args.connections)
+        ),
+        default=0.0,
+    )
+    if worst > NOISE_LIMIT:
+        notes.append(
+            f"WARNING: other processes used up to {worst:.0%} of a CPU during the runs "
+            "(column 'other CPU'); the figures are disturbed. Rerun on a quiet machine."
+        )
     tables = [
         Table(
             "Gateways in front of one mock upstream (latency over whole answers, streams read "
@@ -512,7 +583,7 @@ def report(
             )
         )
     libraries = machine(wrk, LIBRARIES)
-    if LITELLM in figures:
+    if LITELLM in gateways:
         libraries["LiteLLM"] = f"{lite.version()} (its own virtual environment: {args.litellm})"
     return TablesReport(
         title="LLM gateway: prodgate, LiteLLM and a bare passthrough",

@@ -17,6 +17,7 @@ import http.client
 import math
 import shlex
 import shutil
+import statistics
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -279,3 +280,42 @@ def run(load: Load, url: str, seconds: float, server_pid: int, upstream_pid: int
     if server_pid != upstream_pid:
         result.other_cpu = max(0.0, result.other_cpu - share)
     return Run(result, share)
+
+
+def combined(runs: Sequence[Run]) -> Run:
+    """Runs of one gateway under one load as one: requests and seconds summed, each
+    latency percentile the median of the runs', the CPU shares their means."""
+    results = [r.result for r in runs]
+    requests = sum(r.requests for r in results)
+    seconds = sum(r.seconds for r in results)
+    sockets: dict[str, int] = {}
+    for r in results:
+        for k, v in r.socket_errors.items():
+            sockets[k] = sockets.get(k, 0) + v
+    result = WrkResult(
+        requests=requests,
+        seconds=seconds,
+        rps=requests / seconds if seconds else 0.0,
+        latency_ms={
+            q: statistics.median(r.latency_ms[q] for r in results) for q in ("50", "75", "90", "99")
+        },
+        non2xx=sum(r.non2xx for r in results),
+        socket_errors=sockets,
+        server_cpu=statistics.fmean(r.server_cpu for r in results),
+        other_cpu=statistics.fmean(r.other_cpu for r in results),
+    )
+    return Run(result, statistics.fmean(r.upstream_cpu for r in runs))
+
+
+def settle(pids: Sequence[int], timeout: float = 15.0, below: float = 0.1) -> float:
+    """Wait until the processes *pids* are idle (under *below* of a CPU each over
+    200 ms): a gateway left with answers in flight when wrk stopped would still be
+    working on them, on the CPU the next gateway is measured on. The seconds waited."""
+    window = 0.2
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        before = [cpu_seconds(p) for p in pids]
+        time.sleep(window)
+        if all(cpu_seconds(p) - b < below * window for p, b in zip(pids, before, strict=True)):
+            break
+    return time.monotonic() - started
