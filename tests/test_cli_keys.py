@@ -103,6 +103,61 @@ def test_create_json_holds_the_key_in_its_key_field(settings: Settings) -> None:
     assert (who.key_id, who.name, who.owner, who.agent) == (made["id"], "triage-bot", "carol", True)
 
 
+def test_token_limits_and_budgets(settings: Settings) -> None:
+    made = ok(
+        run(
+            settings,
+            "keys",
+            "create",
+            "chat",
+            "--scope",
+            "predict:letters",
+            "--rpm",
+            "60",
+            "--tokens-per-minute",
+            "20000",
+            "--budget-day",
+            "2.50",
+            "--budget-month",
+            "$100.123456",
+        )
+    )
+    text = "rpm=60, tokens_per_minute=20000, budget_day=$2.50, budget_month=$100.123456"
+    assert f"limits: {text}" in made.stdout
+    who = authenticate(settings, printed_key(made))
+    assert who.limits == {
+        "rpm": 60,
+        "tokens_per_minute": 20_000,
+        "budget_day": 2_500_000,
+        "budget_month": 100_123_456,
+    }
+    assert text in ok(run(settings, "keys", "list")).stdout
+    (row,) = listed(settings)
+    assert row["limits"] == {
+        "rpm": 60,
+        "tokens_per_minute": 20_000,
+        "budget_day": 2.5,
+        "budget_month": 100.123456,
+    }
+    # The JSON listing's amounts, given back to create, make the same limits.
+    again = ok(
+        run(
+            settings,
+            "keys",
+            "create",
+            "again",
+            "--scope",
+            "review",
+            "--budget-day",
+            str(row["limits"]["budget_day"]),
+            "--budget-month",
+            str(row["limits"]["budget_month"]),
+            "--json",
+        )
+    )
+    assert json.loads(again.stdout)["limits"] == {"budget_day": 2.5, "budget_month": 100.123456}
+
+
 def test_list_never_shows_a_secret(settings: Settings) -> None:
     app = ok(run(settings, "keys", "create", "app", "--scope", "predict:claims"))
     bot = ok(
@@ -222,6 +277,16 @@ def test_rotate_keeps_the_old_key_for_its_grace(settings: Settings) -> None:
         (("create", "app", "--scope", "review", "--rps", "-3"), ("--rps",)),
         (("create", "app", "--scope", "review", "--rpm", "lots"), ("--rpm",)),
         (("create", "app", "--scope", "review", "--rpm", str(10**30)), ("--rpm must be at most",)),
+        (
+            ("create", "app", "--scope", "review", "--budget-day", "lots"),
+            ("--budget-day must be an amount in USD above 0, like 2.50",),
+        ),
+        (("create", "app", "--scope", "review", "--budget-month", "0"), ("--budget-month",)),
+        (
+            ("create", "app", "--scope", "review", "--budget-day", "0.0000001"),
+            ("--budget-day is counted in micro-dollars",),
+        ),
+        (("create", "app", "--scope", "review", "--tokens-per-minute", "0"), ("--tokens-per",)),
         (("create", "app", "--scope", "review", "--expires", "soon"), ("--expires 'soon'",)),
         (("create", "app", "--scope", "review", "--expires", "0d"), ("--expires",)),
         (("create", "app", "--scope", "review", "--expires", "90"), ("--expires '90'",)),

@@ -6,7 +6,17 @@ import re
 
 import pytest
 
-from prodgate.identity.key import ApiKey, digest, new_secret, new_token, split_token
+from prodgate.identity.key import (
+    ALLOWANCES,
+    LIMITS,
+    RATES,
+    ApiKey,
+    digest,
+    new_secret,
+    new_token,
+    shown_limits,
+    split_token,
+)
 
 NOW = 1_700_000_000_000_000  # a fixed instant, in microseconds
 HOUR = 3600 * 1_000_000
@@ -138,3 +148,24 @@ def test_as_dict_never_holds_the_secret_or_its_hash() -> None:
     assert shown["previous_valid_until_us"] == NOW + HOUR
     assert key.as_dict(NOW + HOUR)["previous_valid_until_us"] is None
     assert make("s", revoked_at_us=NOW).as_dict(NOW)["state"] == "revoked"
+
+
+def test_budgets_are_shown_in_usd() -> None:
+    key = make(
+        "s",
+        limits={"rpm": 600, "tokens_per_minute": 9000, "budget_day": 2_500_000, "budget_month": 1},
+    )
+    assert key.as_dict(NOW)["limits"] == {
+        "rpm": 600,
+        "tokens_per_minute": 9000,
+        "budget_day": 2.5,
+        "budget_month": 0.000001,
+    }
+    assert shown_limits({"someday": 5}) == {"someday": 5}  # unknown names as they are
+
+
+def test_only_request_and_row_limits_are_rates() -> None:
+    assert set(RATES) | {"concurrency"} | set(ALLOWANCES) == set(LIMITS)
+    assert all(LIMITS[name].period_s > 0 for name in RATES)
+    assert all(LIMITS[name].period_s == 0 for name in ALLOWANCES)
+    assert {LIMITS[name].unit for name in ALLOWANCES} == {"tokens", "usd_micros"}

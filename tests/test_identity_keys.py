@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -125,6 +126,18 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"limits": {"rows_per_minute": 2.5}}, "--rows-per-minute must be"),
     ({"limits": {"rpm": "600"}}, "--rpm must be"),
     ({"limits": {"rph": 5}}, "unknown limit 'rph'"),
+    ({"limits": {"tokens_per_minute": 0}}, "--tokens-per-minute must be a whole number"),
+    ({"limits": {"tokens_per_minute": "9"}}, "--tokens-per-minute must be"),
+    ({"limits": {"budget_day": 0}}, "--budget-day must be an amount in USD above 0"),
+    ({"limits": {"budget_day": "-1"}}, "--budget-day must be an amount in USD above 0"),
+    ({"limits": {"budget_day": "five"}}, "--budget-day must be an amount in USD above 0"),
+    ({"limits": {"budget_day": "2,50"}}, "--budget-day must be an amount in USD above 0"),
+    ({"limits": {"budget_day": "NaN"}}, "--budget-day must be"),
+    ({"limits": {"budget_day": float("inf")}}, "--budget-day must be"),
+    ({"limits": {"budget_day": True}}, "--budget-day must be"),
+    ({"limits": {"budget_month": "0.0000001"}}, "--budget-month is counted in micro-dollars"),
+    ({"limits": {"budget_month": keys.MAX_USD + 1}}, "--budget-month must be at most"),
+    ({"limits": {"budget_month": "1e30"}}, "--budget-month must be at most"),
     ({"expires_in_s": 0}, "--expires must be longer than zero"),
     ({"expires_in_s": -60}, "--expires must be longer than zero"),
     # Beyond what the store's integers and JSON hold.
@@ -134,6 +147,46 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"expires_in_s": float("inf")}, "--expires must be longer than zero"),
     ({"expires_in_s": float("nan")}, "--expires must be longer than zero"),
 ]
+
+
+@pytest.mark.parametrize(
+    ("given", "stored", "shown"),
+    [
+        ("2.50", 2_500_000, 2.5),
+        ("$2.50", 2_500_000, 2.5),
+        (" 5 ", 5_000_000, 5.0),
+        (5, 5_000_000, 5.0),
+        (2.675, 2_675_000, 2.675),  # a float by its decimal, not 2.67499999...
+        (Decimal("0.000001"), 1, 0.000001),
+        ("1234.567891", 1_234_567_891, 1234.567891),
+        ("1e3", 1_000_000_000, 1000.0),
+        (keys.MAX_USD, keys.MAX_USD * 1_000_000, float(keys.MAX_USD)),
+    ],
+)
+def test_budgets_are_stored_in_micro_dollars_exactly(
+    store: Store, given: Any, stored: int, shown: float
+) -> None:
+    issued = make(store, limits={"budget_day": given, "tokens_per_minute": 20_000})
+    assert issued.key.limits == {"budget_day": stored, "tokens_per_minute": 20_000}
+    key = keys.resolve(store, issued.key.id)
+    assert key.limits == issued.key.limits
+    listed = key.as_dict(now_us())["limits"]
+    assert listed == {"budget_day": shown, "tokens_per_minute": 20_000}
+    # What a listing shows, given back, is what was stored.
+    again = make(store, "again", limits={"budget_day": str(listed["budget_day"])})
+    assert again.key.limits == {"budget_day": stored}
+    (created, _) = actions(store, "key_create")
+    assert created["limits"] == {"budget_day": shown, "tokens_per_minute": 20_000}
+    ring = KeyRing()
+    ring.load(read_keys(store))
+    who = ring.authenticate(f"Bearer {issued.token}")
+    assert who.limits == {"budget_day": stored, "tokens_per_minute": 20_000}
+
+
+def test_a_rotated_key_keeps_its_budgets(store: Store) -> None:
+    issued = make(store, limits={"budget_day": "2.5", "budget_month": "40"})
+    rotated = keys.rotate(store, issued.key.id, actor="alice")
+    assert rotated.key.limits == {"budget_day": 2_500_000, "budget_month": 40_000_000}
 
 
 def test_bad_keys_are_refused_and_nothing_is_stored(store: Store) -> None:

@@ -135,3 +135,25 @@ async def test_a_keys_rate_holds_on_other_routes_too(limited: Settings) -> None:
     store.dispose()
     assert len(limited_records) == 2
     assert limited_records[0]["actor"] == token.split("_")[1]
+
+
+async def test_token_limits_and_budgets_are_not_rates_here(limited: Settings) -> None:
+    """A key's tokens per minute and budgets are the LLM path's (reserved per call):
+    on a classic service they charge nothing, and a key with only those skips the stage."""
+    spec = SPEC.replace("    batching:\n", "    limits: {tokens_per_minute: 1}\n    batching:\n", 1)
+    write_spec(limited, spec)
+    llm_only = make_key(
+        limited, "chat", "predict:claims", tokens_per_minute=1, budget_day=1, budget_month=1
+    )
+    mixed = make_key(limited, "mixed", "predict:claims", rpm=3, tokens_per_minute=1, budget_day=1)
+    async with running(limited, token=None) as client:
+        for _ in range(5):
+            r = await client.post(PREDICT, json={"inputs": GOOD}, headers=bearer(llm_only))
+            assert r.status_code == 200
+            assert "ratelimit" not in r.headers
+        codes = []
+        for _ in range(4):
+            r = await client.post(PREDICT, json={"inputs": GOOD}, headers=bearer(mixed))
+            codes.append(r.status_code)
+        assert codes == [200, 200, 200, 429]
+        assert r.headers["ratelimit-policy"] == '"rpm";q=3;w=60'

@@ -22,16 +22,22 @@ exits with code 2 (a user's mistake) without a traceback.
     │   └── RolloutStateError          409  rollout-state (command not allowed now)
     ├── AuthError                      401  unauthorized (admin API token missing or wrong)
     │   └── ForbiddenError             403  forbidden (the admin API is off)
+    │       └── ToolNotAllowedError    403  tool-not-allowed (a tool the key may not offer)
+    ├── BudgetExceededError            429  budget-exceeded (with Retry-After: the period's end)
     ├── ArtifactError                  422  artifact (a model file that cannot be loaded or trusted)
     ├── RequestError                   400  bad-request (malformed request to the gateway)
     │   ├── MalformedJSONError         400  malformed-json
     │   ├── UnsupportedMediaTypeError  415  unsupported-media-type
     │   ├── PayloadTooLargeError       413  payload-too-large
-    │   └── ContractViolationError     422  contract-violation (lists every violation)
+    │   ├── ContractViolationError     422  contract-violation (lists every violation)
+    │   └── UpstreamRejectedError      400  upstream-rejected (the LLM provider refused the request)
     ├── UnavailableError               503  unavailable
     │   ├── NotDeployedError           503  not-deployed
     │   ├── ServiceDisabledError       503  disabled (the kill switch is on)
-    │   └── OverloadedError            503  overloaded (with Retry-After)
+    │   ├── OverloadedError            503  overloaded (with Retry-After)
+    │   └── UpstreamUnavailableError   503  upstream-unavailable (every breaker of the route open)
+    ├── UpstreamFailedError            502  upstream-failed (every model of the route failed)
+    ├── OutputContractError            502  output-contract (an LLM answer breaks the output schema)
     ├── ModelError                     500  model-error (the model failed on a valid input)
     ├── StoreError                     503  store (the database refused or failed a statement)
     │   └── StoreUnreachableError      503  store (no connection: may succeed later)
@@ -196,6 +202,33 @@ class RateLimitedError(ProdgateError):
         self.headers = headers
 
 
+class ToolNotAllowedError(ForbiddenError):
+    """A request offers the LLM a tool its key has no ``tool:NAME`` scope for."""
+
+    slug, title = "tool-not-allowed", "Tool not allowed"
+    reason = "tool"
+
+    def __init__(self, detail: str, key_id: str | None = None) -> None:
+        super().__init__(detail)
+        self.key_id = key_id
+
+
+class BudgetExceededError(ProdgateError):
+    """A budget in USD or a token limit of a key or a service has no room for the request
+    (what it may cost at most) until its calendar period ends. *limit* names it
+    (``budget_day``, ``budget_month``, ``tokens_per_minute``), *subject* whose it is
+    (``key`` or ``service``); both go into the problem document."""
+
+    status, slug, title = 429, "budget-exceeded", "Budget exceeded"
+
+    def __init__(self, detail: str, retry_after: int, *, limit: str, subject: str) -> None:
+        super().__init__(detail, limit=limit, subject=subject)
+        self.retry_after = retry_after
+        self.limit = limit
+        self.subject = subject
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 class ArtifactError(ProdgateError):
     status, slug, title = 422, "artifact", "Unusable model artifact"
 
@@ -231,6 +264,13 @@ class ContractViolationError(RequestError):
         self.violations = violations
 
 
+class UpstreamRejectedError(RequestError):
+    """The LLM provider refused the request itself (a 4xx such as a context too long):
+    retrying or another model would not help; the caller must change it."""
+
+    slug, title = "upstream-rejected", "Refused by the model's provider"
+
+
 class UnavailableError(ProdgateError):
     status, slug, title = 503, "unavailable", "Service unavailable"
     user_error = False
@@ -250,6 +290,39 @@ class OverloadedError(UnavailableError):
     def __init__(self, detail: str, retry_after: int = 1) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+
+
+class UpstreamUnavailableError(UnavailableError):
+    """Every model of an LLM route is behind an open circuit breaker: nothing was sent."""
+
+    slug, title = "upstream-unavailable", "Every model of the route is unavailable"
+
+    def __init__(self, detail: str, retry_after: int = 1, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.retry_after = retry_after
+
+
+class UpstreamFailedError(ProdgateError):
+    """Every model of an LLM route failed (after retries and fallbacks)."""
+
+    status, slug, title = 502, "upstream-failed", "The model's provider failed"
+    user_error = False
+
+
+class OutputContractError(ProdgateError):
+    """An LLM answer breaks the service's output contract (structured output)."""
+
+    status, slug, title = 502, "output-contract", "The answer breaks the output contract"
+    user_error = False
+
+    def __init__(self, violations: list[Violation], text: str) -> None:
+        n = len(violations)
+        super().__init__(
+            f"the model's answer breaks the output contract ({n} violation{'s' * (n != 1)})",
+            errors=[v.as_dict() for v in violations],
+        )
+        self.violations = violations
+        self.text = text
 
 
 class ModelError(ProdgateError):

@@ -20,6 +20,8 @@ GENESIS = "0" * 64
 
 KIND_INFERENCE = "inference"
 KIND_ACTION = "action"
+#: The action a gateway records when an LLM model's circuit breaker changes state.
+ACTION_BREAKER = "breaker"
 
 
 def new_id() -> str:

@@ -11,15 +11,40 @@ import click
 from prodgate.cli.context import Context, Group, echo_json, pass_ctx, setting_options, table
 from prodgate.durations import parse_duration as parse_window
 from prodgate.identity import keys as key_store
-from prodgate.identity.key import ApiKey
+from prodgate.identity.key import LIMITS, ApiKey
+from prodgate.llm.prices import usd_text
 from prodgate.settings import ACTING
 from prodgate.store.engine import now_us
 
-_LIMIT_OPTIONS = (
-    ("--rps", "rps", "Requests per second."),
-    ("--rpm", "rpm", "Requests per minute."),
-    ("--rows-per-minute", "rows_per_minute", "Rows (instances) per minute."),
-    ("--concurrency", "concurrency", "Requests in flight at once."),
+_COUNT = click.IntRange(min=1)
+#: Each limit's option: (option, limit name, type, metavar, help). A budget is given in
+#: USD as text and checked by the library (exactly, to the micro-dollar).
+_LIMIT_OPTIONS: tuple[tuple[str, str, click.ParamType[Any], str | None, str], ...] = (
+    ("--rps", "rps", _COUNT, None, "Requests per second."),
+    ("--rpm", "rpm", _COUNT, None, "Requests per minute."),
+    ("--rows-per-minute", "rows_per_minute", _COUNT, None, "Rows (instances) per minute."),
+    ("--concurrency", "concurrency", _COUNT, None, "Requests in flight at once."),
+    (
+        "--tokens-per-minute",
+        "tokens_per_minute",
+        _COUNT,
+        None,
+        "LLM tokens (prompt and answer) per calendar minute.",
+    ),
+    (
+        "--budget-day",
+        "budget_day",
+        click.STRING,
+        "USD",
+        "USD to spend on LLM calls per calendar day (UTC), e.g. 2.50.",
+    ),
+    (
+        "--budget-month",
+        "budget_month",
+        click.STRING,
+        "USD",
+        "USD to spend on LLM calls per calendar month (UTC).",
+    ),
 )
 
 
@@ -30,6 +55,8 @@ def keys() -> None:
     \b
     prodgate keys create app --scope predict:claims-triage --rpm 600
     prodgate keys create triage-bot --agent --owner alice --scope predict:*
+    prodgate keys create chat-app --scope predict:claims-letter \\
+        --tokens-per-minute 20000 --budget-day 5 --budget-month 100
     prodgate keys list
     prodgate keys rotate app --grace 24h
     prodgate keys revoke app --reason "laptop lost"
@@ -54,7 +81,14 @@ def _grace(text: str) -> float:
 
 
 def _limits_text(limits: dict[str, int]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in limits.items()) or "-"
+    """``rpm=600, budget_day=$2.50``: budgets in USD, never rounded."""
+    return (
+        ", ".join(
+            f"{k}={usd_text(v) if k in LIMITS and LIMITS[k].unit == 'usd_micros' else v}"
+            for k, v in limits.items()
+        )
+        or "-"
+    )
 
 
 def _issued(issued: key_store.Issued, as_json: bool, verb: str) -> None:
@@ -75,8 +109,8 @@ def _issued(issued: key_store.Issued, as_json: bool, verb: str) -> None:
 
 
 def _limit_options(f: Any) -> Any:
-    for option, name, help_text in reversed(_LIMIT_OPTIONS):
-        f = click.option(option, name, type=click.IntRange(min=1), default=None, help=help_text)(f)
+    for option, name, kind, metavar, help_text in reversed(_LIMIT_OPTIONS):
+        f = click.option(option, name, type=kind, default=None, metavar=metavar, help=help_text)(f)
     return f
 
 
@@ -111,7 +145,7 @@ def create(
     agent: bool,
     owner: str | None,
     as_json: bool,
-    **limits: int | None,
+    **limits: int | str | None,
 ) -> None:
     """Make a key named NAME and print it, once."""
     expires_s = parse_window(expires, "--expires") if expires else None
@@ -123,7 +157,7 @@ def create(
         owner=owner,
         agent=agent,
         expires_in_s=expires_s,
-        limits={k: limits.get(k) for _, k, _ in _LIMIT_OPTIONS},
+        limits={k: limits.get(k) for _, k, _, _, _ in _LIMIT_OPTIONS},
     )
     _issued(issued, as_json, "made")
 

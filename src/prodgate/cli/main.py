@@ -46,6 +46,7 @@ _NOUNS = (
     "rollout",
     "serve",
     "settings",
+    "status",
 )
 
 

@@ -14,7 +14,7 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -24,14 +24,45 @@ ID_HEX = 12
 #: would also take ``0x``, a sign, blanks and underscores.)
 _ID = re.compile(rf"[0-9a-f]{{{ID_HEX}}}")
 
-#: The limits a key may carry: name -> (the CLI option, units, period in seconds).
-#: ``concurrency`` is the number of requests in flight at once, not a rate.
-LIMITS: dict[str, tuple[str, str, float]] = {
-    "rps": ("--rps", "requests", 1.0),
-    "rpm": ("--rpm", "requests", 60.0),
-    "rows_per_minute": ("--rows-per-minute", "rows", 60.0),
-    "concurrency": ("--concurrency", "requests in flight", 0.0),
+
+class Limit(NamedTuple):
+    """What one of a key's limits is."""
+
+    option: str
+    """The CLI option that sets it."""
+    unit: str
+    """What it counts: requests, rows, requests in flight, tokens, or usd_micros (a
+    budget, kept in micro-dollars so that it is exact, and shown in USD)."""
+    period_s: float
+    """A rate's sliding window in seconds; 0 for what is not such a rate: concurrency,
+    and the token limits and budgets, counted per calendar minute, day or month."""
+
+
+#: The limits a key may carry, by name. ``concurrency`` is the number of requests in
+#: flight at once, not a rate.
+LIMITS: dict[str, Limit] = {
+    "rps": Limit("--rps", "requests", 1.0),
+    "rpm": Limit("--rpm", "requests", 60.0),
+    "rows_per_minute": Limit("--rows-per-minute", "rows", 60.0),
+    "concurrency": Limit("--concurrency", "requests in flight", 0.0),
+    "tokens_per_minute": Limit("--tokens-per-minute", "tokens", 0.0),
+    "budget_day": Limit("--budget-day", "usd_micros", 0.0),
+    "budget_month": Limit("--budget-month", "usd_micros", 0.0),
 }
+#: The limits the limit stage charges on every request (sliding windows).
+RATES = ("rps", "rpm", "rows_per_minute")
+#: The limits an LLM call reserves and settles on (``limits/budget.py``), each with its
+#: calendar period (UTC).
+ALLOWANCES = {"tokens_per_minute": "minute", "budget_day": "day", "budget_month": "month"}
+
+
+def shown_limits(limits: dict[str, int]) -> dict[str, int | float]:
+    """A key's limits as people read and give them: budgets in USD (``2.5``, the exact
+    decimal of the micro-dollars stored), the rest as they are."""
+    return {
+        name: value / 1_000_000 if name in LIMITS and LIMITS[name].unit == "usd_micros" else value
+        for name, value in limits.items()
+    }
 
 
 def new_token() -> tuple[str, str, str]:
@@ -140,7 +171,7 @@ class ApiKey:
             "agent": self.agent,
             "identity": self.identity,
             "scopes": list(self.scopes),
-            "limits": dict(self.limits),
+            "limits": shown_limits(self.limits),
             "state": self.state(now_us),
             "created_by": self.created_by,
             "created_at_us": self.created_at_us,

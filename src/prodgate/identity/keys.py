@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import orjson
@@ -19,7 +20,15 @@ import sqlalchemy as sa
 from prodgate.audit import log
 from prodgate.exceptions import NotFoundError, UsageError
 from prodgate.identity import scopes as scope_grammar
-from prodgate.identity.key import LIMITS, ApiKey, digest, new_secret, new_token, split_token
+from prodgate.identity.key import (
+    LIMITS,
+    ApiKey,
+    digest,
+    new_secret,
+    new_token,
+    shown_limits,
+    split_token,
+)
 from prodgate.store.engine import Store, now_us
 from prodgate.store.tables import api_keys
 
@@ -28,6 +37,11 @@ DEFAULT_GRACE_S = 24 * 3600.0
 MAX_NAME = 128
 #: Bounds that keep every value inside the store's 64-bit integers and JSON's.
 MAX_LIMIT = 1_000_000_000
+#: The largest budget in USD: 10**15 micro-dollars, exact in every integer and double.
+MAX_USD = 1_000_000_000
+
+#: A limit as given: a whole number, or for a budget an amount in USD.
+LimitValue = int | float | str | Decimal
 MAX_DAYS = 36_500
 
 
@@ -50,20 +64,46 @@ def _name(text: str, what: str) -> str:
     return name
 
 
-def check_limits(limits: Mapping[str, int | None]) -> dict[str, int]:
-    """The limits given (None: not given), each a whole number above zero."""
+def check_limits(limits: Mapping[str, LimitValue | None]) -> dict[str, int]:
+    """The limits given (None: not given) as stored: each a whole number above zero,
+    budgets an amount in USD (``2.50``, ``"$2.50"``, ``Decimal("2.5")``) stored as
+    micro-dollars."""
     out: dict[str, int] = {}
     for name, value in limits.items():
         if name not in LIMITS:
             raise UsageError(f"unknown limit {name!r}; limits are {', '.join(LIMITS)}")
         if value is None:
             continue
+        option = LIMITS[name].option
+        if LIMITS[name].unit == "usd_micros":
+            out[name] = _micros(value, option)
+            continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise UsageError(f"{LIMITS[name][0]} must be a whole number above 0")
+            raise UsageError(f"{option} must be a whole number above 0")
         if value > MAX_LIMIT:
-            raise UsageError(f"{LIMITS[name][0]} must be at most {MAX_LIMIT}")
+            raise UsageError(f"{option} must be at most {MAX_LIMIT}")
         out[name] = value
     return out
+
+
+def _micros(value: LimitValue, option: str) -> int:
+    """An amount in USD as whole micro-dollars, exactly, or UsageError."""
+    wrong = f"{option} must be an amount in USD above 0, like 2.50"
+    if isinstance(value, bool):
+        raise UsageError(wrong)
+    try:
+        # A float by its shortest decimal (2.675, not 2.67499999...).
+        amount = Decimal(value.strip().removeprefix("$") if isinstance(value, str) else str(value))
+    except (InvalidOperation, ValueError):
+        raise UsageError(wrong) from None
+    if not amount.is_finite() or amount <= 0:
+        raise UsageError(wrong)
+    if amount > MAX_USD:
+        raise UsageError(f"{option} must be at most {MAX_USD} USD")
+    micros = amount * 1_000_000
+    if micros != micros.to_integral_value():
+        raise UsageError(f"{option} is counted in micro-dollars: at most 6 decimals")
+    return int(micros)
 
 
 def _seconds(value: float, option: str, *, zero: bool) -> float:
@@ -87,7 +127,7 @@ def create(
     owner: str | None = None,
     agent: bool = False,
     expires_in_s: float | None = None,
-    limits: Mapping[str, int | None] | None = None,
+    limits: Mapping[str, LimitValue | None] | None = None,
 ) -> Issued:
     """Make a key; the returned token is the only time the whole key exists outside
     the caller's hands. A person's key belongs to *owner* (default: *actor*); an
@@ -137,7 +177,7 @@ def create(
                     owner=owner,
                     agent=agent,
                     scopes=checked,
-                    limits=quotas,
+                    limits=shown_limits(quotas),
                     expires_at_us=row["expires_at_us"],
                 )
             ],

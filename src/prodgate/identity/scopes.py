@@ -7,6 +7,8 @@ A scope is one of:
 ``feedback:SERVICE`` send the true outcome of the service's decisions (``feedback:*``)
 ``admin:SERVICE``    govern the service over HTTP: deploy, roll out, roll back, the
                      kill switch, approvals, and read its versions and history
+``tool:NAME``        offer the LLM the tool (function) NAME in a request (``tool:*``:
+                     any); a key without tool scopes may offer none
 ``review``           decide escalated and sampled inferences
 ``audit:read``       read inference records and every service's history
 ``admin``            everything
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 from prodgate.exceptions import UsageError
 
 #: Scopes that name a service (``kind:SERVICE`` or ``kind:*``).
-PER_SERVICE = ("predict", "feedback", "admin")
+PER_SERVICE = ("predict", "feedback", "admin", "tool")
 #: Scopes that stand alone.
 GLOBAL = ("review", "audit:read", "admin")
 EVERY = "*"
@@ -55,7 +57,7 @@ def parse(text: str) -> str:
         return scope
     raise UsageError(
         f"unknown scope {text!r}; scopes are predict:SERVICE, feedback:SERVICE, "
-        "admin:SERVICE (SERVICE may be *), review, audit:read and admin"
+        "admin:SERVICE (SERVICE may be *), tool:NAME, review, audit:read and admin"
     )
 
 

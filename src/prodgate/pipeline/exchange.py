@@ -7,7 +7,7 @@ chosen) without each stage passing it along by hand.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,7 @@ class Exchange:
     caller: Principal = ANONYMOUS_PRINCIPAL  # who sent it (the server's access check)
     lease: Lease | None = None  # concurrency slots the limit stage took, given back after
     limit_headers: dict[str, str] | None = None  # RateLimit fields of an admitted request
+    chat: Any = None  # an LLM chat request (prodgate.llm.wire.ChatRequest), once parsed
 
 
 @dataclass(slots=True)
@@ -40,6 +41,8 @@ class Outcome:
     status: int
     body: dict[str, Any]
     headers: dict[str, str] | None = None
+    #: Server-Sent Events to send instead of *body* (a streamed LLM answer).
+    stream: AsyncIterator[bytes] | None = None
 
     @property
     def ok(self) -> bool:

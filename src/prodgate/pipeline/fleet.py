@@ -24,9 +24,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from prodgate.exceptions import ProdgateError
+from prodgate.exceptions import ArtifactError, ProdgateError
 from prodgate.pipeline.batcher import Batcher
 from prodgate.pipeline.metrics import Metrics
 from prodgate.registry import artifacts
@@ -37,18 +39,37 @@ from prodgate.runtime.base import ModelInfo
 from prodgate.runtime.loader import load_model
 from prodgate.settings import Settings
 from prodgate.spec import ServiceSpec, Spec
+from prodgate.spec.llm import check_model
 from prodgate.store.engine import Store
+
+if TYPE_CHECKING:
+    from prodgate.llm.endpoint import Endpoint
+    from prodgate.llm.route import Route
+    from prodgate.spec.llm import LlmService, ModelRef
+
+    #: Builds the route of a prompt version: its models in order, the service's settings.
+    RouteMaker = Callable[[Sequence[ModelRef], LlmService], Route]
 
 logger = logging.getLogger("prodgate.fleet")
 
 
 @dataclass
 class Live:
-    """A version loaded and ready to take traffic."""
+    """A version loaded and ready to take traffic: a model behind its micro-batcher,
+    or (services of kind ``llm``) a prompt version behind its route."""
 
     spec: ServiceSpec
     version: Version
-    batcher: Batcher
+    batcher: Batcher | None = None
+    endpoint: Endpoint | None = None
+
+    def start(self) -> None:
+        if self.batcher is not None:
+            self.batcher.start()
+
+    async def close(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.close()
 
 
 @dataclass(frozen=True)
@@ -83,8 +104,16 @@ def _needed(dep: Deployment | None) -> list[int]:
 
 
 class Fleet:
-    def __init__(self, settings: Settings, spec: Spec, store: Store, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        spec: Spec,
+        store: Store,
+        metrics: Metrics,
+        make_route: RouteMaker | None = None,
+    ) -> None:
         self.settings = settings
+        self.make_route = make_route
         self.spec = spec
         self.store = store
         self.metrics = metrics
@@ -162,7 +191,7 @@ class Fleet:
                     logger.error("%s v%s cannot be loaded: %s", service.name, number, exc.detail)
                 continue
             self._forget(service.name, number)
-            live.batcher.start()
+            live.start()
             loaded[number] = live
             logger.info("%s: loaded version %s (%s)", service.name, number, version.flavor)
         keep = set(_needed(dep))
@@ -200,7 +229,7 @@ class Fleet:
         retired = [(n, live) for n, live in loaded.items() if n not in keep]
         for number, live in retired:
             logger.info("%s: retiring version %s", service.name, number)
-            task = asyncio.get_running_loop().create_task(live.batcher.close())
+            task = asyncio.get_running_loop().create_task(live.close())
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
         return bool(retired) or loaded.keys() != old.versions.keys()
@@ -214,6 +243,8 @@ class Fleet:
 
     def _load(self, service: ServiceSpec, version: Version) -> Live:
         location = artifacts.materialise(self.store, version)
+        if service.kind == "llm":
+            return self._load_prompt(service, version, location)
         info = ModelInfo(
             kind=service.kind,
             features=service.feature_names,
@@ -237,10 +268,26 @@ class Fleet:
         )
         return Live(service, version, batcher)
 
+    def _load_prompt(self, service: ServiceSpec, version: Version, location: str) -> Live:
+        from prodgate.llm.endpoint import Endpoint
+        from prodgate.llm.prompt import load_prompt
+
+        if version.flavor != "prompt" or service.llm is None or self.make_route is None:
+            raise ArtifactError(f"version {version.number} is not a prompt version")
+        prompt = load_prompt(location)
+        fallbacks = service.llm.fallbacks if prompt.fallbacks is None else prompt.fallbacks
+        targets = list(dict.fromkeys([prompt.model, *fallbacks]))
+        missing = [str(t) for t in targets if check_model(t, service.llm.providers)]
+        if missing:
+            raise ArtifactError(f"the spec's providers no longer declare {', '.join(missing)}")
+        route = self.make_route(targets, service.llm)
+        endpoint = Endpoint.build(prompt, route, targets, service.llm, service.output_contract)
+        return Live(service, version, endpoint=endpoint)
+
     async def close(self) -> None:
         """Finish the queued work of every batcher, retiring ones included, then stop."""
         for state in self.services.values():
             for live in state.versions.values():
-                await live.batcher.close()
+                await live.close()
         if self._retiring:
             await asyncio.gather(*self._retiring, return_exceptions=True)

@@ -24,19 +24,28 @@ from typing import Any
 
 from prodgate.audit import log
 from prodgate.contract import Contract
-from prodgate.exceptions import ProdgateError, UnknownInferenceError
+from prodgate.exceptions import (
+    ContractViolationError,
+    ProdgateError,
+    UnknownInferenceError,
+    Violation,
+)
 from prodgate.identity.keyring import ANONYMOUS_PRINCIPAL, KeyRing, Principal, read_keys
 from prodgate.limits import build_limiter
+from prodgate.limits.budget import build_ledger
+from prodgate.llm.runtime import LlmRuntime
 from prodgate.monitor import feedback
 from prodgate.pipeline.exchange import Exchange, Outcome
 from prodgate.pipeline.fleet import Fleet
 from prodgate.pipeline.journal import Journal
 from prodgate.pipeline.limiting import Limits
 from prodgate.pipeline.metrics import Metrics
+from prodgate.pipeline.completion import LlmPath, parse_chat_body
 from prodgate.pipeline.path import ServicePath
 from prodgate.pipeline.recorder import Recorder
 from prodgate.pipeline.refusal import Refusal
 from prodgate.pipeline.shadow import Shadows
+from prodgate.pipeline.spending import Spending
 from prodgate.rollout.router import Router
 from prodgate.settings import Settings
 from prodgate.spec import Spec
@@ -105,7 +114,8 @@ class Gateway:
         self.metrics = metrics
         self.contracts = {name: Contract(s.contract) for name, s in spec.services.items()}
         self.examples = {name: c.example() for name, c in self.contracts.items()}
-        self.fleet = Fleet(settings, spec, store, metrics)
+        self.llm = LlmRuntime(spec, metrics)
+        self.fleet = Fleet(settings, spec, store, metrics, self.llm.route)
         self.recorder = Recorder(
             store,
             metrics,
@@ -113,6 +123,7 @@ class Gateway:
             journal=Journal(settings.home_path / "journal"),
             retry_s=settings.journal_retry_s,
         )
+        self.llm.record = self.recorder.record
         self.refusal = Refusal(
             self.recorder, metrics, {n: c.fields for n, c in self.contracts.items()}
         )
@@ -122,9 +133,25 @@ class Gateway:
         self.limits = limits = Limits(
             self.limiter, {n: s.limits for n, s in spec.services.items()}, metrics
         )
+        self.ledger = build_ledger(settings)
+        self.spending = Spending(self.ledger, spec.services)
         router = Router()
-        self.paths = {
-            name: ServicePath(
+        self.paths: dict[str, ServicePath | LlmPath] = {}
+        for name, service in spec.services.items():
+            if service.kind == "llm":
+                self.paths[name] = LlmPath(
+                    service,
+                    self.contracts[name],
+                    fleet=self.fleet,
+                    router=router,
+                    recorder=self.recorder,
+                    refusal=self.refusal,
+                    metrics=metrics,
+                    limits=limits,
+                    spending=self.spending,
+                )
+                continue
+            self.paths[name] = ServicePath(
                 service,
                 self.contracts[name],
                 fleet=self.fleet,
@@ -136,8 +163,6 @@ class Gateway:
                 limits=limits,
                 max_rows=settings.max_queue,
             )
-            for name, service in spec.services.items()
-        }
         self.started = False
         self._gc_threshold = gc.get_threshold()
         self._refresher: asyncio.Task[None] | None = None
@@ -162,8 +187,13 @@ class Gateway:
             if self._refresher is not None:
                 await self._refresher
             await self.shadows.close()
+            for path in self.paths.values():
+                if isinstance(path, LlmPath):
+                    await path.close()
             await self.fleet.close()
+            await self.llm.close()
             await self.limiter.close()
+            await self.ledger.close()
         finally:
             await self.recorder.close()  # what was acknowledged is committed or journalled
             thaw_heap(self._gc_threshold)
@@ -210,6 +240,29 @@ class Gateway:
         if path is None:
             return await self.refusal(ex, self.spec.unknown(name))
         return await path.handle(ex)
+
+    async def chat(
+        self,
+        body: bytes,
+        started: float,
+        routing_key: str | None = None,
+        caller: Principal = ANONYMOUS_PRINCIPAL,
+    ) -> Outcome:
+        """Serve one OpenAI chat request; its ``model`` names the LLM service."""
+        ex = Exchange("", body, started, routing_key, caller=caller)
+        try:
+            chat = parse_chat_body(ex)
+        except ProdgateError as exc:
+            return await self.refusal(ex, exc)
+        path = self.paths.get(chat.service)
+        if path is None:
+            return await self.refusal(ex, self.spec.unknown(chat.service))
+        if not isinstance(path, LlmPath):
+            kind = self.spec.services[chat.service].kind
+            why = f"{chat.service} is a {kind}, not an LLM service: call its predict route"
+            exc = ContractViolationError([Violation("/model", why)])
+            return await self.refusal(ex, exc)
+        return await path.chat(ex)
 
     async def refuse(
         self,

@@ -21,6 +21,7 @@ logger = logging.getLogger("prodgate.gateway")
 async def infer(ex: Exchange, live: Live) -> list[Prediction]:
     """One prediction per row of *ex*, from a batch shared with concurrent requests."""
     try:
+        assert live.batcher is not None  # a model version
         return await live.batcher.predict(ex.rows)
     except OverloadedError:
         raise

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from prodgate.exceptions import RateLimitedError
-from prodgate.identity.key import LIMITS
+from prodgate.identity.key import LIMITS, RATES
 from prodgate.identity.keyring import Principal
 from prodgate.limits import Demand, Lease, Limiter, Rate, Slot, Verdict
 from prodgate.limits.verdict import CONCURRENCY, policy_field, ratelimit_field
@@ -28,10 +28,11 @@ from prodgate.pipeline.metrics import Metrics
 
 def rates(limits: Mapping[str, int]) -> tuple[tuple[Rate, bool], ...]:
     """The rates of a limits mapping (a key's or a service's), each with whether it
-    counts rows rather than requests."""
+    counts rows rather than requests. Only request and row rates: token limits and
+    budgets are reserved per LLM call (``pipeline/spending.py``), concurrency is a slot."""
     out = []
     for name, value in sorted(limits.items()):
-        if name == CONCURRENCY or name not in LIMITS:
+        if name not in RATES:
             continue
         _, unit, period = LIMITS[name]
         out.append((Rate(name, value, period, unit), unit == "rows"))

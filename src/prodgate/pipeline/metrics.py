@@ -117,3 +117,60 @@ class Metrics:
         self.keys_loaded = Gauge(
             "prodgate_keys_loaded", "API keys this gateway holds in memory.", registry=r
         )
+        self.llm = LlmMetrics(r)
+
+
+class LlmMetrics:
+    """What LLM services add: tokens, money, attempts, time to first token, breakers.
+
+    ``key`` is the calling key's id (``-`` without one): bounded by the keys there are.
+    """
+
+    def __init__(self, r: CollectorRegistry) -> None:
+        labels = ["service", "version", "provider", "model", "key"]
+        self.tokens = Counter(
+            "prodgate_llm_tokens",
+            "Tokens of LLM calls by service, version, provider, model, key and kind "
+            "(input, output, cached); estimated counts included.",
+            [*labels, "kind"],
+            registry=r,
+        )
+        self.cost = Counter(
+            "prodgate_llm_cost_usd",
+            "Cost in USD of LLM calls, from the providers' price table.",
+            labels,
+            registry=r,
+        )
+        self.calls = Counter(
+            "prodgate_llm_calls",
+            "LLM calls by service, version, provider, model, key and outcome (ok, error, "
+            "stream_error, output_contract).",
+            [*labels, "outcome"],
+            registry=r,
+        )
+        self.attempts = Counter(
+            "prodgate_llm_attempts",
+            "Tries of an upstream model, by provider, model and outcome (ok, rate_limited, "
+            "server, connect, timeout, dropped, stalled, client, breaker_open, ...).",
+            ["provider", "model", "outcome"],
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "prodgate_llm_fallbacks",
+            "Calls answered by another model than the prompt version's own.",
+            ["service", "version"],
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "prodgate_llm_time_to_first_token_seconds",
+            "Time from request to the first streamed chunk (or the whole answer).",
+            ["service", "version"],
+            buckets=_LATENCY_BUCKETS + (10.0, 30.0),
+            registry=r,
+        )
+        self.breaker = Gauge(
+            "prodgate_llm_breaker_state",
+            "Circuit breaker of each provider and model: 0 closed, 1 half-open, 2 open.",
+            ["provider", "model"],
+            registry=r,
+        )

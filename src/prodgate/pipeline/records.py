@@ -107,3 +107,40 @@ def answer(
 def raw_body(body: bytes) -> dict[str, Any]:
     """An unparseable body as a record keeps it: its start as text, and its size."""
     return {"raw": body[:RAW_KEEP].decode("utf-8", "replace"), "raw_bytes": len(body)}
+
+
+def llm_record(
+    *,
+    record_id: str,
+    service: str,
+    version: int | None,
+    status: int,
+    decision: str,
+    input: Any,
+    output: dict[str, Any] | None,
+    llm: dict[str, Any],
+    ts_us: int,
+    latency_ms: float,
+    caller: Principal | None = None,
+    error: dict[str, Any] | None = None,
+) -> Record:
+    """An LLM call's inference record: its input (the template's variables, or a chat's
+    messages), its answer, and ``llm``: the prompt version's model, the model that
+    answered, every attempt (the fallback path and retries), tokens, cost, time to
+    first token and finish reason."""
+    payload: dict[str, Any] = {"input": input, "output": output, "llm": llm}
+    if error is not None:
+        payload.update(error)
+    record = inference_record(
+        action="predict",
+        service=service,
+        version=version,
+        status=status,
+        decision=decision,
+        payload=payload,
+        ts_us=ts_us,
+        latency_ms=latency_ms,
+        caller=caller,
+    )
+    record.id = record_id
+    return record

@@ -37,6 +37,7 @@ class Shadows:
     async def _run(self, live: Live, rows: Sequence[Mapping[str, Any]], started: float) -> None:
         service, number = live.spec, live.version.number
         try:
+            assert live.batcher is not None  # a model version
             predictions = await live.batcher.predict(rows)
         except Exception as exc:  # a shadow's failure must never touch the caller
             records = [

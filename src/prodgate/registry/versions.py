@@ -126,8 +126,29 @@ class Version:
 def _check_model(
     service: ServiceSpec, location: str, flavor: str, trusted: Trust, path: str
 ) -> None:
-    """Load the model and run it on the contract's example input; ArtifactError if not."""
+    """Load the model and run it on the contract's example input; ArtifactError if not.
+    A prompt version is parsed and checked against its service instead."""
     from prodgate.contract import Contract
+
+    if (flavor == "prompt") != (service.kind == "llm"):
+        raise ArtifactError(
+            f"{path}: a service of kind llm takes a prompt version (.yaml)"
+            if service.kind == "llm"
+            else f"{path}: a prompt version needs a service of kind llm, not {service.kind}"
+        )
+    if flavor == "prompt":
+        from prodgate.llm.prompt import check_prompt, load_prompt
+
+        assert service.llm is not None
+        check_prompt(
+            load_prompt(location),
+            path,
+            providers=service.llm.providers,
+            fields=service.feature_names,
+            output_contract=service.output_contract,
+            example=Contract(service.contract).example(),
+        )
+        return
     from prodgate.runtime.base import ModelInfo
     from prodgate.runtime.loader import load_model
 

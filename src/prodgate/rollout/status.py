@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from prodgate.audit import log
-from prodgate.audit.record import KIND_ACTION
+from prodgate.audit.record import ACTION_BREAKER, KIND_ACTION
 from prodgate.exceptions import NoRolloutError
-from prodgate.rollout.split import get_deployment
+from prodgate.rollout.split import all_deployments, get_deployment
 from prodgate.rollout.state import Rollout, active_rollout
+from prodgate.spec import Spec
 from prodgate.store.tables import audit_log, rollouts
 
 #: Audit actions that carry a judgement's checks, newest first answers ``status``.
@@ -76,3 +78,44 @@ def status(conn: Connection, service: str) -> dict[str, Any]:
     out["last_judgement"] = last_judgement(conn, r)
     out["policy"] = r.policy.as_dict()
     return out
+
+
+#: Breaker changes read back for ``overview`` (the newest of each model wins).
+_BREAKER_ROWS = 1_000
+
+
+def overview(conn: Connection, spec: Spec, only: str | None = None) -> dict[str, Any]:
+    """Every service's split and active rollout, and the newest recorded state of each
+    LLM model's circuit breaker, as JSON for ``prodgate status``."""
+    deps = all_deployments(conn)
+    services = []
+    for name, service in spec.services.items():
+        if only is not None and name != only:
+            continue
+        dep = deps.get(name)
+        r = active_rollout(conn, name)
+        services.append(
+            {
+                "name": name,
+                "kind": service.kind,
+                "production": dep.production_version if dep else None,
+                "canary": dep.canary_version if dep else None,
+                "canary_weight": round((dep.canary_weight if dep else 0.0) * 100, 2),
+                "shadow": dep.shadow_version if dep else None,
+                "disabled": bool(dep and dep.disabled),
+                "disabled_reason": (dep.disabled_reason or "") if dep else "",
+                "rollout": f"v{r.canary_version}: {r.state}" if r is not None else None,
+            }
+        )
+    rows = conn.execute(
+        sa.select(audit_log.c.ts_us, audit_log.c.payload)
+        .where(audit_log.c.kind == KIND_ACTION, audit_log.c.action == ACTION_BREAKER)
+        .order_by(audit_log.c.seq.desc())
+        .limit(_BREAKER_ROWS)
+    ).all()
+    newest: dict[tuple[str, str], dict[str, Any]] = {}
+    for ts_us, payload in rows:
+        change = orjson.loads(payload)
+        key = (str(change.get("provider")), str(change.get("model")))
+        newest.setdefault(key, {**change, "ts_us": ts_us})
+    return {"services": services, "breakers": [newest[k] for k in sorted(newest)]}

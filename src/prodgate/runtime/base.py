@@ -13,8 +13,9 @@ from typing import Any, Protocol
 
 from prodgate.exceptions import ArtifactError
 
-#: Flavors prodgate knows. ``pickle`` covers joblib and pickle files.
-FLAVORS = ("skops", "pickle", "onnx", "mlflow", "callable")
+#: Flavors prodgate knows. ``pickle`` covers joblib and pickle files; ``prompt`` is a
+#: prompt version of a service of kind ``llm`` (:mod:`prodgate.llm.prompt`).
+FLAVORS = ("skops", "pickle", "onnx", "mlflow", "callable", "prompt")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ _SUFFIXES = {
     ".pkl": "pickle",
     ".pickle": "pickle",
     ".onnx": "onnx",
+    ".yaml": "prompt",
+    ".yml": "prompt",
 }
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _CALLABLE = re.compile(rf"{_NAME}(\.{_NAME})*:{_NAME}(\.{_NAME})*")
@@ -35,7 +37,8 @@ def detect_flavor(path: str) -> str:
         return "callable"
     raise ArtifactError(
         f"cannot tell the flavor of {path!r}: prodgate knows {', '.join(FLAVORS)} "
-        "(.skops, .joblib/.pkl/.pickle, .onnx, an MLflow directory, module:function); "
+        "(.skops, .joblib/.pkl/.pickle, .onnx, an MLflow directory, module:function, "
+        "a prompt .yaml); "
         "pass --flavor to force one"
     )
 
@@ -58,6 +61,8 @@ def load_model(location: str | Path, flavor: str, info: ModelInfo) -> Model:
         from prodgate.runtime.mlflow import load_mlflow
 
         return load_mlflow(location, info)
+    if flavor == "prompt":
+        raise ArtifactError("a prompt version is served by the LLM route, not loaded as a model")
     if flavor == "callable":
         from prodgate.runtime.callable import load_callable
 

@@ -73,8 +73,10 @@ def create_app(
     predict = Guarded(
         "/v1/services/{service}/predict", routes.predict, methods=["POST"], access=PREDICT
     )
+    chat = Guarded(CHAT_PATH, routes.chat_completions, methods=["POST"], access=CHAT)
     app = GatewayApp(
         predict.endpoint,
+        chat.endpoint,
         routes=[
             Guarded("/healthz", routes.healthz, methods=["GET"], access=PUBLIC),
             Guarded("/readyz", routes.readyz, methods=["GET"], access=PUBLIC),
@@ -83,6 +85,7 @@ def create_app(
             Guarded("/v1/services", routes.list_services, methods=["GET"], access=ANY_KEY),
             Guarded("/v1/services/{service}", routes.get_service, methods=["GET"], access=DESCRIBE),
             predict,
+            chat,
             Guarded("/v1/inferences/{id}", routes.get_inference, methods=["GET"], access=AUDIT),
             Guarded(
                 "/v1/inferences/{id}/feedback",
@@ -112,6 +115,9 @@ def create_app(
 
 #: Calling a service; open without a key when its spec says ``public: true``.
 PREDICT = Access(("predict",), open_if_public=True, limited=False)
+#: An OpenAI chat request to an LLM service, named by the body's ``model``.
+CHAT = Access(("predict",), open_if_public=True, limited=False, service_of=routes.chat_service)
+CHAT_PATH = "/v1/chat/completions"
 #: A service's description and contract: for who may call it, govern it or audit it.
 DESCRIBE = Access(("predict", "admin", "audit:read"))
 #: The stored record of a decision.
@@ -142,9 +148,15 @@ class GatewayApp(Starlette):
     on the predict path (405), goes through Starlette as usual.
     """
 
-    def __init__(self, predict: Callable[[Request], Awaitable[Response]], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        predict: Callable[[Request], Awaitable[Response]],
+        chat: Callable[[Request], Awaitable[Response]],
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self._predict_endpoint = predict  # the guarded predict route's endpoint
+        self._chat_endpoint = chat  # and the chat route's
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -153,6 +165,11 @@ class GatewayApp(Starlette):
                 scope["app"] = self
                 scope["path_params"] = {"service": service}
                 await _predict(self._predict_endpoint, Request(scope, receive), send)
+                return
+            if scope["path"] == CHAT_PATH and not scope.get("root_path"):
+                scope["app"] = self
+                scope["path_params"] = {}
+                await _predict(self._chat_endpoint, Request(scope, receive), send)
                 return
         await super().__call__(scope, receive, send)
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import orjson
+
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from prodgate.exceptions import ProdgateError, UnavailableError, UnknownInferenceError
 from prodgate.pipeline.gateway import Gateway
@@ -74,6 +76,56 @@ async def predict(request: Request) -> Response:
     else:
         outcome = await gateway.predict(
             name, body, started, request.headers.get("x-routing-key"), principal(request)
+        )
+    if not outcome.ok:
+        outcome.body.setdefault("instance", request.url.path)
+        return problem_response(outcome.body, problem_headers(outcome.status, outcome.headers))
+    return json_response(outcome.body, outcome.status, outcome.headers)
+
+
+#: Where the chat route finds a body the access check already read (to learn the service).
+CHAT_BODY = "prodgate.chat_body"
+
+
+async def chat_body(request: Request) -> bytes:
+    """The body of a chat request, read once whoever asks first."""
+    cached: bytes | None = request.scope.get(CHAT_BODY)
+    if cached is None:
+        cached = await request_body.read(request, _gateway(request).settings.max_body_bytes)
+        request.scope[CHAT_BODY] = cached
+    return cached
+
+
+async def chat_service(request: Request) -> str:
+    """The LLM service a chat request names (its ``model``, before any ``@version``):
+    what its ``predict`` scope is checked on."""
+    raw = await chat_body(request)
+    try:
+        model = orjson.loads(raw).get("model")
+    except (orjson.JSONDecodeError, AttributeError):
+        return ""
+    return model.partition("@")[0] if isinstance(model, str) else ""
+
+
+async def chat_completions(request: Request) -> Response:
+    """``POST /v1/chat/completions``, OpenAI-compatible; ``model`` names the service."""
+    started = time.perf_counter()
+    gateway = _gateway(request)
+    body = b""
+    try:
+        body = await chat_body(request)
+        request_body.require_json(request)
+    except ClientDisconnect:
+        return Response(status_code=400)
+    except ProdgateError as exc:
+        outcome = await gateway.refuse("", exc, started, body, principal(request))
+    else:
+        outcome = await gateway.chat(
+            body, started, request.headers.get("x-routing-key"), principal(request)
+        )
+    if outcome.stream is not None:
+        return StreamingResponse(
+            outcome.stream, media_type="text/event-stream", headers=outcome.headers
         )
     if not outcome.ok:
         outcome.body.setdefault("instance", request.url.path)

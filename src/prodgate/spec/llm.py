@@ -114,6 +114,12 @@ class LlmService:
     max_tokens: int = 1024
     budgets: dict[str, float] = field(default_factory=dict)  # period -> USD
     judge: ModelRef | None = None
+    #: Every provider of the spec (a prompt version may name any of their models).
+    providers: dict[str, Provider] = field(default_factory=dict)
+
+    def price(self, ref: ModelRef) -> Price:
+        """The price of a model the spec declares (KeyError otherwise)."""
+        return self.providers[ref.provider].models[ref.model]
 
 
 def check_model(ref: ModelRef, providers: dict[str, Provider]) -> str | None:

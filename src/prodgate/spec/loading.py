@@ -295,6 +295,7 @@ def _llm(
             max_tokens=section.get("max_tokens", 1024),
             budgets=dict(section.get("budgets", {})),
             judge=judge,
+            providers=providers,
         ),
         (),
         "",

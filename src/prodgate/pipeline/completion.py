@@ -1,0 +1,574 @@
+"""The request path of an LLM service, stage by stage.
+
+::
+
+    authenticate                       the server's access check: key, scope
+    parse        envelope / wire       {"inputs": variables}, or an OpenAI chat body
+    limit        Limits.admit          the key's and the service's request rates
+    route        routing.choose        the prompt version the split sends it to (sticky)
+    contract     validation.validate   the variables against the input contract
+    route        routing.admit         the kill switch; nothing loaded to answer
+    tools        tools.check           the functions offered, against the key's tool scopes
+    budget       Spending.reserve      the worst case (prompt + max_tokens) on every budget
+    infer        Route                 the model, its retries and fallbacks (streamed or not)
+    settle       Spending.settle       the real cost replaces the worst case
+    output       Endpoint.parse_output the structured answer against the output contract
+    record       Recorder.record       group commit; nothing is answered before it is durable
+
+A stream is answered as it arrives; its record is made durable before the closing
+usage chunk and ``[DONE]`` are sent, so a caller that saw ``[DONE]`` has a recorded
+answer. A stream that fails after its first chunk ends with an error event, and is
+recorded as failed with what was sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from prodgate.audit.record import new_id
+from prodgate.contract import Contract
+from prodgate.exceptions import (
+    ContractViolationError,
+    MalformedJSONError,
+    OutputContractError,
+    ProdgateError,
+    ToolNotAllowedError,
+    UnknownVersionError,
+    UpstreamFailedError,
+    UpstreamRejectedError,
+    UpstreamUnavailableError,
+    Violation,
+)
+from prodgate.identity import scopes
+from prodgate.llm import wire
+from prodgate.llm.endpoint import Endpoint
+from prodgate.llm.prices import cost_usd, worst_case_usd
+from prodgate.llm.route import Completion, RouteFailed
+from prodgate.llm.tokens import Usage, count_messages, estimate_usage
+from prodgate.limits.budget import Reservation
+from prodgate.pipeline.decision import AUTO, REJECTED
+from prodgate.pipeline.envelope import parse
+from prodgate.pipeline.exchange import Exchange, Outcome
+from prodgate.pipeline.fleet import Fleet, Live
+from prodgate.pipeline.limiting import Limits
+from prodgate.pipeline.metrics import Metrics
+from prodgate.pipeline.recorder import Recorder
+from prodgate.pipeline.records import llm_record
+from prodgate.pipeline.refusal import Refusal
+from prodgate.pipeline.routing import admit, choose
+from prodgate.pipeline.spending import Spending
+from prodgate.pipeline.validation import validate
+from prodgate.rollout.router import Router
+from prodgate.spec import ServiceSpec
+from prodgate.spec.llm import ModelRef
+from prodgate.store.engine import now_us
+
+CLIENT_CLOSED = 499  # the caller went away before the stream ended (nginx's code)
+
+
+@dataclass(slots=True)
+class _Call:
+    """One LLM call as it goes: what was asked, reserved and answered."""
+
+    ex: Exchange
+    live: Live
+    endpoint: Endpoint
+    body: dict[str, Any]
+    mode: str  # "predict" or "chat"
+    record_id: str = field(default_factory=new_id)
+    reservation: Reservation | None = None
+    prompt_tokens: int | None = None
+
+
+class LlmPath:
+    """Every stage a request to one LLM service goes through, in order."""
+
+    def __init__(
+        self,
+        service: ServiceSpec,
+        contract: Contract,
+        *,
+        fleet: Fleet,
+        router: Router,
+        recorder: Recorder,
+        refusal: Refusal,
+        metrics: Metrics,
+        limits: Limits,
+        spending: Spending,
+    ) -> None:
+        self.name = service.name
+        self.service = service
+        self.contract = contract
+        self.fleet = fleet
+        self.router = router
+        self.recorder = recorder
+        self.refusal = refusal
+        self.metrics = metrics
+        self.limits = limits
+        self.spending = spending
+        self._finishing: set[asyncio.Task[None]] = set()
+
+    # -- the two ways in -------------------------------------------------------------
+
+    async def handle(self, ex: Exchange) -> Outcome:
+        """``POST /v1/services/{service}/predict`` with ``{"inputs": variables}``."""
+        return await self._guarded(ex, self._predict)
+
+    async def chat(self, ex: Exchange) -> Outcome:
+        """``POST /v1/chat/completions``: *ex.chat* is the checked chat request."""
+        return await self._guarded(ex, self._chat)
+
+    async def _guarded(self, ex: Exchange, stages: Any) -> Outcome:
+        try:
+            outcome: Outcome = await stages(ex)
+        except ProdgateError as exc:
+            outcome = await self.refusal(ex, exc)
+        finally:
+            if ex.lease is not None:  # a stream gives its slots back when it ends
+                await self.limits.release(ex)
+        if ex.limit_headers and outcome.status != 429:
+            outcome.headers = {**ex.limit_headers, **(outcome.headers or {})}
+        return outcome
+
+    async def _predict(self, ex: Exchange) -> Outcome:
+        parse(ex, 1)
+        await self.limits.admit(ex)
+        state = self.fleet.services[self.name]
+        chosen = choose(ex, state, self.router)
+        validate(ex, self.contract)
+        live = admit(ex, state, chosen)
+        endpoint = _endpoint(live)
+        messages = endpoint.prompt.render(ex.rows[0])
+        call = _Call(ex, live, endpoint, endpoint.body(messages, {}), "predict")
+        return await self._complete(call)
+
+    async def _chat(self, ex: Exchange) -> Outcome:
+        chat: wire.ChatRequest = ex.chat
+        ex.rows = ({"messages": chat.messages},)
+        await self.limits.admit(ex)
+        state = self.fleet.services[self.name]
+        if chat.version is None:
+            chosen = choose(ex, state, self.router)
+        else:
+            chosen = state.versions.get(chat.version) if not state.disabled else None
+            ex.version = chat.version
+            if chosen is None and not state.disabled:
+                raise UnknownVersionError(
+                    f"{self.name} version {chat.version} is not being served; name one of "
+                    f"{', '.join(map(str, sorted(state.versions))) or 'none'}, or the service"
+                )
+        live = admit(ex, state, chosen)
+        endpoint = _endpoint(live)
+        self._check_tools(ex, chat.tools)
+        body = endpoint.body(endpoint.prompt.fixed_messages + chat.messages, chat.params)
+        call = _Call(ex, live, endpoint, body, "chat")
+        if chat.stream:
+            return await self._stream(call, chat.include_usage)
+        return await self._complete(call)
+
+    def _check_tools(self, ex: Exchange, tools: list[str]) -> None:
+        """Every offered function must be granted by a ``tool:NAME`` scope of the key."""
+        if not tools or ex.caller.key_id is None:
+            return
+        allowed = scopes.services(ex.caller.scopes, "tool")
+        if allowed is None:
+            return
+        refused = sorted(set(tools) - allowed)
+        if refused:
+            raise ToolNotAllowedError(
+                f"key {ex.caller.key_id} may not offer the tool(s) {', '.join(refused)}; "
+                f"it may offer {', '.join(sorted(allowed)) or 'none'} (scope tool:NAME)",
+                ex.caller.key_id,
+            )
+
+    # -- budget ----------------------------------------------------------------------
+
+    async def _reserve(self, call: _Call) -> None:
+        """Reserve the call's worst case on every budget and token limit that applies."""
+        if not self.spending.allowances(call.ex.caller, self.name):
+            return
+        tokens = call.prompt_tokens = count_messages(call.body["messages"])
+        most = call.endpoint.max_tokens(call.body)
+        worst = worst_case_usd(call.endpoint.worst_price, tokens, most)
+        call.reservation = await self.spending.reserve(
+            call.ex.caller, self.name, worst, tokens + most
+        )
+
+    async def _settle(self, call: _Call, usage: Usage | None, cost: float) -> None:
+        if call.reservation is not None:
+            tokens = usage.input_tokens + usage.output_tokens if usage else 0
+            await self.spending.settle(call.reservation, cost, tokens)
+            call.reservation = None
+
+    # -- not streamed ----------------------------------------------------------------
+
+    async def _complete(self, call: _Call) -> Outcome:
+        await self._reserve(call)
+        try:
+            completion = await call.endpoint.route.complete(call.body)
+            failure: ProdgateError | None = None
+        except RouteFailed as failed:
+            completion = failed.completion
+            failure = _failure(completion)
+        usage, cost = self._usage(call, completion)
+        await self._settle(call, usage, cost)
+        parsed: Any = None
+        if failure is None:
+            try:
+                parsed = call.endpoint.parse_output(completion.text)
+            except OutputContractError as exc:
+                failure = exc
+        status = 200 if failure is None else failure.status
+        await self._record(call, completion, usage, cost, status, failure, parsed)
+        if failure is not None:
+            body = failure.problem()
+            body["id"] = call.record_id
+            headers = _retry_after(failure)
+            return Outcome(failure.status, body, headers)
+        if call.mode == "chat":
+            return Outcome(200, self._chat_answer(call, completion, usage, cost))
+        return Outcome(200, self._predict_answer(call, completion, usage, cost, parsed))
+
+    def _predict_answer(
+        self, call: _Call, c: Completion, usage: Usage, cost: float, parsed: Any
+    ) -> dict[str, Any]:
+        answer: dict[str, Any] = {
+            "id": call.record_id,
+            "service": self.name,
+            "version": call.live.version.number,
+            "text": c.text,
+            "output": parsed,
+            "model": f"{c.provider}/{c.model}",
+            "finish_reason": c.finish_reason,
+            "usage": _usage_dict(usage),
+            "cost_usd": cost,
+            "decision": AUTO,
+            "latency_ms": _ms(call.ex.started),
+        }
+        if c.tool_calls:
+            answer["tool_calls"] = c.tool_calls
+        return answer
+
+    def _chat_answer(self, call: _Call, c: Completion, usage: Usage, cost: float) -> dict[str, Any]:
+        response = dict(c.response or {})
+        response["id"] = call.record_id
+        response["usage"] = _openai_usage(usage, (c.response or {}).get("usage"))
+        response["prodgate"] = self._extension(call, c, usage, cost)
+        return response
+
+    def _extension(self, call: _Call, c: Completion, usage: Usage, cost: float) -> dict[str, Any]:
+        return {
+            "inference_id": call.record_id,
+            "service": self.name,
+            "version": call.live.version.number,
+            "model": f"{c.provider}/{c.model}",
+            "cost_usd": cost,
+            "usage_estimated": usage.estimated,
+        }
+
+    # -- streamed --------------------------------------------------------------------
+
+    async def _stream(self, call: _Call, include_usage: bool) -> Outcome:
+        await self._reserve(call)
+        stream = call.endpoint.route.stream(call.body)
+        events = stream.__aiter__()
+        try:
+            first = await events.__anext__()
+        except StopAsyncIteration:
+            first = None
+        except RouteFailed as failed:  # before the first chunk: an ordinary failure
+            completion = failed.completion
+            failure = _failure(completion)
+            usage, cost = self._usage(call, completion)
+            await self._settle(call, usage, cost)
+            await self._record(call, completion, usage, cost, failure.status, failure, None)
+            body = failure.problem()
+            body["id"] = call.record_id
+            return Outcome(failure.status, body, _retry_after(failure))
+        lease, call.ex.lease = call.ex.lease, None  # held until the stream ends
+        return Outcome(
+            200,
+            {},
+            {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            stream=self._events(call, stream, events, first, include_usage, lease),
+        )
+
+    async def _events(
+        self,
+        call: _Call,
+        stream: Any,
+        events: AsyncIterator[dict[str, Any]],
+        first: dict[str, Any] | None,
+        include_usage: bool,
+        lease: Any,
+    ) -> AsyncIterator[bytes]:
+        rid = call.record_id
+        failure: ProdgateError | None = None
+        finished = False
+        try:
+            if first is not None and first.get("choices"):
+                first["id"] = rid
+                yield wire.sse(first)
+            async for chunk in events:
+                if not chunk.get("choices"):
+                    continue  # the usage chunk: sent last, with the prodgate figures
+                chunk["id"] = rid
+                yield wire.sse(chunk)
+        except ProdgateError as exc:
+            failure = exc
+        except RouteFailed as failed:
+            failure = _failure(failed.completion)
+        except Exception as exc:  # an upstream error after the first chunk
+            failure = UpstreamFailedError(f"the stream broke after it began: {exc}")
+        else:
+            finished = True
+        finally:
+            if not finished and failure is None:  # the caller went away (cancelled)
+                task = asyncio.ensure_future(
+                    self._finish_stream(call, stream, None, CLIENT_CLOSED, lease)
+                )
+                self._finishing.add(task)
+                task.add_done_callback(self._finishing.discard)
+        if not finished and failure is None:
+            return
+        completion: Completion = stream.completion
+        usage, cost = await self._finish_stream(
+            call, stream, failure, 200 if failure is None else failure.status, lease
+        )
+        if failure is not None:
+            yield wire.error_event(failure, rid)
+            return
+        if include_usage:
+            yield wire.sse(
+                {
+                    "id": rid,
+                    "object": "chat.completion.chunk",
+                    "created": int(time.time()),
+                    "model": completion.model,
+                    "choices": [],
+                    "usage": _openai_usage(usage, None),
+                    "prodgate": self._extension(call, completion, usage, cost),
+                }
+            )
+        yield wire.DONE
+
+    async def _finish_stream(
+        self, call: _Call, stream: Any, failure: ProdgateError | None, status: int, lease: Any
+    ) -> tuple[Usage, float]:
+        """Settle, record (durably) and give back the slots of a stream that ended."""
+        completion: Completion = stream.completion
+        try:
+            if status == CLIENT_CLOSED:
+                with contextlib.suppress(Exception):
+                    await stream.aclose()
+            usage, cost = self._usage(call, completion)
+            await self._settle(call, usage, cost)
+            await self._record(call, completion, usage, cost, status, failure, None, stream=True)
+            return usage, cost
+        finally:
+            if lease is not None:
+                await self.limits.limiter.release(lease)
+
+    # -- usage, cost, record ---------------------------------------------------------
+
+    def _usage(self, call: _Call, c: Completion) -> tuple[Usage, float]:
+        usage = c.usage
+        if usage is None:
+            if not c.text and not c.tool_calls and c.error is not None:
+                usage = Usage(0, 0, estimated=True)  # nothing was answered
+            else:
+                usage = estimate_usage(call.body["messages"], c.text)
+        try:
+            price = call.endpoint.price(ModelRef(c.provider, c.model))
+        except KeyError:
+            return usage, 0.0
+        return usage, cost_usd(price, usage)
+
+    async def _record(
+        self,
+        call: _Call,
+        c: Completion,
+        usage: Usage,
+        cost: float,
+        status: int,
+        failure: ProdgateError | None,
+        parsed: Any,
+        *,
+        stream: bool = False,
+    ) -> None:
+        ex, version = call.ex, call.live.version.number
+        prompt_ref = call.endpoint.targets[0]
+        answered = f"{c.provider}/{c.model}"
+        llm: dict[str, Any] = {
+            "mode": call.mode,
+            "stream": stream,
+            "prompt_model": str(prompt_ref),
+            "provider": c.provider,
+            "model": c.model,
+            "fallback": answered != str(prompt_ref),
+            "attempts": [
+                {
+                    "provider": a.provider,
+                    "model": a.model,
+                    "outcome": a.outcome,
+                    "status": a.status,
+                    "latency_ms": round(a.latency_ms, 3),
+                }
+                for a in c.attempts
+            ],
+            "retries": max(0, len(c.attempts) - 1),
+            "usage": _usage_dict(usage),
+            "cost_usd": cost,
+            "ttft_ms": None if c.ttft_ms is None else round(c.ttft_ms, 3),
+            "finish_reason": c.finish_reason,
+        }
+        output: dict[str, Any] | None = {"text": c.text}
+        if parsed is not None:
+            output["parsed"] = parsed
+        if c.tool_calls:
+            output["tool_calls"] = c.tool_calls
+        error = None
+        if failure is not None:
+            error = {"problem": failure.slug, "detail": failure.detail}
+            if isinstance(failure, OutputContractError):
+                error["errors"] = [v.as_dict() for v in failure.violations]
+        elif status == CLIENT_CLOSED:
+            error = {"problem": "client-closed", "detail": "the caller went away mid-stream"}
+        inp: Any = ex.rows[0] if call.mode == "predict" else {"messages": call.body["messages"]}
+        latency_ms = _ms(ex.started)
+        record = llm_record(
+            record_id=call.record_id,
+            service=self.name,
+            version=version,
+            status=status,
+            decision=AUTO if status == 200 else REJECTED,
+            input=inp,
+            output=output,
+            llm=llm,
+            ts_us=now_us(),
+            latency_ms=latency_ms,
+            caller=ex.caller,
+            error=error,
+        )
+        await self.recorder.record([record])
+        self._count(call, c, usage, cost, status, failure, latency_ms)
+
+    def _count(
+        self,
+        call: _Call,
+        c: Completion,
+        usage: Usage,
+        cost: float,
+        status: int,
+        failure: ProdgateError | None,
+        latency_ms: float,
+    ) -> None:
+        m, version = self.metrics, str(call.live.version.number)
+        key = call.ex.caller.key_id or "-"
+        labels = (self.name, version, c.provider, c.model, key)
+        m.requests.labels(self.name, version, str(status)).inc()
+        m.latency.labels(self.name).observe(latency_ms / 1000.0)
+        llm = m.llm
+        if usage.input_tokens:
+            llm.tokens.labels(*labels, "input").inc(usage.input_tokens)
+        if usage.output_tokens:
+            llm.tokens.labels(*labels, "output").inc(usage.output_tokens)
+        if usage.cached_tokens:
+            llm.tokens.labels(*labels, "cached").inc(usage.cached_tokens)
+        if cost:
+            llm.cost.labels(*labels).inc(cost)
+        if failure is None and status == 200:
+            outcome = "ok"
+        elif isinstance(failure, OutputContractError):
+            outcome = "output_contract"
+        elif status == CLIENT_CLOSED:
+            outcome = "client_closed"
+        else:
+            outcome = "error"
+        llm.calls.labels(*labels, outcome).inc()
+        for a in c.attempts:
+            llm.attempts.labels(a.provider, a.model, a.outcome).inc()
+        if c.attempts and f"{c.provider}/{c.model}" != str(call.endpoint.targets[0]):
+            llm.fallbacks.labels(self.name, version).inc()
+        if c.ttft_ms is not None:
+            llm.ttft.labels(self.name, version).observe(c.ttft_ms / 1000.0)
+
+    async def close(self) -> None:
+        """Wait for the records of streams whose callers went away."""
+        if self._finishing:
+            await asyncio.gather(*self._finishing, return_exceptions=True)
+
+
+def _endpoint(live: Live) -> Endpoint:
+    endpoint = live.endpoint
+    assert endpoint is not None  # the fleet loads every version of an llm service so
+    return endpoint
+
+
+def _failure(c: Completion) -> ProdgateError:
+    """The error a caller gets when every model of the route failed."""
+    error = c.error
+    tried = ", ".join(f"{a.provider}/{a.model}: {a.outcome}" for a in c.attempts) or "nothing"
+    if c.attempts and all(a.outcome == "breaker_open" for a in c.attempts):
+        return UpstreamUnavailableError(
+            f"every model of the route is unavailable (circuit open): {tried}", retry_after=5
+        )
+    if error is not None and getattr(error, "kind", "") == "client":
+        return UpstreamRejectedError(f"the provider refused the request: {error}")
+    return UpstreamFailedError(f"every model of the route failed ({tried})")
+
+
+def _retry_after(exc: ProdgateError) -> dict[str, str] | None:
+    retry = getattr(exc, "retry_after", None)
+    return {"Retry-After": str(retry)} if retry else None
+
+
+def _usage_dict(u: Usage) -> dict[str, Any]:
+    return {
+        "input_tokens": u.input_tokens,
+        "output_tokens": u.output_tokens,
+        "cached_tokens": u.cached_tokens,
+        "estimated": u.estimated,
+    }
+
+
+def _openai_usage(u: Usage, given: Any) -> dict[str, Any]:
+    """The usage object a chat answer carries: the provider's when it gave one."""
+    if isinstance(given, dict) and not u.estimated:
+        return given
+    usage: dict[str, Any] = {
+        "prompt_tokens": u.input_tokens,
+        "completion_tokens": u.output_tokens,
+        "total_tokens": u.input_tokens + u.output_tokens,
+    }
+    if u.cached_tokens:
+        usage["prompt_tokens_details"] = {"cached_tokens": u.cached_tokens}
+    return usage
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000.0, 3)
+
+
+def parse_chat_body(ex: Exchange) -> wire.ChatRequest:
+    """The chat stage of parsing: JSON, then OpenAI's shape (every violation listed)."""
+    try:
+        payload = orjson.loads(ex.body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedJSONError(f"the body is not JSON: {exc}") from None
+    ex.payload, ex.parsed = payload, True
+    if type(payload) is not dict:
+        raise ContractViolationError([Violation("", "the body must be a chat request object")])
+    chat = wire.parse_chat(payload)
+    ex.chat = chat
+    ex.service = chat.service
+    if ex.routing_key is None and chat.user:
+        ex.routing_key = chat.user
+    return chat
