@@ -89,6 +89,7 @@ from harness.llm import (
     SERVICE,
     UPSTREAM_MODEL,
     Run,
+    Spending,
     ask,
     chat_bodies,
     combined,
@@ -425,6 +426,7 @@ def benchmark(arguments: list[str]) -> int:
     warn_if_disturbed()
     gateways: dict[str, Gateway] = {}
     audit = None
+    spending = None
     with tempfile.TemporaryDirectory(prefix="prodgate-bench-llm-") as tmp:
         work = Path(tmp)
         mock = mock_server(prodgate, work, pinning, args.upstream_command)
@@ -451,12 +453,15 @@ def benchmark(arguments: list[str]) -> int:
                 flush=True,
             )
             measure([g for g in gateways.values() if g.ok], mock, args)
-        prodgate_gw = gateways.get(PRODGATE)
+            prodgate_gw = gateways.get(PRODGATE)
+            if prodgate_gw is not None and prodgate_gw.ok and prodgate_gw.server is not None:
+                spending = Spending.scrape(prodgate_gw.server.base)
         if prodgate_gw is not None and prodgate_gw.ok:
             audit = verify_audit(prodgate, work / "prodgate-home", prodgate_gw.acknowledged)
             print(f"prodgate audit verify: {audit.summary}", flush=True)
     took = time.monotonic() - began
-    return emit(report(args, arguments, gateways, audit, pinning, wrk, took), args.markdown)
+    figures = report(args, arguments, gateways, audit, spending, pinning, wrk, took)
+    return emit(figures, args.markdown)
 
 
 def prepare(
@@ -500,6 +505,7 @@ def report(
     arguments: list[str],
     gateways: dict[str, Gateway],
     audit: AuditCheck | None,
+    spending: Spending | None,
     pinning: Pinning,
     wrk: str,
     took: float,
@@ -533,6 +539,15 @@ def report(
         )
         if audit is not None:
             checks += audit.checks()
+        if spending is not None:
+            checks.append(
+                Check(
+                    "prodgate's recorded cost vs its counted tokens at the price table",
+                    f"${spending.cost_usd:.6f} vs ${spending.priced_usd:.6f}",
+                    "equal",
+                    spending.consistent,
+                )
+            )
     notes = [
         "Overhead: the latency minus the direct one at the same load and mode. "
         "'gateway CPU' is the gateway process's CPU time over the run as a share of one "
@@ -548,6 +563,8 @@ def report(
             + "; ".join(f"{m}: {s}" for m, s in g.samples.items())
             + "."
         )
+    if spending is not None:
+        notes.append(spending.describe() + ".")
     notes.append(f"The run took {took:.0f} s.")
     worst = max(
         (
