@@ -15,7 +15,8 @@ import pytest
 from prodgate.llm.breaker import Breakers, BreakerState
 from prodgate.llm.mock import MockHandle, running_mock
 from prodgate.llm.route import Attempt, Completion, Route, RouteFailed, RouteStream
-from prodgate.llm.upstream import Upstream, UpstreamError, Upstreams, Usage
+from prodgate.llm.tokens import Usage
+from prodgate.llm.upstream import Upstream, UpstreamError, Upstreams
 from prodgate.spec.llm import Breaker, ModelRef, Provider, Retry, Timeouts
 from test_llm_upstream import KEY, FakeLLM, chunks
 

@@ -20,11 +20,11 @@ import pytest
 from aiohttp import web
 
 from prodgate.llm.sse import Event, SseParser
+from prodgate.llm.tokens import Usage
 from prodgate.llm.upstream import (
     Upstream,
     UpstreamError,
     Upstreams,
-    Usage,
     retry_after,
     usage_of,
 )

@@ -75,14 +75,15 @@ async def test_predict_fills_the_template_and_records_tokens_and_cost(llm: Setti
     assert answer["output"]["category"] == "new_claim"
     assert answer["model"] == "primary/small"
     usage = answer["usage"]
-    assert usage["input_tokens"] > 0 and usage["output_tokens"] > 0
+    assert usage["input_tokens"] > 0
+    assert usage["output_tokens"] > 0
     assert not usage["estimated"]
     expected = (usage["input_tokens"] * 0.6 + usage["output_tokens"] * 1.8) / 1e6
     assert answer["cost_usd"] == pytest.approx(expected, abs=1e-9)
     (record,) = _records(llm)
     assert record["id"] == answer["id"]
     llm_part = record["payload"]["llm"]
-    assert llm_part["provider"] == "primary" and llm_part["model"] == "small"
+    assert (llm_part["provider"], llm_part["model"]) == ("primary", "small")
     assert llm_part["usage"] == usage
     assert llm_part["cost_usd"] == answer["cost_usd"]
     assert record["payload"]["input"] == {"message": "It was staged fraud"}
@@ -95,9 +96,9 @@ async def test_predict_fills_the_template_and_records_tokens_and_cost(llm: Setti
 
 
 def mock_request(settings: Settings) -> dict[str, Any]:
-    from prodgate import spec as spec_module
-
     import httpx
+
+    from prodgate import spec as spec_module
 
     base = spec_module.load(settings.config).providers["primary"].base_url
     root = base.rsplit("/v1", 1)[0]
@@ -170,8 +171,9 @@ async def test_a_failing_model_falls_back_and_says_so(llm: Settings, mock: MockH
 
 
 async def test_a_stream_arrives_in_chunks_and_ends_with_done(llm: Settings) -> None:
-    async with running(llm) as client:
-        async with client.stream(
+    async with (
+        running(llm) as client,
+        client.stream(
             "POST",
             "/v1/chat/completions",
             json={
@@ -180,10 +182,11 @@ async def test_a_stream_arrives_in_chunks_and_ends_with_done(llm: Settings) -> N
                 "stream": True,
                 "stream_options": {"include_usage": True},
             },
-        ) as r:
-            assert r.status_code == 200
-            assert r.headers["content-type"].startswith("text/event-stream")
-            events = [line async for line in r.aiter_lines() if line.startswith("data: ")]
+        ) as r,
+    ):
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        events = [line async for line in r.aiter_lines() if line.startswith("data: ")]
     assert events[-1] == "data: [DONE]"
     chunks = [orjson.loads(e[6:]) for e in events[:-1]]
     usage = chunks[-1]["usage"]
@@ -202,8 +205,9 @@ async def test_a_stream_that_breaks_after_it_began_ends_with_an_error_event(
     llm: Settings, mock: MockHandle
 ) -> None:
     mock.set_faults(error_rate=1.0, errors=["drop_after"], drop_after_chunks=2)
-    async with running(llm) as client:
-        async with client.stream(
+    async with (
+        running(llm) as client,
+        client.stream(
             "POST",
             "/v1/chat/completions",
             json={
@@ -211,9 +215,10 @@ async def test_a_stream_that_breaks_after_it_began_ends_with_an_error_event(
                 "messages": [{"role": "user", "content": "hi"}],
                 "stream": True,
             },
-        ) as r:
-            assert r.status_code == 200
-            events = [line async for line in r.aiter_lines() if line.startswith("data: ")]
+        ) as r,
+    ):
+        assert r.status_code == 200
+        events = [line async for line in r.aiter_lines() if line.startswith("data: ")]
     assert "data: [DONE]" not in events
     error = orjson.loads(events[-1][6:])["error"]
     assert error["code"] == 502
@@ -264,7 +269,8 @@ async def test_an_answer_that_breaks_the_output_contract_is_an_error(
     assert r.status_code == 502
     assert r.json()["type"].endswith("output-contract")
     (record,) = _records(llm)
-    assert record["status"] == 502 and record["payload"]["errors"]
+    assert record["status"] == 502
+    assert record["payload"]["errors"]
     assert record["payload"]["llm"]["cost_usd"] > 0  # the call was made, and paid for
     assert 'outcome="output_contract"' in metrics
 

@@ -26,7 +26,9 @@ class Endpoint:
     targets: tuple[ModelRef, ...]  # the prompt's model, then the fallbacks, in order
     llm: LlmService
     output_schema: Mapping[str, Any] | None  # the service's contract.output
-    output: Any = None  # its compiled validator, when the answer must be JSON of it
+    #: The output contract compiled, when the version asks for JSON (json_schema, or a
+    #: json_object the contract still holds to).
+    output: Any = None
 
     @classmethod
     def build(
@@ -38,7 +40,7 @@ class Endpoint:
         output_schema: Mapping[str, Any] | None,
     ) -> Endpoint:
         validator = None
-        if prompt.response_format == "json_schema" and output_schema:
+        if prompt.response_format != "text" and output_schema:
             validator = jsonschema_rs.validator_for(dict(output_schema))
         return cls(prompt, route, tuple(targets), llm, output_schema, validator)
 

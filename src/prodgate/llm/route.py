@@ -36,7 +36,8 @@ from typing import Any, TypeVar
 
 from ..spec.llm import ModelRef, Retry, Timeouts
 from .breaker import Breakers, CircuitBreaker
-from .upstream import Upstream, UpstreamError, Usage, carries_answer, usage_of
+from .tokens import Usage
+from .upstream import Upstream, UpstreamError, carries_answer, usage_of
 
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[object]]

@@ -29,11 +29,12 @@ import math
 import os
 import time
 from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import orjson
+
+from prodgate.llm.tokens import Usage, usage_from_openai
 
 from ..spec.llm import Provider, Timeouts
 from .sse import SseParser
@@ -105,31 +106,9 @@ class UpstreamError(Exception):
         return f"UpstreamError({self.kind!r}, {self.message!r}, status={self.status!r})"
 
 
-@dataclass(frozen=True)
-class Usage:
-    """Tokens of one call, as the upstream reported them (or prodgate estimated)."""
-
-    input_tokens: int
-    output_tokens: int
-    cached_tokens: int = 0
-    estimated: bool = False  # counted by prodgate because the upstream gave none
-
-
 def usage_of(answer: Mapping[str, Any]) -> Usage | None:
     """The :class:`Usage` in an OpenAI response or chunk's ``usage`` field, or None."""
-    usage = answer.get("usage")
-    if not isinstance(usage, Mapping):
-        return None
-    details = usage.get("prompt_tokens_details")
-    cached = details.get("cached_tokens") if isinstance(details, Mapping) else None
-    try:
-        return Usage(
-            int(usage.get("prompt_tokens") or 0),
-            int(usage.get("completion_tokens") or 0),
-            int(cached or 0),
-        )
-    except (TypeError, ValueError):
-        return None
+    return usage_from_openai(answer.get("usage"))
 
 
 def carries_answer(chunk: Mapping[str, Any]) -> bool:

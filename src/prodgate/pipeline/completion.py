@@ -47,12 +47,12 @@ from prodgate.exceptions import (
     Violation,
 )
 from prodgate.identity import scopes
+from prodgate.limits.budget import Reservation
 from prodgate.llm import wire
 from prodgate.llm.endpoint import Endpoint
 from prodgate.llm.prices import cost_usd, worst_case_usd
 from prodgate.llm.route import Completion, RouteFailed
 from prodgate.llm.tokens import Usage, count_messages, estimate_usage
-from prodgate.limits.budget import Reservation
 from prodgate.pipeline.decision import AUTO, REJECTED
 from prodgate.pipeline.envelope import parse
 from prodgate.pipeline.exchange import Exchange, Outcome
@@ -113,7 +113,7 @@ class LlmPath:
         self.metrics = metrics
         self.limits = limits
         self.spending = spending
-        self._finishing: set[asyncio.Task[None]] = set()
+        self._finishing: set[asyncio.Task[Any]] = set()
 
     # -- the two ways in -------------------------------------------------------------
 
@@ -220,7 +220,7 @@ class LlmPath:
         usage, cost = self._usage(call, completion)
         await self._settle(call, usage, cost)
         parsed: Any = None
-        if failure is None:
+        if failure is None and _checks_output(call, completion):
             try:
                 parsed = call.endpoint.parse_output(completion.text)
             except OutputContractError as exc:
@@ -429,12 +429,12 @@ class LlmPath:
             "ttft_ms": None if c.ttft_ms is None else round(c.ttft_ms, 3),
             "finish_reason": c.finish_reason,
         }
-        output: dict[str, Any] | None = {"text": c.text}
+        output: dict[str, Any] = {"text": c.text}
         if parsed is not None:
             output["parsed"] = parsed
         if c.tool_calls:
             output["tool_calls"] = c.tool_calls
-        error = None
+        error: dict[str, Any] | None = None
         if failure is not None:
             error = {"problem": failure.slug, "detail": failure.detail}
             if isinstance(failure, OutputContractError):
@@ -504,6 +504,14 @@ class LlmPath:
         """Wait for the records of streams whose callers went away."""
         if self._finishing:
             await asyncio.gather(*self._finishing, return_exceptions=True)
+
+
+def _checks_output(call: _Call, c: Completion) -> bool:
+    """Whether the answer is held to the output contract: it is, unless the chat caller
+    asked for another format of its own, or the model answered with tool calls only."""
+    if c.tool_calls and not c.text:
+        return False
+    return call.mode == "predict" or "response_format" not in call.ex.chat.params
 
 
 def _endpoint(live: Live) -> Endpoint:

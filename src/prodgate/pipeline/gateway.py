@@ -35,12 +35,12 @@ from prodgate.limits import build_limiter
 from prodgate.limits.budget import build_ledger
 from prodgate.llm.runtime import LlmRuntime
 from prodgate.monitor import feedback
+from prodgate.pipeline.completion import LlmPath, parse_chat_body
 from prodgate.pipeline.exchange import Exchange, Outcome
 from prodgate.pipeline.fleet import Fleet
 from prodgate.pipeline.journal import Journal
 from prodgate.pipeline.limiting import Limits
 from prodgate.pipeline.metrics import Metrics
-from prodgate.pipeline.completion import LlmPath, parse_chat_body
 from prodgate.pipeline.path import ServicePath
 from prodgate.pipeline.recorder import Recorder
 from prodgate.pipeline.refusal import Refusal
@@ -260,8 +260,7 @@ class Gateway:
         if not isinstance(path, LlmPath):
             kind = self.spec.services[chat.service].kind
             why = f"{chat.service} is a {kind}, not an LLM service: call its predict route"
-            exc = ContractViolationError([Violation("/model", why)])
-            return await self.refusal(ex, exc)
+            return await self.refusal(ex, ContractViolationError([Violation("/model", why)]))
         return await path.chat(ex)
 
     async def refuse(

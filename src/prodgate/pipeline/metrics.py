@@ -165,7 +165,7 @@ class LlmMetrics:
             "prodgate_llm_time_to_first_token_seconds",
             "Time from request to the first streamed chunk (or the whole answer).",
             ["service", "version"],
-            buckets=_LATENCY_BUCKETS + (10.0, 30.0),
+            buckets=(*_LATENCY_BUCKETS, 10.0, 30.0),
             registry=r,
         )
         self.breaker = Gauge(

@@ -6,7 +6,6 @@ import time
 from typing import Any
 
 import orjson
-
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
