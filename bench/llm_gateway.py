@@ -49,6 +49,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
+import subprocess
 import sys
 import tempfile
 import time
@@ -422,7 +424,13 @@ def benchmark(arguments: list[str]) -> int:
     began = time.monotonic()
     pinning = llm_pinning(not args.no_pin)
     prodgate = prodgate_command()
-    litellm_exe = lite.ensure_venv(args.litellm) if LITELLM in args.targets else None
+    litellm: Path | str = ""  # its executable, or why there is none
+    if LITELLM in args.targets:
+        try:
+            litellm = lite.ensure_venv(args.litellm)
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            litellm = f"LiteLLM could not be installed: {exc}"
+            print(f"!!! {litellm}", flush=True)
     warn_if_disturbed()
     gateways: dict[str, Gateway] = {}
     audit = None
@@ -437,7 +445,7 @@ def benchmark(arguments: list[str]) -> int:
                 g = gateways[target] = Gateway(target, None, "", {})
                 try:
                     g = gateways[target] = prepare(
-                        target, prodgate, work, upstream, pinning, litellm_exe
+                        target, prodgate, work, upstream, pinning, litellm
                     )
                     if g.server is not None:
                         print(f"starting {g.label} ...", flush=True)
@@ -461,7 +469,22 @@ def benchmark(arguments: list[str]) -> int:
             print(f"prodgate audit verify: {audit.summary}", flush=True)
     took = time.monotonic() - began
     figures = report(args, arguments, gateways, audit, spending, pinning, wrk, took)
-    return emit(figures, args.markdown)
+    code = emit(figures, args.markdown)
+    if args.markdown != "-":  # the Markdown section has them already
+        print("\n" + "\n".join(provenance(figures)))
+    return code
+
+
+def provenance(figures: TablesReport) -> list[str]:
+    """When, where and how the figures were made, as the Markdown section says it."""
+    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return [
+        f"Date: {when}",
+        f"Load: {figures.load}.",
+        f"Command: {figures.command}",
+        "Machine:",
+        *(f"- {k}: {v}" for k, v in figures.machine.items()),
+    ]
 
 
 def prepare(
@@ -470,7 +493,7 @@ def prepare(
     work: Path,
     upstream: str,
     pinning: Pinning,
-    litellm_exe: Path | None,
+    litellm: Path | str,
 ) -> Gateway:
     """The server of *target* (not started) in front of *upstream*, and how to call it."""
     if target == DIRECT:
@@ -488,10 +511,11 @@ def prepare(
         )
         return Gateway(target, server, UPSTREAM_MODEL, {})
     if target == LITELLM:
-        assert litellm_exe is not None
+        if not isinstance(litellm, Path):
+            raise RuntimeError(litellm)
         config = work / "litellm.yaml"
         config.write_text(lite.config(SERVICE, upstream, UPSTREAM_MODEL, PRICE))
-        server = lite.server(litellm_exe, config, work, pinning)
+        server = lite.server(litellm, config, work, pinning)
         return Gateway(target, server, SERVICE, {"Authorization": f"Bearer {lite.MASTER_KEY}"})
     home = work / "prodgate-home"
     print(f"preparing prodgate's {SERVICE} service in {home} ...", flush=True)
@@ -609,8 +633,9 @@ def report(
         load=(
             f"wrk at 1 connection (1 thread) and at {args.connections} connections "
             f"({args.threads} threads), {args.warmup:g} s warm-up then {args.duration:g} s "
-            f"measured for each mode (not streamed, streamed with include_usage), OpenAI chat "
-            f"bodies with max_tokens {MAX_TOKENS} cycled from a pool of 200; upstream: "
+            f"measured under each load, not streamed and streamed (with include_usage), in "
+            f"{args.rounds} round(s) taking the gateways in turn, one way then the other; OpenAI "
+            f"chat bodies with max_tokens {MAX_TOKENS} cycled from a pool of 200; upstream: "
             f"{args.upstream_command or 'prodgate mock-llm'}; {pinning.note}"
         ),
         command=command_line("bench/llm_gateway.py", arguments),

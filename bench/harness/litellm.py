@@ -45,6 +45,7 @@ def ensure_venv(requirement: str = REQUIREMENT, venv: Path = VENV) -> Path:
     if not ignore.exists():
         ignore.write_text("# virtual environments the benchmarks install their peers into\n*\n")
     print(f"installing {requirement} into {venv} (once; a few minutes) ...", flush=True)
+    marker.unlink(missing_ok=True)  # until pip has succeeded, the venv holds nothing known
     started = time.monotonic()
     if not (venv / "bin" / "python").exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
@@ -57,7 +58,7 @@ def ensure_venv(requirement: str = REQUIREMENT, venv: Path = VENV) -> Path:
     if done.returncode != 0 or not exe.exists():
         raise RuntimeError(
             f"pip could not install {requirement} into {venv} (exit {done.returncode}):\n"
-            f"{done.stdout[-2000:]}{done.stderr[-2000:]}"
+            f"{(done.stdout + done.stderr).strip()[-600:]}"
         )
     marker.write_text(requirement + "\n")
     print(f"installed in {time.monotonic() - started:.0f} s", flush=True)
