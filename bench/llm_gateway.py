@@ -1,15 +1,16 @@
 """Benchmark: prodgate's LLM gateway against LiteLLM's proxy and a bare passthrough.
 
-Three gateways, one after another, stand in front of the same upstream, a
-``prodgate mock-llm`` (a local OpenAI-compatible server), and get the same load with
-OpenAI chat bodies (``max_tokens`` 16), not streamed and streamed
-(``stream_options.include_usage``):
+Three gateways stand in front of the same upstream, a ``prodgate mock-llm`` (a local
+OpenAI-compatible server), and get the same load with OpenAI chat bodies
+(``max_tokens`` 16), not streamed and streamed (``stream_options.include_usage``):
 
-- **prodgate**: ``prodgate serve`` (one process) with an LLM service whose deployed
-  prompt version (registered, approved by another person, deployed) calls the mock;
-  every request carries an API key with a rate limit, the service has a rate limit, a
-  tokens-per-minute limit and a daily budget (so each call reserves and settles its
-  cost), and each answer is released only after its audit record is committed.
+- **prodgate**: ``prodgate serve`` (one process) with an LLM service whose prompt
+  version is registered, approved by another person (over its gates, with a reason:
+  its answers are not evaluated here) and deployed; every request carries an API key
+  with limits on requests, tokens per minute and a day's spending, the service has a
+  rate limit, a tokens-per-minute limit and a day's budget (so each call reserves its
+  worst-case cost and settles the real one), and each answer is released only after
+  its audit record is committed.
 - **LiteLLM**: LiteLLM's proxy (``litellm --num_workers 1``) installed by the benchmark
   into its own virtual environment (``bench/.venvs/litellm``, once), without a
   database: a master key on every request, the model priced so each call is costed, no
@@ -19,19 +20,24 @@ OpenAI chat bodies (``max_tokens`` 16), not streamed and streamed
   floor of a Python gateway.
 - **direct**: wrk against the mock itself: the latency every gateway adds to.
 
-Each is loaded by wrk at 1 connection (the latency a lone caller sees) and at 64
-connections (throughput and tail), for ``--duration`` seconds after a ``--warmup``; wrk
-reads each answer to its end, so a streamed request counts when its stream is done.
-The gateway under test is pinned to CPU 0 and wrk and the mock share CPU 1
-(``taskset``; half of the CPUs each on a larger machine): the mock and the load are the
-same for every gateway. A gateway's overhead is its latency minus the direct latency
-at the same load and mode.
+All of them are started first (an idle one takes no CPU) and each is asked once per
+mode, its answer read to the end and checked. Then wrk loads them in turn at 1
+connection (the latency a lone caller sees) and at 64 connections (throughput and
+tail), not streamed then streamed, ``--warmup`` then ``--duration`` seconds each, in
+``--rounds`` rounds (the gateways one way, then the other way round), each run after
+the gateway before it has gone idle; the figures of a gateway under one load are its
+runs together (latency percentiles: the median of the runs'). wrk reads each answer to
+its end, so a streamed request counts when its stream is done. The gateway under test
+is pinned to CPU 0 and wrk and the mock share CPU 1 (``taskset``; half of the CPUs
+each on a larger machine): the mock and the load are the same for every gateway. A
+gateway's overhead is its latency minus the direct latency at the same load and mode.
 
 Targets (issue 8), each for streamed and non-streamed requests: prodgate's overhead
 p50 at 1 connection at most 1/10 of LiteLLM's and at most 2x the passthrough's; its
 throughput at 64 connections at least 20x LiteLLM's and at least 0.5x the
 passthrough's; its p99 at 64 connections at most 1/10 of LiteLLM's. prodgate answers
-no non-2xx, and ``prodgate audit verify`` finds a record for every 2xx it sent.
+no non-2xx, ``prodgate audit verify`` finds a record for every 2xx it sent, and the
+cost its ``/metrics`` recorded is that of the tokens they counted at the price table.
 
 Run it from the repository root (about 4 minutes, plus a few minutes once to install
 LiteLLM)::
@@ -103,16 +109,16 @@ from harness.llm import (
 )
 from harness.report import Table, TablesReport
 
-DIRECT, PASSTHROUGH_, LITELLM, PRODGATE = "direct", "passthrough", "litellm", "prodgate"
-TARGETS = (DIRECT, PASSTHROUGH_, LITELLM, PRODGATE)  # the order they run in
+DIRECT, BARE, LITELLM, PRODGATE = "direct", "passthrough", "litellm", "prodgate"
+TARGETS = (DIRECT, BARE, LITELLM, PRODGATE)  # the order they run in
 LABELS = {
     DIRECT: "direct to the mock",
-    PASSTHROUGH_: "bare aiohttp passthrough",
+    BARE: "bare aiohttp passthrough",
     LITELLM: "LiteLLM proxy",
     PRODGATE: "prodgate",
 }
 MODES = ("json", "stream")
-PASSTHROUGH = BENCH_DIR / "llm_passthrough.py"
+PASSTHROUGH_APP = BENCH_DIR / "llm_passthrough.py"
 LIBRARIES = ("prodgate", "aiohttp", "uvicorn", "uvloop", "httptools", "starlette", "orjson")
 
 # Targets of issue 8, prodgate against each baseline.
@@ -372,11 +378,11 @@ class Comparison:
                             OVERHEAD_VS_LITELLM,
                         )
                     )
-                if self.measured(PASSTHROUGH_):
+                if self.measured(BARE):
                     out.append(
                         Check.at_most(
                             f"{mode}: overhead p50 at 1 conn, prodgate / passthrough",
-                            ratio(self.overhead(PRODGATE, mode), self.overhead(PASSTHROUGH_, mode)),
+                            ratio(self.overhead(PRODGATE, mode), self.overhead(BARE, mode)),
                             OVERHEAD_VS_PASSTHROUGH,
                         )
                     )
@@ -388,11 +394,11 @@ class Comparison:
                         THROUGHPUT_VS_LITELLM,
                     )
                 )
-            if self.measured(PASSTHROUGH_):
+            if self.measured(BARE):
                 out.append(
                     Check.at_least(
                         f"{mode}: req/s at {self.n} conns, prodgate / passthrough",
-                        ratio(self.rps(PRODGATE, mode), self.rps(PASSTHROUGH_, mode)),
+                        ratio(self.rps(PRODGATE, mode), self.rps(BARE, mode)),
                         THROUGHPUT_VS_PASSTHROUGH,
                     )
                 )
@@ -407,7 +413,7 @@ class Comparison:
         return out
 
     def ratio_rows(self) -> list[list[str]]:
-        pairs = [(PRODGATE, LITELLM), (PRODGATE, PASSTHROUGH_), (PASSTHROUGH_, LITELLM)]
+        pairs = [(PRODGATE, LITELLM), (PRODGATE, BARE), (BARE, LITELLM)]
         rows = []
         for a, b in pairs:
             if self.measured(a) and self.measured(b):
@@ -498,9 +504,9 @@ def prepare(
     """The server of *target* (not started) in front of *upstream*, and how to call it."""
     if target == DIRECT:
         return Gateway(DIRECT, None, UPSTREAM_MODEL, {})
-    if target == PASSTHROUGH_:
+    if target == BARE:
         port = free_port()
-        argv = [sys.executable, str(PASSTHROUGH), "--port", str(port), "--upstream", upstream]
+        argv = [sys.executable, str(PASSTHROUGH_APP), "--port", str(port), "--upstream", upstream]
         server = Server(
             LABELS[target],
             pinning.server(argv),
