@@ -588,6 +588,12 @@ def report(
             continue
         if g.target != PRODGATE and g.errors:
             notes.append(f"WARNING: {g.label} failed {g.errors} requests.")
+        for (mode, n), runs in g.runs.items():
+            if not sum(r.result.requests for r in runs):
+                notes.append(
+                    f"WARNING: {g.label} completed no request ({mode}, {n} connections): its "
+                    "latency there is no figure; lengthen --duration."
+                )
         notes.append(
             f"{g.label} sample answers: "
             + "; ".join(f"{m}: {s}" for m, s in g.samples.items())
