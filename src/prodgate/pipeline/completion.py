@@ -655,11 +655,13 @@ def _ms(started: float) -> float:
 
 def parse_chat_body(ex: Exchange) -> wire.ChatRequest:
     """The chat stage of parsing: JSON, then OpenAI's shape (every violation listed)."""
-    try:
-        payload = orjson.loads(ex.body)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedJSONError(f"the body is not JSON: {exc}") from None
-    ex.payload, ex.parsed = payload, True
+    if not ex.parsed:
+        try:
+            ex.payload = orjson.loads(ex.body)
+        except orjson.JSONDecodeError as exc:
+            raise MalformedJSONError(f"the body is not JSON: {exc}") from None
+        ex.parsed = True
+    payload = ex.payload
     if type(payload) is not dict:
         raise ContractViolationError([Violation("", "the body must be a chat request object")])
     chat = wire.parse_chat(payload)

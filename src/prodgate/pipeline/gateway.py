@@ -253,9 +253,13 @@ class Gateway:
         started: float,
         routing_key: str | None = None,
         caller: Principal = ANONYMOUS_PRINCIPAL,
+        payload: Any = None,
     ) -> Outcome:
-        """Serve one OpenAI chat request; its ``model`` names the LLM service."""
+        """Serve one OpenAI chat request; its ``model`` names the LLM service. *payload*
+        is the body's JSON when the access check parsed it already."""
         ex = Exchange("", body, started, routing_key, caller=caller)
+        if payload is not None:
+            ex.payload, ex.parsed = payload, True
         try:
             chat = parse_chat_body(ex)
         except ProdgateError as exc:
