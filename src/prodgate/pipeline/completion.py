@@ -498,7 +498,9 @@ class LlmPath:
             "prompt_model": str(prompt_ref),
             "provider": c.provider,
             "model": c.model,
-            "fallback": answered != str(prompt_ref),
+            # Answered by another model than the version's own (a call no model took
+            # answered nothing, and fell back to nothing).
+            "fallback": bool(c.provider) and answered != str(prompt_ref),
             "attempts": [
                 {
                     "provider": a.provider,
