@@ -34,7 +34,7 @@ def processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Po
     config.write_text(CONFIG)
     commands = {
         "configured": [
-            *["--port", "0", "--config", str(config), "--api-key", "sk-1"],
+            *["--port", "0", "--answers", str(config), "--api-key", "sk-1"],
             *["--error-rate", "0.5", "--errors", "429", "--retry-after", "3"],
         ],
         "plain": ["--port", "0"],
@@ -103,7 +103,7 @@ def test_a_bad_flag_is_one_line_and_exit_2(processes: dict[str, Popen[str]]) -> 
     ("args", "needle"),
     [
         (["--errors", "429,teapot"], "unknown kind 'teapot'"),
-        (["--config", "/no/such/mock.yaml"], "cannot read mock LLM config"),
+        (["--answers", "/no/such/mock.yaml"], "cannot read mock LLM config"),
         (["--port", "-1"], "--port"),
         (["--latency-ms", "soon"], "--latency-ms"),
         (["--api-key", " "], "--api-key"),
@@ -121,7 +121,7 @@ def test_bad_options_are_one_readable_line(args: list[str], needle: str) -> None
 def test_a_bad_config_file_names_the_file(tmp_path: Path) -> None:
     config = tmp_path / "mock.yaml"
     config.write_text("rules: [{contains: fraud}]\n")
-    result = CliRunner().invoke(cli, ["mock-llm", "--config", str(config)])
+    result = CliRunner().invoke(cli, ["mock-llm", "--answers", str(config)])
     assert result.exit_code == 2
     assert "rules[0]" in result.output
 

@@ -20,7 +20,7 @@ from prodgate.exceptions import UsageError
     help="Port to listen on (0: any free one; the printed URL says which).",
 )
 @click.option(
-    "--config",
+    "--answers",
     "config_file",
     type=click.Path(dir_okay=False, path_type=Path),
     help="YAML or JSON file: models served, keyword rules to labels, default_label.",

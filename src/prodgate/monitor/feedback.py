@@ -34,7 +34,8 @@ from prodgate.store.tables import audit_log, feedback
 
 MAX_SOURCE = 128
 #: The longest correct answer taken (characters).
-MAX_CORRECT = 65_536
+#: (Within the 64 KiB a feedback body may have, so that a longer one is a 422, not a 413.)
+MAX_CORRECT = 60_000
 #: The truths feedback on an LLM answer may give, one per feedback.
 LLM_TRUTHS = ("label", "score", "correct")
 

@@ -30,6 +30,7 @@ def inference_record(
     latency_ms: float,
     confidence: float | None = None,
     caller: Principal | None = None,
+    record_id: str | None = None,
 ) -> Record:
     """An inference record: ``action`` is ``predict`` (answered or refused) or ``shadow``.
 
@@ -51,6 +52,7 @@ def inference_record(
         confidence=confidence,
         latency_ms=latency_ms,
         actor=actor,
+        **({"id": record_id} if record_id is not None else {}),
     )
 
 
@@ -132,7 +134,7 @@ def llm_record(
     payload: dict[str, Any] = {"input": input, "output": output, "llm": llm}
     if error is not None:
         payload.update(error)
-    record = inference_record(
+    return inference_record(
         action=action,
         service=service,
         version=version,
@@ -142,6 +144,5 @@ def llm_record(
         ts_us=ts_us,
         latency_ms=latency_ms,
         caller=caller,
+        record_id=record_id,
     )
-    record.id = record_id
-    return record
