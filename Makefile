@@ -5,7 +5,7 @@ BIN = $(VENV)/bin
 PORT ?= 8000
 DEMO_HOME ?= .prodgate-demo
 
-.PHONY: install install-dev demo test check lint format bench bench-replicas bench-keys clean
+.PHONY: install install-dev demo test check lint format bench bench-replicas bench-keys bench-llm clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ bench-replicas: $(VENV)/.dev
 ## bench-keys: the gateway with API keys and a limit (memory, Redis) against auth off (needs wrk)
 bench-keys: $(VENV)/.dev
 	$(BIN)/python bench/keys_overhead.py
+
+## bench-llm: the LLM gateway against LiteLLM's proxy and a bare aiohttp passthrough (needs wrk; installs LiteLLM into bench/.venvs once)
+bench-llm: $(VENV)/.dev
+	$(BIN)/python bench/llm_gateway.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_HOME) .pytest_cache .mypy_cache .ruff_cache

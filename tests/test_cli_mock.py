@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import signal
 import socket
-import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from subprocess import PIPE, Popen
 
 import httpx
 import openai
@@ -20,77 +19,91 @@ from prodgate.cli.main import cli
 COMMAND = [sys.executable, "-m", "prodgate.cli.main", "mock-llm"]
 
 
-@contextmanager
-def mock_process(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    proc = subprocess.Popen(
-        [*COMMAND, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
-        assert url.startswith("http://"), proc.communicate(timeout=5)
-        yield proc, url
-    finally:
+CONFIG = """\
+models: {large: {}, small: {misses: [fraud_signal]}}
+rules: [{contains: [fraud], label: fraud_signal}]
+default_label: new_claim
+"""
+
+
+@pytest.fixture(scope="module")
+def processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Popen[str]]]:
+    """The processes of this module's tests, started together: each takes most of a
+    second to import, which they then spend side by side."""
+    config = tmp_path_factory.mktemp("mock") / "mock.yaml"
+    config.write_text(CONFIG)
+    commands = {
+        "configured": [
+            *["--port", "0", "--answers", str(config), "--api-key", "sk-1"],
+            *["--error-rate", "0.5", "--errors", "429", "--retry-after", "3"],
+        ],
+        "plain": ["--port", "0"],
+        "bad": ["--error-rate", "2"],
+    }
+    started = {
+        name: Popen([*COMMAND, *args], stdout=PIPE, stderr=PIPE, text=True)
+        for name, args in commands.items()
+    }
+    yield started
+    for proc in started.values():
         if proc.poll() is None:
             proc.kill()
         proc.communicate(timeout=5)
 
 
-def test_the_command_serves_until_sigterm(tmp_path: Path) -> None:
-    config = tmp_path / "mock.yaml"
-    config.write_text(
-        "models: {large: {}, small: {misses: [fraud_signal]}}\n"
-        "rules: [{contains: [fraud], label: fraud_signal}]\n"
-        "default_label: new_claim\n"
-    )
-    args = ["--port", "0", "--config", str(config), "--error-rate", "0.5", "--errors", "429"]
-    with mock_process(*args, "--api-key", "sk-1", "--retry-after", "3") as (proc, url):
-        assert url.endswith("/v1")
-        with openai.OpenAI(base_url=url, api_key="sk-1", max_retries=0) as client:
-            first = client.chat.completions.create(
-                model="large", messages=[{"role": "user", "content": "fraud"}]
+def url_of(proc: Popen[str]) -> str:
+    assert proc.stdout is not None
+    url = proc.stdout.readline().strip()
+    assert url.startswith("http://"), proc.communicate(timeout=5)
+    return url
+
+
+def test_the_command_serves_until_sigterm(processes: dict[str, Popen[str]]) -> None:
+    proc = processes["configured"]
+    url = url_of(proc)
+    assert url.endswith("/v1")
+    with openai.OpenAI(base_url=url, api_key="sk-1", max_retries=0) as client:
+        first = client.chat.completions.create(
+            model="large", messages=[{"role": "user", "content": "fraud"}]
+        )
+        assert first.choices[0].message.content == "fraud_signal"
+        with pytest.raises(openai.RateLimitError) as caught:
+            client.chat.completions.create(
+                model="small", messages=[{"role": "user", "content": "fraud"}]
             )
-            assert first.choices[0].message.content == "fraud_signal"
-            with pytest.raises(openai.RateLimitError) as caught:
-                client.chat.completions.create(
-                    model="small", messages=[{"role": "user", "content": "fraud"}]
-                )
-            assert caught.value.response.headers["retry-after"] == "3"
-            with pytest.raises(openai.NotFoundError):
-                client.chat.completions.create(
-                    model="gpt", messages=[{"role": "user", "content": "x"}]
-                )
-        stats = httpx.get(url.removesuffix("/v1") + "/_mock/stats").json()
-        assert stats["by_model"] == {"large": {"ok": 1}, "small": {"429": 1}, "gpt": {"404": 1}}
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=5) == 0
+        assert caught.value.response.headers["retry-after"] == "3"
+        with pytest.raises(openai.NotFoundError):
+            client.chat.completions.create(model="gpt", messages=[{"role": "user", "content": "x"}])
+    stats = httpx.get(url.removesuffix("/v1") + "/_mock/stats").json()
+    assert stats["by_model"] == {"large": {"ok": 1}, "small": {"429": 1}, "gpt": {"404": 1}}
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=5) == 0
 
 
-def test_ctrl_c_stops_it_with_exit_0() -> None:
-    with mock_process("--port", "0") as (proc, url):
-        assert httpx.get(f"{url}/models").status_code == 200
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=5) == 0
-        assert proc.stderr is not None
-        assert "Traceback" not in proc.stderr.read()
+def test_ctrl_c_stops_it_with_exit_0(processes: dict[str, Popen[str]]) -> None:
+    proc = processes["plain"]
+    url = url_of(proc)
+    assert httpx.get(f"{url}/models").status_code == 200
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=5) == 0
+    assert proc.stderr is not None
+    assert "Traceback" not in proc.stderr.read()
 
 
-def test_a_bad_flag_is_one_line_and_exit_2() -> None:
-    done = subprocess.run(
-        [*COMMAND, "--error-rate", "2"], capture_output=True, text=True, timeout=30
-    )
-    assert done.returncode == 2
-    assert done.stdout == ""
-    assert done.stderr.count("\n") == 1
-    assert done.stderr.startswith("prodgate: error: ")
-    assert "--error-rate" in done.stderr
+def test_a_bad_flag_is_one_line_and_exit_2(processes: dict[str, Popen[str]]) -> None:
+    out, err = processes["bad"].communicate(timeout=30)
+    assert processes["bad"].returncode == 2
+    assert out == ""
+    assert err.count("\n") == 1
+    assert err.startswith("prodgate: error: ")
+    assert "--error-rate" in err
 
 
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
         (["--errors", "429,teapot"], "unknown kind 'teapot'"),
-        (["--config", "/no/such/mock.yaml"], "cannot read mock LLM config"),
+        (["--answers", "/no/such/mock.yaml"], "cannot read mock LLM config"),
         (["--port", "-1"], "--port"),
         (["--latency-ms", "soon"], "--latency-ms"),
         (["--api-key", " "], "--api-key"),
@@ -108,7 +121,7 @@ def test_bad_options_are_one_readable_line(args: list[str], needle: str) -> None
 def test_a_bad_config_file_names_the_file(tmp_path: Path) -> None:
     config = tmp_path / "mock.yaml"
     config.write_text("rules: [{contains: fraud}]\n")
-    result = CliRunner().invoke(cli, ["mock-llm", "--config", str(config)])
+    result = CliRunner().invoke(cli, ["mock-llm", "--answers", str(config)])
     assert result.exit_code == 2
     assert "rules[0]" in result.output
 

@@ -526,6 +526,18 @@ def test_drop_after_ends_a_stream_after_n_chunks(
     assert len(received) == 3
     with pytest.raises(openai.APIConnectionError):
         client.chat.completions.create(model="large", messages=user("hi"))
+    mock.set_faults(error_rate=1, errors=["drop_after"], drop_after_chunks=99)
+    lines: list[str] = []
+    with (
+        http.stream(
+            "POST",
+            f"{mock.url}/chat/completions",
+            json={"model": "large", "messages": user("x"), "stream": True},
+        ) as response,
+        pytest.raises(httpx.RemoteProtocolError),
+    ):
+        lines.extend(response.iter_lines())  # the lines before the drop stay
+    assert lines[-2].endswith('"finish_reason":"stop"}]}')  # all but [DONE]
     with http.stream(
         "POST", f"{mock.url}/chat/completions", json={"model": "large", "messages": user("x")}
     ) as response:
@@ -549,6 +561,41 @@ def test_a_stall_is_seen_as_a_client_timeout(mock: MockHandle) -> None:
             client.chat.completions.create(model="large", messages=user("hi"))
         assert time.perf_counter() - started < 3
     assert mock.stats()["by_model"]["large"] == {"stall": 2}
+
+
+def test_stopping_the_server_drops_a_stalled_stream_at_once() -> None:
+    async def main() -> tuple[int, float]:
+        mock = MockLLM(faults={"error_rate": 1, "errors": ["stall"]})
+        url = await mock.start()
+        received = 0
+
+        async def consume() -> None:
+            nonlocal received
+            async with (
+                httpx.AsyncClient() as http,
+                http.stream(
+                    "POST",
+                    f"{url}/chat/completions",
+                    json={"model": "m", "messages": user("x"), "stream": True},
+                ) as response,
+            ):
+                async for line in response.aiter_lines():
+                    received += line.startswith("data: ")
+
+        task = asyncio.create_task(consume())
+        for _ in range(500):
+            if received:
+                break
+            await asyncio.sleep(0.01)
+        started = time.perf_counter()
+        await mock.stop()
+        with pytest.raises(httpx.RemoteProtocolError):
+            await task
+        return received, time.perf_counter() - started
+
+    received, took = asyncio.run(main())
+    assert received == 1
+    assert took < 1
 
 
 def test_a_short_stall_answers_late(mock: MockHandle, client: openai.OpenAI) -> None:
@@ -669,3 +716,23 @@ def test_load_config_errors_are_one_readable_line(tmp_path: Path, text: str, mes
     assert "\n" not in caught.value.detail
     with pytest.raises(UsageError, match="cannot read"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_a_missed_label_is_found_when_the_system_prompt_holds_its_hint() -> None:
+    from prodgate.llm.mock_answers import answer
+
+    config = MockConfig.from_mapping(
+        {
+            "models": {"small": {"misses": {"fraud_signal": "signs of fraud"}}},
+            "rules": [{"contains": ["staged"], "label": "fraud_signal"}],
+            "default_label": "new_claim",
+        }
+    )
+    small = config.options("small")
+    assert small is not None
+    asked = [{"role": "user", "content": "The accident was staged"}]
+    assert answer(config, small, {"messages": asked}).content == "new_claim"
+    hinted = [{"role": "system", "content": "Look for Signs of fraud: staged accidents."}]
+    assert answer(config, small, {"messages": hinted + asked}).content == "fraud_signal"
+    with pytest.raises(UsageError, match="labels to hints"):
+        MockConfig.from_mapping({"models": {"small": {"misses": 3}}})

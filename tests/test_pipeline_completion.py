@@ -283,12 +283,58 @@ async def test_a_budget_refuses_what_it_cannot_cover(llm: Settings, mock: MockHa
         ),
     )
     async with running(llm) as client:
-        statuses = []
-        for _ in range(5):
-            r = await client.post(
+        answers = [
+            await client.post(
                 "/v1/services/letter/predict", json={"inputs": {"message": "a new claim"}}
             )
-            statuses.append(r.status_code)
+            for _ in range(5)
+        ]
+    statuses = [r.status_code for r in answers]
     assert 429 in statuses
+    refusal = next(r for r in answers if r.status_code == 429)
+    assert refusal.json()["limit"] == "budget_day"
+    assert int(refusal.headers["retry-after"]) > 0
     refused = next(rec for rec in _records(llm) if rec["status"] == 429)
     assert "budget" in refused["payload"]["detail"]
+
+
+async def test_a_caller_may_pin_an_approved_version(llm: Settings, tmp_path: Path) -> None:
+    # v2, the large model, approved but not deployed: callers may still name it.
+    register_prompt(llm, write_prompt(tmp_path, "v2", model="backup/large"), deploy=False)
+    body = {"model": "letter@2", "messages": [{"role": "user", "content": "It was staged"}]}
+    async with running(llm) as client:
+        pinned = await client.post("/v1/chat/completions", json=body)
+        production = await client.post("/v1/chat/completions", json={**body, "model": "letter"})
+        unknown = await client.post("/v1/chat/completions", json={**body, "model": "letter@7"})
+    assert pinned.status_code == 200, pinned.text
+    assert pinned.json()["prodgate"]["version"] == 2
+    assert orjson.loads(pinned.json()["choices"][0]["message"]["content"])["category"] == (
+        "fraud_signal"  # the large model does not miss it
+    )
+    assert production.json()["prodgate"]["version"] == 1
+    assert unknown.status_code == 404
+    assert "letter version 7 is not being served" in unknown.json()["detail"]
+
+
+async def test_a_shadow_prompt_version_sees_copies_and_answers_nobody(
+    llm: Settings, tmp_path: Path
+) -> None:
+    from prodgate import spec as spec_module
+    from prodgate.rollout import split
+
+    v2 = register_prompt(llm, write_prompt(tmp_path, "v2", model="backup/large"), deploy=False)
+    store = open_store(llm)
+    try:
+        split.set_shadow(store, spec_module.load(llm.config).service("letter"), v2, actor="t")
+    finally:
+        store.dispose()
+    async with running(llm) as client:
+        r = await client.post(
+            "/v1/services/letter/predict", json={"inputs": {"message": "It was staged"}}
+        )
+    assert r.status_code == 200
+    assert r.json()["output"]["category"] == "new_claim"  # production's answer
+    records = _records(llm)
+    shadow = [rec for rec in records if rec["payload"]["llm"]["model"] == "large"]
+    assert len(records) == 2
+    assert shadow[0]["payload"]["output"]["parsed"]["category"] == "fraud_signal"

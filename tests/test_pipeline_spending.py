@@ -66,7 +66,7 @@ async def ledger(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[L
     if request.param == "memory":
         led = MemoryLedger(clock=lambda: NOON)
     else:
-        led = RedisLedger(REDIS_URL, prefix=prefix, clock=lambda: NOON)
+        led = RedisLedger(REDIS_URL, prefix=prefix, clock=lambda: NOON, timeout_ms=5000)
     yield led
     await led.close()
 

@@ -246,6 +246,15 @@ class Settings:
         parse=_positive,
     )
     log_level: str = _setting("info", "Log level of the server (debug, info, warning, error).")
+    otel: str = _setting(
+        "",
+        "OpenTelemetry spans and GenAI metrics, exported over OTLP/HTTP as the standard "
+        "OTEL_* variables configure it: on or off. Unset, it is on when "
+        "OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set; "
+        "OTEL_SDK_DISABLED=true turns it off whatever this says (docs/telemetry.md).",
+        parse=_choice("on", "off"),
+        shown="off, unless an OTLP endpoint is set",
+    )
     admin_token: str = _setting(
         "",
         "Bootstrap key: a bearer token with every scope (admin), for before any API key "

@@ -41,6 +41,7 @@ _NOUNS = (
     "governance",
     "init",
     "keys",
+    "metrics",  # after governance: its metrics command replaces the older one there
     "mock",
     "registry",
     "rollout",

@@ -42,7 +42,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 
 from prodgate.exceptions import UnavailableError
-from prodgate.limits.ledger_script import LUA, RESERVE, SETTLE, SHA, Batch
+from prodgate.limits.ledger_script import LUA, RESERVE, SETTLE, SHA, SPENT, Batch
 from prodgate.llm.prices import usd_text
 from prodgate.settings import Settings
 
@@ -363,7 +363,7 @@ class _Job:
 class RedisLedger(_Base):
     """Budgets and token limits exact across every replica sharing one Redis.
 
-    Reserves and settles that arrive while a script call is in flight go together in
+    Reserves, settles and reads that arrive while a script call is in flight go in
     the next call (``ledger_script.py``): one round trip, one connection, whatever the
     burst; with nothing in flight a call goes out at once. *timeout_ms* bounds each
     call (connecting included); *fail* is ``closed`` or ``open``. After a failed call
@@ -451,16 +451,12 @@ class RedisLedger(_Base):
     async def spent(self, allowance: Allowance) -> int:
         ident, _ = self.calendar.period(allowance.period, self.calendar.clock())
         key = period_key(self.prefix, allowance, ident)
-        if self._closed or self._resting():
+        out = None
+        if not self._closed and not self._resting():
+            out = await self._submit(_Job(SPENT, [(key, 0, 0, 0)]))
+        if not out:
             raise UnavailableError(UNREACHABLE)
-        try:
-            async with asyncio.timeout(self._timeout):
-                value = await self._client.get(key)
-        except Exception as exc:  # unreachable, timed out, refused: all the same here
-            self._down(exc)
-            raise UnavailableError(UNREACHABLE) from None
-        self._up()
-        return int(value or 0)
+        return out[0]
 
     async def close(self) -> None:
         """Finish what is queued (settles included), then close the connections."""
@@ -489,8 +485,8 @@ class RedisLedger(_Base):
             while self._queue:
                 jobs = self._queue[:MAX_BATCH]
                 del self._queue[:MAX_BATCH]
-                # A reserve whose caller has gone is not sent; settles are.
-                jobs = [j for j in jobs if j.kind != RESERVE or not (j.fut and j.fut.done())]
+                # A reserve or read whose caller has gone is not sent; settles are.
+                jobs = [j for j in jobs if j.kind == SETTLE or not (j.fut and j.fut.done())]
                 answers = await self._send(jobs) if jobs else []
                 for job, answer in zip(jobs, answers, strict=True):
                     if job.fut is not None and not job.fut.done():
@@ -539,10 +535,12 @@ class RedisLedger(_Base):
         for job in jobs:
             if job.kind == RESERVE:
                 n = 2 + 2 * int(out[at + 1])
-                answers.append([int(x) for x in out[at : at + n]])
-                at += n
+            elif job.kind == SPENT:
+                n = len(job.rows)
             else:
-                answers.append([])
+                n = 0
+            answers.append([int(x) for x in out[at : at + n]])
+            at += n
         return answers
 
     def _up(self) -> None:

@@ -1,4 +1,4 @@
-"""The Lua script of the Redis ledger: many reserves and settles in one call.
+"""The Lua script of the Redis ledger: many reserves, settles and reads in one call.
 
 Each period of each allowance is one Redis string holding the units spent in it
 (micro-dollars or tokens), named ``<prefix><allowance name>:<period id>:<subject>``
@@ -7,28 +7,30 @@ subject holds a colon, so two allowances never share a key. It expires an hour a
 its period ends (EXPIREAT), which leaves time for calls still running at the turn to
 settle; a settle that comes later finds its period gone and leaves nothing behind.
 
-One script call carries every reserve and settle a replica queued while its previous
-call was in flight (a *batch* of *groups*), so a burst costs one round trip and one
-connection rather than one of each per request. Redis runs a script atomically: the
-groups are decided one after another, each reserve all or nothing, against totals no
-other replica can change in between, so replicas reserving at once are exact.
+One script call carries everything a replica queued while its previous call was in
+flight (a *batch* of *groups*), so a burst costs one round trip and one connection
+rather than one of each per request. Redis runs a script atomically: the groups are
+decided one after another, each reserve all or nothing, against totals no other
+replica can change in between, so replicas reserving at once are exact.
 
 ARGV is the number of groups, then each group: its kind (``r`` reserve, ``s``
-settle), its number of claims, then per claim four values: the key's index in KEYS,
-then for a reserve its limit, amount and expiry (Unix seconds), for a settle its
-delta (actual minus reserved), expiry and a 0. A reserve checks every claim first
-(spent + amount <= limit, an amount of 0 needing room for 1) and adds the amounts only
-if all fit; it answers ``1, 0`` when taken, else ``0, m`` then, for each of the m
-claims that did not fit, its 1-based index and what its period had spent. A settle
-adds each delta (a total pushed below zero, its key evicted mid-call, becomes zero)
-and answers nothing.
+settle, ``g`` read), its number of claims, then per claim four values: the key's
+index in KEYS, then for a reserve its limit, amount and expiry (Unix seconds), for a
+settle its delta (actual minus reserved), expiry and a 0, for a read three 0s.
+
+A reserve checks every claim first (spent + amount <= limit, an amount of 0 needing
+room for 1) and adds the amounts only if all fit; it answers ``1, 0`` when taken,
+else ``0, m`` then, for each of the m claims that did not fit, its 1-based index and
+what its period had spent. A settle adds each delta (a total pushed below zero, its
+key evicted mid-call, becomes zero) and answers nothing. A read answers each key's
+total.
 """
 
 from __future__ import annotations
 
 import hashlib
 
-RESERVE, SETTLE = "r", "s"
+RESERVE, SETTLE, SPENT = "r", "s", "g"
 
 LUA = r"""
 local ngroups = tonumber(ARGV[1])
@@ -71,6 +73,10 @@ for g = 1, ngroups do
       out[#out + 1] = 0
       out[#out + 1] = #refused / 2
       for j = 1, #refused do out[#out + 1] = refused[j] end
+    end
+  elseif kind == 'g' then
+    for i = 1, n do
+      out[#out + 1] = tonumber(redis.call('GET', KEYS[tonumber(ARGV[p + 4 * (i - 1)])]) or '0')
     end
   else
     for i = 1, n do

@@ -13,7 +13,7 @@ import hashlib
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -52,6 +52,9 @@ class ModelOptions:
     #: False: answers carry no ``usage`` (the caller must estimate tokens).
     usage: bool = True
     cached_tokens: int = 0
+    #: A missed label the model does give when a system (or developer) message holds
+    #: the hint's words: a weaker model that a better prompt helps.
+    hints: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -121,8 +124,12 @@ def _model_options(name: str, raw: Any) -> ModelOptions:
     misses = raw.get("misses", [])
     if isinstance(misses, str):
         misses = [misses]
+    hints: dict[str, str] = {}
+    if isinstance(misses, Mapping):  # label: the words of a prompt that make up for it
+        hints = {str(k): str(v).lower() for k, v in misses.items() if v}
+        misses = list(misses)
     if not isinstance(misses, list) or not all(isinstance(m, str) for m in misses):
-        raise UsageError(f"{where}.misses: expected a list of labels")
+        raise UsageError(f"{where}.misses: expected a list of labels, or labels to hints")
     latency = raw.get("latency_ms", 0)
     if isinstance(latency, bool) or not isinstance(latency, int | float) or latency < 0:
         raise UsageError(f"{where}.latency_ms: expected a number of milliseconds >= 0")
@@ -132,7 +139,7 @@ def _model_options(name: str, raw: Any) -> ModelOptions:
     cached = raw.get("cached_tokens", 0)
     if isinstance(cached, bool) or not isinstance(cached, int) or cached < 0:
         raise UsageError(f"{where}.cached_tokens: expected a whole number >= 0")
-    return ModelOptions(frozenset(misses), float(latency), usage, cached)
+    return ModelOptions(frozenset(misses), float(latency), usage, cached, hints)
 
 
 def _rules(raw: Any) -> tuple[Rule, ...]:
@@ -194,7 +201,7 @@ def answer(config: MockConfig, options: ModelOptions, body: Mapping[str, Any]) -
     messages: list[Mapping[str, Any]] = body["messages"]
     limit = _max_tokens(body)
     asked = _last_user_text(messages)
-    label = choose_label(config, options, asked)
+    label = choose_label(config, options, asked, _system_text(messages))
     prompt = prompt_tokens(messages)
     tool_calls: tuple[dict[str, Any], ...] = ()
     finish = "stop"
@@ -214,15 +221,30 @@ def answer(config: MockConfig, options: ModelOptions, body: Mapping[str, Any]) -
     return Answer(content, finish, tool_calls, prompt, max(1, len(content.split())))
 
 
-def choose_label(config: MockConfig, options: ModelOptions, text: str) -> str | None:
-    """The first rule with a keyword in *text* whose label the model does not miss."""
+def choose_label(
+    config: MockConfig, options: ModelOptions, text: str, system: str = ""
+) -> str | None:
+    """The first rule with a keyword in *text* whose label the model does not miss (or
+    misses only without a hint, and *system* holds the hint)."""
     if not config.rules:
         return None
     lowered = text.lower()
     for rule in config.rules:
-        if rule.label not in options.misses and any(k in lowered for k in rule.keywords):
+        missed = rule.label in options.misses
+        if missed and options.hints.get(rule.label, "\0") in system:
+            missed = False
+        if not missed and any(k in lowered for k in rule.keywords):
             return rule.label
     return config.default_label
+
+
+def _system_text(messages: Sequence[Mapping[str, Any]]) -> str:
+    """The system and developer messages' text, lowercased."""
+    return " ".join(
+        str(m.get("content") or "").lower()
+        for m in messages
+        if m.get("role") in ("system", "developer")
+    )
 
 
 def _max_tokens(body: Mapping[str, Any]) -> int | None:

@@ -3,6 +3,12 @@
 Feedback names an inference by id and gives its true label (classifiers) or value
 (regressors), where it came from and when it was observed. It is kept one per
 inference, recorded in the audit log, and feeds canary checks and production metrics.
+
+An LLM answer (a service of kind ``llm``) takes one of three: its true ``label``
+(classification prompts, the same rule as a classifier's), a ``score`` from 0 to 1,
+or the ``correct`` answer's text. A label or a correct answer is graded against the
+answer on arrival (:func:`prodgate.monitor.llm.grade`), and what is stored is the
+truth with its verdict: ``{"label": "fraud", "match": false}``, ``{"score": 0.8}``.
 """
 
 from __future__ import annotations
@@ -21,11 +27,17 @@ from prodgate.exceptions import (
     UnknownInferenceError,
     Violation,
 )
+from prodgate.monitor import llm
 from prodgate.spec import ServiceSpec, Spec
 from prodgate.store.engine import Store, now_us
 from prodgate.store.tables import audit_log, feedback
 
 MAX_SOURCE = 128
+#: The longest correct answer taken (characters).
+#: (Within the 64 KiB a feedback body may have, so that a longer one is a 422, not a 413.)
+MAX_CORRECT = 60_000
+#: The truths feedback on an LLM answer may give, one per feedback.
+LLM_TRUTHS = ("label", "score", "correct")
 
 
 #: The last second datetime can name (9999-12-31T23:59:59Z); times are kept in us.
@@ -68,6 +80,8 @@ def parse(body: Any, service: ServiceSpec) -> tuple[Any, str, int]:
     declared label, or 0..k-1 and false/true standing for the labels in order. The
     label stored is the declared one.
     """
+    if service.kind == "llm":
+        return _parse_llm(body, service)
     if not isinstance(body, dict):
         raise ContractViolationError([Violation("", 'send {"label": ...} or {"value": ...}')])
     violations = [
@@ -88,6 +102,15 @@ def parse(body: Any, service: ServiceSpec) -> tuple[Any, str, int]:
         violations.append(Violation(f"/{key}", "must be a number"))
     else:
         value = float(truth)
+    source, observed = _provenance(body, violations)
+    if violations:
+        raise ContractViolationError(violations)
+    return value, source, observed
+
+
+def _provenance(body: dict[str, Any], violations: list[Violation]) -> tuple[str, int]:
+    """Where the feedback came from and when it was observed; problems go to
+    *violations*."""
     source = body.get("source", "api")
     if not isinstance(source, str) or not 0 < len(source) <= MAX_SOURCE:
         violations.append(Violation("/source", f"must be a string of 1 to {MAX_SOURCE} characters"))
@@ -98,6 +121,51 @@ def parse(body: Any, service: ServiceSpec) -> tuple[Any, str, int]:
     except ContractViolationError as exc:
         violations.extend(exc.violations)
         observed = 0
+    return source, observed
+
+
+def _parse_llm(body: Any, service: ServiceSpec) -> tuple[dict[str, Any], str, int]:
+    """Feedback on an LLM answer: exactly one of ``label``, ``score`` or ``correct``."""
+    ways = '"label" (a classification), "score" (0 to 1) or "correct" (the right answer)'
+    if not isinstance(body, dict):
+        raise ContractViolationError([Violation("", f"send an object with {ways}")])
+    violations = [
+        Violation(f"/{k}", "unknown field")
+        for k in sorted(set(body) - {*LLM_TRUTHS, "source", "observed_at"})
+    ]
+    given = [k for k in LLM_TRUTHS if k in body]
+    if not given:
+        violations.append(Violation("", f"give the truth as {ways}"))
+        raise ContractViolationError(violations)
+    value: dict[str, Any] = {}
+    if len(given) > 1:
+        violations.append(Violation("", f"give one of label, score or correct, not {given}"))
+    else:
+        key = given[0]
+        truth = body[key]
+        if key == "label":
+            label = service.as_label(truth)
+            if label is None:
+                violations.append(Violation("/label", _not_a_label(service)))
+            value = {"label": label}
+        elif key == "score":
+            if (
+                not isinstance(truth, (int, float))
+                or isinstance(truth, bool)
+                or not 0 <= truth <= 1  # NaN fails this too
+            ):
+                violations.append(Violation("/score", "must be a number from 0 to 1"))
+            else:
+                value = {"score": float(truth)}
+        elif not isinstance(truth, str) or not truth.strip() or len(truth) > MAX_CORRECT:
+            violations.append(
+                Violation(
+                    "/correct", f"must be the right answer's text, 1 to {MAX_CORRECT} characters"
+                )
+            )
+        else:
+            value = {"correct": truth}
+    source, observed = _provenance(body, violations)
     if violations:
         raise ContractViolationError(violations)
     return value, source, observed
@@ -124,6 +192,11 @@ def submit(store: Store, spec: Spec, inference_id: str, body: Any) -> dict[str, 
             raise UnknownInferenceError(f"no accepted decision with id {inference_id!r}")
         service = spec.service(row.service)
         value, source, observed = parse(body, service)
+        if service.kind == "llm":
+            payload = conn.execute(
+                sa.select(audit_log.c.payload).where(audit_log.c.id == inference_id)
+            ).scalar_one()
+            value = llm.grade(service, orjson.loads(payload).get("output"), value)
         exists = conn.execute(
             sa.select(feedback.c.inference_id).where(feedback.c.inference_id == inference_id)
         ).first()

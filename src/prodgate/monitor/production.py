@@ -88,7 +88,11 @@ def production_metrics(
                 {
                     "version": version,
                     "operations": ops.as_dict(),
-                    "quality": _labelled(conn, service, version, start, end),
+                    # An LLM answer's quality is graded apart (monitor.llm), not scored
+                    # as a classifier's prediction.
+                    "quality": None
+                    if service.kind == "llm"
+                    else _labelled(conn, service, version, start, end),
                 }
             )
     return {

@@ -10,6 +10,11 @@ them; production metrics (:mod:`prodgate.monitor.production`) report them.
 Windows are half-open, ``start_us <= ts_us < end_us``, so consecutive intervals
 never count a request twice. Queries use the ``(service, ts_us)`` index and return
 aggregates, one latency value and at most :data:`FEEDBACK_LIMIT` labelled rows.
+
+A prompt version's window (a service of kind ``llm``) also carries its
+:class:`~prodgate.monitor.llm.LlmFigures`: time to first token, tokens, cost per call
+and the feedback on its answers, which is graded (right or wrong, or a score) rather
+than compared with a ``prediction``. That reads one row per request in the window.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from prodgate.audit.record import KIND_INFERENCE
+from prodgate.monitor import llm as llm_module
+from prodgate.monitor.llm import LlmFigures
 from prodgate.spec import Business
 from prodgate.store.tables import audit_log, feedback
 
@@ -49,6 +56,7 @@ class VersionStats:
     correct: int = 0
     cost_total: float | None = None  # business cost of the labelled decisions
     cost_sq: float | None = None  # sum of their squares (the spread); None: unknown
+    llm: LlmFigures | None = None  # a prompt version's LLM figures; None for other kinds
 
     def cost_variance(self) -> float:
         """Sample variance of the per-decision cost (0 when it is not known)."""
@@ -83,6 +91,10 @@ class VersionStats:
     def as_dict(self) -> dict[str, Any]:
         """Counts and derived rates, as recorded in the audit log."""
         out = asdict(self)
+        # Absent, not null, for other kinds: their records read as they always have.
+        out.pop("llm")
+        if self.llm is not None:
+            out["llm"] = self.llm.as_dict()
         out.update(
             error_rate=self.error_rate,
             escalation_rate=self.escalation_rate,
@@ -93,7 +105,8 @@ class VersionStats:
         return out
 
 
-def _window(service: str, version: int, start_us: int, end_us: int) -> list[Any]:
+def window_conditions(service: str, version: int, start_us: int, end_us: int) -> list[Any]:
+    """The conditions that select a version's requests in ``[start_us, end_us)``."""
     # service and ts_us first: they are the index; the rest filter the range it yields.
     # Shadow copies (action "shadow") answered nobody, so only "predict" counts.
     return [
@@ -121,6 +134,7 @@ def window_stats(
     *,
     quality_start_us: int | None = None,
     feedback_limit: int = FEEDBACK_LIMIT,
+    llm: bool | None = None,
 ) -> VersionStats:
     """Measure *version* of *service* over ``[start_us, end_us)``.
 
@@ -129,8 +143,12 @@ def window_stats(
     business cost per decision come from the feedback those decisions received, for
     the decisions made from *quality_start_us* (default *start_us*) on: ground truth
     arrives late, so quality is better judged over a longer stretch than operations.
+
+    A prompt version (*llm*; None: look its flavor up in the registry) also gets its
+    :class:`~prodgate.monitor.llm.LlmFigures`, and its accuracy counts the answers
+    whose feedback graded them right among those graded right or wrong.
     """
-    where = _window(service, version, start_us, end_us)
+    where = window_conditions(service, version, start_us, end_us)
     ok = audit_log.c.status == 200
     row = conn.execute(
         sa.select(
@@ -155,15 +173,37 @@ def window_stats(
             .limit(1)
         ).scalar()
         p95 = float(p95_value) if p95_value is not None else None
+    quality_start = start_us if quality_start_us is None else quality_start_us
+    if llm if llm is not None else llm_module.is_prompt_version(conn, service, version):
+        figures = llm_module.read_figures(
+            conn,
+            where,
+            window_conditions(service, version, quality_start, end_us),
+            feedback_limit=feedback_limit,
+        )
+        return VersionStats(
+            version=version,
+            start_us=start_us,
+            end_us=end_us,
+            requests=requests,
+            errors=errors,
+            successes=successes,
+            escalations=escalations,
+            violations=violations,
+            p95_latency_ms=p95,
+            labelled=figures.labelled,
+            graded=figures.graded,
+            correct=figures.correct,
+            llm=figures,
+        )
     labelled = graded = correct = 0
     cost = 0.0 if business is not None else None
     cost_sq = 0.0 if business is not None else None
-    quality_start = start_us if quality_start_us is None else quality_start_us
     if successes or quality_start < start_us:
         rows = conn.execute(
             sa.select(audit_log.c.payload, audit_log.c.decision, feedback.c.value)
             .join(feedback, feedback.c.inference_id == audit_log.c.id)
-            .where(*_window(service, version, quality_start, end_us), ok)
+            .where(*window_conditions(service, version, quality_start, end_us), ok)
             .order_by(audit_log.c.ts_us.desc())
             .limit(feedback_limit)
         ).all()

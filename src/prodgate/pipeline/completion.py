@@ -69,6 +69,7 @@ from prodgate.rollout.router import Router
 from prodgate.spec import ServiceSpec
 from prodgate.spec.llm import ModelRef
 from prodgate.store.engine import now_us
+from prodgate.telemetry import Telemetry
 
 CLIENT_CLOSED = 499  # the caller went away before the stream ended (nginx's code)
 
@@ -85,6 +86,7 @@ class _Call:
     record_id: str = field(default_factory=new_id)
     reservation: Reservation | None = None
     prompt_tokens: int | None = None
+    start_ns: int = 0  # when the upstream call began (wall clock, for its span)
 
 
 class LlmPath:
@@ -102,6 +104,7 @@ class LlmPath:
         metrics: Metrics,
         limits: Limits,
         spending: Spending,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.name = service.name
         self.service = service
@@ -113,6 +116,7 @@ class LlmPath:
         self.metrics = metrics
         self.limits = limits
         self.spending = spending
+        self.telemetry = telemetry if telemetry is not None else Telemetry()
         self._finishing: set[asyncio.Task[Any]] = set()
 
     # -- the two ways in -------------------------------------------------------------
@@ -126,33 +130,46 @@ class LlmPath:
         return await self._guarded(ex, self._chat)
 
     async def _guarded(self, ex: Exchange, stages: Any) -> Outcome:
-        try:
-            outcome: Outcome = await stages(ex)
-        except ProdgateError as exc:
-            outcome = await self.refusal(ex, exc)
-        finally:
-            if ex.lease is not None:  # a stream gives its slots back when it ends
-                await self.limits.release(ex)
+        name = "prodgate.chat" if ex.chat is not None else "prodgate.predict"
+        with self.telemetry.request(
+            name, service=self.name, key_id=ex.caller.key_id, started=ex.started
+        ) as span:
+            try:
+                outcome: Outcome = await stages(ex)
+            except ProdgateError as exc:
+                with self.telemetry.stage("refuse"):
+                    outcome = await self.refusal(ex, exc)
+            finally:
+                if ex.lease is not None:  # a stream gives its slots back when it ends
+                    await self.limits.release(ex)
+            span.answered(outcome.status, version=ex.version)
         if ex.limit_headers and outcome.status != 429:
             outcome.headers = {**ex.limit_headers, **(outcome.headers or {})}
         return outcome
 
     async def _predict(self, ex: Exchange) -> Outcome:
-        parse(ex, 1)
-        await self.limits.admit(ex)
+        stage = self.telemetry.stage
+        with stage("parse"):
+            parse(ex, 1)
+        with stage("limit"):
+            await self.limits.admit(ex)
         state = self.fleet.services[self.name]
-        chosen = choose(ex, state, self.router)
-        validate(ex, self.contract)
+        with stage("route"):
+            chosen = choose(ex, state, self.router)
+        with stage("contract"):
+            validate(ex, self.contract)
         live = admit(ex, state, chosen)
         endpoint = _endpoint(live)
         messages = endpoint.prompt.render(ex.rows[0])
         call = _Call(ex, live, endpoint, endpoint.body(messages, {}), "predict")
+        self._shadow(call)
         return await self._complete(call)
 
     async def _chat(self, ex: Exchange) -> Outcome:
         chat: wire.ChatRequest = ex.chat
         ex.rows = ({"messages": chat.messages},)
-        await self.limits.admit(ex)
+        with self.telemetry.stage("limit"):
+            await self.limits.admit(ex)
         state = self.fleet.services[self.name]
         if chat.version is None:
             chosen = choose(ex, state, self.router)
@@ -169,6 +186,7 @@ class LlmPath:
         self._check_tools(ex, chat.tools)
         body = endpoint.body(endpoint.prompt.fixed_messages + chat.messages, chat.params)
         call = _Call(ex, live, endpoint, body, "chat")
+        self._shadow(call)
         if chat.stream:
             return await self._stream(call, chat.include_usage)
         return await self._complete(call)
@@ -188,18 +206,61 @@ class LlmPath:
                 ex.caller.key_id,
             )
 
+    # -- shadow ----------------------------------------------------------------------
+
+    def _shadow(self, call: _Call) -> None:
+        """Send a copy of the call to the shadow version, if there is one, in the
+        background: its answer is recorded (action ``shadow``), never returned."""
+        shadow = self.fleet.services[self.name].shadow
+        if shadow is None or shadow.endpoint is None or shadow is call.live:
+            return
+        endpoint = shadow.endpoint
+        if call.mode == "predict":
+            body = endpoint.body(endpoint.prompt.render(call.ex.rows[0]), {})
+        else:
+            chat: wire.ChatRequest = call.ex.chat
+            body = endpoint.body(endpoint.prompt.fixed_messages + chat.messages, chat.params)
+            body.pop("tools", None)  # a shadow must not act
+        copy = _Call(call.ex, shadow, endpoint, body, call.mode)
+        task = asyncio.get_running_loop().create_task(self._run_shadow(copy))
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+
+    async def _run_shadow(self, call: _Call) -> None:
+        try:
+            completion = await call.endpoint.route.complete(call.body)
+            failure: ProdgateError | None = None
+        except RouteFailed as failed:
+            completion = failed.completion
+            failure = _failure(completion)
+        usage, cost = self._usage(call, completion)
+        parsed: Any = None
+        if failure is None and _checks_output(call, completion):
+            try:
+                parsed = call.endpoint.parse_output(completion.text)
+            except OutputContractError as exc:
+                failure = exc
+        status = 200 if failure is None else failure.status
+        try:
+            await self._record(
+                call, completion, usage, cost, status, failure, parsed, action="shadow"
+            )
+        except ProdgateError:  # a shadow's record lost is not the caller's problem
+            return
+
     # -- budget ----------------------------------------------------------------------
 
     async def _reserve(self, call: _Call) -> None:
         """Reserve the call's worst case on every budget and token limit that applies."""
         if not self.spending.allowances(call.ex.caller, self.name):
             return
-        tokens = call.prompt_tokens = count_messages(call.body["messages"])
-        most = call.endpoint.max_tokens(call.body)
-        worst = worst_case_usd(call.endpoint.worst_price, tokens, most)
-        call.reservation = await self.spending.reserve(
-            call.ex.caller, self.name, worst, tokens + most
-        )
+        with self.telemetry.stage("budget"):
+            tokens = call.prompt_tokens = count_messages(call.body["messages"])
+            most = call.endpoint.max_tokens(call.body)
+            worst = worst_case_usd(call.endpoint.worst_price, tokens, most)
+            call.reservation = await self.spending.reserve(
+                call.ex.caller, self.name, worst, tokens + most
+            )
 
     async def _settle(self, call: _Call, usage: Usage | None, cost: float) -> None:
         if call.reservation is not None:
@@ -211,13 +272,16 @@ class LlmPath:
 
     async def _complete(self, call: _Call) -> Outcome:
         await self._reserve(call)
+        start_ns = time.time_ns()
         try:
-            completion = await call.endpoint.route.complete(call.body)
+            with self.telemetry.stage("infer"):
+                completion = await call.endpoint.route.complete(call.body)
             failure: ProdgateError | None = None
         except RouteFailed as failed:
             completion = failed.completion
             failure = _failure(completion)
         usage, cost = self._usage(call, completion)
+        self._trace_call(call, completion, usage, start_ns)
         await self._settle(call, usage, cost)
         parsed: Any = None
         if failure is None and _checks_output(call, completion):
@@ -277,6 +341,7 @@ class LlmPath:
 
     async def _stream(self, call: _Call, include_usage: bool) -> Outcome:
         await self._reserve(call)
+        call.start_ns = time.time_ns()
         stream = call.endpoint.route.stream(call.body)
         events = stream.__aiter__()
         try:
@@ -369,12 +434,32 @@ class LlmPath:
                 with contextlib.suppress(Exception):
                     await stream.aclose()
             usage, cost = self._usage(call, completion)
+            self._trace_call(call, completion, usage, call.start_ns)
             await self._settle(call, usage, cost)
             await self._record(call, completion, usage, cost, status, failure, None, stream=True)
             return usage, cost
         finally:
             if lease is not None:
                 await self.limits.limiter.release(lease)
+
+    def _trace_call(self, call: _Call, c: Completion, usage: Usage, start_ns: int) -> None:
+        """The call's GenAI span and metrics (when telemetry is on)."""
+        if not self.telemetry.on:
+            return
+        error = getattr(c.error, "kind", None) if c.error is not None else None
+        self.telemetry.record_llm_call(
+            provider=c.provider,
+            request_model=str(call.endpoint.targets[0].model),
+            response_model=c.model,
+            duration_s=(time.time_ns() - start_ns) / 1e9,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            finish_reason=c.finish_reason,
+            error_type=error,
+            start_ns=start_ns,
+            max_tokens=call.endpoint.max_tokens(call.body),
+            temperature=call.body.get("temperature"),
+        )
 
     # -- usage, cost, record ---------------------------------------------------------
 
@@ -402,6 +487,7 @@ class LlmPath:
         parsed: Any,
         *,
         stream: bool = False,
+        action: str = "predict",
     ) -> None:
         ex, version = call.ex, call.live.version.number
         prompt_ref = call.endpoint.targets[0]
@@ -412,7 +498,9 @@ class LlmPath:
             "prompt_model": str(prompt_ref),
             "provider": c.provider,
             "model": c.model,
-            "fallback": answered != str(prompt_ref),
+            # Answered by another model than the version's own (a call no model took
+            # answered nothing, and fell back to nothing).
+            "fallback": bool(c.provider) and answered != str(prompt_ref),
             "attempts": [
                 {
                     "provider": a.provider,
@@ -456,9 +544,11 @@ class LlmPath:
             latency_ms=latency_ms,
             caller=ex.caller,
             error=error,
+            action=action,
         )
         await self.recorder.record([record])
-        self._count(call, c, usage, cost, status, failure, latency_ms)
+        if action == "predict":
+            self._count(call, c, usage, cost, status, failure, latency_ms)
 
     def _count(
         self,
@@ -567,11 +657,13 @@ def _ms(started: float) -> float:
 
 def parse_chat_body(ex: Exchange) -> wire.ChatRequest:
     """The chat stage of parsing: JSON, then OpenAI's shape (every violation listed)."""
-    try:
-        payload = orjson.loads(ex.body)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedJSONError(f"the body is not JSON: {exc}") from None
-    ex.payload, ex.parsed = payload, True
+    if not ex.parsed:
+        try:
+            ex.payload = orjson.loads(ex.body)
+        except orjson.JSONDecodeError as exc:
+            raise MalformedJSONError(f"the body is not JSON: {exc}") from None
+        ex.parsed = True
+    payload = ex.payload
     if type(payload) is not dict:
         raise ContractViolationError([Violation("", "the body must be a chat request object")])
     chat = wire.parse_chat(payload)

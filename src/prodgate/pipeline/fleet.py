@@ -32,6 +32,7 @@ from prodgate.exceptions import ArtifactError, ProdgateError
 from prodgate.pipeline.batcher import Batcher
 from prodgate.pipeline.metrics import Metrics
 from prodgate.registry import artifacts
+from prodgate.registry.approvals import approved_versions
 from prodgate.registry.versions import Version, get_version
 from prodgate.rollout.router import Split
 from prodgate.rollout.split import Deployment, all_deployments
@@ -122,6 +123,7 @@ class Fleet:
         self._lock = asyncio.Lock()
         self._reported: dict[tuple[str, int], str] = {}  # load errors already logged
         self._retiring: set[asyncio.Task[None]] = set()
+        self._pinned: dict[str, list[int]] = {}  # approved LLM versions, by service
 
     @property
     def load_errors(self) -> dict[str, str]:
@@ -150,12 +152,22 @@ class Fleet:
     def _read(self) -> tuple[dict[str, Deployment], dict[tuple[str, int], Version]]:
         with self.store.read() as conn:
             deployments = all_deployments(conn)
+            self._pinned = {
+                name: approved_versions(conn, service)
+                for name, service in self.spec.services.items()
+                if service.kind == "llm"
+            }
             versions = {
                 (name, n): get_version(conn, name, n)
                 for name in self.spec.services
-                for n in _needed(deployments.get(name))
+                for n in self._wanted(name, deployments.get(name))
             }
         return deployments, versions
+
+    def _wanted(self, name: str, dep: Deployment | None) -> list[int]:
+        """The versions to load: those of the split, and for an LLM service also every
+        approved one (callers may pin one: ``service@version``; a prompt is cheap)."""
+        return sorted({*_needed(dep), *self._pinned.get(name, ())})
 
     async def _refresh_service(
         self,
@@ -170,7 +182,16 @@ class Fleet:
         shadow_error: str | None = None
         serving = set() if dep is None else {dep.production_version, dep.canary_version}
         failed = self.metrics.load_failed
-        for number in _needed(dep):
+        split_versions = set(_needed(dep))
+        for number in self._wanted(service.name, dep):
+            if number not in split_versions:  # an approved LLM version callers may pin
+                if number not in loaded:
+                    with contextlib.suppress(ProdgateError):
+                        live = await asyncio.to_thread(
+                            self._load, service, versions[(service.name, number)]
+                        )
+                        loaded[number] = live
+                continue
             role = "shadow" if number not in serving else "serving"
             if number in loaded:
                 continue
@@ -194,7 +215,7 @@ class Fleet:
             live.start()
             loaded[number] = live
             logger.info("%s: loaded version %s (%s)", service.name, number, version.flavor)
-        keep = set(_needed(dep))
+        keep = set(self._wanted(service.name, dep))
         for key in [k for k in self._reported if k[0] == service.name and k[1] not in keep]:
             self._forget(*key)  # no longer wanted: log it again if it comes back
         split = None

@@ -50,6 +50,7 @@ from prodgate.rollout.router import Router
 from prodgate.settings import Settings
 from prodgate.spec import Spec
 from prodgate.store.engine import Store
+from prodgate.telemetry import Telemetry, build_telemetry
 
 logger = logging.getLogger("prodgate.gateway")
 
@@ -106,6 +107,7 @@ class Gateway:
         store: Store,
         metrics: Metrics,
         keyring: KeyRing | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.settings = settings
         self.keyring = keyring if keyring is not None else KeyRing(settings.admin_token)
@@ -133,6 +135,7 @@ class Gateway:
         self.limits = limits = Limits(
             self.limiter, {n: s.limits for n, s in spec.services.items()}, metrics
         )
+        self.telemetry = telemetry if telemetry is not None else build_telemetry(settings)
         self.ledger = build_ledger(settings)
         self.spending = Spending(self.ledger, spec.services, metrics)
         router = Router()
@@ -149,6 +152,7 @@ class Gateway:
                     metrics=metrics,
                     limits=limits,
                     spending=self.spending,
+                    telemetry=self.telemetry,
                 )
                 continue
             self.paths[name] = ServicePath(
@@ -162,6 +166,7 @@ class Gateway:
                 metrics=metrics,
                 limits=limits,
                 max_rows=settings.max_queue,
+                telemetry=self.telemetry,
             )
         self.started = False
         self._gc_threshold = gc.get_threshold()
@@ -194,6 +199,7 @@ class Gateway:
             await self.llm.close()
             await self.limiter.close()
             await self.ledger.close()
+            await self.telemetry.close()
         finally:
             await self.recorder.close()  # what was acknowledged is committed or journalled
             thaw_heap(self._gc_threshold)
@@ -247,9 +253,13 @@ class Gateway:
         started: float,
         routing_key: str | None = None,
         caller: Principal = ANONYMOUS_PRINCIPAL,
+        payload: Any = None,
     ) -> Outcome:
-        """Serve one OpenAI chat request; its ``model`` names the LLM service."""
+        """Serve one OpenAI chat request; its ``model`` names the LLM service. *payload*
+        is the body's JSON when the access check parsed it already."""
         ex = Exchange("", body, started, routing_key, caller=caller)
+        if payload is not None:
+            ex.payload, ex.parsed = payload, True
         try:
             chat = parse_chat_body(ex)
         except ProdgateError as exc:

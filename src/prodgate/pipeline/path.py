@@ -19,11 +19,17 @@ A stage that refuses raises a :class:`~prodgate.exceptions.ProdgateError`; the p
 hands it to :class:`~prodgate.pipeline.refusal.Refusal`, which records and answers
 it. A stage never touches the store: what it needs is in memory (the compiled
 contract here, the split and models in the fleet).
+
+With telemetry on, a request is a ``prodgate.predict`` span and each stage a child
+span of that name (``route`` for choose, ``admit`` for the kill switch, ``refuse``
+for a refusal's record); the path holds each stage's function wrapped once, at
+construction, so with telemetry off it holds the plain functions and pays nothing.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,10 +52,19 @@ from prodgate.pipeline.validation import validate
 from prodgate.rollout.router import Router
 from prodgate.spec import ServiceSpec
 from prodgate.store.engine import now_us
+from prodgate.telemetry import Telemetry
+
+REQUEST_SPAN = "prodgate.predict"
 
 
 class ServicePath:
     """Every stage a predict request to one service goes through, in order."""
+
+    handle: Callable[[Exchange], Awaitable[Outcome]]
+    """Serve one predict request: :meth:`_serve`, inside the request's span when
+    telemetry is on. Chosen once, when the path is built: an untraced path pays
+    nothing for the choice, where a test per request and one more coroutine would
+    cost about 0.2 µs."""
 
     def __init__(
         self,
@@ -64,6 +79,7 @@ class ServicePath:
         metrics: Metrics,
         limits: Limits,
         max_rows: int,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.name = service.name
         self.contract = contract
@@ -77,8 +93,29 @@ class ServicePath:
         self.max_rows = max_rows
         self.threshold = service.escalation_below
         self._counts: dict[int, _Counts] = {}
+        self.telemetry = telemetry = telemetry if telemetry is not None else Telemetry()
+        # Each stage in a span of its name when telemetry is on; the function itself when off.
+        staged = telemetry.staged
+        self._parse = staged("parse", parse)
+        self._limit = staged("limit", limits.admit)
+        self._choose = staged("route", choose)
+        self._validate = staged("contract", validate)
+        self._admit = staged("admit", admit)
+        self._infer = staged("infer", infer)
+        self._store = staged("record", recorder.record)
+        self._refuse = staged("refuse", refusal.__call__)
+        self.handle = self._traced if telemetry.on else self._serve
 
-    async def handle(self, ex: Exchange) -> Outcome:
+    async def _traced(self, ex: Exchange) -> Outcome:
+        """:meth:`_serve` in the request's span, which starts when the request arrived."""
+        with self.telemetry.request(
+            REQUEST_SPAN, service=self.name, key_id=ex.caller.key_id, started=ex.started
+        ) as span:
+            outcome = await self._serve(ex)
+            span.answered(outcome.status, version=ex.version)
+        return outcome
+
+    async def _serve(self, ex: Exchange) -> Outcome:
         """Serve one predict request."""
         try:
             outcome = await self._handle(ex)
@@ -91,15 +128,15 @@ class ServicePath:
 
     async def _handle(self, ex: Exchange) -> Outcome:
         try:
-            parse(ex, self.max_rows)
-            await self.limits.admit(ex)
+            self._parse(ex, self.max_rows)
+            await self._limit(ex)
             state = self.fleet.services[self.name]
-            chosen = choose(ex, state, self.router)
-            validate(ex, self.contract)
-            live = admit(ex, state, chosen)
-            predictions = await infer(ex, live)
+            chosen = self._choose(ex, state, self.router)
+            self._validate(ex, self.contract)
+            live = self._admit(ex, state, chosen)
+            predictions = await self._infer(ex, live)
         except ProdgateError as exc:
-            return await self.refusal(ex, exc)
+            return await self._refuse(ex, exc)
         # The split may have moved while the model ran: copy to the shadow of now, not
         # to one that was retired meanwhile (its batcher refuses, a false failure).
         shadow = self.fleet.services[self.name].shadow
@@ -135,7 +172,7 @@ class ServicePath:
     ) -> Outcome:
         """The record stage, then respond: nothing is answered before it is durable."""
         try:
-            await self.recorder.record(records)
+            await self._store(records)
         except ProdgateError as exc:  # not durable, so not acknowledged
             self.metrics.requests.labels(self.name, str(number), str(exc.status)).inc()
             return Outcome(exc.status, exc.problem())

@@ -30,6 +30,7 @@ def inference_record(
     latency_ms: float,
     confidence: float | None = None,
     caller: Principal | None = None,
+    record_id: str | None = None,
 ) -> Record:
     """An inference record: ``action`` is ``predict`` (answered or refused) or ``shadow``.
 
@@ -51,6 +52,7 @@ def inference_record(
         confidence=confidence,
         latency_ms=latency_ms,
         actor=actor,
+        **({"id": record_id} if record_id is not None else {}),
     )
 
 
@@ -123,6 +125,7 @@ def llm_record(
     latency_ms: float,
     caller: Principal | None = None,
     error: dict[str, Any] | None = None,
+    action: str = "predict",
 ) -> Record:
     """An LLM call's inference record: its input (the template's variables, or a chat's
     messages), its answer, and ``llm``: the prompt version's model, the model that
@@ -131,8 +134,8 @@ def llm_record(
     payload: dict[str, Any] = {"input": input, "output": output, "llm": llm}
     if error is not None:
         payload.update(error)
-    record = inference_record(
-        action="predict",
+    return inference_record(
+        action=action,
         service=service,
         version=version,
         status=status,
@@ -141,6 +144,5 @@ def llm_record(
         ts_us=ts_us,
         latency_ms=latency_ms,
         caller=caller,
+        record_id=record_id,
     )
-    record.id = record_id
-    return record

@@ -16,7 +16,6 @@ from prodgate.exceptions import (
     ModelError,
     OverloadedError,
     ProdgateError,
-    RateLimitedError,
     UnavailableError,
 )
 from prodgate.pipeline.decision import REJECTED
@@ -71,11 +70,11 @@ class Refusal:
             latency_ms=round(latency_s * 1000.0, 3),
             caller=ex.caller,
         )
-        headers = (
-            {"Retry-After": str(exc.retry_after)} if isinstance(exc, OverloadedError) else None
-        )
-        if isinstance(exc, RateLimitedError):
-            headers = exc.headers
+        # Refusals that say when to come back (a limit, a budget, a full queue) carry it.
+        headers: dict[str, str] | None = getattr(exc, "headers", None)
+        retry_after = getattr(exc, "retry_after", None)
+        if headers is None and retry_after:
+            headers = {"Retry-After": str(retry_after)}
         try:
             await self.recorder.record([rec])
             body = exc.problem()

@@ -70,6 +70,17 @@ def is_approved(conn: Connection, service: ServiceSpec, version: int) -> bool:
     return len(list_approvals(conn, service.name, version)) >= service.policy.approvals.required
 
 
+def approved_versions(conn: Connection, service: ServiceSpec) -> list[int]:
+    """The versions of *service* with all the approvals its policy requires."""
+    rows = conn.execute(
+        sa.select(approvals.c.version, sa.func.count())
+        .where(approvals.c.service == service.name)
+        .group_by(approvals.c.version)
+    ).all()
+    need = service.policy.approvals.required
+    return sorted(int(v) for v, n in rows if n >= need)
+
+
 def require_approved(conn: Connection, service: ServiceSpec, version: int, use: str) -> None:
     """Raise NotApprovedError unless *version* has its approvals (*use*: production/canary)."""
     have = len(list_approvals(conn, service.name, version))
@@ -176,6 +187,10 @@ def approve(
             )
         )
         count = len(list_approvals(conn, service.name, version))
+        if service.kind == "llm" and count == service.policy.approvals.required:
+            # Callers may name an approved prompt version (service@version): gateways load
+            # it on their next refresh.
+            store.bump_generation(conn)
         log.append(
             store,
             conn,

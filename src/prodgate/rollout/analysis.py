@@ -7,6 +7,13 @@ amount: one missed large claim can move a hundred decisions' mean by half. So th
 two checks fail only when the canary is worse than its limit *beyond noise*: a
 one-sided z-test at the policy's ``confidence`` (Welch's standard error for the
 cost, the two-proportion one for accuracy), the way statistical canary judges do.
+
+A prompt version (a service of kind ``llm``) is judged on its calls too: the p95 time
+to first token against production's (a ratio, as latency), the upstream's price per
+call (a relative increase past ``max_cost_increase``, beyond noise: the same Welch
+test as business cost, over every priced call of the interval), and, once both have
+``min_feedback`` answers rated each way, the accuracy of the answers graded right or
+wrong and the mean feedback score (a drop past ``max_score_drop``, beyond noise).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from dataclasses import asdict, dataclass
 from statistics import NormalDist
 from typing import Any
 
+from prodgate.monitor.llm import LlmFigures
 from prodgate.monitor.window import VersionStats
 from prodgate.spec import Checks
 
@@ -78,6 +86,9 @@ def compare(canary: VersionStats, baseline: VersionStats, checks: Checks) -> lis
     ``checks.min_feedback`` labelled decisions, since fewer make noise look like a
     regression; and those two fail only when the canary is past its limit beyond
     noise at ``checks.confidence``.
+
+    When both are prompt versions (their stats carry LLM figures), the checks after
+    the first four are :func:`_llm_checks`'s instead: business cost needs a classifier.
     """
     results = [
         _increase(
@@ -88,34 +99,16 @@ def compare(canary: VersionStats, baseline: VersionStats, checks: Checks) -> lis
             checks.max_error_rate_increase,
         )
     ]
-    limit = checks.max_p95_latency_ratio
-    if canary.p95_latency_ms is None or baseline.p95_latency_ms is None:
-        missing = "canary" if canary.p95_latency_ms is None else "production"
-        results.append(
-            CheckResult(
-                "p95_latency",
-                True,
-                canary.p95_latency_ms,
-                baseline.p95_latency_ms,
-                limit,
-                f"not compared: {missing} answered no request successfully in the window",
-            )
+    results.append(
+        _ratio(
+            "p95_latency",
+            "p95 latency",
+            canary.p95_latency_ms,
+            baseline.p95_latency_ms,
+            checks.max_p95_latency_ratio,
+            "answered no request successfully in the window",
         )
-    else:
-        ratio = max(canary.p95_latency_ms, LATENCY_FLOOR_MS) / max(
-            baseline.p95_latency_ms, LATENCY_FLOOR_MS
-        )
-        results.append(
-            CheckResult(
-                "p95_latency",
-                ratio <= limit + _EPS,
-                canary.p95_latency_ms,
-                baseline.p95_latency_ms,
-                limit,
-                f"p95 latency {canary.p95_latency_ms:.1f} ms vs {baseline.p95_latency_ms:.1f} ms"
-                f" in production: x{ratio:.2f} (limit x{limit:g})",
-            )
-        )
+    )
     results.append(
         _increase(
             "escalation_rate",
@@ -134,6 +127,8 @@ def compare(canary: VersionStats, baseline: VersionStats, checks: Checks) -> lis
             checks.max_violation_rate_increase,
         )
     )
+    if canary.llm is not None and baseline.llm is not None:
+        return results + _llm_checks(canary, baseline, canary.llm, baseline.llm, checks)
     if min(canary.labelled, baseline.labelled) < checks.min_feedback:
         return results
     c_cost, b_cost = canary.cost_per_decision, baseline.cost_per_decision
@@ -159,21 +154,124 @@ def compare(canary: VersionStats, baseline: VersionStats, checks: Checks) -> lis
                 f"{relative:+.1%} (limit +{limit:.0%}){note}",
             )
         )
+    accuracy = _accuracy(canary, baseline, checks)
+    if accuracy is not None:
+        results.append(accuracy)
+    return results
+
+
+def _ratio(
+    name: str, what: str, canary: float | None, baseline: float | None, limit: float, none: str
+) -> CheckResult:
+    """A p95 of the canary over production's, both floored at :data:`LATENCY_FLOOR_MS`;
+    not compared (and passed) when either has none, *none* saying why."""
+    if canary is None or baseline is None:
+        missing = "canary" if canary is None else "production"
+        return CheckResult(name, True, canary, baseline, limit, f"not compared: {missing} {none}")
+    ratio = max(canary, LATENCY_FLOOR_MS) / max(baseline, LATENCY_FLOOR_MS)
+    return CheckResult(
+        name,
+        ratio <= limit + _EPS,
+        canary,
+        baseline,
+        limit,
+        f"{what} {canary:.1f} ms vs {baseline:.1f} ms in production: "
+        f"x{ratio:.2f} (limit x{limit:g})",
+    )
+
+
+def _accuracy(canary: VersionStats, baseline: VersionStats, checks: Checks) -> CheckResult | None:
     c_acc, b_acc = canary.accuracy, baseline.accuracy
-    if c_acc is not None and b_acc is not None:
-        limit = checks.max_accuracy_drop
-        drop = b_acc - c_acc
-        se = math.sqrt(c_acc * (1 - c_acc) / canary.graded + b_acc * (1 - b_acc) / baseline.graded)
+    if c_acc is None or b_acc is None:
+        return None
+    limit = checks.max_accuracy_drop
+    drop = b_acc - c_acc
+    se = math.sqrt(c_acc * (1 - c_acc) / canary.graded + b_acc * (1 - b_acc) / baseline.graded)
+    worse, note = _beyond_noise(drop - limit, se, checks.confidence)
+    return CheckResult(
+        "accuracy",
+        not worse,
+        c_acc,
+        b_acc,
+        limit,
+        f"accuracy {c_acc:.4f} vs {b_acc:.4f} in production: "
+        f"drop {drop:.4f} (limit {limit:g}){note}",
+    )
+
+
+def _llm_checks(
+    canary: VersionStats,
+    baseline: VersionStats,
+    c: LlmFigures,
+    b: LlmFigures,
+    checks: Checks,
+) -> list[CheckResult]:
+    """A prompt version's own checks: time to first token and cost per call always;
+    accuracy and mean score once both have ``min_feedback`` answers rated that way."""
+    results = [
+        _ratio(
+            "p95_ttft",
+            "p95 time to first token",
+            c.p95_ttft_ms,
+            b.p95_ttft_ms,
+            checks.max_ttft_ratio,
+            "answered no call in the window",
+        ),
+        _cost_per_call(c, b, checks),
+    ]
+    if min(canary.graded, baseline.graded) >= checks.min_feedback:
+        accuracy = _accuracy(canary, baseline, checks)
+        if accuracy is not None:
+            results.append(accuracy)
+    c_score, b_score = c.mean_score, b.mean_score
+    if (
+        min(c.scored, b.scored) >= checks.min_feedback
+        and c_score is not None
+        and b_score is not None
+    ):
+        limit = checks.max_score_drop
+        drop = b_score - c_score
+        se = math.sqrt(c.score_variance() / c.scored + b.score_variance() / b.scored)
         worse, note = _beyond_noise(drop - limit, se, checks.confidence)
         results.append(
             CheckResult(
-                "accuracy",
+                "mean_score",
                 not worse,
-                c_acc,
-                b_acc,
+                c_score,
+                b_score,
                 limit,
-                f"accuracy {c_acc:.4f} vs {b_acc:.4f} in production: "
+                f"mean feedback score {c_score:.4f} vs {b_score:.4f} in production: "
                 f"drop {drop:.4f} (limit {limit:g}){note}",
             )
         )
     return results
+
+
+def _cost_per_call(c: LlmFigures, b: LlmFigures, checks: Checks) -> CheckResult:
+    limit = checks.max_cost_increase
+    c_cost, b_cost = c.cost_per_call, b.cost_per_call
+    if c_cost is None or b_cost is None:
+        missing = "canary" if c_cost is None else "production"
+        return CheckResult(
+            "cost_per_call",
+            True,
+            c_cost,
+            b_cost,
+            limit,
+            f"not compared: {missing} has no priced call in the window",
+        )
+    # If production cost nothing, any cost is an unbounded relative increase.
+    relative = (c_cost - b_cost) / b_cost if b_cost > 0 else (math.inf if c_cost > 0 else 0.0)
+    # H0: canary mean <= (1 + limit) * production mean; Welch's standard error.
+    scale = 1.0 + limit
+    se = math.sqrt(c.cost_variance() / c.priced + scale * scale * b.cost_variance() / b.priced)
+    worse, note = _beyond_noise(c_cost - scale * b_cost, se, checks.confidence)
+    return CheckResult(
+        "cost_per_call",
+        not worse,
+        c_cost,
+        b_cost,
+        limit,
+        f"cost per call ${c_cost:.6f} vs ${b_cost:.6f} in production: "
+        f"{relative:+.1%} (limit +{limit:.0%}){note}",
+    )

@@ -27,6 +27,7 @@ from prodgate.server.admin import Admin
 from prodgate.settings import Settings
 from prodgate.spec import Spec
 from prodgate.store.engine import Store, open_store
+from prodgate.telemetry import Telemetry
 
 logger = logging.getLogger("prodgate.server")
 
@@ -34,9 +35,11 @@ logger = logging.getLogger("prodgate.server")
 def create_app(
     settings: Settings,
     spec: Spec | None = None,
+    telemetry: Telemetry | None = None,
 ) -> GatewayApp:
     """Build the gateway app. The spec is loaded now (so a broken one fails fast); the
-    store is opened and migrated, and models loaded, when the app starts."""
+    store is opened and migrated, and models loaded, when the app starts. *telemetry*
+    replaces what the settings would build (tests give in-memory exporters)."""
     spec = spec or spec_module.load(settings.spec_path)
     metrics = Metrics()
 
@@ -45,7 +48,7 @@ def create_app(
         # The two planes side by side: the gateway (data plane) and, unless turned
         # off, the rollout controller (control plane), sharing only the store.
         store = open_store(settings)
-        gateway = Gateway(settings, spec, store, metrics, keyring)
+        gateway = Gateway(settings, spec, store, metrics, keyring, telemetry)
         app.state.gateway = state.gateway = gateway
         state.store = store
         await gateway.start()

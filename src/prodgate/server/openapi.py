@@ -14,6 +14,8 @@ import orjson
 
 from prodgate import __version__
 from prodgate.contract import Contract
+from prodgate.llm.wire import CHAT_SCHEMA
+from prodgate.monitor.feedback import MAX_CORRECT
 from prodgate.server.access import Access
 from prodgate.server.admin import PATH_PARAMETERS
 from prodgate.server.admin import ROUTES as ADMIN_ROUTES
@@ -38,7 +40,9 @@ _TITLES = {
     429: "over a rate limit, quota or concurrency limit of the key or the service; "
     "see Retry-After and the RateLimit headers",
     500: "the model failed on a valid input",
-    503: "not deployed, disabled, overloaded, or the store is unavailable",
+    502: "every model of the LLM route failed, or its answer broke the output contract",
+    503: "not deployed, disabled, overloaded, every model of the route unavailable, or the "
+    "store is unavailable",
 }
 
 #: The body may be compressed; the limits apply to it decompressed.
@@ -175,13 +179,30 @@ def _feedback(spec: Spec) -> dict[str, Any]:
                                     "type": "number",
                                     "description": "the true value (regressor)",
                                 },
+                                "score": {
+                                    "type": "number",
+                                    "minimum": 0,
+                                    "maximum": 1,
+                                    "description": "how good an LLM answer was (LLM service)",
+                                },
+                                "correct": {
+                                    "type": "string",
+                                    "minLength": 1,
+                                    "maxLength": MAX_CORRECT,
+                                    "description": "the right answer (LLM service)",
+                                },
                                 "source": {"type": "string", "minLength": 1, "maxLength": 128},
                                 "observed_at": {
                                     "type": ["string", "number"],
                                     "description": "RFC 3339, or seconds since the epoch",
                                 },
                             },
-                            "anyOf": [{"required": ["label"]}, {"required": ["value"]}],
+                            "anyOf": [
+                                {"required": ["label"]},
+                                {"required": ["value"]},
+                                {"required": ["score"]},
+                                {"required": ["correct"]},
+                            ],
                         },
                         "examples": {
                             "label": {
@@ -199,6 +220,61 @@ def _feedback(spec: Spec) -> dict[str, Any]:
             "responses": {
                 "201": _json("stored"),
                 **_problems(400, 404, 409, 413, 415, 422, 503),
+            },
+        }
+    }
+
+
+def _chat(spec: Spec) -> dict[str, Any]:
+    """``POST /v1/chat/completions``: OpenAI's chat request, ``model`` a service."""
+    llm = [n for n, s in spec.services.items() if s.kind == "llm"]
+    model = llm[0] if llm else "my-llm-service"
+    schema = {**CHAT_SCHEMA, "properties": {**CHAT_SCHEMA["properties"]}}
+    schema["properties"]["model"] = {
+        **CHAT_SCHEMA["properties"]["model"],
+        "description": "the LLM service, or SERVICE@VERSION for an approved version"
+        + (f"; this gateway's: {', '.join(llm)}" if llm else ""),
+    }
+    return {
+        "post": {
+            "summary": "OpenAI-compatible chat completion from an LLM service",
+            "requestBody": {
+                "required": True,
+                "description": _BODY_NOTE,
+                "content": {
+                    "application/json": {
+                        "schema": schema,
+                        "examples": {
+                            "chat": {
+                                "summary": "one question",
+                                "value": {
+                                    "model": model,
+                                    "messages": [{"role": "user", "content": "Hello"}],
+                                },
+                            },
+                            "stream": {
+                                "summary": "streamed, with the usage at the end",
+                                "value": {
+                                    "model": model,
+                                    "messages": [{"role": "user", "content": "Hello"}],
+                                    "stream": True,
+                                    "stream_options": {"include_usage": True},
+                                },
+                            },
+                        },
+                    }
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "the answer (chat.completion), or with stream: true "
+                    "Server-Sent Events of chat.completion.chunk ending with data: [DONE]",
+                    "content": {
+                        "application/json": {"schema": {"type": "object"}},
+                        "text/event-stream": {"schema": {"type": "string"}},
+                    },
+                },
+                **_problems(400, 403, 404, 413, 415, 422, 429, 502, 503),
             },
         }
     }
@@ -316,7 +392,8 @@ def _secure(paths: dict[str, Any], spec: Spec, access: AccessTable) -> None:
             if op is None:
                 continue
             service = path.split("/")[3] if template.endswith("/predict") else None
-            if needed.public or (needed.open_if_public and spec.services[str(service)].public):
+            open_service = service is not None and spec.services[service].public
+            if needed.public or (needed.open_if_public and open_service):
                 op["security"] = []
                 continue
             op["security"] = [{"key": []}]
@@ -371,6 +448,7 @@ def build(spec: Spec, access: AccessTable | None = None) -> dict[str, Any]:
             }
         },
         "/v1/inferences/{id}/feedback": _feedback(spec),
+        "/v1/chat/completions": _chat(spec),
         **_admin(names),
     }
     for name, service in spec.services.items():

@@ -95,14 +95,20 @@ async def chat_body(request: Request) -> bytes:
     return cached
 
 
+#: Where the chat route finds the body's JSON, when the access check parsed it already.
+CHAT_PAYLOAD = "prodgate.chat_payload"
+
+
 async def chat_service(request: Request) -> str:
     """The LLM service a chat request names (its ``model``, before any ``@version``):
-    what its ``predict`` scope is checked on."""
+    what its ``predict`` scope is checked on. The parsed body is kept for the route."""
     raw = await chat_body(request)
     try:
-        model = orjson.loads(raw).get("model")
-    except (orjson.JSONDecodeError, AttributeError):
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError:
         return ""
+    request.scope[CHAT_PAYLOAD] = payload
+    model = payload.get("model") if isinstance(payload, dict) else None
     return model.partition("@")[0] if isinstance(model, str) else ""
 
 
@@ -120,7 +126,11 @@ async def chat_completions(request: Request) -> Response:
         outcome = await gateway.refuse("", exc, started, body, principal(request))
     else:
         outcome = await gateway.chat(
-            body, started, request.headers.get("x-routing-key"), principal(request)
+            body,
+            started,
+            request.headers.get("x-routing-key"),
+            principal(request),
+            request.scope.get(CHAT_PAYLOAD),
         )
     if outcome.stream is not None:
         return StreamingResponse(

@@ -44,8 +44,12 @@ class Checks:
     max_p95_latency_ratio: float = 1.5
     max_escalation_rate_increase: float = 0.05
     max_violation_rate_increase: float = 0.02
-    max_cost_increase: float = 0.10  # relative to production's cost per decision
+    #: Relative to production's: business cost per decision, or for a service of kind
+    #: ``llm`` the upstream's price per call (USD).
+    max_cost_increase: float = 0.10
     max_accuracy_drop: float = 0.02
+    max_ttft_ratio: float = 1.5  # kind llm: canary p95 time to first token / production's
+    max_score_drop: float = 0.05  # kind llm: production mean feedback score - canary's
     min_feedback: int = 20  # labelled decisions per version before those checks count
     #: How sure the analysis must be that cost or accuracy is worse than its limit
     #: before that check fails (one-sided z-test); 0 compares the point values only.
