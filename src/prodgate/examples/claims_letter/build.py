@@ -8,7 +8,7 @@ writes ``DIR/cases.jsonl`` (the evaluation cases), ``DIR/v1.yaml``, ``DIR/v2.yam
 ``DIR/v3.yaml`` (the prompt versions shipped in this package) and ``DIR/mock.yaml``
 (the mock LLM's config), so that the CLI can be pointed at them::
 
-    prodgate mock-llm --config DIR/mock.yaml
+    prodgate mock-llm --answers DIR/mock.yaml
     prodgate register claims-letter DIR/v1.yaml
     prodgate evaluate claims-letter 1 --data DIR/cases.jsonl
 
