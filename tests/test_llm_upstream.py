@@ -76,7 +76,8 @@ class FakeLLM:
     ``garbage`` (200, not JSON); ``drop_before`` (the connection closes before any
     answer); ``drop_after`` (a streamed answer cut after two chunks); ``stall``
     (nothing for a long time); ``stall_after`` (two chunks, then nothing);
-    ``error_event`` (a stream whose second event is an error); ``no_done`` (a whole
+    ``429_slow_body`` (a 429 whose body never ends); ``error_event`` (a stream whose
+    second event is an error); ``no_done`` (a whole
     stream without the closing ``[DONE]``).
     """
 
@@ -112,6 +113,13 @@ class FakeLLM:
         self.peers.append(request.transport.get_extra_info("peername"))
         step = self.script.pop(0) if self.script else "ok"
         model = body.get("model", "?")
+        if step == "429_slow_body":  # the status at once, the body never
+            resp = web.StreamResponse(status=429, headers={"Retry-After": "1"})
+            resp.content_length = 100
+            await resp.prepare(request)
+            await resp.write(b'{"error": ')
+            await asyncio.sleep(30)
+            return resp
         if step.startswith("429"):
             headers = {"Retry-After": step.partition(":")[2]} if ":" in step else {}
             return web.json_response(
@@ -406,6 +414,21 @@ async def test_no_answer_within_the_first_token_timeout_is_stalled(fake: FakeLLM
                 await call(up, streamed, short)
             assert 0.15 < time.perf_counter() - t0 < 1.0
             assert (caught.value.kind, caught.value.retryable) == ("stalled", True)
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_an_error_whose_body_never_ends_is_reported_in_time(
+    fake: FakeLLM, streamed: bool
+) -> None:
+    fake.script = ["429_slow_body"]
+    short = Timeouts(connect_ms=1000, first_token_ms=300, total_ms=5000)
+    t0 = time.perf_counter()
+    async with upstream_of(fake.url) as up:
+        with pytest.raises(UpstreamError) as caught:
+            await call(up, streamed, short)
+    assert time.perf_counter() - t0 < 2.0
+    # The status says what failed; the body that never ends only lacks the reason.
+    assert (caught.value.kind, caught.value.retry_after_s) == ("rate_limited", 1.0)
 
 
 async def test_the_total_timeout(fake: FakeLLM) -> None:

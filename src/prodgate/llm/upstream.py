@@ -44,6 +44,8 @@ RETRYABLE = frozenset({"rate_limited", "server", "connect", "timeout", "dropped"
 TARGET_STATUSES = frozenset({401, 402, 403, 404})
 #: How much of an upstream's error body is quoted in a message.
 QUOTE_LIMIT = 300
+#: How much of an error answer's body is read (to quote its message).
+ERROR_BODY_LIMIT = 64 * 1024
 #: Fields of a request body that ask for a streamed answer.
 _STREAM_FIELDS = ("stream", "stream_options")
 #: Idle keep-alive connections live this long (seconds) in a provider's pool.
@@ -284,17 +286,23 @@ class Upstream:
         total = start + timeouts.total_ms / 1000.0
         deadline = min(first, total)
         session = self._ensure_session()
-        with self._failures(model, total, after_first_chunk=lambda: False):
+        never = lambda: False  # noqa: E731 - nothing goes out before the whole answer
+        with self._failures(model, total, after_first_chunk=never):
             async with asyncio.timeout_at(deadline):
-                async with session.post(
+                resp = await session.post(
                     self._url,
                     data=payload,
                     headers=self._headers,
                     timeout=self._client_timeout(timeouts),
-                ) as resp:
-                    if resp.status != 200:
-                        raise await self._status_error(model, resp)
+                )
+        try:
+            if resp.status != 200:  # its status says what failed; the body may add why
+                raise await self._status_error(model, resp, deadline)
+            with self._failures(model, total, after_first_chunk=never):
+                async with asyncio.timeout_at(deadline):
                     raw = await resp.read()
+        finally:
+            resp.release()
         try:
             answer = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -351,7 +359,7 @@ class Upstream:
                 )
         try:
             if resp.status != 200:
-                raise await self._status_error(model, resp)
+                raise await self._status_error(model, resp, min(due, total))
             parser = SseParser()
             answering = False  # a chunk with part of the answer has come
             last: dict[str, Any] | None = None
@@ -451,15 +459,22 @@ class Upstream:
     def _host(self) -> str:
         return self._url.split("://", 1)[-1].split("/", 1)[0]
 
-    async def _status_error(self, model: str, resp: aiohttp.ClientResponse) -> UpstreamError:
+    async def _status_error(
+        self, model: str, resp: aiohttp.ClientResponse, deadline: float
+    ) -> UpstreamError:
+        """The error of an answer that is not a 200, quoting its body if it comes (the
+        first :data:`ERROR_BODY_LIMIT` bytes, by *deadline* in loop time)."""
         status = resp.status
-        try:
-            raw = await resp.content.read(64 * 1024)
-        except (aiohttp.ClientError, TimeoutError):
-            raw = b""
-        kind = kind_of_status(status)
+        raw = b""
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            async with asyncio.timeout_at(deadline):
+                while len(raw) < ERROR_BODY_LIMIT:
+                    piece = await resp.content.read(ERROR_BODY_LIMIT - len(raw))
+                    if not piece:
+                        break
+                    raw += piece
         return UpstreamError(
-            kind,
+            kind_of_status(status),
             f"{self._where(model)}: HTTP {status}: {self._quote(raw)}",
             status=status,
             retry_after_s=retry_after(resp.headers),
