@@ -11,7 +11,14 @@ from prodgate.exceptions import UsageError
 
 @click.command("mock-llm")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=9100, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--port",
+    default=9100,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    metavar="PORT",
+    help="Port to listen on (0: any free one; the printed URL says which).",
+)
 @click.option(
     "--config",
     "config_file",
@@ -19,25 +26,41 @@ from prodgate.exceptions import UsageError
     help="YAML or JSON file: models served, keyword rules to labels, default_label.",
 )
 @click.option(
-    "--latency-ms", type=click.FloatRange(min=0), default=0, help="Added before each answer."
+    "--latency-ms",
+    type=click.FloatRange(min=0),
+    default=0,
+    metavar="MS",
+    help="Added before each answer (before the first chunk of a stream).",
 )
 @click.option(
     "--error-rate",
     type=click.FloatRange(0, 1),
     default=0,
-    help="Exact share of calls that fail (0 to 1).",
+    metavar="R",
+    help="Exact share of calls that fail, 0 to 1 (call n fails when floor((n+1)R) > floor(nR)).",
 )
 @click.option(
     "--errors",
     default="429,500,drop_before",
     show_default=True,
-    help="Failures to rotate through: 429, 500, drop_before, drop_after, stall.",
+    metavar="KINDS",
+    help="Failures to take turns, comma-separated: 429, 500, drop_before, drop_after, stall.",
 )
-@click.option("--retry-after", type=click.FloatRange(min=0), default=1, help="Retry-After of 429s.")
 @click.option(
-    "--chunk-delay-ms", type=click.FloatRange(min=0), default=0, help="Pause between stream chunks."
+    "--retry-after",
+    type=click.FloatRange(min=0),
+    default=1,
+    metavar="S",
+    help="Retry-After (seconds) of the 429s.",
 )
-@click.option("--api-key", help="Require 'Authorization: Bearer KEY' on /v1.")
+@click.option(
+    "--chunk-delay-ms",
+    type=click.FloatRange(min=0),
+    default=0,
+    metavar="MS",
+    help="Pause between stream chunks.",
+)
+@click.option("--api-key", metavar="KEY", help="Require 'Authorization: Bearer KEY' on /v1.")
 def mock_llm(
     host: str,
     port: int,

@@ -5,9 +5,8 @@ server that speaks the Chat Completions protocol (JSON and server-sent events), 
 deterministically (see :mod:`prodgate.llm.mock_answers`), and fails on demand in the
 ways real providers fail: 429 with Retry-After, 500, a connection dropped before or in
 the middle of a stream, a stream that stalls. Faults hit an exact, deterministic share
-of calls (call *n* fails when ``floor((n+1)*r) > floor(n*r)``), so a test can count on
-them, and can be limited to some models so that a primary fails while its fallback
-answers.
+of calls (see :mod:`prodgate.llm.mock_faults`), so a test can count on them, and can be
+limited to some models so that a primary fails while its fallback answers.
 
 It is built on aiohttp's low-level server, with no router or middleware, so that a
 benchmark measures the gateway in front of it rather than the mock: a small answer
@@ -28,8 +27,7 @@ import signal
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass, field, fields
-from fractions import Fraction
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +37,7 @@ from aiohttp import web
 
 from prodgate.exceptions import UsageError
 from prodgate.llm.mock_answers import Answer, MockConfig, ModelOptions, answer
+from prodgate.llm.mock_faults import FAULT_KINDS, Faults, FaultSchedule
 
 __all__ = [
     "FAULT_KINDS",
@@ -50,92 +49,9 @@ __all__ = [
     "serve",
 ]
 
-#: The ways a call can be made to fail.
-FAULT_KINDS = ("429", "500", "drop_before", "drop_after", "stall")
 #: Request bodies kept for ``GET /_mock/requests``.
 KEPT_REQUESTS = 100
 _JSON = "application/json"
-
-
-@dataclass(frozen=True)
-class Faults:
-    """The fault settings; the defaults inject nothing."""
-
-    latency_ms: float = 0.0
-    error_rate: float = 0.0
-    errors: tuple[str, ...] = ("429", "500", "drop_before")
-    retry_after_s: float = 1.0
-    drop_after_chunks: int = 2
-    stall_s: float = 600.0
-    chunk_delay_ms: float = 0.0
-    #: The models the faults apply to; None: every model.
-    models: frozenset[str] | None = None
-
-    @classmethod
-    def from_mapping(cls, raw: Mapping[str, Any] | None) -> Faults:
-        """Read fault settings (missing ones take their defaults); raise :class:`UsageError`."""
-        if not raw:
-            return cls()
-        if not isinstance(raw, Mapping):
-            raise UsageError("faults: expected a JSON object of fault settings")
-        known = {f.name for f in fields(cls)}
-        unknown = set(raw) - known
-        if unknown:
-            raise UsageError(
-                f"faults: unknown setting {sorted(unknown)[0]!r}; known: {', '.join(sorted(known))}"
-            )
-        values: dict[str, Any] = {}
-        for name in ("latency_ms", "retry_after_s", "stall_s", "chunk_delay_ms"):
-            if raw.get(name) is not None:
-                values[name] = _number(name, raw[name])
-        if raw.get("error_rate") is not None:
-            rate = _number("error_rate", raw["error_rate"])
-            if rate > 1:
-                raise UsageError(f"faults: error_rate must be between 0 and 1, not {rate}")
-            values["error_rate"] = rate
-        chunks = raw.get("drop_after_chunks")
-        if chunks is not None:
-            if isinstance(chunks, bool) or not isinstance(chunks, int) or chunks < 0:
-                raise UsageError("faults: drop_after_chunks: expected a whole number >= 0")
-            values["drop_after_chunks"] = chunks
-        if raw.get("errors") is not None:
-            values["errors"] = _kinds(raw["errors"])
-        models = raw.get("models")
-        if models is not None:
-            if isinstance(models, str):
-                models = [models]
-            if not isinstance(models, list | tuple | set | frozenset) or not all(
-                isinstance(m, str) for m in models
-            ):
-                raise UsageError("faults: models: expected a list of model names, or null")
-            values["models"] = frozenset(models)
-        return cls(**values)
-
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["errors"] = list(self.errors)
-        out["models"] = None if self.models is None else sorted(self.models)
-        return out
-
-
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise UsageError(f"faults: {name}: expected a number >= 0, not {value!r}")
-    return float(value)
-
-
-def _kinds(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = [v.strip() for v in value.split(",") if v.strip()]
-    if not isinstance(value, list | tuple) or not value:
-        raise UsageError(f"faults: errors: expected a list of {', '.join(FAULT_KINDS)}")
-    kinds = tuple(str(v) for v in value)
-    for kind in kinds:
-        if kind not in FAULT_KINDS:
-            raise UsageError(
-                f"faults: errors: unknown kind {kind!r}; expected some of {', '.join(FAULT_KINDS)}"
-            )
-    return kinds
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
@@ -158,18 +74,21 @@ def load_config(path: str | Path) -> dict[str, Any]:
     return raw
 
 
-def _error(status: int, message: str, kind: str, param: str | None = None, code: Any = None,
-           headers: Mapping[str, str] | None = None) -> web.Response:  # fmt: skip
+def _error(
+    status: int,
+    message: str,
+    kind: str,
+    param: str | None = None,
+    code: Any = None,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    """An error in OpenAI's shape, which its SDK turns into the matching exception."""
     body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
     return web.Response(status=status, body=orjson.dumps(body), content_type=_JSON, headers=headers)
 
 
 def _json(obj: Any) -> web.Response:
     return web.Response(body=orjson.dumps(obj), content_type=_JSON)
-
-
-class _Dropped(Exception):
-    """The connection was closed on purpose: the handler has nothing more to send."""
 
 
 class MockLLM:
@@ -191,10 +110,7 @@ class MockLLM:
     ) -> None:
         self.config = MockConfig.from_mapping(config)
         self._auth = f"Bearer {api_key}" if api_key else None
-        self._faults = Faults.from_mapping(faults)
-        self._rate = Fraction(0)
-        self._calls = 0  # calls to the models the faults apply to, since they were set
-        self._failures = 0
+        self._schedule = FaultSchedule(Faults.from_mapping(faults))
         self._requests = 0
         self._by_model: dict[str, dict[str, int]] = {}
         self._bodies: collections.deque[Any] = collections.deque(maxlen=KEPT_REQUESTS)
@@ -203,7 +119,6 @@ class MockLLM:
         self._closing: asyncio.Event | None = None
         self.url: str | None = None
         self.port: int | None = None
-        self.set_faults(**self._faults.as_dict())
         self._routes: dict[tuple[str, str], Callable[[web.BaseRequest], Awaitable[Any]]] = {
             ("POST", "/v1/chat/completions"): self._chat,
             ("GET", "/v1/models"): self._models,
@@ -218,15 +133,12 @@ class MockLLM:
 
     @property
     def faults(self) -> Faults:
-        return self._faults
+        return self._schedule.faults
 
     def set_faults(self, **faults: Any) -> None:
         """Replace the fault settings (missing ones take their defaults); counting
         restarts, so the exact share of failures holds from the next call."""
-        self._faults = Faults.from_mapping(faults)
-        self._rate = Fraction(self._faults.error_rate).limit_denominator(1_000_000)
-        self._calls = 0
-        self._failures = 0
+        self._schedule = FaultSchedule(Faults.from_mapping(faults))
 
     def stats(self) -> dict[str, Any]:
         """``{"requests": N, "by_model": {model: {outcome: count}}}``."""
@@ -304,12 +216,14 @@ class MockLLM:
         names = sorted(self.config.models) if self.config.models is not None else []
         return {
             "object": "list",
-            "data": [{"id": n, "object": "model", "created": 0, "owned_by": "prodgate-mock"}
-                     for n in names],
-        }  # fmt: skip
+            "data": [
+                {"id": n, "object": "model", "created": 0, "owned_by": "prodgate-mock"}
+                for n in names
+            ],
+        }
 
     async def _get_faults(self, request: web.BaseRequest) -> Any:
-        return self._faults.as_dict()
+        return self.faults.as_dict()
 
     async def _post_faults(self, request: web.BaseRequest) -> Any:
         try:
@@ -322,7 +236,7 @@ class MockLLM:
             self.set_faults(**raw)
         except UsageError as exc:
             return _error(400, exc.detail, "invalid_request_error")
-        return self._faults.as_dict()
+        return self.faults.as_dict()
 
     async def _get_stats(self, request: web.BaseRequest) -> Any:
         return self.stats()
@@ -339,22 +253,6 @@ class MockLLM:
         if outcomes is None:
             outcomes = self._by_model[model] = {}
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
-
-    def _fault(self, model: str) -> tuple[float, str | None]:
-        """The added latency (seconds) and the fault, if any, of the next call to *model*."""
-        faults = self._faults
-        if faults.models is not None and model not in faults.models:
-            return 0.0, None
-        n = self._calls
-        self._calls += 1
-        rate = self._rate
-        kind = None
-        if rate and (n + 1) * rate.numerator // rate.denominator > (
-            n * rate.numerator // rate.denominator
-        ):
-            kind = faults.errors[self._failures % len(faults.errors)]
-            self._failures += 1
-        return faults.latency_ms / 1000, kind
 
     async def _chat(self, request: web.BaseRequest) -> Any:
         self._requests += 1
@@ -379,33 +277,43 @@ class MockLLM:
             return _error(
                 404,
                 f"The model `{model}` does not exist or you do not have access to it.",
-                "invalid_request_error", "model", "model_not_found",
-            )  # fmt: skip
+                "invalid_request_error",
+                "model",
+                "model_not_found",
+            )
         try:
             reply = answer(self.config, options, body)
         except ValueError as exc:
             self._record(model, "400")
             return _error(400, str(exc), "invalid_request_error", str(exc).split(":")[0])
-        delay, kind = self._fault(model)
+        delay, kind = self._schedule.next(model)
         delay += options.latency_ms / 1000
-        outcome = kind or "ok"
+        # A fault counts at once (a stalled call is seen while it stalls); an answer
+        # counts when it is sent, or as client_closed when the client left first.
+        outcome = "ok"
+        if kind is not None:
+            self._record(model, kind)
+            outcome = ""
         try:
             if delay:
                 await asyncio.sleep(delay)
             stream = body.get("stream") is True
             if kind is None or (kind == "stall" and not stream):
-                if kind == "stall":
-                    await self._stall(request)
+                if kind == "stall" and not await self._stall():
+                    _abort(request)
+                    return web.Response()
                 if stream:
                     return await self._stream(request, model, options, body, reply, None)
                 return self._completion(model, options, reply)
             if kind == "429":
-                retry = self._faults.retry_after_s
+                retry = self.faults.retry_after_s
                 return _error(
-                    429, "Rate limit reached for requests. Please try again later.",
-                    "requests", code="rate_limit_exceeded",
+                    429,
+                    "Rate limit reached for requests. Please try again later.",
+                    "requests",
+                    code="rate_limit_exceeded",
                     headers={"Retry-After": f"{retry:g}"},
-                )  # fmt: skip
+                )
             if kind == "500":
                 return _error(
                     500, "The server had an error while processing your request.", "server_error"
@@ -417,11 +325,12 @@ class MockLLM:
                 return await self._stream(request, model, options, body, reply, kind)
             return await self._drop_body(request, self._completion(model, options, reply))
         except asyncio.CancelledError:
-            if outcome == "ok":
+            if outcome:
                 outcome = "client_closed"
             raise
         finally:
-            self._record(model, outcome)
+            if outcome:
+                self._record(model, outcome)
 
     def _next_id(self) -> str:
         self._seq += 1
@@ -474,22 +383,27 @@ class MockLLM:
             isinstance(stream_options, Mapping) and stream_options.get("include_usage") is True
         )
         chunks = _chunks(
-            self._next_id(), int(time.time()), model, reply,
+            self._next_id(),
+            int(time.time()),
+            model,
+            reply,
             _usage(options, reply) if include_usage and options.usage else None,
-        )  # fmt: skip
+        )
         response = web.StreamResponse(
             status=200, headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
         await response.prepare(request)
-        faults = self._faults
-        if kind == "drop_after":
-            chunks = chunks[: faults.drop_after_chunks]
+        faults = self.faults
+        if kind == "drop_after":  # never the [DONE] that would end the stream properly
+            chunks = chunks[: min(faults.drop_after_chunks, len(chunks) - 1)]
         delay = (
             faults.chunk_delay_ms / 1000 if faults.models is None or model in faults.models else 0
         )
         if kind == "stall":
             await response.write(chunks[0])
-            await self._stall(request)
+            if not await self._stall():
+                _abort(request)
+                return response
             chunks = chunks[1:]
         if delay:
             for i, chunk in enumerate(chunks):
@@ -504,11 +418,16 @@ class MockLLM:
         await response.write_eof()
         return response
 
-    async def _stall(self, request: web.BaseRequest) -> None:
-        """Hang for ``stall_s``, or until the server stops or the client goes away."""
+    async def _stall(self) -> bool:
+        """Hang for ``stall_s``; False when the server stops first (the caller then
+        drops the connection: a stalled answer is never completed by a shutdown).
+        A client that goes away cancels the wait."""
         assert self._closing is not None
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._closing.wait(), self._faults.stall_s)
+        try:
+            await asyncio.wait_for(self._closing.wait(), self.faults.stall_s)
+        except TimeoutError:
+            return True
+        return False
 
 
 def _check(body: Any) -> tuple[str | None, str] | None:
@@ -557,8 +476,12 @@ def _chunks(
     out.extend(chunk({"content": piece}) for piece in reply.pieces)
     for i, call in enumerate(reply.tool_calls):
         function = call["function"]
-        first = {"index": i, "id": call["id"], "type": "function",
-                 "function": {"name": function["name"], "arguments": ""}}  # fmt: skip
+        first = {
+            "index": i,
+            "id": call["id"],
+            "type": "function",
+            "function": {"name": function["name"], "arguments": ""},
+        }
         out.append(chunk({"tool_calls": [first]}))
         arguments: str = function["arguments"]
         half = len(arguments) // 2
