@@ -28,7 +28,7 @@ import email.utils
 import math
 import os
 import time
-from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -286,8 +286,7 @@ class Upstream:
         total = start + timeouts.total_ms / 1000.0
         deadline = min(first, total)
         session = self._ensure_session()
-        never = lambda: False  # noqa: E731 - nothing goes out before the whole answer
-        with self._failures(model, total, after_first_chunk=never):
+        try:
             async with asyncio.timeout_at(deadline):
                 resp = await session.post(
                     self._url,
@@ -295,12 +294,15 @@ class Upstream:
                     headers=self._headers,
                     timeout=self._client_timeout(timeouts),
                 )
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self._failure(exc, model, total, False) from None
         try:
             if resp.status != 200:  # its status says what failed; the body may add why
                 raise await self._status_error(model, resp, deadline)
-            with self._failures(model, total, after_first_chunk=never):
-                async with asyncio.timeout_at(deadline):
-                    raw = await resp.read()
+            async with asyncio.timeout_at(deadline):
+                raw = await resp.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self._failure(exc, model, total, False) from None
         finally:
             resp.release()
         try:
@@ -344,12 +346,11 @@ class Upstream:
         session = self._ensure_session()
         sent = 0
         finished = False
-        late = lambda: sent > 0  # noqa: E731 - read when a failure happens
         # The first token is due first_token_ms after the request; each next one, that
         # long after the one before. A role announcement is no token: a server that
         # sends one and then nothing is stalled all the same.
         due = start + gap
-        with self._failures(model, total, after_first_chunk=late):
+        try:
             async with asyncio.timeout_at(min(due, total)):
                 resp = await session.post(
                     self._url,
@@ -357,16 +358,21 @@ class Upstream:
                     headers=self._stream_headers,
                     timeout=self._client_timeout(timeouts),
                 )
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self._failure(exc, model, total, False) from None
         try:
             if resp.status != 200:
                 raise await self._status_error(model, resp, min(due, total))
             parser = SseParser()
             answering = False  # a chunk with part of the answer has come
             last: dict[str, Any] | None = None
+            content = resp.content
             while not parser.done:
-                with self._failures(model, total, after_first_chunk=late):
+                try:
                     async with asyncio.timeout_at(min(due, total)):
-                        piece = await resp.content.readany()
+                        piece = await content.readany()
+                except (TimeoutError, aiohttp.ClientError) as exc:
+                    raise self._failure(exc, model, total, sent > 0) from None
                 if not piece:  # the end of the body without [DONE]
                     if last is not None and _final(last) and not parser.partial:
                         break  # a complete answer from a server that omits [DONE]
@@ -391,9 +397,9 @@ class Upstream:
             # often in a later packet): a connection returns to the pool only then.
             with contextlib.suppress(TimeoutError, aiohttp.ClientError):
                 async with asyncio.timeout_at(min(loop.time() + gap, total)):
-                    while await resp.content.readany():
+                    while await content.readany():
                         pass
-            finished = resp.content.at_eof()
+            finished = content.at_eof()
         finally:
             if finished:
                 resp.release()
@@ -406,55 +412,45 @@ class Upstream:
     def _client_timeout(timeouts: Timeouts) -> aiohttp.ClientTimeout:
         return aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect_ms / 1000.0)
 
-    @contextlib.contextmanager
-    def _failures(
-        self, model: str, total: float, *, after_first_chunk: Callable[[], bool]
-    ) -> Iterator[None]:
-        """Turn aiohttp's and asyncio's exceptions into :class:`UpstreamError`."""
+    def _failure(
+        self, exc: TimeoutError | aiohttp.ClientError, model: str, total: float, late: bool
+    ) -> UpstreamError:
+        """What aiohttp's or asyncio's *exc* means as an :class:`UpstreamError`; *late*:
+        chunks went out before it."""
         where = self._where(model)
-        try:
-            yield
-        except UpstreamError:
-            raise
-        except TimeoutError as exc:
-            if isinstance(exc, aiohttp.ConnectionTimeoutError):
-                raise UpstreamError(
-                    "connect", f"{where}: no connection within the connect timeout"
-                ) from None
-            late = after_first_chunk()
-            loop = asyncio.get_running_loop()
-            if loop.time() >= total:
-                raise UpstreamError(
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            return UpstreamError("connect", f"{where}: no connection within the connect timeout")
+        if isinstance(exc, TimeoutError):
+            if asyncio.get_running_loop().time() >= total:
+                return UpstreamError(
                     "timeout",
                     f"{where}: no complete answer within the total timeout",
                     after_first_chunk=late,
-                ) from None
-            raise UpstreamError(
+                )
+            return UpstreamError(
                 "stalled",
                 f"{where}: no token within the first-token timeout",
                 after_first_chunk=late,
-            ) from None
-        except aiohttp.ClientConnectorError as exc:
-            raise UpstreamError(
+            )
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            return UpstreamError(
                 "connect", f"{where}: cannot connect to {self._host()}: {exc.os_error}"
-            ) from None
-        except (
-            aiohttp.ServerDisconnectedError,
-            aiohttp.ClientPayloadError,
-            aiohttp.ClientOSError,
-        ) as exc:
-            raise UpstreamError(
+            )
+        if isinstance(
+            exc,
+            aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError | aiohttp.ClientOSError,
+        ):
+            return UpstreamError(
                 "dropped",
                 f"{where}: the connection closed before the answer was complete "
                 f"({type(exc).__name__})",
-                after_first_chunk=after_first_chunk(),
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(
-                "bad_response",
-                f"{where}: {type(exc).__name__}: {self._scrub(str(exc))[:QUOTE_LIMIT]}",
-                after_first_chunk=after_first_chunk(),
-            ) from None
+                after_first_chunk=late,
+            )
+        return UpstreamError(
+            "bad_response",
+            f"{where}: {type(exc).__name__}: {self._scrub(str(exc))[:QUOTE_LIMIT]}",
+            after_first_chunk=late,
+        )
 
     def _host(self) -> str:
         return self._url.split("://", 1)[-1].split("/", 1)[0]
