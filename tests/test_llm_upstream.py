@@ -76,7 +76,8 @@ class FakeLLM:
     ``garbage`` (200, not JSON); ``drop_before`` (the connection closes before any
     answer); ``drop_after`` (a streamed answer cut after two chunks); ``stall``
     (nothing for a long time); ``stall_after`` (two chunks, then nothing);
-    ``429_slow_body`` (a 429 whose body never ends); ``error_event`` (a stream whose
+    ``slow`` (a stream of a chunk every 100 ms); ``429_slow_body`` (a 429 whose body
+    never ends); ``error_event`` (a stream whose
     second event is an error); ``no_done`` (a whole
     stream without the closing ``[DONE]``).
     """
@@ -162,7 +163,7 @@ class FakeLLM:
                 if n == 1 and step == "error_event":
                     chunk = {"error": {"message": "overloaded", "type": "server_error"}}
                 await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
-                await asyncio.sleep(0)
+                await asyncio.sleep(0.1 if step == "slow" else 0)
             if step != "no_done":
                 await resp.write(b"data: [DONE]\n\n")
             await asyncio.sleep(0.02)  # the end of the body in a later packet, as may happen
@@ -449,6 +450,27 @@ async def test_a_stream_cut_after_chunks_is_dropped_after_the_first_chunk(fake: 
     assert len(got) == 2
     err = caught.value
     assert (err.kind, err.after_first_chunk, err.retryable) == ("dropped", True, False)
+
+
+async def test_a_stream_past_the_total_timeout(fake: FakeLLM) -> None:
+    fake.script = ["slow"]
+    short = Timeouts(connect_ms=1000, first_token_ms=1000, total_ms=250)
+    got: list[dict[str, Any]] = []
+    async with upstream_of(fake.url) as up:
+        with pytest.raises(UpstreamError) as caught:
+            await drain(up.stream("m", BODY, short), got)
+    assert 1 <= len(got) <= 3
+    assert (caught.value.kind, caught.value.after_first_chunk) == ("timeout", True)
+
+
+async def test_a_slow_reader_is_not_a_stalled_upstream(fake: FakeLLM) -> None:
+    short = Timeouts(connect_ms=1000, first_token_ms=200, total_ms=5000)
+    got: list[dict[str, Any]] = []
+    async with upstream_of(fake.url) as up:
+        async for chunk in up.stream("m", BODY, short):
+            got.append(chunk)
+            await asyncio.sleep(0.3)  # the caller's own client is slow
+    assert got == chunks("m", ["Hel", "lo", " there"])
 
 
 async def test_a_stream_silent_after_chunks_is_stalled(fake: FakeLLM) -> None:

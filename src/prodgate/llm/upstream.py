@@ -199,6 +199,63 @@ def kind_of_status(status: int) -> str:
     return "bad_response"  # 1xx or 3xx: not an answer an API gives
 
 
+class _Expired(Exception):
+    """A stream's deadline passed while it waited for data (see :class:`_Watch`)."""
+
+
+class _Watch:
+    """The deadlines of one stream on one timer, re-armed lazily.
+
+    A stream reads once per token; a timer set and cancelled around every read (as
+    ``asyncio.timeout`` does) costs more than the parsing. So the stream only moves
+    :attr:`due` forward, and one timer, when it fires, looks at where things are: at
+    the total deadline it ends the stream; past :attr:`due` while the stream waits for
+    data, it ends it as stalled; otherwise it sets itself again for the next moment
+    that could matter. A caller that takes long between reads is not the upstream
+    stalling (the data waits in the buffer), so only waiting counts: a stream found
+    late while the caller was busy gets a fresh ``first_token_ms``.
+    """
+
+    __slots__ = ("_content", "_gap", "_handle", "_loop", "_total", "due", "expired", "waiting")
+
+    #: A timer may fire this much (seconds) before its time.
+    SLACK = 0.001
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        content: aiohttp.StreamReader,
+        due: float,
+        gap: float,
+        total: float,
+    ) -> None:
+        self._loop = loop
+        self._content = content
+        self._gap = gap
+        self._total = total
+        self.due = due
+        self.waiting = False
+        self.expired: str | None = None  # "stalled" or "timeout" once a deadline passed
+        self._handle = loop.call_at(min(due, total), self._fire)
+
+    def _fire(self) -> None:
+        now = self._loop.time() + self.SLACK
+        if now >= self._total:
+            self.expired = "timeout"
+        elif self.waiting and now >= self.due:
+            self.expired = "stalled"
+        else:
+            # Not late yet; or late while the caller was busy elsewhere: a fresh gap.
+            later = self.due if self.due > now else now + self._gap
+            self._handle = self._loop.call_at(min(later, self._total), self._fire)
+            return
+        if self.waiting:
+            self._content.set_exception(_Expired())
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+
 class Upstream:
     """The client of one provider: ``POST {base_url}/chat/completions``, plain or streamed."""
 
@@ -367,32 +424,42 @@ class Upstream:
             answering = False  # a chunk with part of the answer has come
             last: dict[str, Any] | None = None
             content = resp.content
-            while not parser.done:
-                try:
-                    async with asyncio.timeout_at(min(due, total)):
+            watch = _Watch(loop, content, due, gap, total)
+            try:
+                while not parser.done:
+                    if watch.expired:  # the total deadline passed while the caller read
+                        raise self._late(model, watch.expired, sent > 0)
+                    watch.waiting = True
+                    try:
                         piece = await content.readany()
-                except (TimeoutError, aiohttp.ClientError) as exc:
-                    raise self._failure(exc, model, total, sent > 0) from None
-                if not piece:  # the end of the body without [DONE]
-                    if last is not None and _final(last) and not parser.partial:
-                        break  # a complete answer from a server that omits [DONE]
-                    raise UpstreamError(
-                        "dropped",
-                        f"{self._where(model)}: the stream ended before it was complete",
-                        after_first_chunk=sent > 0,
-                    )
-                events = parser.feed(piece)
-                if answering and events:
-                    due = loop.time() + gap
-                for event in events:
-                    last = self._chunk(model, event.data, event.name, sent > 0)
-                    # Comments and the role announcement are no progress: the first
-                    # token is due all the same.
-                    if not answering and carries_answer(last):
-                        answering = True
-                        due = loop.time() + gap
-                    sent += 1
-                    yield last
+                    except _Expired:
+                        raise self._late(model, watch.expired or "stalled", sent > 0) from None
+                    except aiohttp.ClientError as exc:
+                        raise self._failure(exc, model, total, sent > 0) from None
+                    finally:
+                        watch.waiting = False
+                    if not piece:  # the end of the body without [DONE]
+                        if last is not None and _final(last) and not parser.partial:
+                            break  # a complete answer from a server that omits [DONE]
+                        raise UpstreamError(
+                            "dropped",
+                            f"{self._where(model)}: the stream ended before it was complete",
+                            after_first_chunk=sent > 0,
+                        )
+                    events = parser.feed(piece)
+                    if answering and events:
+                        watch.due = loop.time() + gap
+                    for event in events:
+                        last = self._chunk(model, event.data, event.name, sent > 0)
+                        # Comments and the role announcement are no progress: the first
+                        # token is due all the same.
+                        if not answering and carries_answer(last):
+                            answering = True
+                            watch.due = loop.time() + gap
+                        sent += 1
+                        yield last
+            finally:
+                watch.cancel()
             # The answer is whole. Read to the end of the body (the chunked terminator,
             # often in a later packet): a connection returns to the pool only then.
             with contextlib.suppress(TimeoutError, aiohttp.ClientError):
@@ -451,6 +518,15 @@ class Upstream:
             f"{where}: {type(exc).__name__}: {self._scrub(str(exc))[:QUOTE_LIMIT]}",
             after_first_chunk=late,
         )
+
+    def _late(self, model: str, kind: str, late: bool) -> UpstreamError:
+        """A stream's deadline passed: ``stalled`` (no token in time) or ``timeout``."""
+        where = self._where(model)
+        if kind == "timeout":
+            message = f"{where}: no complete answer within the total timeout"
+        else:
+            message = f"{where}: no token within the first-token timeout"
+        return UpstreamError(kind, message, after_first_chunk=late)
 
     def _host(self) -> str:
         return self._url.split("://", 1)[-1].split("/", 1)[0]
