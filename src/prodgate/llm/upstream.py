@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import email.utils
+import functools
 import math
 import os
 import time
@@ -147,6 +148,12 @@ def carries_answer(chunk: Mapping[str, Any]) -> bool:
         if delta and (delta.get("content") or delta.get("tool_calls") or delta.get("refusal")):
             return True
     return False
+
+
+@functools.lru_cache(maxsize=64)
+def _connect_timeout(connect_ms: float) -> aiohttp.ClientTimeout:
+    """aiohttp's timeout of a request: the connect deadline only (made once per value)."""
+    return aiohttp.ClientTimeout(total=None, sock_connect=connect_ms / 1000.0)
 
 
 def _final(chunk: Mapping[str, Any]) -> bool:
@@ -477,7 +484,7 @@ class Upstream:
 
     @staticmethod
     def _client_timeout(timeouts: Timeouts) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect_ms / 1000.0)
+        return _connect_timeout(timeouts.connect_ms)
 
     def _failure(
         self, exc: TimeoutError | aiohttp.ClientError, model: str, total: float, late: bool
