@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from prodgate.llm.breaker import Breakers, BreakerState, CircuitBreaker
 from prodgate.spec.llm import Breaker, Provider
 
@@ -152,3 +154,13 @@ def test_breakers_one_per_provider_and_model_with_the_providers_settings() -> No
     assert snap[("openai", "gpt-4.1-mini")]["state"] == "closed"
     # A provider the breakers were not told of gets the default settings.
     assert breakers.get("elsewhere", "m").config == Breaker()
+
+
+def test_a_failing_callback_does_not_fail_the_caller(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(provider: str, model: str, state: BreakerState) -> None:
+        raise RuntimeError("gauge unavailable")
+
+    b = CircuitBreaker("openai", "gpt-4.1", Breaker(1, 10.0, 5.0), on_change=broken)
+    b.failure()
+    assert b.state is BreakerState.OPEN
+    assert "on_change callback failed" in caplog.text

@@ -23,6 +23,7 @@ synchronous and runs on the event loop's thread: no locks needed.
 from __future__ import annotations
 
 import enum
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -32,6 +33,8 @@ from ..spec.llm import Breaker, Provider
 
 #: Told of every change of state: (provider, model, new state).
 OnChange = Callable[[str, str, "BreakerState"], None]
+
+log = logging.getLogger(__name__)
 
 
 class BreakerState(enum.IntEnum):
@@ -156,7 +159,10 @@ class CircuitBreaker:
             return
         self._state = state
         if self._on_change is not None:
-            self._on_change(self.provider, self.model, state)
+            try:
+                self._on_change(self.provider, self.model, state)
+            except Exception:  # a gauge or a log line must not fail the request
+                log.exception("the breaker's on_change callback failed")
 
 
 class Breakers:
