@@ -368,6 +368,7 @@ def render(
     args: argparse.Namespace,
     note: str,
     arguments: list[str],
+    host: dict[str, str],
 ) -> TablesReport:
     rows = []
     for mode in MODES:
@@ -432,13 +433,14 @@ def render(
             f"{args.loop} event loop, {note}, {delay}"
         ),
         command=command_line("bench/llm_client.py", arguments),
-        machine=machine(None, LIBRARIES),
+        machine=host,
         notes=[*ratios, *(f"first error: {e}" for e in errors)],
     )
 
 
 def benchmark(arguments: list[str]) -> int:
     args = parse_args(arguments)
+    host = machine(None, LIBRARIES)  # before pinning: the CPUs the machine gives
     taskset, note = pin(not args.no_pin)
     warn_if_disturbed()
     print(f"{note}; {args.concurrency} in flight, {args.requests:,} requests per client and mode")
@@ -456,7 +458,7 @@ def benchmark(arguments: list[str]) -> int:
                     args.warmup,
                 ),
             )
-    return emit(render(figures, args, note, arguments), args.markdown)
+    return emit(render(figures, args, note, arguments, host), args.markdown)
 
 
 if __name__ == "__main__":

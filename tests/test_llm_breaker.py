@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from prodgate.llm.breaker import Breakers, BreakerState, CircuitBreaker
 from prodgate.spec.llm import Breaker, Provider
 
@@ -152,3 +154,42 @@ def test_breakers_one_per_provider_and_model_with_the_providers_settings() -> No
     assert snap[("openai", "gpt-4.1-mini")]["state"] == "closed"
     # A provider the breakers were not told of gets the default settings.
     assert breakers.get("elsewhere", "m").config == Breaker()
+
+
+def test_a_failing_callback_does_not_fail_the_caller(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(provider: str, model: str, state: BreakerState) -> None:
+        raise RuntimeError("gauge unavailable")
+
+    b = CircuitBreaker("openai", "gpt-4.1", Breaker(1, 10.0, 5.0), on_change=broken)
+    b.failure()
+    assert b.state is BreakerState.OPEN
+    assert "on_change callback failed" in caplog.text
+
+
+def test_a_model_that_fails_now_and_then_stays_in_the_route() -> None:
+    b, clock, _ = breaker(failures=3)
+    # 3 of 10 calls fail, spread over the window: below the failure rate (half).
+    for i in range(30):
+        clock.now += 0.1
+        assert b.allow()
+        b.failure() if i % 10 in (2, 5, 8) else b.success()
+    assert b.failures == 9
+    assert b.state is BreakerState.CLOSED
+
+
+def test_a_model_that_mostly_fails_opens_its_breaker() -> None:
+    b, clock, _ = breaker(failures=3)
+    for i in range(8):
+        clock.now += 0.1
+        b.failure() if i % 4 else b.success()  # 6 of 8 fail
+    assert b.state is BreakerState.OPEN
+
+
+def test_successes_leave_the_window_too() -> None:
+    b, clock, _ = breaker(failures=3, window_s=10.0)
+    for _ in range(20):
+        b.success()
+    clock.now += 11  # those successes are out of the window
+    for _ in range(3):
+        b.failure()
+    assert b.state is BreakerState.OPEN

@@ -76,7 +76,9 @@ class FakeLLM:
     ``garbage`` (200, not JSON); ``drop_before`` (the connection closes before any
     answer); ``drop_after`` (a streamed answer cut after two chunks); ``stall``
     (nothing for a long time); ``stall_after`` (two chunks, then nothing);
-    ``error_event`` (a stream whose second event is an error); ``no_done`` (a whole
+    ``slow`` (a stream of a chunk every 100 ms); ``429_slow_body`` (a 429 whose body
+    never ends); ``error_event`` (a stream whose
+    second event is an error); ``no_done`` (a whole
     stream without the closing ``[DONE]``).
     """
 
@@ -112,6 +114,13 @@ class FakeLLM:
         self.peers.append(request.transport.get_extra_info("peername"))
         step = self.script.pop(0) if self.script else "ok"
         model = body.get("model", "?")
+        if step == "429_slow_body":  # the status at once, the body never
+            resp = web.StreamResponse(status=429, headers={"Retry-After": "1"})
+            resp.content_length = 100
+            await resp.prepare(request)
+            await resp.write(b'{"error": ')
+            await asyncio.sleep(30)
+            return resp
         if step.startswith("429"):
             headers = {"Retry-After": step.partition(":")[2]} if ":" in step else {}
             return web.json_response(
@@ -154,7 +163,7 @@ class FakeLLM:
                 if n == 1 and step == "error_event":
                     chunk = {"error": {"message": "overloaded", "type": "server_error"}}
                 await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
-                await asyncio.sleep(0)
+                await asyncio.sleep(0.1 if step == "slow" else 0)
             if step != "no_done":
                 await resp.write(b"data: [DONE]\n\n")
             await asyncio.sleep(0.02)  # the end of the body in a later packet, as may happen
@@ -408,6 +417,21 @@ async def test_no_answer_within_the_first_token_timeout_is_stalled(fake: FakeLLM
             assert (caught.value.kind, caught.value.retryable) == ("stalled", True)
 
 
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_an_error_whose_body_never_ends_is_reported_in_time(
+    fake: FakeLLM, streamed: bool
+) -> None:
+    fake.script = ["429_slow_body"]
+    short = Timeouts(connect_ms=1000, first_token_ms=300, total_ms=5000)
+    t0 = time.perf_counter()
+    async with upstream_of(fake.url) as up:
+        with pytest.raises(UpstreamError) as caught:
+            await call(up, streamed, short)
+    assert time.perf_counter() - t0 < 2.0
+    # The status says what failed; the body that never ends only lacks the reason.
+    assert (caught.value.kind, caught.value.retry_after_s) == ("rate_limited", 1.0)
+
+
 async def test_the_total_timeout(fake: FakeLLM) -> None:
     fake.script = ["stall"]
     short = Timeouts(connect_ms=1000, first_token_ms=5000, total_ms=200)
@@ -426,6 +450,27 @@ async def test_a_stream_cut_after_chunks_is_dropped_after_the_first_chunk(fake: 
     assert len(got) == 2
     err = caught.value
     assert (err.kind, err.after_first_chunk, err.retryable) == ("dropped", True, False)
+
+
+async def test_a_stream_past_the_total_timeout(fake: FakeLLM) -> None:
+    fake.script = ["slow"]
+    short = Timeouts(connect_ms=1000, first_token_ms=1000, total_ms=250)
+    got: list[dict[str, Any]] = []
+    async with upstream_of(fake.url) as up:
+        with pytest.raises(UpstreamError) as caught:
+            await drain(up.stream("m", BODY, short), got)
+    assert 1 <= len(got) <= 3
+    assert (caught.value.kind, caught.value.after_first_chunk) == ("timeout", True)
+
+
+async def test_a_slow_reader_is_not_a_stalled_upstream(fake: FakeLLM) -> None:
+    short = Timeouts(connect_ms=1000, first_token_ms=200, total_ms=5000)
+    got: list[dict[str, Any]] = []
+    async with upstream_of(fake.url) as up:
+        async for chunk in up.stream("m", BODY, short):
+            got.append(chunk)
+            await asyncio.sleep(0.3)  # the caller's own client is slow
+    assert got == chunks("m", ["Hel", "lo", " there"])
 
 
 async def test_a_stream_silent_after_chunks_is_stalled(fake: FakeLLM) -> None:

@@ -65,10 +65,11 @@ MESSAGES = [{"role": "user", "content": "Is there a status update on my claim?"}
 
 
 def test_the_sdk_gets_answers_sync_and_async_streamed_and_not(
-    settings: Settings, served: tuple[str, str]
+    settings: Settings, served: tuple[str, str], request: pytest.FixtureRequest
 ) -> None:
     base, token = served
     client = openai.OpenAI(base_url=base + "/v1", api_key=token, max_retries=0)
+    request.addfinalizer(client.close)
     plain = client.chat.completions.create(model="letter", messages=MESSAGES)
     assert orjson.loads(plain.choices[0].message.content)["category"] == "status_question"
     assert plain.usage is not None
@@ -101,10 +102,11 @@ def test_the_sdk_gets_answers_sync_and_async_streamed_and_not(
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="letter@9", messages=MESSAGES)
     other = OTHER[settings.database_url]
-    with pytest.raises(openai.PermissionDeniedError):
-        openai.OpenAI(base_url=base + "/v1", api_key=other, max_retries=0).chat.completions.create(
-            model="letter", messages=MESSAGES
-        )
+    with (
+        openai.OpenAI(base_url=base + "/v1", api_key=other, max_retries=0) as refused,
+        pytest.raises(openai.PermissionDeniedError),
+    ):
+        refused.chat.completions.create(model="letter", messages=MESSAGES)
 
     records = [r for r in _inferences(settings) if r["status"] == 200]
     assert len(records) == 5
@@ -123,11 +125,15 @@ def test_the_sdk_gets_answers_sync_and_async_streamed_and_not(
 
 
 def test_thirty_percent_faults_are_absorbed_by_the_route(
-    settings: Settings, served: tuple[str, str], mock: MockHandle
+    settings: Settings,
+    served: tuple[str, str],
+    mock: MockHandle,
+    request: pytest.FixtureRequest,
 ) -> None:
     base, token = served
     mock.set_faults(error_rate=0.3, errors=["429", "500", "drop_before"], retry_after_s=0)
     client = openai.OpenAI(base_url=base + "/v1", api_key=token, max_retries=0)
+    request.addfinalizer(client.close)
     for i in range(40):
         if i % 2:
             answer = client.chat.completions.create(model="letter", messages=MESSAGES)
@@ -151,10 +157,14 @@ def _breaker(base: str) -> float:
 
 
 def test_the_breaker_opens_while_the_faults_last_and_closes_after(
-    settings: Settings, served: tuple[str, str], mock: MockHandle
+    settings: Settings,
+    served: tuple[str, str],
+    mock: MockHandle,
+    request: pytest.FixtureRequest,
 ) -> None:
     base, token = served
     client = openai.OpenAI(base_url=base + "/v1", api_key=token, max_retries=0)
+    request.addfinalizer(client.close)
     assert _breaker(base) == 0
     mock.set_faults(error_rate=1.0, errors=["500"], models=["small"])
     for _ in range(4):  # answered by the fallback while the primary fails

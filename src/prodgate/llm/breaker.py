@@ -5,7 +5,8 @@ the route falls back; with a breaker the route skips it at once. One breaker per
 (provider, model), because one model of a provider can be overloaded while the
 others answer. The states::
 
-    CLOSED --(failures within window_s)--> OPEN --(cooldown_s)--> HALF_OPEN
+    CLOSED --(failures, and failure_rate of the calls, within window_s)--> OPEN
+    OPEN --(cooldown_s)--> HALF_OPEN
     HALF_OPEN --(the probe succeeds)--> CLOSED
     HALF_OPEN --(the probe fails)--> OPEN (the cooldown starts again)
 
@@ -23,6 +24,7 @@ synchronous and runs on the event loop's thread: no locks needed.
 from __future__ import annotations
 
 import enum
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -30,8 +32,13 @@ from typing import Any
 
 from ..spec.llm import Breaker, Provider
 
+#: Successes are counted per this share of the window.
+_BUCKETS = 10
+
 #: Told of every change of state: (provider, model, new state).
 OnChange = Callable[[str, str, "BreakerState"], None]
+
+log = logging.getLogger(__name__)
 
 
 class BreakerState(enum.IntEnum):
@@ -60,6 +67,9 @@ class CircuitBreaker:
         self._on_change = on_change
         self._clock = clock
         self._failures: deque[float] = deque()  # times of recent failures, oldest first
+        # Recent successes, counted per tenth of the window ([start, count], oldest first):
+        # a busy model answers thousands a minute, and their times need not be kept.
+        self._successes: deque[list[float]] = deque()
         self._state = BreakerState.CLOSED
         self.opened_at: float | None = None  # clock time it last opened
         self._probing = False  # half-open: a probe is out
@@ -99,7 +109,16 @@ class CircuitBreaker:
         """A call let through succeeded: in half-open, that closes the breaker. (In open,
         it was a call let through before the breaker opened: old news, ignored.)"""
         self._probing = False
-        if self.state is BreakerState.HALF_OPEN:
+        state = self.state
+        if state is BreakerState.CLOSED:
+            now = self._clock()
+            width = self.config.window_s / _BUCKETS
+            if self._successes and now - self._successes[-1][0] < width:
+                self._successes[-1][1] += 1
+            else:
+                self._successes.append([now, 1])
+            self._forget(now)
+        elif state is BreakerState.HALF_OPEN:
             self._failures.clear()
             self.opened_at = None
             self._set(BreakerState.CLOSED)
@@ -113,7 +132,7 @@ class CircuitBreaker:
         if state is BreakerState.CLOSED:
             self._failures.append(now)
             self._forget(now)
-            if len(self._failures) >= self.config.failures:
+            if self._tripped():
                 self._open(now)
         elif state is BreakerState.HALF_OPEN:
             self._open(now)
@@ -142,21 +161,37 @@ class CircuitBreaker:
     def _open(self, now: float) -> None:
         self.opened_at = now
         self._failures.clear()
+        self._successes.clear()
         # Reopening from half-open is a change of state too, and restarts the cooldown.
         self._set(BreakerState.OPEN)
+
+    def _tripped(self) -> bool:
+        """Enough failures in the window, and a large enough share of its calls: a model
+        that fails now and then (the retries absorb it) is not taken out of the route."""
+        failed = len(self._failures)
+        if failed < self.config.failures:
+            return False
+        succeeded = sum(int(b[1]) for b in self._successes)
+        return failed >= self.config.failure_rate * (failed + succeeded)
 
     def _forget(self, now: float) -> None:
         horizon = now - self.config.window_s
         failures = self._failures
         while failures and failures[0] <= horizon:
             failures.popleft()
+        successes = self._successes
+        while successes and successes[0][0] <= horizon:
+            successes.popleft()
 
     def _set(self, state: BreakerState) -> None:
         if state is self._state:
             return
         self._state = state
         if self._on_change is not None:
-            self._on_change(self.provider, self.model, state)
+            try:
+                self._on_change(self.provider, self.model, state)
+            except Exception:  # a gauge or a log line must not fail the request
+                log.exception("the breaker's on_change callback failed")
 
 
 class Breakers:

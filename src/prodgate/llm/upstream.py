@@ -25,10 +25,11 @@ import asyncio
 import contextlib
 import datetime as dt
 import email.utils
+import functools
 import math
 import os
 import time
-from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import aiohttp
@@ -45,6 +46,8 @@ RETRYABLE = frozenset({"rate_limited", "server", "connect", "timeout", "dropped"
 TARGET_STATUSES = frozenset({401, 402, 403, 404})
 #: How much of an upstream's error body is quoted in a message.
 QUOTE_LIMIT = 300
+#: How much of an error answer's body is read (to quote its message).
+ERROR_BODY_LIMIT = 64 * 1024
 #: Fields of a request body that ask for a streamed answer.
 _STREAM_FIELDS = ("stream", "stream_options")
 #: Idle keep-alive connections live this long (seconds) in a provider's pool.
@@ -126,6 +129,12 @@ def carries_answer(chunk: Mapping[str, Any]) -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=64)
+def _connect_timeout(connect_ms: float) -> aiohttp.ClientTimeout:
+    """aiohttp's timeout of a request: the connect deadline only (made once per value)."""
+    return aiohttp.ClientTimeout(total=None, sock_connect=connect_ms / 1000.0)
+
+
 def _final(chunk: Mapping[str, Any]) -> bool:
     """Is *chunk* one that ends a stream: with a finish reason, or the usage?"""
     if chunk.get("usage"):
@@ -174,6 +183,63 @@ def kind_of_status(status: int) -> str:
     if 400 <= status < 500:
         return "client"
     return "bad_response"  # 1xx or 3xx: not an answer an API gives
+
+
+class _Expired(Exception):
+    """A stream's deadline passed while it waited for data (see :class:`_Watch`)."""
+
+
+class _Watch:
+    """The deadlines of one stream on one timer, re-armed lazily.
+
+    A stream reads once per token; a timer set and cancelled around every read (as
+    ``asyncio.timeout`` does) costs more than the parsing. So the stream only moves
+    :attr:`due` forward, and one timer, when it fires, looks at where things are: at
+    the total deadline it ends the stream; past :attr:`due` while the stream waits for
+    data, it ends it as stalled; otherwise it sets itself again for the next moment
+    that could matter. A caller that takes long between reads is not the upstream
+    stalling (the data waits in the buffer), so only waiting counts: a stream found
+    late while the caller was busy gets a fresh ``first_token_ms``.
+    """
+
+    __slots__ = ("_content", "_gap", "_handle", "_loop", "_total", "due", "expired", "waiting")
+
+    #: A timer may fire this much (seconds) before its time.
+    SLACK = 0.001
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        content: aiohttp.StreamReader,
+        due: float,
+        gap: float,
+        total: float,
+    ) -> None:
+        self._loop = loop
+        self._content = content
+        self._gap = gap
+        self._total = total
+        self.due = due
+        self.waiting = False
+        self.expired: str | None = None  # "stalled" or "timeout" once a deadline passed
+        self._handle = loop.call_at(min(due, total), self._fire)
+
+    def _fire(self) -> None:
+        now = self._loop.time() + self.SLACK
+        if now >= self._total:
+            self.expired = "timeout"
+        elif self.waiting and now >= self.due:
+            self.expired = "stalled"
+        else:
+            # Not late yet; or late while the caller was busy elsewhere: a fresh gap.
+            later = self.due if self.due > now else now + self._gap
+            self._handle = self._loop.call_at(min(later, self._total), self._fire)
+            return
+        if self.waiting:
+            self._content.set_exception(_Expired())
+
+    def cancel(self) -> None:
+        self._handle.cancel()
 
 
 class Upstream:
@@ -263,17 +329,25 @@ class Upstream:
         total = start + timeouts.total_ms / 1000.0
         deadline = min(first, total)
         session = self._ensure_session()
-        with self._failures(model, total, after_first_chunk=lambda: False):
+        try:
             async with asyncio.timeout_at(deadline):
-                async with session.post(
+                resp = await session.post(
                     self._url,
                     data=payload,
                     headers=self._headers,
                     timeout=self._client_timeout(timeouts),
-                ) as resp:
-                    if resp.status != 200:
-                        raise await self._status_error(model, resp)
-                    raw = await resp.read()
+                )
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self._failure(exc, model, total, False) from None
+        try:
+            if resp.status != 200:  # its status says what failed; the body may add why
+                raise await self._status_error(model, resp, deadline)
+            async with asyncio.timeout_at(deadline):
+                raw = await resp.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self._failure(exc, model, total, False) from None
+        finally:
+            resp.release()
         try:
             answer = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -315,12 +389,11 @@ class Upstream:
         session = self._ensure_session()
         sent = 0
         finished = False
-        late = lambda: sent > 0  # noqa: E731 - read when a failure happens
         # The first token is due first_token_ms after the request; each next one, that
         # long after the one before. A role announcement is no token: a server that
         # sends one and then nothing is stalled all the same.
         due = start + gap
-        with self._failures(model, total, after_first_chunk=late):
+        try:
             async with asyncio.timeout_at(min(due, total)):
                 resp = await session.post(
                     self._url,
@@ -328,43 +401,58 @@ class Upstream:
                     headers=self._stream_headers,
                     timeout=self._client_timeout(timeouts),
                 )
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self._failure(exc, model, total, False) from None
         try:
             if resp.status != 200:
-                raise await self._status_error(model, resp)
+                raise await self._status_error(model, resp, min(due, total))
             parser = SseParser()
             answering = False  # a chunk with part of the answer has come
             last: dict[str, Any] | None = None
-            while not parser.done:
-                with self._failures(model, total, after_first_chunk=late):
-                    async with asyncio.timeout_at(min(due, total)):
-                        piece = await resp.content.readany()
-                if not piece:  # the end of the body without [DONE]
-                    if last is not None and _final(last) and not parser.partial:
-                        break  # a complete answer from a server that omits [DONE]
-                    raise UpstreamError(
-                        "dropped",
-                        f"{self._where(model)}: the stream ended before it was complete",
-                        after_first_chunk=sent > 0,
-                    )
-                events = parser.feed(piece)
-                if answering and events:
-                    due = loop.time() + gap
-                for event in events:
-                    last = self._chunk(model, event.data, event.name, sent > 0)
-                    # Comments and the role announcement are no progress: the first
-                    # token is due all the same.
-                    if not answering and carries_answer(last):
-                        answering = True
-                        due = loop.time() + gap
-                    sent += 1
-                    yield last
+            content = resp.content
+            watch = _Watch(loop, content, due, gap, total)
+            try:
+                while not parser.done:
+                    if watch.expired:  # the total deadline passed while the caller read
+                        raise self._late(model, watch.expired, sent > 0)
+                    watch.waiting = True
+                    try:
+                        piece = await content.readany()
+                    except _Expired:
+                        raise self._late(model, watch.expired or "stalled", sent > 0) from None
+                    except aiohttp.ClientError as exc:
+                        raise self._failure(exc, model, total, sent > 0) from None
+                    finally:
+                        watch.waiting = False
+                    if not piece:  # the end of the body without [DONE]
+                        if last is not None and _final(last) and not parser.partial:
+                            break  # a complete answer from a server that omits [DONE]
+                        raise UpstreamError(
+                            "dropped",
+                            f"{self._where(model)}: the stream ended before it was complete",
+                            after_first_chunk=sent > 0,
+                        )
+                    events = parser.feed(piece)
+                    if answering and events:
+                        watch.due = loop.time() + gap
+                    for event in events:
+                        last = self._chunk(model, event.data, event.name, sent > 0)
+                        # Comments and the role announcement are no progress: the first
+                        # token is due all the same.
+                        if not answering and carries_answer(last):
+                            answering = True
+                            watch.due = loop.time() + gap
+                        sent += 1
+                        yield last
+            finally:
+                watch.cancel()
             # The answer is whole. Read to the end of the body (the chunked terminator,
             # often in a later packet): a connection returns to the pool only then.
             with contextlib.suppress(TimeoutError, aiohttp.ClientError):
                 async with asyncio.timeout_at(min(loop.time() + gap, total)):
-                    while await resp.content.readany():
+                    while await content.readany():
                         pass
-            finished = resp.content.at_eof()
+            finished = content.at_eof()
         finally:
             if finished:
                 resp.release()
@@ -375,70 +463,76 @@ class Upstream:
 
     @staticmethod
     def _client_timeout(timeouts: Timeouts) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect_ms / 1000.0)
+        return _connect_timeout(timeouts.connect_ms)
 
-    @contextlib.contextmanager
-    def _failures(
-        self, model: str, total: float, *, after_first_chunk: Callable[[], bool]
-    ) -> Iterator[None]:
-        """Turn aiohttp's and asyncio's exceptions into :class:`UpstreamError`."""
+    def _failure(
+        self, exc: TimeoutError | aiohttp.ClientError, model: str, total: float, late: bool
+    ) -> UpstreamError:
+        """What aiohttp's or asyncio's *exc* means as an :class:`UpstreamError`; *late*:
+        chunks went out before it."""
         where = self._where(model)
-        try:
-            yield
-        except UpstreamError:
-            raise
-        except TimeoutError as exc:
-            if isinstance(exc, aiohttp.ConnectionTimeoutError):
-                raise UpstreamError(
-                    "connect", f"{where}: no connection within the connect timeout"
-                ) from None
-            late = after_first_chunk()
-            loop = asyncio.get_running_loop()
-            if loop.time() >= total:
-                raise UpstreamError(
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            return UpstreamError("connect", f"{where}: no connection within the connect timeout")
+        if isinstance(exc, TimeoutError):
+            if asyncio.get_running_loop().time() >= total:
+                return UpstreamError(
                     "timeout",
                     f"{where}: no complete answer within the total timeout",
                     after_first_chunk=late,
-                ) from None
-            raise UpstreamError(
+                )
+            return UpstreamError(
                 "stalled",
                 f"{where}: no token within the first-token timeout",
                 after_first_chunk=late,
-            ) from None
-        except aiohttp.ClientConnectorError as exc:
-            raise UpstreamError(
+            )
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            return UpstreamError(
                 "connect", f"{where}: cannot connect to {self._host()}: {exc.os_error}"
-            ) from None
-        except (
-            aiohttp.ServerDisconnectedError,
-            aiohttp.ClientPayloadError,
-            aiohttp.ClientOSError,
-        ) as exc:
-            raise UpstreamError(
+            )
+        if isinstance(
+            exc,
+            aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError | aiohttp.ClientOSError,
+        ):
+            return UpstreamError(
                 "dropped",
                 f"{where}: the connection closed before the answer was complete "
                 f"({type(exc).__name__})",
-                after_first_chunk=after_first_chunk(),
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(
-                "bad_response",
-                f"{where}: {type(exc).__name__}: {self._scrub(str(exc))[:QUOTE_LIMIT]}",
-                after_first_chunk=after_first_chunk(),
-            ) from None
+                after_first_chunk=late,
+            )
+        return UpstreamError(
+            "bad_response",
+            f"{where}: {type(exc).__name__}: {self._scrub(str(exc))[:QUOTE_LIMIT]}",
+            after_first_chunk=late,
+        )
+
+    def _late(self, model: str, kind: str, late: bool) -> UpstreamError:
+        """A stream's deadline passed: ``stalled`` (no token in time) or ``timeout``."""
+        where = self._where(model)
+        if kind == "timeout":
+            message = f"{where}: no complete answer within the total timeout"
+        else:
+            message = f"{where}: no token within the first-token timeout"
+        return UpstreamError(kind, message, after_first_chunk=late)
 
     def _host(self) -> str:
         return self._url.split("://", 1)[-1].split("/", 1)[0]
 
-    async def _status_error(self, model: str, resp: aiohttp.ClientResponse) -> UpstreamError:
+    async def _status_error(
+        self, model: str, resp: aiohttp.ClientResponse, deadline: float
+    ) -> UpstreamError:
+        """The error of an answer that is not a 200, quoting its body if it comes (the
+        first :data:`ERROR_BODY_LIMIT` bytes, by *deadline* in loop time)."""
         status = resp.status
-        try:
-            raw = await resp.content.read(64 * 1024)
-        except (aiohttp.ClientError, TimeoutError):
-            raw = b""
-        kind = kind_of_status(status)
+        raw = b""
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            async with asyncio.timeout_at(deadline):
+                while len(raw) < ERROR_BODY_LIMIT:
+                    piece = await resp.content.read(ERROR_BODY_LIMIT - len(raw))
+                    if not piece:
+                        break
+                    raw += piece
         return UpstreamError(
-            kind,
+            kind_of_status(status),
             f"{self._where(model)}: HTTP {status}: {self._quote(raw)}",
             status=status,
             retry_after_s=retry_after(resp.headers),

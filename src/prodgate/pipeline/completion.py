@@ -377,15 +377,32 @@ class LlmPath:
         rid = call.record_id
         failure: ProdgateError | None = None
         finished = False
+        pending: asyncio.Queue[Any] = asyncio.Queue()
+        pump = asyncio.get_running_loop().create_task(_pump(events, pending))
         try:
             if first is not None and first.get("choices"):
                 first["id"] = rid
                 yield wire.sse(first)
-            async for chunk in events:
-                if not chunk.get("choices"):
-                    continue  # the usage chunk: sent last, with the prodgate figures
-                chunk["id"] = rid
-                yield wire.sse(chunk)
+            done = False
+            while not done:
+                # What arrived together goes out together: every chunk one network read
+                # brought is in the queue by now, and one write (not one each) sends them.
+                items = [await pending.get()]
+                while not pending.empty():
+                    items.append(pending.get_nowait())
+                out = []
+                for item in items:
+                    if item is _END:
+                        done = True
+                        break
+                    if isinstance(item, BaseException):
+                        raise item
+                    if not item.get("choices"):
+                        continue  # the usage chunk: sent last, with the prodgate figures
+                    item["id"] = rid
+                    out.append(wire.sse(item))
+                if out:
+                    yield b"".join(out)
         except ProdgateError as exc:
             failure = exc
         except RouteFailed as failed:
@@ -395,6 +412,8 @@ class LlmPath:
         else:
             finished = True
         finally:
+            if not pump.done():  # the caller went away: stop reading for nobody
+                pump.cancel()
             if not finished and failure is None:  # the caller went away (cancelled)
                 task = asyncio.ensure_future(
                     self._finish_stream(call, stream, None, CLIENT_CLOSED, lease)
@@ -410,19 +429,19 @@ class LlmPath:
         if failure is not None:
             yield wire.error_event(failure, rid)
             return
-        if include_usage:
-            yield wire.sse(
-                {
-                    "id": rid,
-                    "object": "chat.completion.chunk",
-                    "created": int(time.time()),
-                    "model": completion.model,
-                    "choices": [],
-                    "usage": _openai_usage(usage, None),
-                    "prodgate": self._extension(call, completion, usage, cost),
-                }
-            )
-        yield wire.DONE
+        if not include_usage:
+            yield wire.DONE
+            return
+        usage_chunk = {
+            "id": rid,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": completion.model,
+            "choices": [],
+            "usage": _openai_usage(usage, None),
+            "prodgate": self._extension(call, completion, usage, cost),
+        }
+        yield wire.sse(usage_chunk) + wire.DONE
 
     async def _finish_stream(
         self, call: _Call, stream: Any, failure: ProdgateError | None, status: int, lease: Any
@@ -594,6 +613,21 @@ class LlmPath:
         """Wait for the records of streams whose callers went away."""
         if self._finishing:
             await asyncio.gather(*self._finishing, return_exceptions=True)
+
+
+#: The end of a pumped stream.
+_END = object()
+
+
+async def _pump(events: AsyncIterator[dict[str, Any]], into: asyncio.Queue[Any]) -> None:
+    """Read *events* into the queue, then :data:`_END`, or the exception that ended them."""
+    try:
+        async for chunk in events:
+            into.put_nowait(chunk)
+    except Exception as exc:
+        into.put_nowait(exc)
+    else:
+        into.put_nowait(_END)
 
 
 def _checks_output(call: _Call, c: Completion) -> bool:

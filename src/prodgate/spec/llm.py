@@ -6,7 +6,7 @@ Declared in prodgate.yaml::
       openai:
         base_url: https://api.openai.com/v1
         api_key_env: OPENAI_API_KEY          # the variable's name; the key is never stored
-        breaker: {failures: 5, window_s: 30, cooldown_s: 15}
+        breaker: {failures: 5, failure_rate: 0.5, window_s: 30, cooldown_s: 15}
         models:
           gpt-4.1:      {input: 2.0, output: 8.0, cached_input: 0.5}   # USD per 1M tokens
           gpt-4.1-mini: {input: 0.4, output: 1.6}
@@ -48,12 +48,15 @@ class Price:
 
 @dataclass(frozen=True)
 class Breaker:
-    """Open after ``failures`` failures within ``window_s``; after ``cooldown_s`` let one
-    probe through (half-open); its success closes the breaker, its failure reopens it."""
+    """Open after ``failures`` failures within ``window_s`` that are also at least
+    ``failure_rate`` of the calls in it (a model that fails now and then stays in the
+    route: retries absorb it); after ``cooldown_s`` let one probe through (half-open);
+    its success closes the breaker, its failure reopens it."""
 
     failures: int = 5
     window_s: float = 30.0
     cooldown_s: float = 15.0
+    failure_rate: float = 0.5
 
 
 @dataclass(frozen=True)

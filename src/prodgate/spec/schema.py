@@ -123,6 +123,7 @@ PROVIDER_SCHEMA: dict[str, Any] = {
                 "failures": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
                 "window_s": {"type": "number", "exclusiveMinimum": 0},
                 "cooldown_s": {"type": "number", "exclusiveMinimum": 0},
+                "failure_rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
             },
         },
         "models": {
