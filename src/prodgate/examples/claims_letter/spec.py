@@ -103,13 +103,14 @@ def providers_document(url: str = DEFAULT_MOCK_URL) -> dict[str, Any]:
     return {
         "primary": {
             "base_url": url,
-            # Opens after 3 failures in 10 s; lets a probe through 2 s later.
-            "breaker": {"failures": 3, "window_s": 10, "cooldown_s": 2},
+            # Opens after 3 failures in 10 s that are half its calls there or more;
+            # lets a probe through 2 s later.
+            "breaker": {"failures": 3, "failure_rate": 0.5, "window_s": 10, "cooldown_s": 2},
             "models": {"large": dict(LARGE), "small": dict(SMALL)},
         },
         "backup": {
             "base_url": url,
-            "breaker": {"failures": 3, "window_s": 10, "cooldown_s": 2},
+            "breaker": {"failures": 3, "failure_rate": 0.5, "window_s": 10, "cooldown_s": 2},
             "models": {"large": dict(LARGE)},
         },
     }
@@ -125,7 +126,7 @@ def service_document() -> dict[str, Any]:
         "contract": {"input": copy.deepcopy(CONTRACT), "output": copy.deepcopy(OUTPUT)},
         "llm": {
             "fallbacks": ["backup/large"],
-            "retry": {"attempts": 1, "backoff_ms": 20, "max_backoff_ms": 100},
+            "retry": {"attempts": 1, "backoff_ms": 10, "max_backoff_ms": 50},
             "timeouts": {"connect_ms": 1000, "first_token_ms": 10_000, "total_ms": 20_000},
             "max_tokens": 300,
             "budgets": {"day": 50},

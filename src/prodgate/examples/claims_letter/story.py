@@ -58,7 +58,7 @@ AUTHOR = "prompt-engineer"
 FAILING_MODEL = "small"
 FALLBACK = "backup/large"
 #: When the outage starts (canary answers seen first) and how long it lasts.
-OUTAGE_AFTER_CANARY_ANSWERS = 20
+OUTAGE_AFTER_CANARY_ANSWERS = 5
 OUTAGE_S = 1.5
 #: Cases evaluated at once (each is a call to the mock LLM).
 CONCURRENCY = 16
