@@ -3,6 +3,7 @@ fallbacks, tools, budgets, the output contract, and what every call records."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -69,8 +70,15 @@ async def test_predict_fills_the_template_and_records_tokens_and_cost(llm: Setti
         r = await client.post(
             "/v1/services/letter/predict", json={"inputs": {"message": "It was staged fraud"}}
         )
+        metrics = (await client.get("/metrics")).text
     assert r.status_code == 200, r.text
     answer = r.json()
+    labels = 'key="bootstrap",model="small",provider="primary",service="letter",version="1"'
+    cost = re.search(r"prodgate_llm_cost_usd_total\{" + labels + r"\} (\S+)", metrics)
+    assert cost is not None
+    assert float(cost.group(1)) == pytest.approx(answer["cost_usd"])
+    tokens = labels.replace('key="bootstrap",', 'key="bootstrap",kind="output",')
+    assert f"prodgate_llm_tokens_total{{{tokens}}} {answer['usage']['output_tokens']}.0" in metrics
     # The small model misses fraud signals (the mock's rule): it says new_claim.
     assert answer["output"]["category"] == "new_claim"
     assert answer["model"] == "primary/small"
