@@ -57,9 +57,13 @@ AUTHOR = "prompt-engineer"
 #: The model the outage takes down (v3's), and the route's fallback that absorbs it.
 FAILING_MODEL = "small"
 FALLBACK = "backup/large"
-#: When the outage starts (canary answers seen first) and how long it lasts.
+#: When the outage starts (canary answers seen first), and how long it lasts: at least
+#: OUTAGE_S and until the fallback has answered OUTAGE_FALLBACKS canary calls (a busy
+#: machine may send few calls in 1.5 s), but no longer than OUTAGE_MAX_S.
 OUTAGE_AFTER_CANARY_ANSWERS = 5
 OUTAGE_S = 1.5
+OUTAGE_FALLBACKS = 20
+OUTAGE_MAX_S = 4.0
 #: Cases evaluated at once (each is a call to the mock LLM).
 CONCURRENCY = 16
 NOTES = {
@@ -222,15 +226,28 @@ class Outage:
         await asyncio.to_thread(
             self.mock.set_faults, error_rate=1.0, errors=["500"], models=[FAILING_MODEL]
         )
-        self.started = time.monotonic()
+        self.started = started = time.monotonic()
         echo(
             f"    outage: primary/{FAILING_MODEL} answers every call with a 500 "
-            f"for {OUTAGE_S:g} s (the mock LLM's faults)"
+            "(the mock LLM's faults)"
         )
+
+        def fallbacks() -> int:
+            return sum(
+                1
+                for s in traffic.sent
+                if s.started >= started and s.version == canary and s.model == FALLBACK
+            )
+
         await asyncio.sleep(OUTAGE_S)
+        while fallbacks() < OUTAGE_FALLBACKS and time.monotonic() - started < OUTAGE_MAX_S:
+            await asyncio.sleep(0.05)
         await asyncio.to_thread(self.mock.set_faults)
         self.ended = time.monotonic()
-        echo(f"    outage over: primary/{FAILING_MODEL} answers again")
+        echo(
+            f"    outage over after {self.ended - started:.1f} s: "
+            f"primary/{FAILING_MODEL} answers again"
+        )
 
 
 def breaker_changes(store: Store, since_us: int) -> list[str]:
