@@ -708,8 +708,10 @@ def _failure(c: Completion) -> ProdgateError:
         return UpstreamUnavailableError(
             f"every model of the route is unavailable (circuit open): {tried}", retry_after=5
         )
-    if error is not None and getattr(error, "kind", "") == "client":
-        return UpstreamRejectedError(f"the provider refused the request: {error}")
+    if error is not None and error.kind == "client" and not error.fallback:
+        # The request itself is wrong (a 400, 413, 422 from the provider): the caller's
+        # to change. A target that is misconfigured (its key, its model) is ours: 502.
+        return UpstreamRejectedError(f"the provider refused the request: {error.message}")
     return UpstreamFailedError(f"every model of the route failed ({tried})")
 
 
