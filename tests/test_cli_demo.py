@@ -8,6 +8,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -34,15 +35,18 @@ def test_demo_serves_and_its_curl_line_returns_a_decision(tmp_path: Path) -> Non
     try:
         assert proc.stdout is not None
         deadline = time.monotonic() + 180
-        curl = None
-        while curl is None and time.monotonic() < deadline:
+        curls: list[str] = []
+        while not any(line.startswith("Also:") for line in output):
+            if time.monotonic() > deadline:
+                raise AssertionError("no announcement:\n" + "".join(output))
             line = proc.stdout.readline()
             if not line:
                 raise AssertionError("demo exited early:\n" + "".join(output))
             output.append(line)
             if line.strip().startswith("curl "):
-                curl = line.strip()
-        assert curl is not None, "".join(output)
+                curls.append(line.strip())
+        assert len(curls) == 2, "".join(output)
+        curl, letter_curl = curls
         assert f"http://127.0.0.1:{port}/v1/services/claims-triage/predict" in curl
         # The line is announced once the gateway is up; it answers as pasted.
         answer = subprocess.run(shlex.split(curl), capture_output=True, text=True, timeout=30)
@@ -59,6 +63,7 @@ def test_demo_serves_and_its_curl_line_returns_a_decision(tmp_path: Path) -> Non
         headers = {"Authorization": auth.split(":", 1)[1].strip()}
         stored = httpx.get(record_url, headers=headers).json()
         assert stored["status"] == 200
+        _check_letter(letter_curl, "".join(output), port)
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -74,3 +79,23 @@ def test_demo_serves_and_its_curl_line_returns_a_decision(tmp_path: Path) -> Non
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "verified" in verify.stdout
+
+
+def _check_letter(curl: str, output: str, port: int) -> None:
+    """claims-letter answers its curl line, and the openai SDK snippet, from the mock LLM."""
+    assert f"http://127.0.0.1:{port}/v1/services/claims-letter/predict" in curl
+    answer = subprocess.run(shlex.split(curl), capture_output=True, text=True, timeout=30)
+    assert answer.returncode == 0, answer.stderr
+    letter = json.loads(answer.stdout)
+    assert letter["version"] == 1
+    assert letter["model"] == "primary/large"
+    assert letter["output"]["category"] == "status_question"
+    assert letter["output"]["reply"].startswith("Dear claimant")
+    assert letter["cost_usd"] > 0
+    # The SDK snippet, as printed (indented by two), runs as pasted.
+    lines = output.split("openai SDK (pip install openai):\n\n", 1)[1].split("\n\n", 1)[0]
+    code = textwrap.dedent(lines)
+    assert "model='claims-letter'" in code
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout)["category"] == "status_question"

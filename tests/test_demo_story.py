@@ -1,8 +1,10 @@
-"""``prodgate demo --story`` tells the whole governance story by itself."""
+"""``prodgate demo --story`` tells the whole governance story by itself: claims-triage's,
+then claims-letter's over the mock LLM (one run, checked for both: it is the slow part)."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -17,6 +19,7 @@ def test_story_runs_and_history_shows_each_step(tmp_path: Path) -> None:
     r = runner.invoke(cli, ["--home", home, "demo", "--story"], env=env)
     assert r.exit_code == 0, r.output
     assert "The story ran as told." in r.output
+    r_story = r.output
     assert "approval refused: version 2 failed its gates" in r.output
     assert "v3: promoted" in r.output
     assert "v4: rolled_back" in r.output
@@ -45,8 +48,54 @@ def test_story_runs_and_history_shows_each_step(tmp_path: Path) -> None:
     assert actions.index("approve_refused") < actions.index("promote") < actions.index("rollback")
     assert all(h["actor"] for h in history)
 
+    _check_letter(runner, home, env, r_story)
+
     r = runner.invoke(cli, ["--home", home, "audit", "verify"], env=env)
     assert r.exit_code == 0, r.output
     r = runner.invoke(cli, ["--home", home, "demo", "--story"], env=env)
     assert r.exit_code == 2
     assert "fresh --home" in r.output
+
+
+def _check_letter(runner: CliRunner, home: str, env: dict[str, str], output: str) -> None:
+    """claims-letter: v2 refused on the fraud gate, v3 promoted through an outage."""
+    assert "approval refused: version 2 failed its gates: accuracy >= 0.9 on fraud" in output
+    assert "v2 costs $" in output
+    assert "8.3x cheaper than v1" in output
+    outage = re.search(
+        r"during the outage: (\d+) requests, (\d+) of them to v3; (\d+) answered by the "
+        r"fallback backup/large; (\d+) failed",
+        output,
+    )
+    assert outage is not None, output
+    requests, canary, fallbacks, failed = map(int, outage.groups())
+    assert requests > canary > 0
+    assert fallbacks == canary  # every canary call in the outage fell back...
+    assert failed == 0  # ...and none failed
+    breaker = re.search(r"circuit breaker of primary/small: (.*)", output)
+    assert breaker is not None
+    states = breaker.group(1).split(" (")[0].split(" -> ")
+    assert states[0] == "open"
+    assert states[-1] == "closed"
+    assert "claims-letter: production is version 3" in output
+
+    r = runner.invoke(cli, ["--home", home, "history", "claims-letter", "--json"], env=env)
+    assert r.exit_code == 0, r.output
+    history = json.loads(r.output)
+    refused = [h for h in history if h["action"] == "approve_refused"]
+    assert [h["version"] for h in refused] == [2]
+    assert "accuracy >= 0.9 on fraud" in refused[0]["reason"]
+    (failed_gate,) = refused[0]["failed_gates"]
+    assert failed_gate["gate"] == "accuracy >= 0.9 on fraud"
+    assert failed_gate["value"] == 0
+    assert refused[0]["metrics"]["accuracy"] > 0.85  # good overall, refused all the same
+    promoted = [h for h in history if h["action"] == "promote"]
+    assert [h["version"] for h in promoted] == [3]
+    assert promoted[0]["actor"] == "controller"
+    assert promoted[0]["canary"]["requests"] > 0
+    assert not [h for h in history if h["action"] == "rollback"]
+    deployed = [h["version"] for h in history if h["action"] == "deploy"]
+    assert deployed == [1]
+    actions = [h["action"] for h in history]
+    assert actions.index("approve_refused") < actions.index("rollout_start")
+    assert actions.index("rollout_start") < actions.index("promote")

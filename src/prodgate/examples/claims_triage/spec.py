@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from prodgate.examples.claims_letter import spec as letter_spec
 from prodgate.examples.claims_triage.generate import (
     CLAIM_TYPES,
     FEATURES,
@@ -60,9 +61,12 @@ CONTRACT: dict[str, Any] = {
 _HEADER = """\
 # prodgate.yaml for the claims-triage example, written by
 # `python -m prodgate.examples.claims_triage.build`.
-# One service: a classifier that decides whether an insurance claim needs a human
+# claims-triage: a classifier that decides whether an insurance claim needs a human
 # adjuster. Requests must satisfy the input contract (a JSON Schema); answers whose
 # confidence is below 0.7 are escalated to a person.
+# claims-letter: an LLM service (prompt versions over the providers below, which the
+# demo points at the bundled mock LLM) that sorts a claimant's message and drafts
+# the reply.
 """
 
 
@@ -107,8 +111,10 @@ ROLLOUT: dict[str, Any] = {
 
 
 def spec_document() -> dict[str, Any]:
-    """The ``prodgate.yaml`` document for the example, as a plain dict."""
-    return {
+    """The ``prodgate.yaml`` document for the example, as a plain dict: the
+    claims-triage classifier, and the claims-letter LLM service with its providers
+    (:mod:`prodgate.examples.claims_letter.spec`)."""
+    document: dict[str, Any] = {
         "version": 1,
         "services": {
             SERVICE: {
@@ -136,6 +142,7 @@ def spec_document() -> dict[str, Any]:
             }
         },
     }
+    return letter_spec.add_to(document)
 
 
 def write_spec(path: Path) -> None:
