@@ -60,7 +60,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,6 +149,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help=f"what pip installs into bench/.venvs/litellm [{lite.REQUIREMENT}]",
     )
     p.add_argument(
+        "--prodgate-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for prodgate's server, e.g. PRODGATE_SQLITE_SYNCHRONOUS=NORMAL "
+        "(repeatable; the report names them)",
+    )
+    p.add_argument(
         "--upstream-command",
         default=None,
         metavar="CMD",
@@ -161,6 +169,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     if unknown or not only:
         p.error(f"--only takes some of {', '.join(TARGETS)}, not {args.only!r}")
     args.targets = [t for t in TARGETS if t in only]
+    bad = [e for e in args.prodgate_env if "=" not in e or not e.startswith("PRODGATE_")]
+    if bad:
+        p.error(f"--prodgate-env takes PRODGATE_NAME=VALUE, not {bad[0]!r}")
+    args.prodgate_env = dict(e.split("=", 1) for e in args.prodgate_env)
     if args.rounds < 1:
         p.error("--rounds is at least 1")
     return args
@@ -451,7 +463,7 @@ def benchmark(arguments: list[str]) -> int:
                 g = gateways[target] = Gateway(target, None, "", {})
                 try:
                     g = gateways[target] = prepare(
-                        target, prodgate, work, upstream, pinning, litellm
+                        target, prodgate, work, upstream, pinning, litellm, args.prodgate_env
                     )
                     if g.server is not None:
                         print(f"starting {g.label} ...", flush=True)
@@ -500,6 +512,7 @@ def prepare(
     upstream: str,
     pinning: Pinning,
     litellm: Path | str,
+    prodgate_env: Mapping[str, str] | None = None,
 ) -> Gateway:
     """The server of *target* (not started) in front of *upstream*, and how to call it."""
     if target == DIRECT:
@@ -526,7 +539,7 @@ def prepare(
     home = work / "prodgate-home"
     print(f"preparing prodgate's {SERVICE} service in {home} ...", flush=True)
     spec, key = prodgate_llm(prodgate, home, upstream)
-    server = prodgate_server(prodgate, home, work, pinning, spec=spec)
+    server = prodgate_server(prodgate, home, work, pinning, spec=spec, env=prodgate_env)
     return Gateway(target, server, SERVICE, {"Authorization": f"Bearer {key}"})
 
 
@@ -648,7 +661,12 @@ def report(
             f"measured under each load, not streamed and streamed (with include_usage), in "
             f"{args.rounds} round(s) taking the gateways in turn, one way then the other; OpenAI "
             f"chat bodies with max_tokens {MAX_TOKENS} cycled from a pool of 200; upstream: "
-            f"{args.upstream_command or 'prodgate mock-llm'}; {pinning.note}"
+            f"{args.upstream_command or 'prodgate mock-llm'}; {pinning.note}; prodgate's "
+            "settings: "
+            + (
+                ", ".join(f"{k}={v}" for k, v in args.prodgate_env.items())
+                or "its defaults (SQLite, synchronous FULL: every commit fsynced)"
+            )
         ),
         command=command_line("bench/llm_gateway.py", arguments),
         machine=libraries,

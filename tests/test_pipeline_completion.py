@@ -346,3 +346,28 @@ async def test_a_shadow_prompt_version_sees_copies_and_answers_nobody(
     shadow = [rec for rec in records if rec["payload"]["llm"]["model"] == "large"]
     assert len(records) == 2
     assert shadow[0]["payload"]["output"]["parsed"]["category"] == "fraud_signal"
+
+
+async def test_a_misconfigured_model_falls_back_and_alone_is_a_502(
+    llm: Settings, mock: MockHandle, tmp_path: Path
+) -> None:
+    # "ghost" is in the spec's price table but the provider does not serve it (404).
+    spec = llm_spec(mock.url).replace(
+        "      bare: {input: 1.0, output: 2.0}",
+        "      bare: {input: 1.0, output: 2.0}\n      ghost: {input: 1.0, output: 2.0}",
+    )
+    write_spec(llm, spec)
+    register_prompt(llm, write_prompt(tmp_path, "v2", model="primary/ghost"))
+    async with running(llm) as client:
+        answered = await client.post(
+            "/v1/services/letter/predict", json={"inputs": {"message": "a new claim"}}
+        )
+        write_spec(llm, spec.replace("      fallbacks: [backup/large]\n", ""))
+    assert answered.status_code == 200, answered.text
+    assert answered.json()["model"] == "backup/large"
+    async with running(llm) as client:
+        alone = await client.post(
+            "/v1/services/letter/predict", json={"inputs": {"message": "a new claim"}}
+        )
+    assert alone.status_code == 502
+    assert alone.json()["type"].endswith("upstream-failed")

@@ -27,7 +27,6 @@ by a second may put a call made in the last second of a day in different days.
 
 from __future__ import annotations
 
-import asyncio
 import calendar
 import datetime as dt
 import logging
@@ -36,13 +35,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError
-
 from prodgate.exceptions import UnavailableError
 from prodgate.limits.ledger_script import LUA, RESERVE, SETTLE, SHA, SPENT, Batch
+from prodgate.limits.scripted import ScriptedRedis, ScriptJob
 from prodgate.llm.prices import usd_text
 from prodgate.settings import Settings
 
@@ -56,8 +51,6 @@ UNITS = ("usd_micros", "tokens")
 GRACE_S = 3600
 #: Seconds between sweeps of the memory ledger's finished periods.
 SWEEP_S = 60.0
-#: Most reserves and settles one script call carries; a longer queue goes in several.
-MAX_BATCH = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,18 +342,18 @@ class MemoryLedger(_Base):
             del self._totals[key]
 
 
-class _Job:
-    """One reserve's or settle's part of a batch, and where its answer goes."""
+class _Job(ScriptJob):
+    """One reserve's, settle's or read's part of a batch: (key, limit or delta,
+    expiry, amount) rows, as ``ledger_script.Batch`` takes them."""
 
-    __slots__ = ("fut", "kind", "rows")
+    __slots__ = ("rows",)
 
     def __init__(self, kind: str, rows: list[tuple[str, int, int, int]]) -> None:
-        self.kind = kind
+        super().__init__(kind)
         self.rows = rows
-        self.fut: asyncio.Future[list[int] | None] | None = None
 
 
-class RedisLedger(_Base):
+class RedisLedger(_Base, ScriptedRedis):
     """Budgets and token limits exact across every replica sharing one Redis.
 
     Reserves, settles and reads that arrive while a script call is in flight go in
@@ -383,37 +376,18 @@ class RedisLedger(_Base):
         coalesce: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if fail not in ("closed", "open"):
-            raise ValueError(f"fail must be 'closed' or 'open', not {fail!r}")
-        super().__init__(prefix, clock)
-        self.fail = fail
-        self._timeout = timeout_ms / 1000.0
-        self._backoff = backoff_s
-        self._coalesce = coalesce
-        # No retries inside redis-py: a failed call takes the fail mode at once, and
-        # the back-off decides when Redis is tried again.
-        self._client = aioredis.Redis.from_url(
+        _Base.__init__(self, prefix, clock)
+        ScriptedRedis.__init__(
+            self,
             url,
-            socket_timeout=self._timeout,
-            socket_connect_timeout=self._timeout,
-            retry=Retry(NoBackoff(), 0),
+            lua=LUA,
+            sha=SHA,
+            what="budgets",
+            timeout_ms=timeout_ms,
+            fail=fail,
+            backoff_s=backoff_s,
+            coalesce=coalesce,
         )
-        self._queue: list[_Job] = []
-        self._drainer: asyncio.Task[None] | None = None
-        self._healthy = True
-        self._down_until = 0.0
-        self._probing = False
-        self._closing = False
-        self._closed = False
-
-    @property
-    def healthy(self) -> bool:
-        """False from a failed call until a call succeeds again."""
-        return self._healthy and not self._closed
-
-    def _resting(self) -> bool:
-        """Closing, or in the back-off after a failure: answer without a call."""
-        return self._closing or (not self._healthy and time.monotonic() < self._down_until)
 
     async def reserve(self, claims: Sequence[Claim]) -> Reservation | BudgetRefusal:
         if not claims:
@@ -458,105 +432,39 @@ class RedisLedger(_Base):
             raise UnavailableError(UNREACHABLE)
         return out[0]
 
-    async def close(self) -> None:
-        """Finish what is queued (settles included), then close the connections."""
-        if self._closed:
-            return
-        self._closing = True
-        while self._drainer is not None:
-            await asyncio.shield(self._drainer)
-        self._closed = True
-        await self._client.aclose()
+    # -- the script's side of the transport (limits.scripted) ----------------------------
 
-    async def _submit(self, job: _Job) -> list[int] | None:
-        if not self._coalesce:
-            return (await self._send([job]))[0]
-        loop = asyncio.get_running_loop()
-        job.fut = loop.create_future()
-        self._queue.append(job)
-        if self._drainer is None:
-            self._drainer = loop.create_task(self._drain())
-        return await job.fut
-
-    async def _drain(self) -> None:
-        """Send what is queued, batch after batch, until the queue is empty."""
-        jobs: list[_Job] = []
-        try:
-            while self._queue:
-                jobs = self._queue[:MAX_BATCH]
-                del self._queue[:MAX_BATCH]
-                # A reserve or read whose caller has gone is not sent; settles are.
-                jobs = [j for j in jobs if j.kind == SETTLE or not (j.fut and j.fut.done())]
-                answers = await self._send(jobs) if jobs else []
-                for job, answer in zip(jobs, answers, strict=True):
-                    if job.fut is not None and not job.fut.done():
-                        job.fut.set_result(answer)
-                    elif job.kind == RESERVE and answer and answer[0] == 1:
-                        # Its caller left while the reserve was in flight: give it back.
-                        back = [(key, -amount, at, 0) for key, _, amount, at in job.rows if amount]
-                        if back:
-                            self._queue.append(_Job(SETTLE, back))
-                jobs = []
-        finally:
-            # Empty unless cancelled mid-call: answer whoever is still waiting.
-            self._drainer = None
-            for job in jobs + self._queue:
-                if job.fut is not None and not job.fut.done():
-                    job.fut.set_result(None)
-            self._queue.clear()
-
-    async def _send(self, jobs: Sequence[_Job]) -> list[list[int] | None]:
-        """One script call for *jobs*: each job's answer, or None for all when it failed."""
-        failed: list[list[int] | None] = [None] * len(jobs)
-        if self._closed:
-            return failed
-        if not self._healthy:
-            if self._probing or time.monotonic() < self._down_until:
-                return failed
-            self._probing = True
+    def _pack(self, jobs: Sequence[ScriptJob]) -> tuple[list[str], list[str | int]]:
         batch = Batch()
         for job in jobs:
+            assert isinstance(job, _Job)
             batch.add(job.kind, job.rows)
-        try:
-            async with asyncio.timeout(self._timeout):
-                try:
-                    out = await self._client.evalsha(SHA, len(batch.keys), *batch.keys, *batch.args)
-                except NoScriptError:
-                    # A Redis that restarted (or never saw the script): EVAL loads it.
-                    out = await self._client.eval(LUA, len(batch.keys), *batch.keys, *batch.args)
-        except Exception as exc:  # unreachable, timed out, refused: all the same here
-            self._down(exc)
-            return failed
-        finally:
-            self._probing = False
-        self._up()
-        answers: list[list[int] | None] = []
+        return batch.keys, list(batch.args)
+
+    def _split(self, jobs: Sequence[ScriptJob], out: list[int]) -> list[list[int]]:
+        answers: list[list[int]] = []
         at = 0
         for job in jobs:
+            assert isinstance(job, _Job)
             if job.kind == RESERVE:
-                n = 2 + 2 * int(out[at + 1])
+                n = 2 + 2 * out[at + 1]
             elif job.kind == SPENT:
                 n = len(job.rows)
             else:
                 n = 0
-            answers.append([int(x) for x in out[at : at + n]])
+            answers.append(out[at : at + n])
             at += n
         return answers
 
-    def _up(self) -> None:
-        if not self._healthy:
-            self._healthy = True
-            logger.warning("Redis is reachable again: budgets are shared and exact again")
+    def _keep(self, job: ScriptJob) -> bool:
+        return job.kind == SETTLE  # a settle changes what is spent: sent all the same
 
-    def _down(self, exc: BaseException) -> None:
-        self._down_until = time.monotonic() + self._backoff
-        if self._healthy:
-            self._healthy = False
-            logger.warning(
-                "Redis is unreachable for budgets (%s); fail mode %s until it answers",
-                type(exc).__name__,
-                self.fail,
-            )
+    def _orphan(self, job: ScriptJob, answer: list[int]) -> ScriptJob | None:
+        # A reserve whose caller left while it was in flight was taken: give it back.
+        if isinstance(job, _Job) and job.kind == RESERVE and answer[0] == 1:
+            back = [(key, -amount, at, 0) for key, _, amount, at in job.rows if amount]
+            return _Job(SETTLE, back) if back else None
+        return None
 
 
 def build_ledger(settings: Settings, *, prefix: str | None = None) -> Ledger:

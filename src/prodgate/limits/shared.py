@@ -18,19 +18,13 @@ script gets it again by EVAL when EVALSHA says NOSCRIPT.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import secrets
-import time
 from collections.abc import Sequence
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError
-
 from prodgate.limits.script import CHARGE, CHECK, LUA, SHA, Batch, answer_size
+from prodgate.limits.scripted import ScriptedRedis, ScriptJob
 from prodgate.limits.verdict import (
     Demand,
     Lease,
@@ -46,14 +40,11 @@ from prodgate.limits.verdict import (
 
 logger = logging.getLogger("prodgate.limits")
 
-#: Most requests one script call carries; a longer queue goes in several calls.
-MAX_BATCH = 512
 
+class _Job(ScriptJob):
+    """One request's part of a batch: a check, a charge or a release (``r``)."""
 
-class _Job:
-    """One request's part of a batch, and where its answer goes."""
-
-    __slots__ = ("demands", "fut", "kind", "lease_id", "slots", "subjects")
+    __slots__ = ("demands", "lease_id", "slots", "subjects")
 
     def __init__(
         self,
@@ -63,15 +54,14 @@ class _Job:
         lease_id: str = "",
         subjects: Sequence[str] = (),
     ) -> None:
-        self.kind = kind
+        super().__init__(kind)
         self.demands = demands
         self.slots = slots
         self.lease_id = lease_id
         self.subjects = subjects  # a release's subjects
-        self.fut: asyncio.Future[list[int] | None] | None = None
 
 
-class RedisLimiter:
+class RedisLimiter(ScriptedRedis):
     """Rates, quotas and concurrency exact across every replica sharing one Redis.
 
     *timeout_ms* bounds each call (connecting included); *fail* is ``closed`` or
@@ -96,43 +86,27 @@ class RedisLimiter:
         backoff_s: float = 0.5,
         coalesce: bool = True,
     ) -> None:
-        if fail not in ("closed", "open"):
-            raise ValueError(f"fail must be 'closed' or 'open', not {fail!r}")
-        self.prefix = prefix
-        self.fail = fail
-        self._timeout = timeout_ms / 1000.0
-        self._lease_ms = max(1, round(lease_ttl_s * 1000))
-        self._backoff = backoff_s
-        self._coalesce = coalesce
-        # No retries inside redis-py: a failed call takes the fail mode at once, and
-        # the back-off decides when Redis is tried again.
-        self._client = aioredis.Redis.from_url(
+        super().__init__(
             url,
-            socket_timeout=self._timeout,
-            socket_connect_timeout=self._timeout,
-            retry=Retry(NoBackoff(), 0),
+            lua=LUA,
+            sha=SHA,
+            what="limits",
+            timeout_ms=timeout_ms,
+            fail=fail,
+            backoff_s=backoff_s,
+            coalesce=coalesce,
         )
-        self._queue: list[_Job] = []
-        self._drainer: asyncio.Task[None] | None = None
-        self._healthy = True
-        self._down_until = 0.0
-        self._probing = False
-        self._closing = False
-        self._closed = False
+        self.prefix = prefix
+        self._lease_ms = max(1, round(lease_ttl_s * 1000))
         self._tag = secrets.token_hex(6)
         self._ids = itertools.count(1)
-
-    @property
-    def healthy(self) -> bool:
-        """False from a failed call until a call succeeds again."""
-        return self._healthy and not self._closed
 
     async def check(self, demands: Sequence[Demand], slots: Sequence[Slot] = ()) -> Verdict:
         """Admit the request and charge every demand and take every slot, or none."""
         if not demands and not slots:
             return no_limits()
         slots = unique_slots(slots)
-        if self._closing or (not self._healthy and time.monotonic() < self._down_until):
+        if self._resting():
             return degraded(demands, slots, fail=self.fail)
         lease_id = f"{self._tag}:{next(self._ids)}" if slots else ""
         out = await self._submit(_Job(CHECK, demands, slots, lease_id))
@@ -154,103 +128,36 @@ class RedisLimiter:
         except Exception:  # never raise to a caller cleaning up
             logger.exception("releasing lease %s failed", lease.id)
 
-    async def close(self) -> None:
-        """Finish what is queued (releases included), then close the connections."""
-        if self._closed:
-            return
-        self._closing = True
-        while self._drainer is not None:
-            await asyncio.shield(self._drainer)
-        self._closed = True
-        await self._client.aclose()
+    # -- the script's side of the transport (limits.scripted) ----------------------------
 
-    async def _submit(self, job: _Job) -> list[int] | None:
-        if not self._coalesce:
-            return (await self._send([job]))[0]
-        loop = asyncio.get_running_loop()
-        job.fut = loop.create_future()
-        self._queue.append(job)
-        if self._drainer is None:
-            self._drainer = loop.create_task(self._drain())
-        return await job.fut
-
-    async def _drain(self) -> None:
-        """Send what is queued, batch after batch, until the queue is empty."""
-        jobs: list[_Job] = []
-        try:
-            while self._queue:
-                jobs = self._queue[:MAX_BATCH]
-                del self._queue[:MAX_BATCH]
-                # A check whose caller has gone is not sent; charges and releases are.
-                jobs = [j for j in jobs if j.kind != CHECK or not (j.fut and j.fut.done())]
-                answers = await self._send(jobs) if jobs else []
-                for job, answer in zip(jobs, answers, strict=True):
-                    if job.fut is not None and not job.fut.done():
-                        job.fut.set_result(answer)
-                    elif job.kind == CHECK and job.slots and answer and answer[0] == 1:
-                        # Its caller left while the check was in flight: give the slots back.
-                        subjects = tuple(s.subject for s in job.slots)
-                        self._queue.append(_Job("r", lease_id=job.lease_id, subjects=subjects))
-                jobs = []
-        finally:
-            # Empty unless cancelled mid-call: answer whoever is still waiting.
-            self._drainer = None
-            for job in jobs + self._queue:
-                if job.fut is not None and not job.fut.done():
-                    job.fut.set_result(None)
-            self._queue.clear()
-
-    async def _send(self, jobs: Sequence[_Job]) -> list[list[int] | None]:
-        """One script call for *jobs*: each job's answer, or None for all when it failed."""
-        failed: list[list[int] | None] = [None] * len(jobs)
-        if self._closed:
-            return failed
-        if not self._healthy:
-            if self._probing or time.monotonic() < self._down_until:
-                return failed
-            self._probing = True
+    def _pack(self, jobs: Sequence[ScriptJob]) -> tuple[list[str], list[str | int]]:
         batch = Batch(self.prefix, self._lease_ms)
         for job in jobs:
+            assert isinstance(job, _Job)
             if job.kind == "r":
                 batch.add_release(job.lease_id, job.subjects)
             else:
                 batch.add(job.kind, job.demands, job.slots, job.lease_id)
-        try:
-            async with asyncio.timeout(self._timeout):
-                out = await self._eval(batch.keys, batch.argv())
-        except Exception as exc:  # unreachable, timed out, or refused: all the same here
-            self._down(exc)
-            return failed
-        finally:
-            self._probing = False
-        if not self._healthy:
-            self._healthy = True
-            logger.warning("Redis is reachable again: limits are shared and exact again")
-        answers: list[list[int] | None] = []
+        return batch.keys, batch.argv()
+
+    def _split(self, jobs: Sequence[ScriptJob], out: list[int]) -> list[list[int]]:
+        answers: list[list[int]] = []
         at = 0
         for job in jobs:
+            assert isinstance(job, _Job)
             n = answer_size(job.kind, len(job.demands), len(job.slots))
             answers.append(out[at : at + n])
             at += n
         return answers
 
-    async def _eval(self, keys: list[str], args: list[str | int]) -> list[int]:
-        try:
-            out = await self._client.evalsha(SHA, len(keys), *keys, *args)
-        except NoScriptError:
-            # A Redis that restarted (or never saw the script): EVAL loads it again.
-            out = await self._client.eval(LUA, len(keys), *keys, *args)
-        return list(out)
+    def _keep(self, job: ScriptJob) -> bool:
+        return job.kind != CHECK  # charges and releases change state: sent all the same
 
-    def _down(self, exc: BaseException) -> None:
-        self._down_until = time.monotonic() + self._backoff
-        if self._healthy:
-            self._healthy = False
-            logger.warning(
-                "Redis is unreachable for limits (%s); fail mode %s until it answers",
-                type(exc).__name__,
-                self.fail,
-            )
+    def _orphan(self, job: ScriptJob, answer: list[int]) -> ScriptJob | None:
+        # A check whose caller left while it was in flight took its slots: give them back.
+        if isinstance(job, _Job) and job.kind == CHECK and job.slots and answer[0] == 1:
+            return _Job("r", lease_id=job.lease_id, subjects=tuple(s.subject for s in job.slots))
+        return None
 
 
 def _verdict(

@@ -30,21 +30,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from prodgate.audit.record import new_id
 from prodgate.contract import Contract
 from prodgate.exceptions import (
-    ContractViolationError,
-    MalformedJSONError,
     OutputContractError,
     ProdgateError,
     ToolNotAllowedError,
     UnknownVersionError,
     UpstreamFailedError,
-    UpstreamRejectedError,
-    UpstreamUnavailableError,
-    Violation,
 )
 from prodgate.identity import scopes
 from prodgate.limits.budget import Reservation
@@ -58,6 +51,13 @@ from prodgate.pipeline.envelope import parse
 from prodgate.pipeline.exchange import Exchange, Outcome
 from prodgate.pipeline.fleet import Fleet, Live
 from prodgate.pipeline.limiting import Limits
+from prodgate.pipeline.llm_answers import (
+    failure_of,
+    openai_usage,
+    retry_after,
+    usage_dict,
+)
+from prodgate.pipeline.llm_counts import CLIENT_CLOSED, CallCounts
 from prodgate.pipeline.metrics import Metrics
 from prodgate.pipeline.recorder import Recorder
 from prodgate.pipeline.records import llm_record
@@ -70,8 +70,6 @@ from prodgate.spec import ServiceSpec
 from prodgate.spec.llm import ModelRef
 from prodgate.store.engine import now_us
 from prodgate.telemetry import Telemetry
-
-CLIENT_CLOSED = 499  # the caller went away before the stream ended (nginx's code)
 
 
 @dataclass(slots=True)
@@ -118,7 +116,7 @@ class LlmPath:
         self.spending = spending
         self.telemetry = telemetry if telemetry is not None else Telemetry()
         self._finishing: set[asyncio.Task[Any]] = set()
-        self._counts: dict[tuple[str, str, str, str, str], _OkCounts] = {}
+        self.counts = CallCounts(service.name, metrics)
 
     # -- the two ways in -------------------------------------------------------------
 
@@ -233,7 +231,7 @@ class LlmPath:
             failure: ProdgateError | None = None
         except RouteFailed as failed:
             completion = failed.completion
-            failure = _failure(completion)
+            failure = failure_of(completion)
         usage, cost = self._usage(call, completion)
         parsed: Any = None
         if failure is None and _checks_output(call, completion):
@@ -280,7 +278,7 @@ class LlmPath:
             failure: ProdgateError | None = None
         except RouteFailed as failed:
             completion = failed.completion
-            failure = _failure(completion)
+            failure = failure_of(completion)
         usage, cost = self._usage(call, completion)
         self._trace_call(call, completion, usage, start_ns)
         await self._settle(call, usage, cost)
@@ -295,7 +293,7 @@ class LlmPath:
         if failure is not None:
             body = failure.problem()
             body["id"] = call.record_id
-            headers = _retry_after(failure)
+            headers = retry_after(failure)
             return Outcome(failure.status, body, headers)
         if call.mode == "chat":
             return Outcome(200, self._chat_answer(call, completion, usage, cost))
@@ -312,7 +310,7 @@ class LlmPath:
             "output": parsed,
             "model": f"{c.provider}/{c.model}",
             "finish_reason": c.finish_reason,
-            "usage": _usage_dict(usage),
+            "usage": usage_dict(usage),
             "cost_usd": cost,
             "decision": AUTO,
             "latency_ms": _ms(call.ex.started),
@@ -324,7 +322,7 @@ class LlmPath:
     def _chat_answer(self, call: _Call, c: Completion, usage: Usage, cost: float) -> dict[str, Any]:
         response = dict(c.response or {})
         response["id"] = call.record_id
-        response["usage"] = _openai_usage(usage, (c.response or {}).get("usage"))
+        response["usage"] = openai_usage(usage, (c.response or {}).get("usage"))
         response["prodgate"] = self._extension(call, c, usage, cost)
         return response
 
@@ -351,13 +349,13 @@ class LlmPath:
             first = None
         except RouteFailed as failed:  # before the first chunk: an ordinary failure
             completion = failed.completion
-            failure = _failure(completion)
+            failure = failure_of(completion)
             usage, cost = self._usage(call, completion)
             await self._settle(call, usage, cost)
             await self._record(call, completion, usage, cost, failure.status, failure, None)
             body = failure.problem()
             body["id"] = call.record_id
-            return Outcome(failure.status, body, _retry_after(failure))
+            return Outcome(failure.status, body, retry_after(failure))
         lease, call.ex.lease = call.ex.lease, None  # held until the stream ends
         return Outcome(
             200,
@@ -407,7 +405,7 @@ class LlmPath:
         except ProdgateError as exc:
             failure = exc
         except RouteFailed as failed:
-            failure = _failure(failed.completion)
+            failure = failure_of(failed.completion)
         except Exception as exc:  # an upstream error after the first chunk
             failure = UpstreamFailedError(f"the stream broke after it began: {exc}")
         else:
@@ -439,7 +437,7 @@ class LlmPath:
             "created": int(time.time()),
             "model": completion.model,
             "choices": [],
-            "usage": _openai_usage(usage, None),
+            "usage": openai_usage(usage, None),
             "prodgate": self._extension(call, completion, usage, cost),
         }
         yield wire.sse(usage_chunk) + wire.DONE
@@ -532,7 +530,7 @@ class LlmPath:
                 for a in c.attempts
             ],
             "retries": max(0, len(c.attempts) - 1),
-            "usage": _usage_dict(usage),
+            "usage": usage_dict(usage),
             "cost_usd": cost,
             "ttft_ms": None if c.ttft_ms is None else round(c.ttft_ms, 3),
             "finish_reason": c.finish_reason,
@@ -568,107 +566,22 @@ class LlmPath:
         )
         await self.recorder.record([record])
         if action == "predict":
-            self._count(call, c, usage, cost, status, failure, latency_ms)
-
-    def _count(
-        self,
-        call: _Call,
-        c: Completion,
-        usage: Usage,
-        cost: float,
-        status: int,
-        failure: ProdgateError | None,
-        latency_ms: float,
-    ) -> None:
-        m, version = self.metrics, str(call.live.version.number)
-        key = call.ex.caller.key_id or "-"
-        labels = (self.name, version, c.provider, c.model, key)
-        if failure is None and status == 200 and c.provider:
-            # The common case, its metrics looked up once per version, model and key (a
-            # label lookup takes a lock and a dict, and an answer moves eight).
-            counts = self._counts.get(labels) or self._count_ok(labels)
-            counts.answered.inc()
-            counts.latency.observe(latency_ms / 1000.0)
-            counts.input.inc(usage.input_tokens)
-            counts.output.inc(usage.output_tokens)
-            if usage.cached_tokens:
-                counts.cached.inc(usage.cached_tokens)
-            counts.cost.inc(cost)
-            counts.ok.inc()
-            if len(c.attempts) > 1 or str(call.endpoint.targets[0]) != f"{c.provider}/{c.model}":
-                self._count_attempts(call, c, version)
-            else:
-                counts.attempt_ok.inc()
-            if c.ttft_ms is not None:
-                counts.ttft.observe(c.ttft_ms / 1000.0)
-            return
-        m.requests.labels(self.name, version, str(status)).inc()
-        m.latency.labels(self.name).observe(latency_ms / 1000.0)
-        llm = m.llm
-        if usage.input_tokens:
-            llm.tokens.labels(*labels, "input").inc(usage.input_tokens)
-        if usage.output_tokens:
-            llm.tokens.labels(*labels, "output").inc(usage.output_tokens)
-        if usage.cached_tokens:
-            llm.tokens.labels(*labels, "cached").inc(usage.cached_tokens)
-        if cost:
-            llm.cost.labels(*labels).inc(cost)
-        if failure is None and status == 200:
-            outcome = "ok"
-        elif isinstance(failure, OutputContractError):
-            outcome = "output_contract"
-        elif status == CLIENT_CLOSED:
-            outcome = "client_closed"
-        else:
-            outcome = "error"
-        llm.calls.labels(*labels, outcome).inc()
-        self._count_attempts(call, c, version)
-        if c.ttft_ms is not None:
-            llm.ttft.labels(self.name, version).observe(c.ttft_ms / 1000.0)
-
-    def _count_attempts(self, call: _Call, c: Completion, version: str) -> None:
-        llm = self.metrics.llm
-        for a in c.attempts:
-            llm.attempts.labels(a.provider, a.model, a.outcome).inc()
-        if c.provider and f"{c.provider}/{c.model}" != str(call.endpoint.targets[0]):
-            llm.fallbacks.labels(self.name, version).inc()
-
-    def _count_ok(self, labels: tuple[str, str, str, str, str]) -> _OkCounts:
-        m, llm = self.metrics, self.metrics.llm
-        name, version, provider, model, _ = labels
-        counts = _OkCounts(
-            answered=m.requests.labels(name, version, "200"),
-            latency=m.latency.labels(name),
-            input=llm.tokens.labels(*labels, "input"),
-            output=llm.tokens.labels(*labels, "output"),
-            cached=llm.tokens.labels(*labels, "cached"),
-            cost=llm.cost.labels(*labels),
-            ok=llm.calls.labels(*labels, "ok"),
-            attempt_ok=llm.attempts.labels(provider, model, "ok"),
-            ttft=llm.ttft.labels(name, version),
-        )
-        self._counts[labels] = counts
-        return counts
+            self.counts.count(
+                str(version),
+                ex.caller.key_id or "-",
+                str(call.endpoint.targets[0]),
+                c,
+                usage,
+                cost,
+                status,
+                failure,
+                latency_ms,
+            )
 
     async def close(self) -> None:
         """Wait for the records of streams whose callers went away."""
         if self._finishing:
             await asyncio.gather(*self._finishing, return_exceptions=True)
-
-
-@dataclass(frozen=True, slots=True)
-class _OkCounts:
-    """The metrics an answered call moves, for one version, model and key."""
-
-    answered: Any
-    latency: Any
-    input: Any
-    output: Any
-    cached: Any
-    cost: Any
-    ok: Any
-    attempt_ok: Any
-    ttft: Any
 
 
 #: The end of a pumped stream.
@@ -700,65 +613,5 @@ def _endpoint(live: Live) -> Endpoint:
     return endpoint
 
 
-def _failure(c: Completion) -> ProdgateError:
-    """The error a caller gets when every model of the route failed."""
-    error = c.error
-    tried = ", ".join(f"{a.provider}/{a.model}: {a.outcome}" for a in c.attempts) or "nothing"
-    if c.attempts and all(a.outcome == "breaker_open" for a in c.attempts):
-        return UpstreamUnavailableError(
-            f"every model of the route is unavailable (circuit open): {tried}", retry_after=5
-        )
-    if error is not None and getattr(error, "kind", "") == "client":
-        return UpstreamRejectedError(f"the provider refused the request: {error}")
-    return UpstreamFailedError(f"every model of the route failed ({tried})")
-
-
-def _retry_after(exc: ProdgateError) -> dict[str, str] | None:
-    retry = getattr(exc, "retry_after", None)
-    return {"Retry-After": str(retry)} if retry else None
-
-
-def _usage_dict(u: Usage) -> dict[str, Any]:
-    return {
-        "input_tokens": u.input_tokens,
-        "output_tokens": u.output_tokens,
-        "cached_tokens": u.cached_tokens,
-        "estimated": u.estimated,
-    }
-
-
-def _openai_usage(u: Usage, given: Any) -> dict[str, Any]:
-    """The usage object a chat answer carries: the provider's when it gave one."""
-    if isinstance(given, dict) and not u.estimated:
-        return given
-    usage: dict[str, Any] = {
-        "prompt_tokens": u.input_tokens,
-        "completion_tokens": u.output_tokens,
-        "total_tokens": u.input_tokens + u.output_tokens,
-    }
-    if u.cached_tokens:
-        usage["prompt_tokens_details"] = {"cached_tokens": u.cached_tokens}
-    return usage
-
-
 def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000.0, 3)
-
-
-def parse_chat_body(ex: Exchange) -> wire.ChatRequest:
-    """The chat stage of parsing: JSON, then OpenAI's shape (every violation listed)."""
-    if not ex.parsed:
-        try:
-            ex.payload = orjson.loads(ex.body)
-        except orjson.JSONDecodeError as exc:
-            raise MalformedJSONError(f"the body is not JSON: {exc}") from None
-        ex.parsed = True
-    payload = ex.payload
-    if type(payload) is not dict:
-        raise ContractViolationError([Violation("", "the body must be a chat request object")])
-    chat = wire.parse_chat(payload)
-    ex.chat = chat
-    ex.service = chat.service
-    if ex.routing_key is None and chat.user:
-        ex.routing_key = chat.user
-    return chat

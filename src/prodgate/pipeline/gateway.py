@@ -35,11 +35,12 @@ from prodgate.limits import build_limiter
 from prodgate.limits.budget import build_ledger
 from prodgate.llm.runtime import LlmRuntime
 from prodgate.monitor import feedback
-from prodgate.pipeline.completion import LlmPath, parse_chat_body
+from prodgate.pipeline.completion import LlmPath
 from prodgate.pipeline.exchange import Exchange, Outcome
 from prodgate.pipeline.fleet import Fleet
 from prodgate.pipeline.journal import Journal
 from prodgate.pipeline.limiting import Limits
+from prodgate.pipeline.llm_answers import parse_chat_body
 from prodgate.pipeline.metrics import Metrics
 from prodgate.pipeline.path import ServicePath
 from prodgate.pipeline.recorder import Recorder
