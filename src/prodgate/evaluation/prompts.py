@@ -57,7 +57,7 @@ from prodgate.llm.upstream import Upstreams
 from prodgate.registry import artifacts
 from prodgate.registry.versions import Version, get_version
 from prodgate.spec import ServiceSpec
-from prodgate.spec.llm import LlmService, ModelRef, check_model
+from prodgate.spec.llm import LlmService, ModelRef
 from prodgate.store.engine import Store
 
 #: Cases in flight at once when the caller names no other number.
@@ -107,14 +107,8 @@ def load_version_prompt(store: Store, version: Version) -> Prompt:
 
 
 def targets(prompt: Prompt, llm: LlmService) -> list[ModelRef]:
-    """The models a version's route tries, in order, as the gateway's fleet builds it:
-    its own, then its fallbacks (the prompt's when it names them, else the service's)."""
-    fallbacks = llm.fallbacks if prompt.fallbacks is None else prompt.fallbacks
-    out = list(dict.fromkeys([prompt.model, *fallbacks]))
-    missing = [str(t) for t in out if check_model(t, llm.providers)]
-    if missing:
-        raise ArtifactError(f"the spec's providers no longer declare {', '.join(missing)}")
-    return out
+    """The models a version's route tries, as the gateway's fleet builds it."""
+    return prompt.targets(llm)
 
 
 def check_keys(llm: LlmService, models: Sequence[ModelRef]) -> None:

@@ -18,6 +18,8 @@ from prodgate.llm.prompt import Prompt
 from prodgate.llm.route import Route
 from prodgate.spec.llm import LlmService, ModelRef, Price
 
+_FREE = Price(0.0, 0.0)
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -29,6 +31,11 @@ class Endpoint:
     #: The output contract compiled, when the version asks for JSON (json_schema, or a
     #: json_object the contract still holds to).
     output: Any = None
+    #: The dearest input and output prices of any model the route may use (a call's
+    #: worst case is reserved at them).
+    worst_price: Price = _FREE
+    #: The version's own model, ``provider/model`` (answered by another: a fallback).
+    prompt_model: str = ""
 
     @classmethod
     def build(
@@ -42,16 +49,14 @@ class Endpoint:
         validator = None
         if prompt.response_format != "text" and output_schema:
             validator = jsonschema_rs.validator_for(dict(output_schema))
-        return cls(prompt, route, tuple(targets), llm, output_schema, validator)
+        prices = [llm.price(t) for t in targets]
+        worst = Price(max(p.input for p in prices), max(p.output for p in prices))
+        return cls(
+            prompt, route, tuple(targets), llm, output_schema, validator, worst, str(targets[0])
+        )
 
     def price(self, ref: ModelRef) -> Price:
         return self.llm.price(ref)
-
-    @property
-    def worst_price(self) -> Price:
-        """The dearest input and output prices of any model the route may use."""
-        prices = [self.price(t) for t in self.targets]
-        return Price(max(p.input for p in prices), max(p.output for p in prices))
 
     def body(self, messages: list[dict[str, Any]], params: Mapping[str, Any]) -> dict[str, Any]:
         """The upstream request (without ``model``, which the route sets per target):

@@ -34,7 +34,7 @@ from jinja2 import meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from prodgate.exceptions import ArtifactError
-from prodgate.spec.llm import ModelRef, check_model
+from prodgate.spec.llm import LlmService, ModelRef, check_model
 
 ROLES = ("system", "developer", "user", "assistant")
 FORMATS = ("text", "json_object", "json_schema")
@@ -95,6 +95,17 @@ class Prompt:
             if m.template is not None or m.role not in ("system", "developer"):
                 break
             out.append({"role": m.role, "content": m.content})
+        return out
+
+    def targets(self, llm: LlmService) -> list[ModelRef]:
+        """The models this version's route tries, in order: its own, then its fallbacks
+        (the prompt's when it names them, else the service's). ArtifactError when the
+        spec no longer declares one of them."""
+        fallbacks = llm.fallbacks if self.fallbacks is None else self.fallbacks
+        out = list(dict.fromkeys([self.model, *fallbacks]))
+        missing = [str(t) for t in out if check_model(t, llm.providers)]
+        if missing:
+            raise ArtifactError(f"the spec's providers no longer declare {', '.join(missing)}")
         return out
 
     def as_dict(self) -> dict[str, Any]:

@@ -508,17 +508,17 @@ class LlmPath:
         action: str = "predict",
     ) -> None:
         ex, version = call.ex, call.live.version.number
-        prompt_ref = call.endpoint.targets[0]
+        prompt_ref = call.endpoint.prompt_model
         answered = f"{c.provider}/{c.model}"
         llm: dict[str, Any] = {
             "mode": call.mode,
             "stream": stream,
-            "prompt_model": str(prompt_ref),
+            "prompt_model": prompt_ref,
             "provider": c.provider,
             "model": c.model,
             # Answered by another model than the version's own (a call no model took
             # answered nothing, and fell back to nothing).
-            "fallback": bool(c.provider) and answered != str(prompt_ref),
+            "fallback": bool(c.provider) and answered != prompt_ref,
             "attempts": [
                 {
                     "provider": a.provider,
@@ -569,7 +569,7 @@ class LlmPath:
             self.counts.count(
                 str(version),
                 ex.caller.key_id or "-",
-                str(call.endpoint.targets[0]),
+                call.endpoint.prompt_model,
                 c,
                 usage,
                 cost,

@@ -40,7 +40,6 @@ from prodgate.runtime.base import ModelInfo
 from prodgate.runtime.loader import load_model
 from prodgate.settings import Settings
 from prodgate.spec import ServiceSpec, Spec
-from prodgate.spec.llm import check_model
 from prodgate.store.engine import Store
 
 if TYPE_CHECKING:
@@ -296,11 +295,7 @@ class Fleet:
         if version.flavor != "prompt" or service.llm is None or self.make_route is None:
             raise ArtifactError(f"version {version.number} is not a prompt version")
         prompt = load_prompt(location)
-        fallbacks = service.llm.fallbacks if prompt.fallbacks is None else prompt.fallbacks
-        targets = list(dict.fromkeys([prompt.model, *fallbacks]))
-        missing = [str(t) for t in targets if check_model(t, service.llm.providers)]
-        if missing:
-            raise ArtifactError(f"the spec's providers no longer declare {', '.join(missing)}")
+        targets = prompt.targets(service.llm)
         route = self.make_route(targets, service.llm)
         endpoint = Endpoint.build(prompt, route, targets, service.llm, service.output_contract)
         return Live(service, version, endpoint=endpoint)

@@ -37,6 +37,7 @@ from prodgate.evaluation import Limits, evaluate_version
 from prodgate.examples.claims_letter.build import LetterFiles
 from prodgate.examples.claims_letter.generate import Message, generate
 from prodgate.examples.claims_letter.spec import SERVICE
+from prodgate.examples.claims_triage.story import in_process
 from prodgate.exceptions import ApprovalRefused
 from prodgate.identity import keys
 from prodgate.llm.mock import MockHandle
@@ -390,20 +391,9 @@ async def _serve_canary(
     echo: Echo,
 ) -> tuple[str, Traffic]:
     """Step 4: the gateway in-process, its controller judging v3's canary."""
-    from prodgate.server.app import create_app
-
-    story = settings.with_(controller_interval=0.25, refresh_interval=0.1)
-    app = create_app(story, spec)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport,
-            base_url="http://prodgate",
-            timeout=30,
-            headers={"Authorization": f"Bearer {token}"},
-        ) as client:
-            traffic = Traffic.make(client)
-            state = await _canary(store, service, number, traffic, outage, echo)
+    async with in_process(settings, spec, token) as client:
+        traffic = Traffic.make(client)
+        state = await _canary(store, service, number, traffic, outage, echo)
     return state, traffic
 
 

@@ -22,7 +22,7 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,7 @@ from prodgate.rollout import commands
 from prodgate.rollout import split as deployments
 from prodgate.rollout.status import status as rollout_status
 from prodgate.settings import Settings
-from prodgate.spec import ServiceSpec
+from prodgate.spec import ServiceSpec, Spec
 from prodgate.store.engine import Store
 
 Echo = Callable[[str], None]
@@ -220,9 +220,28 @@ async def _canary(
     return str(final.get("state"))
 
 
-async def _tell(settings: Settings, store: Store, result: BuildResult, echo: Echo) -> bool:
+@contextlib.asynccontextmanager
+async def in_process(
+    settings: Settings, spec: Spec, token: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The gateway in this process with its rollout controller (judging every 0.25 s,
+    picking up changes every 0.1 s), and a client calling it with *token*."""
     from prodgate.server.app import create_app
 
+    story = settings.with_(controller_interval=0.25, refresh_interval=0.1)
+    app = create_app(story, spec)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://prodgate",
+            timeout=30,
+            headers={"Authorization": f"Bearer {token}"},
+        ) as client:
+            yield client
+
+
+async def _tell(settings: Settings, store: Store, result: BuildResult, echo: Echo) -> bool:
     spec = spec_module.load(result.spec)
     service = spec.service(SERVICE)
     models = prepare_models(result)
@@ -275,25 +294,16 @@ async def _tell(settings: Settings, store: Store, result: BuildResult, echo: Ech
         agent=True,
     )
     echo(f"\n  key {portal.key.id}: the claims portal, an agent owned by {AUTHOR}, may predict")
-    story = settings.with_(config=str(result.spec), controller_interval=0.25, refresh_interval=0.1)
-    app = create_app(story, spec)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport,
-            base_url="http://prodgate",
-            timeout=30,
-            headers={"Authorization": f"Bearer {portal.token}"},
-        ) as client:
-            traffic = Traffic.make(client)
-            echo("\n5. Canary of v3 under simulated traffic, with feedback")
-            state = await _canary(store, service, v3, traffic, echo)
-            ok = ok and state == "promoted"
-            echo(f"  v3: {state}")
-            echo("\n6. Canary of v4")
-            state = await _canary(store, service, v4, traffic, echo)
-            ok = ok and state == "rolled_back"
-            echo(f"  v4: {state}")
+    async with in_process(settings.with_(config=str(result.spec)), spec, portal.token) as client:
+        traffic = Traffic.make(client)
+        echo("\n5. Canary of v3 under simulated traffic, with feedback")
+        state = await _canary(store, service, v3, traffic, echo)
+        ok = ok and state == "promoted"
+        echo(f"  v3: {state}")
+        echo("\n6. Canary of v4")
+        state = await _canary(store, service, v4, traffic, echo)
+        ok = ok and state == "rolled_back"
+        echo(f"  v4: {state}")
     with store.read() as conn:
         dep = deployments.get_deployment(conn, service.name)
     production = dep.production_version if dep else None
