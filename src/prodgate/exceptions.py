@@ -30,6 +30,7 @@ exits with code 2 (a user's mistake) without a traceback.
     │   ├── UnsupportedMediaTypeError  415  unsupported-media-type
     │   ├── PayloadTooLargeError       413  payload-too-large
     │   ├── ContractViolationError     422  contract-violation (lists every violation)
+    │   ├── GuardBlockedError          400  guard-blocked (a rail blocked the input; 422 the answer)
     │   └── UpstreamRejectedError      400  upstream-rejected (the LLM provider refused the request)
     ├── UnavailableError               503  unavailable
     │   ├── NotDeployedError           503  not-deployed
@@ -262,6 +263,35 @@ class ContractViolationError(RequestError):
             errors=[v.as_dict() for v in violations],
         )
         self.violations = violations
+
+
+class GuardBlockedError(RequestError):
+    """A guard rail blocked the request's input (400) or the model's answer (422). The
+    problem names the direction, category, kind and detector; it never echoes the text
+    that was found."""
+
+    slug, title = "guard-blocked", "Blocked by a guard rail"
+
+    def __init__(
+        self,
+        direction: str,
+        category: str,
+        kind: str,
+        detector: str,
+        *,
+        path: str = "",
+    ) -> None:
+        where = f" in {path}" if path else ""
+        what = "input" if direction == "input" else "answer"
+        super().__init__(
+            f"the {what} was blocked by the guard: {category} ({kind}, found by {detector}){where}",
+            direction=direction,
+            category=category,
+            kind=kind,
+            detector=detector,
+        )
+        self.status = 400 if direction == "input" else 422
+        self.direction = direction
 
 
 class UpstreamRejectedError(RequestError):

@@ -39,6 +39,7 @@ _NOUNS = (
     "demo",
     "evaluation",
     "governance",
+    "guard",
     "init",
     "keys",
     "metrics",  # after governance: its metrics command replaces the older one there

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 #: Categories of finding.
 INJECTION = "injection"  # prompt injection and jailbreaks, direct or in documents
 PII = "pii"  # personal data: e-mail, phone, card, IBAN, national ids, ...
-SECRET = "secret"  # credentials: cloud and SaaS keys, private keys, tokens, passwords
+SECRET = "secret"  # noqa: S105 (a category, not a password): keys, tokens, passwords
 LEAK = "leak"  # the system prompt (its canary, or its text) in an answer
 BANNED = "banned"  # a term or topic the spec bans
 SCHEMA = "schema"  # a structured answer that breaks its schema

@@ -7,11 +7,13 @@
     limit        Limits.admit          the key's and the service's request rates
     route        routing.choose        the prompt version the split sends it to (sticky)
     contract     validation.validate   the variables against the input contract
+    guard input  Rails.check_*         injections, PII, secrets in the variables or messages
     route        routing.admit         the kill switch; nothing loaded to answer
     tools        tools.check           the functions offered, against the key's tool scopes
     budget       Spending.reserve      the worst case (prompt + max_tokens) on every budget
     infer        Route                 the model, its retries and fallbacks (streamed or not)
     settle       Spending.settle       the real cost replaces the worst case
+    guard output Rails.check_answer    leaks, new PII or secrets, banned terms (streams too)
     output       Endpoint.parse_output the structured answer against the output contract
     record       Recorder.record       group commit; nothing is answered before it is durable
 
@@ -39,6 +41,9 @@ from prodgate.exceptions import (
     UnknownVersionError,
     UpstreamFailedError,
 )
+from prodgate.guard.finding import SCHEMA, Finding
+from prodgate.guard.policy import Context, Hit, Verdict, judge
+from prodgate.guard.stream import StreamGuard
 from prodgate.identity import scopes
 from prodgate.limits.budget import Reservation
 from prodgate.llm import wire
@@ -46,10 +51,11 @@ from prodgate.llm.endpoint import Endpoint
 from prodgate.llm.prices import cost_usd, worst_case_usd
 from prodgate.llm.route import Completion, RouteFailed
 from prodgate.llm.tokens import Usage, count_messages, estimate_usage
-from prodgate.pipeline.decision import AUTO, REJECTED
+from prodgate.pipeline.decision import AUTO, ESCALATED, REJECTED
 from prodgate.pipeline.envelope import parse
 from prodgate.pipeline.exchange import Exchange, Outcome
 from prodgate.pipeline.fleet import Fleet, Live
+from prodgate.pipeline.guarding import Rails, blocked_error, question_of
 from prodgate.pipeline.limiting import Limits
 from prodgate.pipeline.llm_answers import (
     failure_of,
@@ -67,6 +73,7 @@ from prodgate.pipeline.spending import Spending
 from prodgate.pipeline.validation import validate
 from prodgate.rollout.router import Router
 from prodgate.spec import ServiceSpec
+from prodgate.spec.guard import BLOCK, ESCALATE, LOG, OUTPUT
 from prodgate.spec.llm import ModelRef
 from prodgate.store.engine import now_us
 from prodgate.telemetry import Telemetry
@@ -85,6 +92,12 @@ class _Call:
     reservation: Reservation | None = None
     prompt_tokens: int | None = None
     start_ns: int = 0  # when the upstream call began (wall clock, for its span)
+    #: The messages as the record keeps them (PII and secrets replaced); None: as sent.
+    recorded_messages: list[dict[str, Any]] | None = None
+    #: The output guard's verdict on the answer, once it ran.
+    out: Verdict | None = None
+    #: The output guard over a streamed answer.
+    screen: StreamGuard | None = None
 
 
 class LlmPath:
@@ -102,6 +115,7 @@ class LlmPath:
         metrics: Metrics,
         limits: Limits,
         spending: Spending,
+        rails: Rails,
         telemetry: Telemetry | None = None,
     ) -> None:
         self.name = service.name
@@ -114,6 +128,7 @@ class LlmPath:
         self.metrics = metrics
         self.limits = limits
         self.spending = spending
+        self.rails = rails
         self.telemetry = telemetry if telemetry is not None else Telemetry()
         self._finishing: set[asyncio.Task[Any]] = set()
         self.counts = CallCounts(service.name, metrics)
@@ -157,9 +172,11 @@ class LlmPath:
             chosen = choose(ex, state, self.router)
         with stage("contract"):
             validate(ex, self.contract)
+        with stage("guard_input"):
+            await self.rails.check_variables(ex)
         live = admit(ex, state, chosen)
         endpoint = _endpoint(live)
-        messages = endpoint.prompt.render(ex.rows[0])
+        messages = self._plant(live, endpoint.prompt.render(ex.rows[0]))
         call = _Call(ex, live, endpoint, endpoint.body(messages, {}), "predict")
         self._shadow(call)
         return await self._complete(call)
@@ -180,15 +197,30 @@ class LlmPath:
                     f"{self.name} version {chat.version} is not being served; name one of "
                     f"{', '.join(map(str, sorted(state.versions))) or 'none'}, or the service"
                 )
+        with self.telemetry.stage("guard_input"):
+            messages, hidden = await self.rails.check_messages(ex, chat.messages)
         live = admit(ex, state, chosen)
         endpoint = _endpoint(live)
         self._check_tools(ex, chat.tools)
-        body = endpoint.body(endpoint.prompt.fixed_messages + chat.messages, chat.params)
+        fixed = self._plant(live, endpoint.prompt.fixed_messages)
+        body = endpoint.body(fixed + messages, chat.params)
         call = _Call(ex, live, endpoint, body, "chat")
+        if hidden is not messages:
+            call.recorded_messages = fixed + hidden
         self._shadow(call)
         if chat.stream:
             return await self._stream(call, chat.include_usage)
         return await self._complete(call)
+
+    def _plant(self, live: Live, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The version's messages with its canary planted, when a leak rail is on."""
+        leaks = self.rails.leaks(live.version.number, _endpoint(live).prompt)
+        return leaks.plant(messages) if leaks is not None else messages
+
+    def _context(self, call: _Call) -> Context:
+        """What the output guard knows of the call besides its answer."""
+        leaks = self.rails.leaks(call.live.version.number, call.endpoint.prompt)
+        return Context(question_of(call.ex), leaks.detectors if leaks is not None else ())
 
     def _check_tools(self, ex: Exchange, tools: list[str]) -> None:
         """Every offered function must be granted by a ``tool:NAME`` scope of the key."""
@@ -282,12 +314,19 @@ class LlmPath:
         usage, cost = self._usage(call, completion)
         self._trace_call(call, completion, usage, start_ns)
         await self._settle(call, usage, cost)
+        text = completion.text
+        if failure is None and self.rails.output.on and text:
+            with self.telemetry.stage("guard_output"):
+                call.out = await self.rails.check_answer(text, self._context(call))
+            text = call.out.text
+            if call.out.blocked is not None:
+                failure = blocked_error(call.out.blocked, OUTPUT)
         parsed: Any = None
         if failure is None and _checks_output(call, completion):
             try:
-                parsed = call.endpoint.parse_output(completion.text)
+                parsed = call.endpoint.parse_output(text)
             except OutputContractError as exc:
-                failure = exc
+                failure = self._schema(call, exc)
         status = 200 if failure is None else failure.status
         await self._record(call, completion, usage, cost, status, failure, parsed)
         if failure is not None:
@@ -296,31 +335,54 @@ class LlmPath:
             headers = retry_after(failure)
             return Outcome(failure.status, body, headers)
         if call.mode == "chat":
-            return Outcome(200, self._chat_answer(call, completion, usage, cost))
-        return Outcome(200, self._predict_answer(call, completion, usage, cost, parsed))
+            return Outcome(200, self._chat_answer(call, completion, usage, cost, text))
+        return Outcome(200, self._predict_answer(call, completion, usage, cost, parsed, text))
+
+    def _schema(self, call: _Call, exc: OutputContractError) -> OutputContractError | None:
+        """An answer that breaks the output contract: a failure, unless the output
+        guard's ``schema`` rail says to escalate or only log it."""
+        rule = self.rails.output.schema
+        if rule is None or rule.action == BLOCK:
+            return exc
+        finding = Finding(SCHEMA, "output_contract", "schema", 1.0, 0, len(exc.text))
+        hit = Hit(finding, ESCALATE if rule.action == ESCALATE else LOG)
+        if call.out is None:
+            call.out = judge(exc.text, [hit])
+        else:
+            call.out.absorb(judge(exc.text, [hit]))
+        self.rails.count([hit], OUTPUT)
+        return None
 
     def _predict_answer(
-        self, call: _Call, c: Completion, usage: Usage, cost: float, parsed: Any
+        self, call: _Call, c: Completion, usage: Usage, cost: float, parsed: Any, text: str
     ) -> dict[str, Any]:
         answer: dict[str, Any] = {
             "id": call.record_id,
             "service": self.name,
             "version": call.live.version.number,
-            "text": c.text,
+            "text": text,
             "output": parsed,
             "model": f"{c.provider}/{c.model}",
             "finish_reason": c.finish_reason,
             "usage": usage_dict(usage),
             "cost_usd": cost,
-            "decision": AUTO,
+            "decision": _decision(call, 200),
             "latency_ms": _ms(call.ex.started),
         }
+        if (call.ex.guard is not None and call.ex.guard.hits) or call.out is not None:
+            answer["guard"] = _guard_answer(call)
         if c.tool_calls:
             answer["tool_calls"] = c.tool_calls
         return answer
 
-    def _chat_answer(self, call: _Call, c: Completion, usage: Usage, cost: float) -> dict[str, Any]:
+    def _chat_answer(
+        self, call: _Call, c: Completion, usage: Usage, cost: float, text: str
+    ) -> dict[str, Any]:
         response = dict(c.response or {})
+        if text != c.text and response.get("choices"):
+            first = dict(response["choices"][0])
+            first["message"] = {**first.get("message", {}), "content": text}
+            response["choices"] = [first, *response["choices"][1:]]
         response["id"] = call.record_id
         response["usage"] = openai_usage(usage, (c.response or {}).get("usage"))
         response["prodgate"] = self._extension(call, c, usage, cost)
@@ -334,6 +396,8 @@ class LlmPath:
             "model": f"{c.provider}/{c.model}",
             "cost_usd": cost,
             "usage_estimated": usage.estimated,
+            "decision": _decision(call, 200),
+            **({"guard": _guard_answer(call)} if _guarded(call) else {}),
         }
 
     # -- streamed --------------------------------------------------------------------
@@ -378,10 +442,15 @@ class LlmPath:
         finished = False
         pending: asyncio.Queue[Any] = asyncio.Queue()
         pump = asyncio.get_running_loop().create_task(_pump(events, pending))
+        if self.rails.output.on:
+            call.screen = self.rails.stream(self._context(call))
+        screen = call.screen
         try:
             if first is not None and first.get("choices"):
                 first["id"] = rid
-                yield wire.sse(first)
+                shown = _screened(screen, first) if screen is not None else first
+                if shown is not None:
+                    yield wire.sse(shown)
             done = False
             while not done:
                 # What arrived together goes out together: every chunk one network read
@@ -399,7 +468,15 @@ class LlmPath:
                     if not item.get("choices"):
                         continue  # the usage chunk: sent last, with the prodgate figures
                     item["id"] = rid
+                    if screen is not None:
+                        item = _screened(screen, item)
+                        if item is None:
+                            continue
                     out.append(wire.sse(item))
+                if screen is not None and done:  # the rest of a stream without finish_reason
+                    tail = _tail(screen, rid, stream.completion.model)
+                    if tail is not None:
+                        out.append(wire.sse(tail))
                 if out:
                     yield b"".join(out)
         except ProdgateError as exc:
@@ -448,9 +525,12 @@ class LlmPath:
         """Settle, record (durably) and give back the slots of a stream that ended."""
         completion: Completion = stream.completion
         try:
-            if status == CLIENT_CLOSED:
+            if status != 200:  # the caller went away, or the stream was stopped
                 with contextlib.suppress(Exception):
                     await stream.aclose()
+            if call.screen is not None:
+                call.out = call.screen.verdict()
+                self.rails.count(call.screen.hits, OUTPUT)
             usage, cost = self._usage(call, completion)
             self._trace_call(call, completion, usage, call.start_ns)
             await self._settle(call, usage, cost)
@@ -535,7 +615,8 @@ class LlmPath:
             "ttft_ms": None if c.ttft_ms is None else round(c.ttft_ms, 3),
             "finish_reason": c.finish_reason,
         }
-        output: dict[str, Any] = {"text": c.text}
+        out = call.out
+        output: dict[str, Any] = {"text": out.masked if out is not None else c.text}
         if parsed is not None:
             output["parsed"] = parsed
         if c.tool_calls:
@@ -547,14 +628,19 @@ class LlmPath:
                 error["errors"] = [v.as_dict() for v in failure.violations]
         elif status == CLIENT_CLOSED:
             error = {"problem": "client-closed", "detail": "the caller went away mid-stream"}
-        inp: Any = ex.rows[0] if call.mode == "predict" else {"messages": call.body["messages"]}
+        if call.mode == "predict":
+            inp: Any = ex.masked["inputs"] if ex.masked is not None else ex.rows[0]
+        else:
+            inp = {"messages": call.recorded_messages or call.body["messages"]}
+        if _guarded(call):
+            error = {**(error or {}), "guard": _guard_answer(call)}
         latency_ms = _ms(ex.started)
         record = llm_record(
             record_id=call.record_id,
             service=self.name,
             version=version,
             status=status,
-            decision=AUTO if status == 200 else REJECTED,
+            decision=_decision(call, status),
             input=inp,
             output=output,
             llm=llm,
@@ -599,6 +685,42 @@ async def _pump(events: AsyncIterator[dict[str, Any]], into: asyncio.Queue[Any])
         into.put_nowait(_END)
 
 
+def _screened(screen: StreamGuard, chunk: dict[str, Any]) -> dict[str, Any] | None:
+    """*chunk* with its content as the output guard lets it out: held back (None when
+    nothing else is in it), released with redactions, or GuardBlockedError."""
+    choices = chunk["choices"]
+    choice = choices[0]
+    delta = choice.get("delta") or {}
+    content = delta.get("content")
+    finish = choice.get("finish_reason")
+    safe = screen.feed(content) if isinstance(content, str) else ""
+    if finish is not None:
+        safe += screen.finish()
+    if screen.blocked is not None:
+        raise blocked_error(screen.blocked, OUTPUT)
+    if content is None and not safe:
+        return chunk
+    if not safe and finish is None and all(k == "content" for k in delta):
+        return None
+    return {**chunk, "choices": [{**choice, "delta": {**delta, "content": safe}}, *choices[1:]]}
+
+
+def _tail(screen: StreamGuard, rid: str, model: str) -> dict[str, Any] | None:
+    """The text the guard still holds when a stream ends without a finish_reason."""
+    rest = screen.finish()
+    if screen.blocked is not None:
+        raise blocked_error(screen.blocked, OUTPUT)
+    if not rest:
+        return None
+    return {
+        "id": rid,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "delta": {"content": rest}, "finish_reason": None}],
+    }
+
+
 def _checks_output(call: _Call, c: Completion) -> bool:
     """Whether the answer is held to the output contract: it is, unless the chat caller
     asked for another format of its own, or the model answered with tool calls only."""
@@ -611,6 +733,34 @@ def _endpoint(live: Live) -> Endpoint:
     endpoint = live.endpoint
     assert endpoint is not None  # the fleet loads every version of an llm service so
     return endpoint
+
+
+def _guarded(call: _Call) -> bool:
+    """Whether a guard found anything on the call."""
+    return bool(call.ex.guard is not None and call.ex.guard.hits) or bool(
+        call.out is not None and call.out.hits
+    )
+
+
+def _guard_answer(call: _Call) -> dict[str, Any]:
+    """The guard's verdicts as the caller sees them: what was found where, and done."""
+    out: dict[str, Any] = {}
+    if call.ex.guard is not None and call.ex.guard.hits:
+        out["input"] = call.ex.guard.record()
+    if call.out is not None and call.out.hits:
+        out["output"] = call.out.record()
+    return out
+
+
+def _decision(call: _Call, status: int) -> str:
+    """``escalated`` when a rail says so, ``rejected`` when refused, else ``auto``."""
+    if status != 200:
+        return REJECTED
+    if (call.ex.guard is not None and call.ex.guard.escalated) or (
+        call.out is not None and call.out.escalated
+    ):
+        return ESCALATED
+    return AUTO
 
 
 def _ms(started: float) -> float:

@@ -32,6 +32,10 @@ class Exchange:
     lease: Lease | None = None  # concurrency slots the limit stage took, given back after
     limit_headers: dict[str, str] | None = None  # RateLimit fields of an admitted request
     chat: Any = None  # an LLM chat request (prodgate.llm.wire.ChatRequest), once parsed
+    #: The payload as records may keep it once the input guard ran (PII and secrets
+    #: replaced), and the guard's verdict on it.
+    masked: Any = None
+    guard: Any = None  # prodgate.guard.policy.Verdict of the input guard
 
 
 @dataclass(slots=True)

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,21 +37,25 @@ from prodgate.limits.budget import build_ledger
 from prodgate.llm.runtime import LlmRuntime
 from prodgate.monitor import feedback
 from prodgate.pipeline.completion import LlmPath
+from prodgate.pipeline.decision import AUTO, ESCALATED, REJECTED
 from prodgate.pipeline.exchange import Exchange, Outcome
 from prodgate.pipeline.fleet import Fleet
+from prodgate.pipeline.guarding import Rails, check_request, check_text
 from prodgate.pipeline.journal import Journal
 from prodgate.pipeline.limiting import Limits
 from prodgate.pipeline.llm_answers import parse_chat_body
 from prodgate.pipeline.metrics import Metrics
 from prodgate.pipeline.path import ServicePath
 from prodgate.pipeline.recorder import Recorder
+from prodgate.pipeline.records import inference_record
 from prodgate.pipeline.refusal import Refusal
 from prodgate.pipeline.shadow import Shadows
 from prodgate.pipeline.spending import Spending
 from prodgate.rollout.router import Router
 from prodgate.settings import Settings
 from prodgate.spec import Spec
-from prodgate.store.engine import Store
+from prodgate.spec.guard import text_fields
+from prodgate.store.engine import Store, now_us
 from prodgate.telemetry import Telemetry, build_telemetry
 
 logger = logging.getLogger("prodgate.gateway")
@@ -85,6 +90,11 @@ def thaw_heap(threshold: tuple[int, int, int]) -> None:
     """Undo :func:`settle_heap`: collections walk everything again, at *threshold*."""
     gc.unfreeze()
     gc.set_threshold(*threshold)
+
+
+#: A ``/guard`` check's record: ``rejected`` when a rail blocks, ``escalated`` when one
+#: escalates, else ``auto``.
+_GUARD_DECISIONS = {"block": REJECTED, "escalate": ESCALATED}
 
 
 @dataclass(frozen=True)
@@ -141,7 +151,9 @@ class Gateway:
         self.spending = Spending(self.ledger, spec.services, metrics)
         router = Router()
         self.paths: dict[str, ServicePath | LlmPath] = {}
+        self.rails: dict[str, Rails] = {}
         for name, service in spec.services.items():
+            rails = self.rails[name] = Rails(service, metrics, text_fields(service.contract))
             if service.kind == "llm":
                 self.paths[name] = LlmPath(
                     service,
@@ -153,6 +165,7 @@ class Gateway:
                     metrics=metrics,
                     limits=limits,
                     spending=self.spending,
+                    rails=rails,
                     telemetry=self.telemetry,
                 )
                 continue
@@ -167,6 +180,7 @@ class Gateway:
                 metrics=metrics,
                 limits=limits,
                 max_rows=settings.max_queue,
+                rails=rails,
                 telemetry=self.telemetry,
             )
         self.started = False
@@ -273,6 +287,38 @@ class Gateway:
             why = f"{chat.service} is a {kind}, not an LLM service: call its predict route"
             return await self.refusal(ex, ContractViolationError([Violation("/model", why)]))
         return await path.chat(ex)
+
+    async def guard(self, name: str, payload: Any, caller: Principal) -> dict[str, Any]:
+        """``POST /v1/services/{name}/guard``: one text through the service's rails,
+        recorded (action ``guard``: the masked text and the verdict)."""
+        rails = self.rails.get(name)
+        if rails is None:
+            raise self.spec.unknown(name)
+        text, direction, question = check_request(payload)
+        live = self.fleet.services[name].production
+        endpoint = live.endpoint if live is not None else None
+        started = time.perf_counter()
+        verdict = await check_text(
+            rails,
+            text,
+            direction,
+            question,
+            endpoint.prompt if endpoint is not None else None,
+            live.version.number if live is not None else None,
+        )
+        record = inference_record(
+            action="guard",
+            service=name,
+            version=live.version.number if live is not None else None,
+            status=200,
+            decision=_GUARD_DECISIONS.get(verdict.verdict, AUTO),
+            payload={"input": verdict.masked, "direction": direction, "guard": verdict.record()},
+            ts_us=now_us(),
+            latency_ms=round((time.perf_counter() - started) * 1000.0, 3),
+            caller=caller,
+        )
+        await self.recorder.record([record])
+        return {"id": record.id, **verdict.as_dict()}
 
     async def refuse(
         self,

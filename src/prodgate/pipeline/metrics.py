@@ -118,6 +118,21 @@ class Metrics:
             "prodgate_keys_loaded", "API keys this gateway holds in memory.", registry=r
         )
         self.llm = LlmMetrics(r)
+        self.guard_verdicts = Counter(
+            "prodgate_guard_verdicts",
+            "Guard findings acted on, by service, direction (input, output), category "
+            "(injection, pii, secret, leak, banned, schema) and action (block, redact, "
+            "escalate, log).",
+            ["service", "direction", "category", "action"],
+            registry=r,
+        )
+        self.guard_timeouts = Counter(
+            "prodgate_guard_timeouts",
+            "Scans by a plug-in model that ran past its latency budget (their findings "
+            "are not waited for).",
+            ["service", "direction", "detector"],
+            registry=r,
+        )
 
 
 class LlmMetrics:

@@ -7,10 +7,9 @@
     limit        Limits.admit        the key's and the service's rates, rows, concurrency
     route        routing.choose      the version the split sends it to (sticky by key)
     contract     validation.validate every row against the compiled contract
-    guard input                      (guardrails: not built yet)
+    guard input  Rails.check_rows    injections, PII, secrets in the free-text fields
     route        routing.admit       the kill switch; nothing loaded to answer
     infer        inference.infer     the micro-batched model call
-    guard output                     (guardrails: not built yet)
     decide       records.decided     auto, or escalated to a person (decision.decide)
     record       Recorder.record     group commit; the answer waits until it is durable
     respond      Outcome
@@ -36,10 +35,12 @@ from typing import Any
 from prodgate.audit.record import Record
 from prodgate.contract import Contract
 from prodgate.exceptions import ProdgateError
+from prodgate.guard.policy import Verdict
 from prodgate.pipeline.decision import AUTO, ESCALATED
 from prodgate.pipeline.envelope import parse
 from prodgate.pipeline.exchange import Exchange, Outcome
 from prodgate.pipeline.fleet import Fleet
+from prodgate.pipeline.guarding import Rails
 from prodgate.pipeline.inference import infer
 from prodgate.pipeline.limiting import Limits
 from prodgate.pipeline.metrics import Metrics
@@ -79,6 +80,7 @@ class ServicePath:
         metrics: Metrics,
         limits: Limits,
         max_rows: int,
+        rails: Rails | None = None,
         telemetry: Telemetry | None = None,
     ) -> None:
         self.name = service.name
@@ -92,6 +94,7 @@ class ServicePath:
         self.limits = limits
         self.max_rows = max_rows
         self.threshold = service.escalation_below
+        self.rails = rails if rails is not None and rails.input.on else None
         self._counts: dict[int, _Counts] = {}
         self.telemetry = telemetry = telemetry if telemetry is not None else Telemetry()
         # Each stage in a span of its name when telemetry is on; the function itself when off.
@@ -100,6 +103,9 @@ class ServicePath:
         self._limit = staged("limit", limits.admit)
         self._choose = staged("route", choose)
         self._validate = staged("contract", validate)
+        self._guard: Callable[[Exchange], Awaitable[list[Verdict] | None]] | None = (
+            staged("guard_input", self.rails.check_rows) if self.rails is not None else None
+        )
         self._admit = staged("admit", admit)
         self._infer = staged("infer", infer)
         self._store = staged("record", recorder.record)
@@ -133,6 +139,7 @@ class ServicePath:
             state = self.fleet.services[self.name]
             chosen = self._choose(ex, state, self.router)
             self._validate(ex, self.contract)
+            verdicts = await self._guard(ex) if self._guard is not None else None
             live = self._admit(ex, state, chosen)
             predictions = await self._infer(ex, live)
         except ProdgateError as exc:
@@ -141,7 +148,7 @@ class ServicePath:
         # to one that was retired meanwhile (its batcher refuses, a false failure).
         shadow = self.fleet.services[self.name].shadow
         if shadow is not None and shadow.version.number != ex.version:
-            self.shadows.copy(shadow, ex.rows, ex.started)
+            self.shadows.copy(shadow, ex.rows, ex.started, _masked_rows(ex))
         number = live.version.number
         latency_ms = round((time.perf_counter() - ex.started) * 1000.0, 3)
         records = decided(
@@ -155,6 +162,8 @@ class ServicePath:
             latency_ms,
             ex.caller,
         )
+        if verdicts is not None:
+            _guarded(records, verdicts, ex)
         answers = [
             answer(r, p, self.name, number, latency_ms)
             for r, p in zip(records, predictions, strict=True)
@@ -198,6 +207,25 @@ class ServicePath:
         )
         self._counts[number] = counts
         return counts
+
+
+def _masked_rows(ex: Exchange) -> list[Any] | None:
+    """The rows as records keep them, when the input guard ran."""
+    if ex.masked is None:
+        return None
+    return list(ex.masked["instances"]) if not ex.single else [ex.masked["inputs"]]
+
+
+def _guarded(records: list[Record], verdicts: list[Verdict], ex: Exchange) -> None:
+    """The input guard's part in each row's record: the input as masked, the verdict,
+    and ``escalated`` where a rail says so."""
+    masked = _masked_rows(ex) or []
+    for record, verdict, row in zip(records, verdicts, masked, strict=True):
+        record.payload["input"] = row
+        if verdict.hits:
+            record.payload["guard"] = {"input": verdict.record()}
+            if verdict.escalated:
+                record.decision = ESCALATED
 
 
 @dataclass(frozen=True, slots=True)

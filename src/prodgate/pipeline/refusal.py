@@ -53,7 +53,11 @@ class Refusal:
             detail["error"] = exc.cause
         elif isinstance(exc, OverloadedError):
             self.metrics.shed.labels(label).inc()
-        if ex.parsed:
+        if ex.guard is not None and ex.guard.hits:
+            detail["guard"] = {"input": ex.guard.record()}
+        if ex.masked is not None:  # the input guard ran: never the raw PII or secret
+            detail["input"] = ex.masked
+        elif ex.parsed:
             detail["input"] = ex.payload
         elif ex.body:
             detail.update(raw_body(ex.body))

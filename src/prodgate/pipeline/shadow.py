@@ -28,13 +28,28 @@ class Shadows:
         self.recorder = recorder
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def copy(self, live: Live, rows: Sequence[Mapping[str, Any]], started: float) -> None:
-        """Start running *rows* on the shadow version *live*; return at once."""
-        task = asyncio.get_running_loop().create_task(self._run(live, rows, started))
+    def copy(
+        self,
+        live: Live,
+        rows: Sequence[Mapping[str, Any]],
+        started: float,
+        recorded: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Start running *rows* on the shadow version *live*; return at once. *recorded*:
+        the rows as records keep them, when the input guard masked them."""
+        task = asyncio.get_running_loop().create_task(
+            self._run(live, rows, started, rows if recorded is None else recorded)
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, live: Live, rows: Sequence[Mapping[str, Any]], started: float) -> None:
+    async def _run(
+        self,
+        live: Live,
+        rows: Sequence[Mapping[str, Any]],
+        started: float,
+        recorded: Sequence[Mapping[str, Any]],
+    ) -> None:
         service, number = live.spec, live.version.number
         try:
             assert live.batcher is not None  # a model version
@@ -47,7 +62,7 @@ class Shadows:
                     version=number,
                     status=500,
                     decision=REJECTED,
-                    payload={"input": rows, "error": f"{type(exc).__name__}: {exc}"},
+                    payload={"input": recorded, "error": f"{type(exc).__name__}: {exc}"},
                     ts_us=now_us(),
                     latency_ms=round((time.perf_counter() - started) * 1000.0, 3),
                 )
@@ -58,7 +73,7 @@ class Shadows:
                 "shadow",
                 service.name,
                 number,
-                rows,
+                recorded,
                 predictions,
                 service.escalation_below,
                 now_us(),

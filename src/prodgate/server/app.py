@@ -89,6 +89,9 @@ def create_app(
             Guarded("/v1/services/{service}", routes.get_service, methods=["GET"], access=DESCRIBE),
             predict,
             chat,
+            Guarded(
+                "/v1/services/{service}/guard", routes.post_guard, methods=["POST"], access=GUARD
+            ),
             Guarded("/v1/inferences/{id}", routes.get_inference, methods=["GET"], access=AUDIT),
             Guarded(
                 "/v1/inferences/{id}/feedback",
@@ -121,6 +124,8 @@ PREDICT = Access(("predict",), open_if_public=True, limited=False)
 #: An OpenAI chat request to an LLM service, named by the body's ``model``.
 CHAT = Access(("predict",), open_if_public=True, limited=False, service_of=routes.chat_service)
 CHAT_PATH = "/v1/chat/completions"
+#: A text through a service's guard rails: for who may call the service.
+GUARD = Access(("predict",), open_if_public=True)
 #: A service's description and contract: for who may call it, govern it or audit it.
 DESCRIBE = Access(("predict", "admin", "audit:read"))
 #: The stored record of a decision.

@@ -162,6 +162,22 @@ async def post_feedback(request: Request) -> Response:
     return json_response(stored, 201)
 
 
+#: A text to check is at most 100,000 characters: room for that in UTF-8 and JSON.
+GUARD_BYTES = 1_048_576
+
+
+async def post_guard(request: Request) -> Response:
+    """One text through a service's guard rails: the verdict, the findings, the text
+    redacted. For applications that do not send their calls through prodgate."""
+    raw = await request_body.read(request, GUARD_BYTES)
+    request_body.require_json(request)
+    payload = request_body.parse_json(raw)
+    verdict = await _gateway(request).guard(
+        request.path_params["service"], payload, principal(request)
+    )
+    return json_response(verdict)
+
+
 async def inference_service(request: Request) -> str:
     """The service a feedback's inference belongs to: what its scope is checked on."""
     record = await _gateway(request).inference(_record_id(request))

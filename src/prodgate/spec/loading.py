@@ -26,6 +26,7 @@ import jsonschema_rs
 import yaml
 
 from prodgate.exceptions import SpecError
+from prodgate.spec import guard as guard_module
 from prodgate.spec import policy as policy_module
 from prodgate.spec.llm import (
     Breaker,
@@ -225,6 +226,12 @@ def parse(text: str, file: Path) -> Spec:
             except policy_module.PolicyProblem as exc:
                 problems.append(_problem(file, lines, (*base, *exc.path), exc.message))
                 continue
+            guard, where, why = guard_module.build(
+                raw.get("guard"), raw["kind"], guard_module.text_fields(contract)
+            )
+            if why:
+                problems.append(_problem(file, lines, (*base, *where), why))
+                continue
             owner = raw["owner"]
             batching = raw.get("batching", {})
             services[name] = ServiceSpec(
@@ -242,6 +249,7 @@ def parse(text: str, file: Path) -> Spec:
                 output_contract=raw["contract"].get("output"),
                 policy=policy,
                 llm=llm,
+                guard=guard,
             )
     if problems:
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from prodgate.spec.costs import OUTCOMES
+from prodgate.spec.guard import GUARD_SCHEMA
 from prodgate.spec.policy import Checks
 
 SERVICE_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -205,6 +206,7 @@ SPEC_SCHEMA: dict[str, Any] = {
                 },
                 "kind": {"enum": ["classifier", "regressor", "llm"]},
                 "llm": LLM_SCHEMA,
+                "guard": GUARD_SCHEMA,
                 "labels": {
                     "type": "array",
                     "minItems": 2,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from prodgate.exceptions import UnknownServiceError
+from prodgate.spec.guard import OFF, GuardSpec
 from prodgate.spec.llm import LlmService, Provider
 from prodgate.spec.policy import Policy
 
@@ -41,6 +42,8 @@ class ServiceSpec:
     limits: dict[str, int] = field(default_factory=dict)
     #: The route and budgets of a service of kind ``llm``; None for other kinds.
     llm: LlmService | None = None
+    #: The rails on both sides of the model (detectors, thresholds, actions).
+    guard: GuardSpec = OFF
 
     @property
     def feature_names(self) -> list[str]:
