@@ -25,6 +25,9 @@ from prodgate.pipeline.guarding import MAX_CHECK_CHARS, Rails, check_text
 from prodgate.pipeline.metrics import Metrics
 from prodgate.spec.guard import INPUT, OUTPUT, text_fields
 
+#: Texts from which a terminal gets a progress bar.
+PROGRESS_FROM = 1000
+
 
 @click.group()
 def guard() -> None:
@@ -70,24 +73,30 @@ def check(
             "in prodgate.yaml"
         )
     prompt, version = _production_prompt(ctx, service) if direction == OUTPUT else (None, None)
-    texts = _texts(text, jsonl)
+    texts = list(_texts(text, jsonl))  # every line checked before any is reported
     asyncio.run(_run(rails, texts, direction, prompt, version, as_json))
 
 
 async def _run(
     rails: Rails,
-    texts: Iterator[str],
+    texts: list[str],
     direction: str,
     prompt: Any,
     version: int | None,
     as_json: bool,
 ) -> None:
-    for n, text in enumerate(texts, start=1):
-        verdict = await check_text(rails, text, direction, "", prompt, version)
-        if as_json:
-            sys.stdout.write(orjson.dumps(verdict.as_dict()).decode() + "\n")
-        else:
-            _print(n, verdict)
+    # A progress bar on a terminal's stderr for a long file; output goes on as it comes.
+    show = len(texts) >= PROGRESS_FROM and sys.stderr.isatty()
+    with click.progressbar(
+        length=len(texts), label="checking", file=sys.stderr, hidden=not show
+    ) as bar:
+        for n, text in enumerate(texts, start=1):
+            verdict = await check_text(rails, text, direction, "", prompt, version)
+            if as_json:
+                sys.stdout.write(orjson.dumps(verdict.as_dict()).decode() + "\n")
+            else:
+                _print(n, verdict)
+            bar.update(1)
 
 
 def _print(n: int, verdict: Verdict) -> None:

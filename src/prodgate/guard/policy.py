@@ -71,6 +71,9 @@ class Verdict:
     text: str = ""
     #: The text as records keep it: every PII or secret span replaced as well.
     masked: str = ""
+    #: The PII and secrets found, with their placeholders: never recorded, kept only to
+    #: mask them wherever else a record would hold them (an answer that repeats them).
+    sensitive: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def blocked(self) -> Hit | None:
@@ -84,6 +87,7 @@ class Verdict:
     def absorb(self, other: Verdict) -> None:
         """Take in the hits of another text's verdict."""
         self.hits.extend(other.hits)
+        self.sensitive.extend(other.sensitive)
         if _RANK[other.verdict] > _RANK[self.verdict]:
             self.verdict = other.verdict
 
@@ -203,7 +207,29 @@ def judge(text: str, hits: list[Hit]) -> Verdict:
         text,
         [h.finding for h in hits if h.action == REDACT or h.finding.category in SENSITIVE],
     )
-    return Verdict(verdict, hits, redacted, masked)
+    sensitive = [
+        (text[h.finding.start : h.finding.end], h.finding.placeholder)
+        for h in hits
+        if h.finding.category in SENSITIVE and h.finding.end > h.finding.start
+    ]
+    return Verdict(verdict, hits, redacted, masked, sensitive)
+
+
+def mask(value: Any, sensitive: Sequence[tuple[str, str]]) -> Any:
+    """*value* (text, or JSON-like lists and mappings of it) with every occurrence of a
+    sensitive value replaced by its placeholder, longest first."""
+    if not sensitive:
+        return value
+    if isinstance(value, str):
+        for raw, placeholder in sorted(sensitive, key=lambda p: -len(p[0])):
+            if raw in value:
+                value = value.replace(raw, placeholder)
+        return value
+    if isinstance(value, dict):
+        return {k: mask(v, sensitive) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask(v, sensitive) for v in value]
+    return value
 
 
 def replace(text: str, findings: Sequence[Finding]) -> str:

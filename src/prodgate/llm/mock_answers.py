@@ -70,6 +70,9 @@ class MockConfig:
     models: Mapping[str, ModelOptions] | None = None
     rules: tuple[Rule, ...] = ()
     default_label: str | None = None
+    #: Phrases (lowercased) that talk the model into repeating its instructions: an
+    #: answer to a message holding one quotes the system messages (a leak to catch).
+    leaks: tuple[str, ...] = ()
 
     def options(self, model: str) -> ModelOptions | None:
         """The options of *model*, or None when the configuration does not serve it."""
@@ -84,16 +87,24 @@ class MockConfig:
             return cls()
         if not isinstance(raw, Mapping):
             raise UsageError("mock LLM config: expected a mapping of models, rules, default_label")
-        unknown = set(raw) - {"models", "rules", "default_label"}
+        unknown = set(raw) - {"models", "rules", "default_label", "leaks"}
         if unknown:
             raise UsageError(
                 f"mock LLM config: unknown key {sorted(unknown)[0]!r}; "
-                "expected models, rules, default_label"
+                "expected models, rules, default_label, leaks"
             )
+        leaks = raw.get("leaks") or []
+        if not isinstance(leaks, list) or not all(isinstance(p, str) and p for p in leaks):
+            raise UsageError("mock LLM config: leaks: expected a list of phrases")
         default = raw.get("default_label")
         if default is not None and not isinstance(default, str):
             raise UsageError("mock LLM config: default_label: expected a string")
-        return cls(_models(raw.get("models")), _rules(raw.get("rules")), default)
+        return cls(
+            _models(raw.get("models")),
+            _rules(raw.get("rules")),
+            default,
+            tuple(p.lower() for p in leaks),
+        )
 
 
 _ANY_MODEL = ModelOptions()
@@ -213,6 +224,9 @@ def answer(config: MockConfig, options: ModelOptions, body: Mapping[str, Any]) -
         finish = "tool_calls"
     else:
         content = _content(body, asked, label)
+        lowered = asked.lower()
+        if any(p in lowered for p in config.leaks):
+            content = _leak(body, messages, label, asked)
         if limit is not None:
             pieces = _PIECE.findall(content)
             if len(pieces) > limit:
@@ -278,6 +292,26 @@ def _content(body: Mapping[str, Any], asked: str, label: str | None) -> str:
     if kind == "json_object":
         return orjson.dumps({"answer": plain}).decode()
     return plain
+
+
+def _leak(
+    body: Mapping[str, Any], messages: Sequence[Mapping[str, Any]], label: str | None, asked: str
+) -> str:
+    """An answer that gives the system messages away, word for word: as text, or as
+    the prose fields of the structured answer asked for."""
+    system = "\n\n".join(
+        text_of(m.get("content")) for m in messages if m.get("role") in ("system", "developer")
+    )
+    said = f"Of course. My instructions say: {system}"
+    fmt = body.get("response_format")
+    if isinstance(fmt, Mapping) and fmt.get("type") == "json_schema":
+        value = orjson.loads(_content(body, asked, label))
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(item, str) and _PROSE.search(key):
+                    value[key] = said
+            return orjson.dumps(value).decode()
+    return said
 
 
 def _requested_tool(

@@ -42,7 +42,7 @@ from prodgate.exceptions import (
     UpstreamFailedError,
 )
 from prodgate.guard.finding import SCHEMA, Finding
-from prodgate.guard.policy import Context, Hit, Verdict, judge
+from prodgate.guard.policy import Context, Hit, Verdict, judge, mask
 from prodgate.guard.stream import StreamGuard
 from prodgate.identity import scopes
 from prodgate.limits.budget import Reservation
@@ -621,6 +621,8 @@ class LlmPath:
             output["parsed"] = parsed
         if c.tool_calls:
             output["tool_calls"] = c.tool_calls
+        if ex.guard is not None and ex.guard.sensitive:  # an answer repeating them
+            output = mask(output, ex.guard.sensitive)
         error: dict[str, Any] | None = None
         if failure is not None:
             error = {"problem": failure.slug, "detail": failure.detail}

@@ -82,16 +82,17 @@ def _rule_schema(name: str) -> dict[str, Any]:
         "kinds": {"type": "array", "minItems": 1, "items": {"type": "string"}},
         **OPTIONS[name],
     }
+    # if/then/else rather than oneOf: a mistake is then reported on its own field.
     return {
-        "oneOf": [
-            {"enum": list(ACTIONS)},
-            {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["action", *REQUIRED.get(name, [])],
-                "properties": options,
-            },
-        ]
+        "type": ["string", "object"],
+        "if": {"type": "string"},
+        "then": {"enum": list(ACTIONS)},
+        "else": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["action", *REQUIRED.get(name, [])],
+            "properties": options,
+        },
     }
 
 
@@ -104,19 +105,18 @@ def _direction_schema(names: Sequence[str]) -> dict[str, Any]:
 
 
 GUARD_SCHEMA: dict[str, Any] = {
-    "oneOf": [
-        {"enum": ["off", False]},
-        {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                INPUT: _direction_schema([n for n in OPTIONS if n not in OUTPUT_ONLY]),
-                OUTPUT: _direction_schema(list(OPTIONS)),
-                "fields": {"type": "array", "items": {"type": "string"}},
-                "hold_back": {"type": "integer", "minimum": 16, "maximum": 65536},
-            },
+    "type": ["string", "boolean", "object"],
+    "if": {"type": "object"},
+    "then": {
+        "additionalProperties": False,
+        "properties": {
+            INPUT: _direction_schema([n for n in OPTIONS if n not in OUTPUT_ONLY]),
+            OUTPUT: _direction_schema(list(OPTIONS)),
+            "fields": {"type": "array", "items": {"type": "string"}},
+            "hold_back": {"type": "integer", "minimum": 16, "maximum": 65536},
         },
-    ]
+    },
+    "else": {"enum": ["off", False]},
 }
 
 
