@@ -1,8 +1,8 @@
 """Text as a detector should read it: the disguises of an attack taken off.
 
 Attackers hide "ignore previous instructions" from naive matching with look-alike
-letters (Cyrillic "о" for Latin "o"), invisible characters, compatibility forms
-(full-width "ｉｇｎｏｒｅ"), spacing ("i g n o r e", "i.g.n.o.r.e", "ig-nore"),
+letters (Cyrillic U+043E for Latin "o"), invisible characters, compatibility forms
+(full-width letters), spacing ("i g n o r e", "i.g.n.o.r.e", "ig-nore"),
 leetspeak ("1gn0r3") and encodings (base64, hex, rot13, URL escapes).
 :func:`normalise` undoes the first five in one pass of bulk string operations
 (``str.translate`` and compiled regular expressions; the only Python loops are
@@ -34,56 +34,17 @@ _INVISIBLE = (
     "\u3164\ufeff\uffa0"
 )
 
-# Look-alikes of Latin letters (after lower-casing): Cyrillic, Greek, a few others.
-_HOMOGLYPHS = {
-    # Cyrillic
-    "а": "a",
-    "в": "b",
-    "с": "c",
-    "ԁ": "d",
-    "е": "e",
-    "ё": "e",
-    "һ": "h",
-    "і": "i",
-    "ї": "i",
-    "ј": "j",
-    "к": "k",
-    "ӏ": "l",
-    "м": "m",
-    "н": "h",
-    "о": "o",
-    "р": "p",
-    "ԛ": "q",
-    "ѕ": "s",
-    "т": "t",
-    "у": "y",
-    "ѡ": "w",
-    "х": "x",
-    "ү": "y",
-    "ɡ": "g",
-    # Greek
-    "α": "a",
-    "β": "b",
-    "ε": "e",
-    "η": "n",
-    "ι": "i",
-    "κ": "k",
-    "ν": "v",
-    "ο": "o",
-    "ρ": "p",
-    "τ": "t",
-    "υ": "u",
-    "χ": "x",
-    "γ": "y",
-    "ω": "w",
-    "ϲ": "c",
-    # Latin look-alikes and dotless i
-    "ı": "i",
-    "ȷ": "j",
-    "ℓ": "l",
-}
+# Look-alikes of Latin letters (after lower-casing): Cyrillic, Greek, a few others,
+# written as escapes so that the source shows what they are; _LATIN is what each reads as.
+_LOOKALIKES = (
+    "\u0430\u0432\u0441\u0501\u0435\u0451\u04bb\u0456\u0457\u0458\u043a\u04cf"
+    "\u043c\u043d\u043e\u0440\u051b\u0455\u0442\u0443\u0461\u0445\u04af\u0261"
+    "\u03b1\u03b2\u03b5\u03b7\u03b9\u03ba\u03bd\u03bf\u03c1\u03c4\u03c5\u03c7"
+    "\u03b3\u03c9\u03f2\u0131\u0237\u2113"
+)
+_LATIN = "abcdeehiijklmhopqstywxygabenikvoptuxywcijl"
 _TRANSLATE: dict[int, str | None] = {ord(c): None for c in _INVISIBLE}
-_TRANSLATE.update({ord(k): v for k, v in _HOMOGLYPHS.items()})
+_TRANSLATE.update(zip(map(ord, _LOOKALIKES), _LATIN, strict=True))
 
 _LEET = str.maketrans("130457@$", "ieoastas")
 
@@ -344,9 +305,7 @@ def _hex(s: str) -> str | None:
         return None
 
 
-def payloads(
-    text: str, words: Collection[str] | None = None, limit: int = 16
-) -> Iterator[Payload]:
+def payloads(text: str, words: Collection[str] | None = None, limit: int = 16) -> Iterator[Payload]:
     """Encoded substrings of *text* that decode to readable text (at most *limit*).
 
     *words*: the words of the normalised text when the caller has them (a rot13
