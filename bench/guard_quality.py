@@ -27,7 +27,6 @@ import json
 import os
 import platform
 import random
-import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -36,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 from harness.report import aligned, verdict
-
 from prodgate.guard.finding import Finding
 
 DATA = Path(__file__).parent / "data" / "guard"
@@ -100,9 +98,7 @@ class Counts:
         c[1] += 1
 
 
-def injection_quality(
-    rows: Sequence[dict[str, Any]], det: Detector, thr: float
-) -> dict[str, Any]:
+def injection_quality(rows: Sequence[dict[str, Any]], det: Detector, thr: float) -> dict[str, Any]:
     layers = ("injection.patterns", "injection.decoded", "injection.model")
     pos = [r for r in rows if r["label"] == "injection"]
     neg = [r for r in rows if r["label"] == "benign"]
@@ -323,10 +319,20 @@ def text_report(result: dict[str, Any]) -> str:
         lines += [*aligned(rows), ""]
     lat = result["latency"]
     rows = [["latency (ms)", "p50", "p99"]]
-    rows.append(["fast layer, per corpus text", fmt(lat["per_text_ms"]["p50"]),
-                 fmt(lat["per_text_ms"]["p99"])])
-    rows.append(["fast layer, per 1,000 chars", fmt(lat["per_1000_chars_ms"]["p50"]),
-                 fmt(lat["per_1000_chars_ms"]["p99"])])
+    rows.append(
+        [
+            "fast layer, per corpus text",
+            fmt(lat["per_text_ms"]["p50"]),
+            fmt(lat["per_text_ms"]["p99"]),
+        ]
+    )
+    rows.append(
+        [
+            "fast layer, per 1,000 chars",
+            fmt(lat["per_1000_chars_ms"]["p50"]),
+            fmt(lat["per_1000_chars_ms"]["p99"]),
+        ]
+    )
     for name in lat["detectors"]:
         v = lat["per_1000_chars_ms"][name]
         rows.append([f"  {name}, per 1,000 chars", fmt(v["p50"]), fmt(v["p99"])])
@@ -354,9 +360,16 @@ def main() -> int:
         inj_rows = [r for r in rows if r["file"].startswith("injection")]
         quality["injection"] = injection_quality(inj_rows, dets["injection"], args.threshold)
     for cat in ("pii", "secret"):
-        cat_rows = [r for r in rows if r["label"] == cat or (
-            r["label"] == "benign" and r["file"] in ("pii", "secrets") and (
-                r["file"] == "pii") == (cat == "pii"))]
+        cat_rows = [
+            r
+            for r in rows
+            if r["label"] == cat
+            or (
+                r["label"] == "benign"
+                and r["file"] in ("pii", "secrets")
+                and (r["file"] == "pii") == (cat == "pii")
+            )
+        ]
         if cat in dets and any(r["label"] == cat for r in cat_rows):
             quality[cat] = span_quality(cat_rows, dets[cat], cat, args.threshold)
     result: dict[str, Any] = {

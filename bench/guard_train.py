@@ -4,7 +4,7 @@ Usage: python bench/guard_train.py [--corpus FILE] [--out FILE] [--c C] [--fpr F
 
 Logistic regression over the word unigrams and bigrams of the normalised text
 (``prodgate.guard.injection.features``, the same function the detector scores with),
-each text's features weighted 1/sqrt(count) so that long and short texts compare.
+each text's n-gram counts weighted 1/sqrt(number of n-grams) so that long and short texts compare.
 Long benign texts are also cut into the detector's windows, so that a window of an
 ordinary document is known to be ordinary. The operating point: the bias is shifted
 so that the score 0.5 is the threshold that keeps the false-positive rate on the
@@ -63,7 +63,7 @@ def matrix(docs: list[list[str]], vocab: dict[str, int]) -> csr_matrix:
     for i, words in enumerate(docs):
         f = features(words)
         scale = 1.0 / math.sqrt(len(f)) if f else 0.0
-        for name in f:
+        for name in f:  # counted: a repeated n-gram adds up (csr_matrix sums duplicates)
             j = vocab.get(name)
             if j is not None:
                 rows.append(i)
@@ -75,7 +75,7 @@ def matrix(docs: list[list[str]], vocab: dict[str, int]) -> csr_matrix:
 def build_vocab(docs: list[list[str]]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for words in docs:
-        for f in features(words):
+        for f in set(features(words)):
             counts[f] = counts.get(f, 0) + 1
     kept = sorted((f for f, c in counts.items() if c >= MIN_COUNT), key=lambda f: (-counts[f], f))
     return {f: i for i, f in enumerate(sorted(kept[:MAX_FEATURES]))}
@@ -105,7 +105,7 @@ def main() -> None:
         oof[te] = fit(x[tr], y[tr], args.c).decision_function(x[te])
     hard = np.array([g == "hard_negative" for g in groups]) & (y == 0)
     neg = np.sort(oof[hard])[::-1]
-    k = int(math.floor(args.fpr * len(neg)))
+    k = math.floor(args.fpr * len(neg))
     threshold = float(neg[k]) + 1e-6 if len(neg) else 0.0
     threshold = max(threshold, 0.0)  # never below the model's own 0.5
     clf = fit(x, y, args.c)

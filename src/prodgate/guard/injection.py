@@ -29,6 +29,8 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
+from itertools import accumulate, chain, pairwise, repeat
+from operator import add
 from pathlib import Path
 from typing import Any
 
@@ -62,11 +64,28 @@ class _Pattern:
     kind: str
     score: float
     regex: re.Pattern[str]
-    triggers: frozenset[str]
+    triggers: frozenset[str]  # the pattern runs only if one of these is a word of the text
+    requires: frozenset[str]  # ... and one of these too (when not empty)
 
 
-def _p(kind: str, score: float, triggers: str, rx: str) -> _Pattern:
-    return _Pattern(kind, score, re.compile(rx, re.DOTALL), frozenset(triggers.split()))
+def _p(kind: str, score: float, triggers: str, rx: str, requires: str = "") -> _Pattern:
+    return _Pattern(
+        kind,
+        score,
+        re.compile(rx, re.DOTALL),
+        frozenset(triggers.split()),
+        frozenset(requires.split()),
+    )
+
+
+_R_RULES = (
+    "instructions instruction directions directives directive prompt prompts rules guidelines "
+    "guidance constraints restrictions programming policy policies context commands command "
+    "orders guardrails safeguards filters training task message"
+)
+_R_MODEL = (
+    "ai llm language chatbot assistant gpt chatgpt claude gemini model bot agent agents automated"
+)
 
 
 _TRIG_IGNORE = "ignore disregard forget skip override bypass drop discard abandon cancel neglect overlook aside throw scrap"  # noqa: E501
@@ -80,6 +99,7 @@ PATTERNS: tuple[_Pattern, ...] = (
         rf"\b{_VERBS_IGNORE}\b(?:[\s,]+[\w']+){{0,5}}?[\s,]+(?:previous|prior|above|earlier|"
         rf"preceding|foregoing|original|initial|old|existing|all|any|every|your|these|those|"
         rf"following|current|system)\b(?:\s+[\w']+){{0,3}}?\s+{_RULES}\b",
+        requires=_R_RULES,
     ),
     _p(
         "override",
@@ -87,14 +107,16 @@ PATTERNS: tuple[_Pattern, ...] = (
         "ignore disregard forget",
         r"\b(?:ignore|disregard|forget)\s+(?:everything|all|anything)\s+(?:you\s+(?:were|have been|"
         r"are)\s+(?:told|given|instructed)|(?:written\s+)?(?:above|before|so far|previously))",
+        requires="everything all anything",
     ),
     _p(
         "override",
         0.85,
-        "no longer void revoked outdated invalid cancelled",
+        "longer void revoked outdated invalid cancelled canceled obsolete test fake overridden",
         rf"\b(?:previous|prior|original|earlier|above|old|your|system)\s+(?:\w+\s+)?{_RULES}\s+"
         r"(?:are|is|were|have been)\s+(?:now\s+)?(?:no longer (?:valid|apply|in effect)|void|"
         r"revoked|outdated|invalid|cancell?ed|obsolete|a test|fake|overridden)",
+        requires=_R_RULES,
     ),
     _p(
         "override",
@@ -102,6 +124,7 @@ PATTERNS: tuple[_Pattern, ...] = (
         "apply",
         rf"\b(?:your|the|previous|prior|original)\s+(?:\w+\s+)?{_RULES}\s+(?:no longer|do not|"
         r"don't)\s+apply",
+        requires=_R_RULES,
     ),
     _p(
         "override",
@@ -109,19 +132,21 @@ PATTERNS: tuple[_Pattern, ...] = (
         "follow obey listen",
         rf"\b(?:do not|don't|stop|never)\s+(?:follow|obey|listen to|adhere to)(?:ing)?\s+"
         rf"(?:your|the|any|those|these|what you were)\s+(?:\w+\s+){{0,2}}?(?:{_RULES}|told)",
+        requires=_R_RULES + " told",
     ),
     _p(
         "override",
         0.7,
-        "new instructions prompt updated",
+        "new updated real actual revised",
         r"(?:^|[\n#.:!>\]]\s*)(?:new|updated|real|actual|revised)\s+(?:system\s+)?(?:instructions?|"
         r"prompt|rules|directives?|task)\s*(?:###|:|are\b)",
+        requires="instructions instruction prompt rules directive directives task",
     ),
     _p(
         "override",
         0.8,
         "system override administrator admin operator",
-        r"\b(?:system|admin(?:istrator)?|operator|developer)\s+(?:override|update|command|mode)\b"
+        r"\b(?:system|admin(?:istrator)?|operator|developer)\s+override\b"
         r"|\bas your (?:administrator|admin|operator|developer|creator)\b",
     ),
     # -- extracting the system prompt
@@ -136,6 +161,7 @@ PATTERNS: tuple[_Pattern, ...] = (
         r"message|(?:initial|original|first|hidden|secret|confidential|internal|pre-?)\s*"
         r"(?:instructions|prompt|rules|guidelines|message|configuration)|pre-?prompt|developer "
         r"(?:message|instructions|prompt)|(?:previous|above) instructions|instructions you were)",
+        requires="prompt preprompt message instructions rules guidelines configuration pre",
     ),
     _p(
         "extraction",
@@ -144,13 +170,15 @@ PATTERNS: tuple[_Pattern, ...] = (
         r"\b(?:repeat|print|output|show|echo|copy|return)\s+(?:\w+\s+){0,3}?(?:text|everything|"
         r"words|all|content|contents|messages?)\s+(?:\w+\s+){0,2}?(?:above|before)\s+(?:this|"
         r"here|starting)|\b(?:repeat|print)\s+the\s+(?:text|words)\s+above\b",
+        requires="repeat print output show echo copy return",
     ),
     _p(
         "extraction",
         0.75,
-        "rules instructions guidelines told",
+        "rules instructions guidelines",
         r"\b(?:what|which)\s+(?:rules|instructions|guidelines)\s+(?:were you|have you been)\s+"
         r"(?:given|told)|\b(?:rules|instructions)\s+you\s+were\s+given,?\s+word for word",
+        requires="given told",
     ),
     # -- role-play jailbreaks
     _p(
@@ -164,7 +192,8 @@ PATTERNS: tuple[_Pattern, ...] = (
         "roleplay",
         0.85,
         "developer mode",
-        r"\b(?:developer|dev|debug|god|sudo|unrestricted|opposite|evil|jailbreak|admin) mode\b.{0,80}?"
+        r"\b(?:developer|dev|debug|god|sudo|unrestricted|opposite|evil|jailbreak|admin) mode\b"
+        r".{0,80}?"
         r"\b(?:ignore|ignores|no (?:restrictions|rules|filters|limits|censorship)|polic(?:y|ies)|"
         r"uncensored|unfiltered|anything|never refuse|disabled|without)"
         r"|\b(?:sudo|god|unrestricted|opposite|jailbreak|evil) mode (?:activated|enabled|on)\b"
@@ -185,14 +214,18 @@ PATTERNS: tuple[_Pattern, ...] = (
         r"restrictions|filters|guidelines)|(?:safety|content) (?:filters?|polic(?:y|ies)) "
         r"(?:turned off|disabled|removed|deleted|was deleted)|escaped its (?:rules|programming)|"
         r"never refuses?|not bound by)",
+        requires="unfiltered uncensored unrestricted jailbroken amoral unethical restrictions "
+        "filters filter limits limitations ethics ethical guidelines morals moral rules boundaries "
+        "censorship safety policy policies free escaped refuse refuses bound",
     ),
     _p(
         "roleplay",
         0.8,
-        "safety disabled off filters",
+        "safety content ethical",
         r"\b(?:safety|content|ethical)\s+(?:filters?|protocols?|guidelines|polic(?:y|ies)|"
         r"settings|measures)\s+(?:is\s+|are\s+|have been\s+|were\s+)?(?:now\s+)?(?:disabled|"
         r"turned off|switched off|off|removed|deleted|lifted|suspended)\b",
+        requires="disabled off removed deleted lifted suspended",
     ),
     _p(
         "roleplay",
@@ -213,6 +246,9 @@ PATTERNS: tuple[_Pattern, ...] = (
         r"data|bank details|account numbers|customer (?:records|data)|database|claim details|"
         r"address)\b.{0,100}?(?:https?://|www\.|\b[\w.+-]+@[\w-]+\.\w|\bwebhook\b|\burl\b|"
         r"\bendpoint\b|\bget request\b|\bparameter\b)",
+        requires="conversation chat history messages prompt api keys key credentials password "
+        "passwords token tokens secret secrets environment personal bank account customer database "
+        "claim address",
     ),
     _p(
         "exfiltration",
@@ -221,6 +257,7 @@ PATTERNS: tuple[_Pattern, ...] = (
         r"\b(?:visit|call|fetch|request|render|load|browse to|open)\b.{0,60}?https?://\S+.{0,80}?"
         r"\b(?:messages|conversation|chat|data|secrets?|keys?|history|address|passwords?|tokens?|"
         r"details|prompt)\b",
+        requires="http https",
     ),
     _p(
         "exfiltration",
@@ -234,9 +271,10 @@ PATTERNS: tuple[_Pattern, ...] = (
     _p(
         "exfiltration",
         0.75,
-        "follow instructions",
-        r"\bfollow (?:the )?(?:instructions|commands|directions) (?:found |written |given )?(?:there|"
-        r"at|on|in)\s+(?:https?://|that (?:page|url|site)|this (?:url|link))",
+        "instructions commands directions",
+        r"\bfollow (?:the )?(?:instructions|commands|directions) (?:found |written |given )?"
+        r"(?:there|at|on|in)\s+(?:https?://|that (?:page|url|site)|this (?:url|link))",
+        requires="there at on in",
     ),
     # -- indirect: text in a document that addresses the model
     _p(
@@ -245,28 +283,31 @@ PATTERNS: tuple[_Pattern, ...] = (
         "note message instruction instructions attention important hidden text",
         rf"\b(?:note|message|instructions?|attention|important(?: instruction)?|hidden text|"
         rf"notice|memo)\s+(?:to|for)\s+(?:the\s+|any\s+|all\s+|an\s+)?(?:\w+\s+)?{_MODEL}\b",
+        requires=_R_MODEL,
     ),
     _p(
         "indirect",
         0.8,
-        "if you are",
+        _R_MODEL,
         rf"\bif (?:you are|you're) an?\s+(?:\w+\s+)?{_MODEL}\b",
+        requires="if",
     ),
     _p(
         "indirect",
         0.75,
-        "dear hey hi hello attention",
+        "dear hey hi hello attention psst",
         r"(?:^|[\s(\[<>\-.:!])(?:dear|hey|hi|hello|attention|psst)\s+(?:ai|llm|chatbot|assistant|"
         r"language model|gpt|chatgpt|claude|gemini|ai assistant|bot)\b",
+        requires=_R_MODEL,
     ),
     _p(
         "indirect",
         0.85,
-        "reading processing summarising summarizing screening analysing analyzing reviewing "
-        "reads",
+        "reading processing summarising summarizing screening analysing analyzing reviewing reads",
         rf"\b{_MODEL}\s+(?:that\s+|which\s+|who\s+)?(?:is\s+)?(?:reading|processing|summari[sz]ing|"
         r"screening|analy[sz]ing|reviewing|reads|processes|summari[sz]es|screens)\s+(?:this|these|"
         r"the following)",
+        requires=_R_MODEL,
     ),
     _p(
         "indirect",
@@ -275,6 +316,7 @@ PATTERNS: tuple[_Pattern, ...] = (
         r"\bwhen (?:you|an?\s+\w+)\s+(?:summari[sz]e|reads?|process(?:es)?|analy[sz]es?|"
         r"translates?)\s+(?:this|the)\b.{0,80}?\b(?:instead|ignore|must|do not|don't|only)\b"
         r"|\bin your (?:summary|answer|reply|response),?\s+(?:do not|don't|never)\s+mention\b",
+        requires="instead ignore must not don't only mention never",
     ),
     _p(
         "indirect",
@@ -297,40 +339,46 @@ _QUOTES = "\"'\u201c\u201d\u2018\u2019`"
 
 @dataclass(frozen=True, slots=True)
 class Model:
-    """A logistic regression over word n-grams: ``sigmoid(bias + sum(w) / sqrt(n))``."""
+    """Logistic regression over word n-grams: ``sigmoid(bias + sum(w) / sqrt(n))``.
+
+    The features of a run of words are its unigrams and bigrams, counted, ``n`` of
+    them; each word contributes its unigram's and its bigram's weight, so the score
+    of any window is a difference of prefix sums: all windows cost one pass.
+    """
 
     weights: dict[str, float]
     bias: float
     window: int = 48
     stride: int = 24
 
-    def score_features(self, feats: set[str]) -> float:
-        if not feats:
-            return 1.0 / (1.0 + math.exp(-self.bias))
-        w = self.weights
-        total = sum(w.get(f, 0.0) for f in feats)
-        z = self.bias + total / math.sqrt(len(feats))
+    def _z(self, total: float, n_features: int) -> float:
+        z = self.bias + (total / math.sqrt(n_features) if n_features else 0.0)
         return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
 
     def score(self, words: Sequence[str]) -> tuple[float, int, int]:
         """The best score over windows of *words*, and that window (word indices)."""
         n = len(words)
+        get = self.weights.get
+        uni = map(get, words, repeat(0.0))
+        bi = map(get, map(" ".join, pairwise(words)), repeat(0.0))
+        # contribution of word i: its unigram and the bigram it starts
+        acc = [0.0, *accumulate(map(add, uni, chain(bi, (0.0,))))]
         if n <= self.window:
-            return self.score_features(features(words)), 0, n
+            return self._z(acc[n], 2 * n - 1), 0, n
         best = (-1.0, 0, 0)
         for start in range(0, n - self.stride, self.stride):
             end = min(n, start + self.window)
-            s = self.score_features(features(words[start:end]))
+            # the window's last bigram reaches outside it: take it back out
+            last = get(f"{words[end - 1]} {words[end]}", 0.0) if end < n else 0.0
+            s = self._z(acc[end] - acc[start] - last, 2 * (end - start) - 1)
             if s > best[0]:
                 best = (s, start, end)
         return best
 
 
-def features(words: Sequence[str]) -> set[str]:
-    """The model's features of a sequence of normalised words: unigrams and bigrams."""
-    f = set(words)
-    f.update(map(" ".join, zip(words, words[1:], strict=False)))
-    return f
+def features(words: Sequence[str]) -> list[str]:
+    """The model's features of a run of normalised words: unigrams and bigrams, counted."""
+    return [*words, *map(" ".join, pairwise(words))]
 
 
 _lock = threading.Lock()
@@ -419,7 +467,7 @@ class InjectionDetector:
         t = n.text
         discussion: bool | None = None
         for p in PATTERNS:
-            if p.triggers.isdisjoint(words):
+            if p.triggers.isdisjoint(words) or (p.requires and p.requires.isdisjoint(words)):
                 continue
             for m in p.regex.finditer(t):
                 score = p.score

@@ -46,7 +46,7 @@ _LATIN = "abcdeehiijklmhopqstywxygabenikvoptuxywcijl"
 _TRANSLATE: dict[int, str | None] = {ord(c): None for c in _INVISIBLE}
 _TRANSLATE.update(zip(map(ord, _LOOKALIKES), _LATIN, strict=True))
 
-_LEET = str.maketrans("130457@$", "ieoastas")
+_LEET = str.maketrans("130457$", "ieoasts")
 
 _NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 _INVISIBLE_RE = re.compile("[" + _INVISIBLE + "\U000e0000-\U000e007f]+")
