@@ -1,0 +1,483 @@
+"""Prompt injection and jailbreaks: patterns, decoded payloads, a small model.
+
+Three layers over the normalised text (:mod:`prodgate.guard.normalise`), each
+naming itself in its findings' ``detector``:
+
+- ``injection.patterns``: the shapes attacks take, spelled as regular expressions
+  over the normalised text: overriding the instructions, extracting the system
+  prompt, role-play jailbreaks, exfiltration to a URL, and text in a document or
+  tool output that addresses the model ("note to the AI reading this"). A pattern
+  runs only when one of its trigger words is among the text's words, so ordinary
+  text costs a set intersection, not a scan per pattern.
+- ``injection.decoded``: base64, hex, rot13 and URL-encoded substrings, decoded and
+  put through the other two layers; the finding is the encoded span.
+- ``injection.model``: logistic regression over word unigrams and bigrams, trained
+  by ``bench/guard_train.py`` on the project's corpus (train split only) and shipped
+  as JSON (``guard/data/injection_model.json``): a dict of n-gram weights, loaded
+  once, lazily. A long text is scored in overlapping windows of words and the best
+  window counts, so an attack buried in a long document is not averaged away.
+
+Scores are in [0, 1] and 0.5 is the operating point the policy uses by default.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from itertools import accumulate, chain, pairwise, repeat
+from operator import add
+from pathlib import Path
+from typing import Any
+
+from .finding import INJECTION, Finding
+from .normalise import Normalised, normalise, payloads
+
+__all__ = ["InjectionDetector", "Model", "features", "load_model"]
+
+MODEL_FILE = "injection_model.json"
+#: Findings of the model layer below this score are not reported at all.
+MIN_SCORE = 0.3
+
+_VERBS_IGNORE = (
+    r"(?:ignore|disregard|forget|skip|override|bypass|drop|discard|abandon|cancel|neglect|"
+    r"overlook|set aside|throw out|scrap)"
+)
+_RULES = (
+    r"(?:instructions?|directions?|directives?|prompts?|rules|guidelines|guidance|constraints|"
+    r"restrictions|programming|polic(?:y|ies)|context|commands?|orders|guardrails|safeguards|"
+    r"filters|training|task|system message)"
+)
+_MODEL = (
+    r"(?:ai|a\.i\.|llm|large language model|language model|chatbot|assistant|gpt|chatgpt|claude|"
+    r"gemini|model|bot|ai agents?|agents?|automated (?:assistant|reviewer|system|screening|"
+    r"agent|tool)s?|ai (?:assistant|system|model|reviewer)s?)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Pattern:
+    kind: str
+    score: float
+    regex: re.Pattern[str]
+    triggers: frozenset[str]  # the pattern runs only if one of these is a word of the text
+    requires: frozenset[str]  # ... and one of these too (when not empty)
+
+
+def _p(kind: str, score: float, triggers: str, rx: str, requires: str = "") -> _Pattern:
+    return _Pattern(
+        kind,
+        score,
+        re.compile(rx, re.DOTALL),
+        frozenset(triggers.split()),
+        frozenset(requires.split()),
+    )
+
+
+_R_RULES = (
+    "instructions instruction directions directives directive prompt prompts rules guidelines "
+    "guidance constraints restrictions programming policy policies context commands command "
+    "orders guardrails safeguards filters training task message"
+)
+_R_MODEL = (
+    "ai llm language chatbot assistant gpt chatgpt claude gemini model bot agent agents automated"
+)
+
+
+_TRIG_IGNORE = "ignore disregard forget skip override bypass drop discard abandon cancel neglect overlook aside throw scrap"  # noqa: E501
+
+PATTERNS: tuple[_Pattern, ...] = (
+    # -- overriding the instructions
+    _p(
+        "override",
+        0.9,
+        _TRIG_IGNORE,
+        rf"\b{_VERBS_IGNORE}\b(?:[\s,]+[\w']+){{0,5}}?[\s,]+(?:previous|prior|above|earlier|"
+        rf"preceding|foregoing|original|initial|old|existing|all|any|every|your|these|those|"
+        rf"following|current|system)\b(?:\s+[\w']+){{0,3}}?\s+{_RULES}\b",
+        requires=_R_RULES,
+    ),
+    _p(
+        "override",
+        0.85,
+        "ignore disregard forget",
+        r"\b(?:ignore|disregard|forget)\s+(?:everything|all|anything)\s+(?:you\s+(?:were|have been|"
+        r"are)\s+(?:told|given|instructed)|(?:written\s+)?(?:above|before|so far|previously))",
+        requires="everything all anything",
+    ),
+    _p(
+        "override",
+        0.85,
+        "longer void revoked outdated invalid cancelled canceled obsolete test fake overridden",
+        rf"\b(?:previous|prior|original|earlier|above|old|your|system)\s+(?:\w+\s+)?{_RULES}\s+"
+        r"(?:are|is|were|have been)\s+(?:now\s+)?(?:no longer (?:valid|apply|in effect)|void|"
+        r"revoked|outdated|invalid|cancell?ed|obsolete|a test|fake|overridden)",
+        requires=_R_RULES,
+    ),
+    _p(
+        "override",
+        0.8,
+        "apply",
+        rf"\b(?:your|the|previous|prior|original)\s+(?:\w+\s+)?{_RULES}\s+(?:no longer|do not|"
+        r"don't)\s+apply",
+        requires=_R_RULES,
+    ),
+    _p(
+        "override",
+        0.85,
+        "follow obey listen",
+        rf"\b(?:do not|don't|stop|never)\s+(?:follow|obey|listen to|adhere to)(?:ing)?\s+"
+        rf"(?:your|the|any|those|these|what you were)\s+(?:\w+\s+){{0,2}}?(?:{_RULES}|told)",
+        requires=_R_RULES + " told",
+    ),
+    _p(
+        "override",
+        0.7,
+        "new updated real actual revised",
+        r"(?:^|[\n#.:!>\]]\s*)(?:new|updated|real|actual|revised)\s+(?:system\s+)?(?:instructions?|"
+        r"prompt|rules|directives?|task)\s*(?:###|:|are\b)",
+        requires="instructions instruction prompt rules directive directives task",
+    ),
+    _p(
+        "override",
+        0.8,
+        "system override administrator admin operator",
+        r"\b(?:system|admin(?:istrator)?|operator|developer)\s+override\b"
+        r"|\bas your (?:administrator|admin|operator|developer|creator)\b",
+    ),
+    # -- extracting the system prompt
+    _p(
+        "extraction",
+        0.85,
+        "reveal print show repeat output display dump echo tell give share list recite leak "
+        "translate write return spell summarise summarize quote what",
+        r"\b(?:reveal|print|show|repeat|output|display|dump|echo|tell me|give me|share|list|"
+        r"recite|leak|spell ?check|translate|write out|return|summari[sz]e|quote|what (?:is|are|"
+        r"were))\b(?:\s+[\w']+){0,4}?\s+(?:your|the|my)\s+(?:\w+\s+)?(?:system\s*prompt|system "
+        r"message|(?:initial|original|first|hidden|secret|confidential|internal|pre-?)\s*"
+        r"(?:instructions|prompt|rules|guidelines|message|configuration)|pre-?prompt|developer "
+        r"(?:message|instructions|prompt)|(?:previous|above) instructions|instructions you were)",
+        requires="prompt preprompt message instructions rules guidelines configuration pre",
+    ),
+    _p(
+        "extraction",
+        0.8,
+        "above before",
+        r"\b(?:repeat|print|output|show|echo|copy|return)\s+(?:\w+\s+){0,3}?(?:text|everything|"
+        r"words|all|content|contents|messages?)\s+(?:\w+\s+){0,2}?(?:above|before)\s+(?:this|"
+        r"here|starting)|\b(?:repeat|print)\s+the\s+(?:text|words)\s+above\b",
+        requires="repeat print output show echo copy return",
+    ),
+    _p(
+        "extraction",
+        0.75,
+        "rules instructions guidelines",
+        r"\b(?:what|which)\s+(?:rules|instructions|guidelines)\s+(?:were you|have you been)\s+"
+        r"(?:given|told)|\b(?:rules|instructions)\s+you\s+were\s+given,?\s+word for word",
+        requires="given told",
+    ),
+    # -- role-play jailbreaks
+    _p(
+        "roleplay",
+        0.9,
+        "dan stan dude aim anything norms machiavellian",
+        r"\bdo anything now\b|\bstrive to avoid norms\b|\b(?:you are|act as|you're|play|become)\s+"
+        r"(?:now\s+)?(?:dan|stan|dude|aim|omega|freedomgpt|evil ?bot|antigpt|dev ?mode)\b",
+    ),
+    _p(
+        "roleplay",
+        0.85,
+        "developer mode",
+        r"\b(?:developer|dev|debug|god|sudo|unrestricted|opposite|evil|jailbreak|admin) mode\b"
+        r".{0,80}?"
+        r"\b(?:ignore|ignores|no (?:restrictions|rules|filters|limits|censorship)|polic(?:y|ies)|"
+        r"uncensored|unfiltered|anything|never refuse|disabled|without)"
+        r"|\b(?:sudo|god|unrestricted|opposite|jailbreak|evil) mode (?:activated|enabled|on)\b"
+        r"|\b(?:switch to|enter|activate|enable) (?:sudo|god|unrestricted|opposite|jailbreak|evil)"
+        r" mode\b",
+    ),
+    _p(
+        "roleplay",
+        0.85,
+        "pretend act behave respond roleplay role play imagine simulate you're you are stay "
+        "become answer",
+        r"\b(?:pretend|act|behave|respond|answer|roleplay|role-play|role play|imagine|simulate|"
+        r"you are|you're|become|stay in character)\b.{0,80}?\b(?:unfiltered|uncensored|"
+        r"unrestricted|jailbroken|amoral|unethical|no (?:content )?(?:polic(?:y|ies)|restrictions|"
+        r"filters?|limits|limitations|ethics|ethical guidelines|guidelines|morals?|rules|"
+        r"boundaries|censorship)|without (?:any )?(?:restrictions|filters|limits|ethics|ethical|"
+        r"guidelines|morals?|rules|censorship|safety)|free (?:of|from) (?:all |any )?(?:rules|"
+        r"restrictions|filters|guidelines)|(?:safety|content) (?:filters?|polic(?:y|ies)) "
+        r"(?:turned off|disabled|removed|deleted|was deleted)|escaped its (?:rules|programming)|"
+        r"never refuses?|not bound by)",
+        requires="unfiltered uncensored unrestricted jailbroken amoral unethical restrictions "
+        "filters filter limits limitations ethics ethical guidelines morals moral rules boundaries "
+        "censorship safety policy policies free escaped refuse refuses bound",
+    ),
+    _p(
+        "roleplay",
+        0.8,
+        "safety content ethical",
+        r"\b(?:safety|content|ethical)\s+(?:filters?|protocols?|guidelines|polic(?:y|ies)|"
+        r"settings|measures)\s+(?:is\s+|are\s+|have been\s+|were\s+)?(?:now\s+)?(?:disabled|"
+        r"turned off|switched off|off|removed|deleted|lifted|suspended)\b",
+        requires="disabled off removed deleted lifted suspended",
+    ),
+    _p(
+        "roleplay",
+        0.8,
+        "jailbroken jailbreak",
+        r"\bjailbr(?:oken|eak)\s+(?:ai|assistant|model|chatbot|version|mode|gpt|chatgpt|llm)\b"
+        r"|\byou(?: are|'re| have been)\s+(?:now\s+)?jailbroken\b",
+    ),
+    # -- exfiltration
+    _p(
+        "exfiltration",
+        0.85,
+        "send post forward email mail upload transmit exfiltrate leak copy export write append "
+        "include submit",
+        r"\b(?:send|post|forward|e-?mail|upload|transmit|exfiltrate|leak|copy|export|write|"
+        r"append|include|submit)\b.{0,100}?\b(?:conversation|chat|history|messages|system prompt|"
+        r"api keys?|keys|credentials|passwords?|tokens?|secrets?|environment variables|personal "
+        r"data|bank details|account numbers|customer (?:records|data)|database|claim details|"
+        r"address)\b.{0,100}?(?:https?://|www\.|\b[\w.+-]+@[\w-]+\.\w|\bwebhook\b|\burl\b|"
+        r"\bendpoint\b|\bget request\b|\bparameter\b)",
+        requires="conversation chat history messages prompt api keys key credentials password "
+        "passwords token tokens secret secrets environment personal bank account customer database "
+        "claim address",
+    ),
+    _p(
+        "exfiltration",
+        0.8,
+        "visit call fetch request render load browse open",
+        r"\b(?:visit|call|fetch|request|render|load|browse to|open)\b.{0,60}?https?://\S+.{0,80}?"
+        r"\b(?:messages|conversation|chat|data|secrets?|keys?|history|address|passwords?|tokens?|"
+        r"details|prompt)\b",
+        requires="http https",
+    ),
+    _p(
+        "exfiltration",
+        0.8,
+        "secrets conversation history keys passwords messages chat data replacing",
+        r"!\[[^\]]{0,100}\]\(\s*https?://[^)\s]*[?&=][^)]*\).{0,120}?\b(?:replac\w*|fill\w*|"
+        r"append\w*|secrets?|keys?|passwords?|conversation|history|messages)\b|"
+        r"!\[[^\]]{0,100}\]\(\s*https?://[^)\s]*(?:[?&=]|/)[^)\s]*(?:secret|conversation|"
+        r"history|chat|password|token|key|data)[^)]*\)",
+    ),
+    _p(
+        "exfiltration",
+        0.75,
+        "instructions commands directions",
+        r"\bfollow (?:the )?(?:instructions|commands|directions) (?:found |written |given )?"
+        r"(?:there|at|on|in)\s+(?:https?://|that (?:page|url|site)|this (?:url|link))",
+        requires="there at on in",
+    ),
+    # -- indirect: text in a document that addresses the model
+    _p(
+        "indirect",
+        0.8,
+        "note message instruction instructions attention important hidden text",
+        rf"\b(?:note|message|instructions?|attention|important(?: instruction)?|hidden text|"
+        rf"notice|memo)\s+(?:to|for)\s+(?:the\s+|any\s+|all\s+|an\s+)?(?:\w+\s+)?{_MODEL}\b",
+        requires=_R_MODEL,
+    ),
+    _p(
+        "indirect",
+        0.8,
+        _R_MODEL,
+        rf"\bif (?:you are|you're) an?\s+(?:\w+\s+)?{_MODEL}\b",
+        requires="if",
+    ),
+    _p(
+        "indirect",
+        0.75,
+        "dear hey hi hello attention psst",
+        r"(?:^|[\s(\[<>\-.:!])(?:dear|hey|hi|hello|attention|psst)\s+(?:ai|llm|chatbot|assistant|"
+        r"language model|gpt|chatgpt|claude|gemini|ai assistant|bot)\b",
+        requires=_R_MODEL,
+    ),
+    _p(
+        "indirect",
+        0.85,
+        "reading processing summarising summarizing screening analysing analyzing reviewing reads",
+        rf"\b{_MODEL}\s+(?:that\s+|which\s+|who\s+)?(?:is\s+)?(?:reading|processing|summari[sz]ing|"
+        r"screening|analy[sz]ing|reviewing|reads|processes|summari[sz]es|screens)\s+(?:this|these|"
+        r"the following)",
+        requires=_R_MODEL,
+    ),
+    _p(
+        "indirect",
+        0.8,
+        "when summarise summarize summary read process analyse analyze translate",
+        r"\bwhen (?:you|an?\s+\w+)\s+(?:summari[sz]e|reads?|process(?:es)?|analy[sz]es?|"
+        r"translates?)\s+(?:this|the)\b.{0,80}?\b(?:instead|ignore|must|do not|don't|only)\b"
+        r"|\bin your (?:summary|answer|reply|response),?\s+(?:do not|don't|never)\s+mention\b",
+        requires="instead ignore must not don't only mention never",
+    ),
+    _p(
+        "indirect",
+        0.6,
+        "system assistant im start inst",
+        r"<\|?im_start\|?>|<\|(?:system|assistant)\|>|\[/?inst\]|</?system>|\[system(?: note)?"
+        r"[^\]]{0,30}\]|(?:^|\n)\s*###\s*(?:system|instruction)",
+    ),
+)
+
+# Text that talks about attacks rather than making one: a pattern match inside
+# quotes, after "such as" / "e.g." or in a sentence about prompt injection scores lower.
+_DISCUSSION = re.compile(
+    r"\b(?:prompt injection|jailbreak prompts?|attacks?|attackers?|adversar\w+|such as|e\.g\.|"
+    r"for example|example|phrases? like|called|known as|researchers?|owasp|mitigat\w+)\b"
+)
+_NEGATED = re.compile(r"\b(?:never|not|n't|don't|do not|mustn't|must not|shouldn't|won't)\s*$")
+_QUOTES = "\"'\u201c\u201d\u2018\u2019`"
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    """Logistic regression over word n-grams: ``sigmoid(bias + sum(w) / sqrt(n))``.
+
+    The features of a run of words are its unigrams and bigrams, counted, ``n`` of
+    them; each word contributes its unigram's and its bigram's weight, so the score
+    of any window is a difference of prefix sums: all windows cost one pass.
+    """
+
+    weights: dict[str, float]
+    bias: float
+    window: int = 48
+    stride: int = 24
+
+    def _z(self, total: float, n_features: int) -> float:
+        z = self.bias + (total / math.sqrt(n_features) if n_features else 0.0)
+        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+
+    def score(self, words: Sequence[str]) -> tuple[float, int, int]:
+        """The best score over windows of *words*, and that window (word indices)."""
+        n = len(words)
+        get = self.weights.get
+        uni = map(get, words, repeat(0.0))
+        bi = map(get, map(" ".join, pairwise(words)), repeat(0.0))
+        # contribution of word i: its unigram and the bigram it starts
+        acc = [0.0, *accumulate(map(add, uni, chain(bi, (0.0,))))]
+        if n <= self.window:
+            return self._z(acc[n], 2 * n - 1), 0, n
+        best = (-1.0, 0, 0)
+        for start in range(0, n - self.stride, self.stride):
+            end = min(n, start + self.window)
+            # the window's last bigram reaches outside it: take it back out
+            last = get(f"{words[end - 1]} {words[end]}", 0.0) if end < n else 0.0
+            s = self._z(acc[end] - acc[start] - last, 2 * (end - start) - 1)
+            if s > best[0]:
+                best = (s, start, end)
+        return best
+
+
+def features(words: Sequence[str]) -> list[str]:
+    """The model's features of a run of normalised words: unigrams and bigrams, counted."""
+    return [*words, *map(" ".join, pairwise(words))]
+
+
+_lock = threading.Lock()
+_cached: Model | None = None
+
+
+def load_model(path: Path | None = None) -> Model:
+    """The shipped model (loaded once, then cached), or the one at *path*."""
+    global _cached
+    if path is not None:
+        return _read(path.read_text("utf-8"))
+    if _cached is None:
+        with _lock:
+            if _cached is None:
+                text = resources.files(__package__).joinpath("data", MODEL_FILE)
+                _cached = _read(text.read_text("utf-8"))
+    return _cached
+
+
+def _read(text: str) -> Model:
+    data: dict[str, Any] = json.loads(text)
+    return Model(
+        weights={str(k): float(v) for k, v in data["weights"].items()},
+        bias=float(data["bias"]),
+        window=int(data.get("window", 48)),
+        stride=int(data.get("stride", 24)),
+    )
+
+
+_WORD_SPAN = re.compile(r"[a-z0-9']+")
+
+
+class InjectionDetector:
+    """Prompt injection and jailbreaks in a text, in three layers (see the module)."""
+
+    name = "injection"
+    category = INJECTION
+
+    def __init__(self, model: Model | None = None, *, use_model: bool = True) -> None:
+        self._model = model
+        self._use_model = use_model
+
+    @property
+    def model(self) -> Model | None:
+        if self._use_model and self._model is None:
+            self._model = load_model()
+        return self._model if self._use_model else None
+
+    def scan(self, text: str) -> list[Finding]:
+        if not isinstance(text, str) or not text:
+            return []
+        n = normalise(text)
+        found = self._layers(n, "injection.patterns", "injection.model")
+        for p in payloads(text, n.words):
+            inner = normalise(p.text)
+            hits = self._layers(inner, "", "")
+            best = max((f.score for f in hits), default=0.0)
+            if best >= 0.5:
+                found.append(
+                    Finding(INJECTION, "obfuscation", "injection.decoded", best, p.start, p.end)
+                )
+        return found
+
+    def _layers(self, n: Normalised, patterns_name: str, model_name: str) -> list[Finding]:
+        found = list(self._patterns(n, patterns_name))
+        model = self.model
+        if model is not None and n.words:
+            score, ws, we = model.score(n.words)
+            if score >= MIN_SCORE:
+                start, end = self._word_span(n, ws, we)
+                found.append(Finding(INJECTION, "model", model_name, score, start, end))
+        return found
+
+    @staticmethod
+    def _word_span(n: Normalised, ws: int, we: int) -> tuple[int, int]:
+        if ws == 0 and we >= len(n.words):
+            return 0, len(n.original)
+        spans = [m.span() for m in _WORD_SPAN.finditer(n.text)]
+        s = spans[ws][0] if ws < len(spans) else 0
+        e = spans[we - 1][1] if 0 < we <= len(spans) else len(n.text)
+        return n.span(s, e)
+
+    @staticmethod
+    def _patterns(n: Normalised, detector: str) -> Iterable[Finding]:
+        words = set(n.words)
+        t = n.text
+        discussion: bool | None = None
+        for p in PATTERNS:
+            if p.triggers.isdisjoint(words) or (p.requires and p.requires.isdisjoint(words)):
+                continue
+            for m in p.regex.finditer(t):
+                score = p.score
+                s, e = m.span()
+                before = t[max(0, s - 24) : s]
+                if _NEGATED.search(before):
+                    score -= 0.4
+                if discussion is None:
+                    discussion = _DISCUSSION.search(t) is not None
+                if discussion and before.rstrip()[-1:] in _QUOTES:
+                    score -= 0.3
+                start, end = n.span(s, e)
+                yield Finding(INJECTION, p.kind, detector, max(0.0, score), start, end)
