@@ -201,9 +201,11 @@ class Rails:
         return StreamGuard(self.output, context, self.hold_back)
 
     def count(self, hits: Sequence[Hit], direction: str) -> None:
+        """Count a request's verdicts: once per category and action, however many
+        findings (two layers of one detector, or three e-mails) made them."""
         counter = self.metrics.guard_verdicts
-        for h in hits:
-            counter.labels(self.service, direction, h.finding.category, h.action).inc()
+        for category, action in {(h.finding.category, h.action) for h in hits}:
+            counter.labels(self.service, direction, category, action).inc()
 
 
 def blocked_error(hit: Hit, direction: str) -> GuardBlockedError:
