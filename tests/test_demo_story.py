@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -99,3 +100,28 @@ def _check_letter(runner: CliRunner, home: str, env: dict[str, str], output: str
     actions = [h["action"] for h in history]
     assert actions.index("approve_refused") < actions.index("rollout_start")
     assert actions.index("rollout_start") < actions.index("promote")
+    _check_rails(history, output)
+
+
+def _check_rails(history: list[dict[str, Any]], output: str) -> None:
+    """Step 5: an injection blocked, a card redacted before the model saw it, a leaked
+    system prompt caught in a streamed answer; each in the history and the audit log."""
+    assert "an injection in a claimant's message: 400 guard-blocked (injection" in output
+    assert "a card number: 200, answered; the model saw" in output
+    assert "[CARD]" in output
+    assert (
+        "4539 1488 0343 6467" not in output.split("5. The guard rails")[1].split("the model saw")[1]
+    )
+    streamed = re.search(r"a streamed answer quoting the prompt: (\d+) chunks sent, then", output)
+    assert streamed is not None, output
+    guard = [h for h in history if h["action"] == "guard"]
+    verdicts = [
+        (direction, v["verdict"], {f["category"] for f in v["findings"]})
+        for h in guard
+        for direction, v in h["guard"].items()
+    ]
+    assert ("input", "block", {"injection"}) in verdicts
+    assert ("input", "redact", {"pii"}) in verdicts
+    assert ("output", "block", {"leak"}) in verdicts
+    leak = next(h for h in guard if "output" in h["guard"])
+    assert leak["status"] == 422

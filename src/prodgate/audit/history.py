@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from prodgate.audit.log import as_dict
-from prodgate.audit.record import KIND_ACTION
+from prodgate.audit.record import KIND_ACTION, KIND_INFERENCE
 from prodgate.store.tables import audit_log
 
 #: The governance actions that can change which version takes production traffic,
@@ -35,6 +36,58 @@ def history(conn: Connection, service: str, limit: int = 1000) -> list[dict[str,
         for key in ("kind", "status", "decision", "confidence", "latency_ms", "leaf_hash"):
             entry.pop(key, None)
         out.append(entry)
+    return out
+
+
+#: Guard events a history shows by default (the newest).
+GUARD_EVENTS = 50
+
+
+def guard_events(conn: Connection, service: str, limit: int = GUARD_EVENTS) -> list[dict[str, Any]]:
+    """The newest *limit* decisions of *service* a guard rail acted on (blocked,
+    redacted, escalated or logged a finding), oldest first, as history entries: action
+    ``guard``, the record's id, and per direction the verdict and the findings.
+
+    Read from the inference records themselves (their payload holds the verdicts), newest
+    first through the (kind, service, seq) index: no second copy on the request path."""
+    rows = conn.execute(
+        sa.select(
+            audit_log.c.id,
+            audit_log.c.seq,
+            audit_log.c.ts_us,
+            audit_log.c.version,
+            audit_log.c.action,
+            audit_log.c.actor,
+            audit_log.c.status,
+            audit_log.c.payload,
+        )
+        .where(
+            audit_log.c.kind == KIND_INFERENCE,
+            audit_log.c.service == service,
+            audit_log.c.payload.like('%"guard":{%'),
+        )
+        .order_by(audit_log.c.seq.desc())
+        .limit(limit)
+    ).all()
+    out = []
+    for row in reversed(rows):
+        payload = orjson.loads(row.payload)
+        verdicts = payload.get("guard")
+        if not isinstance(verdicts, dict):
+            continue
+        out.append(
+            {
+                "seq": row.seq,
+                "id": row.id,
+                "ts_us": row.ts_us,
+                "action": "guard",
+                "version": row.version,
+                "actor": row.actor,
+                "status": row.status,
+                "via": row.action,  # predict, or guard (a check through /guard)
+                "guard": verdicts,
+            }
+        )
     return out
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from prodgate.audit.history import guard_events
 from prodgate.audit.history import history as read_history
 from prodgate.cli.context import VERSION, Context, echo_json, pass_ctx, setting_options, table
 from prodgate.registry import approvals
@@ -123,7 +124,24 @@ _DETAILS = (
 )
 
 
+def _guard_summary(entry: dict[str, Any]) -> str:
+    """``input block: injection (injection.patterns) at messages/0/content; ...``"""
+    parts = []
+    for direction, verdict in entry["guard"].items():
+        found = sorted(
+            {
+                f"{f['category']}/{f['kind']} {f['action']}"
+                + (f" at {f['path']}" if f.get("path") else "")
+                for f in verdict.get("findings", [])
+            }
+        )
+        parts.append(f"{direction} {verdict.get('verdict')}: {', '.join(found)}")
+    return "; ".join(parts) + f" (record {entry['id']}, status {entry['status']})"
+
+
 def _summary(entry: dict[str, Any]) -> str:
+    if entry["action"] == "guard":
+        return _guard_summary(entry)
     details = dict(entry)
     if entry["action"] == "rollout_step":
         # The record's ``weight`` is the one the interval was judged at (like every
@@ -159,12 +177,22 @@ def _by(entry: dict[str, Any]) -> str:
 @click.argument("service")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON, with every detail.")
 @click.option("-n", "limit", default=1000, show_default=True, help="Newest N actions.")
+@click.option(
+    "--guard/--no-guard",
+    "with_guard",
+    default=True,
+    show_default=True,
+    help="Also the newest 50 decisions a guard rail acted on (blocked, redacted, ...).",
+)
 @pass_ctx
-def history(ctx: Context, service: str, as_json: bool, limit: int) -> None:
-    """Every governance action on SERVICE: who, when, why, and the metrics behind it."""
+def history(ctx: Context, service: str, as_json: bool, limit: int, with_guard: bool) -> None:
+    """Every governance action on SERVICE: who, when, why, and the metrics behind it;
+    and the decisions its guard rails acted on."""
     ctx.spec().service(service)
     with ctx.store().read() as conn:
         entries = read_history(conn, service, limit)
+        if with_guard:
+            entries = sorted(entries + guard_events(conn, service), key=lambda e: e["seq"])
     if as_json:
         echo_json(entries)
         return

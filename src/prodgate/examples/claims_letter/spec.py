@@ -101,6 +101,19 @@ ROLLOUT: dict[str, Any] = {
 }
 
 
+#: The service's rails: injections and secrets stopped at the door, card, IBAN and SSN
+#: numbers redacted before the model sees them; on the way out, a leaked system prompt
+#: blocked (streams included) and PII or secrets the question did not hold redacted.
+GUARD: dict[str, Any] = {
+    "input": {
+        "injection": "block",
+        "secrets": "redact",
+        "pii": {"action": "redact", "kinds": ["card", "iban", "ssn"]},
+    },
+    "output": {"leak": "block", "secrets": "redact", "pii": "redact"},
+}
+
+
 def providers_document(url: str = DEFAULT_MOCK_URL) -> dict[str, Any]:
     """The ``providers:`` section: both providers at *url* (the mock LLM)."""
     return {
@@ -134,6 +147,7 @@ def service_document() -> dict[str, Any]:
             "max_tokens": 300,
             "budgets": {"day": 50},
         },
+        "guard": copy.deepcopy(GUARD),
         "cohorts": {"fraud": {"where": f"{REVIEWED} == 'fraud_signal'"}},
         "gates": list(GATES),
         "approvals": {"required": 2, "separation_of_duties": True},

@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from prodgate import spec as spec_module
 from prodgate.audit.record import ACTION_BREAKER, KIND_ACTION
 from prodgate.evaluation import Limits, evaluate_version
+from prodgate.examples.claims_letter import rails
 from prodgate.examples.claims_letter.build import LetterFiles
 from prodgate.examples.claims_letter.generate import Message, generate
 from prodgate.examples.claims_letter.spec import SERVICE
@@ -331,7 +332,7 @@ def outage_figures(traffic: Traffic, started: float, ended: float, canary: int) 
         requests=len(during),
         canary_requests=sum(1 for s in during if s.version == canary),
         fallbacks=sum(1 for s in during if s.version == canary and s.model == FALLBACK),
-        failures=sum(1 for s in during if s.status != 200),
+        failures=sum(1 for s in during if s.status >= 500),
     )
 
 
@@ -397,6 +398,14 @@ async def _serve_canary(
     return state, traffic
 
 
+async def _serve_rails(
+    settings: Settings, spec: Any, mock: MockHandle, token: str, echo: Echo
+) -> rails.RailsSeen:
+    """Step 5: the gateway in-process again, its guard rails at work."""
+    async with in_process(settings, spec, token) as client:
+        return await rails.show(client, mock, echo)
+
+
 def _tell(
     settings: Settings, store: Store, files: LetterFiles, mock: MockHandle, echo: Echo
 ) -> bool:
@@ -454,7 +463,20 @@ def _tell(
         f"\n{SERVICE}: production is version {production}, "
         f"${v3.cost_per_call:.6f} per call instead of v1's ${told.v1_cost:.6f}."
     )
-    return ok and production == v3.number
+    ok = ok and production == v3.number
+
+    echo("\n5. The guard rails: at the door and on the way out, streams included")
+    seen = asyncio.run(_serve_rails(settings, spec, mock, portal.token, echo))
+    for entry in rails.recorded(store, seen.record_ids):
+        verdicts = entry["guard"] or {}
+        said = "; ".join(
+            f"{d} {v['verdict']}: "
+            + ", ".join(sorted({f"{f['category']}/{f['kind']}" for f in v["findings"]}))
+            for d, v in verdicts.items()
+        )
+        echo(f"  record {entry['id']}: status {entry['status']}, {said}")
+    echo(f"  each is in the audit log and in 'prodgate history {SERVICE}'")
+    return ok and seen.ok
 
 
 def tell(
