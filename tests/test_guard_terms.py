@@ -85,6 +85,13 @@ def test_a_string_instead_of_a_list_is_refused() -> None:
         TermsDetector("casino")
     with pytest.raises(SpecError, match="gambling"):
         TermsDetector([], topics={"gambling": "casino"})
+    with pytest.raises(SpecError, match="strings"):
+        TermsDetector(["ok", 3])  # type: ignore[list-item]
+
+
+def test_a_paragraph_is_not_a_term() -> None:
+    with pytest.raises(SpecError, match="longer than"):
+        TermsDetector(["word " * 100])
 
 
 def test_thousands_of_terms_in_one_pattern() -> None:

@@ -20,6 +20,8 @@ from prodgate.guard.leak import folded, original_span
 
 NAME = "banned"
 TERM = "term"
+#: The longest phrase accepted, in characters (a banned term is a few words).
+MAX_PHRASE = 200
 
 _END = ""  # the trie's end-of-phrase key (no phrase character is empty)
 
@@ -63,7 +65,13 @@ class TermsDetector:
             if isinstance(phrases, str):
                 raise SpecError(f"topic {kind!r} must list phrases, not be one string")
             for phrase in phrases:
+                if not isinstance(phrase, str):
+                    raise SpecError(f"banned phrases must be strings, not {phrase!r}")
                 key = _key(phrase)
+                if len(key) > MAX_PHRASE:
+                    raise SpecError(
+                        f"banned phrase {key[:40]!r}... is longer than {MAX_PHRASE} characters"
+                    )
                 if key and kind not in kinds.setdefault(key, []):
                     kinds[key].append(kind)
         self._kinds = {k: tuple(v) for k, v in kinds.items()}
