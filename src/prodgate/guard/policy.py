@@ -12,6 +12,7 @@ the raw value).
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from prodgate.guard.finding import SENSITIVE, Detector, Finding
 from prodgate.spec.guard import BLOCK, ESCALATE, INPUT, LOG, OUTPUT, REDACT, GuardSpec, Rule
 
 ALLOW = "allow"
+#: Detectors whose scans run in a worker thread (slow, and they hold the GIL less).
+THREADED = frozenset({"presidio"})
 #: Verdicts from the weakest to the strongest.
 VERDICTS = (ALLOW, REDACT, ESCALATE, BLOCK)
 _RANK = {ALLOW: 0, LOG: 0, REDACT: 1, ESCALATE: 2, BLOCK: 3}
@@ -124,7 +127,14 @@ class _Rail:
 class Guard:
     """The rails of one service in one direction."""
 
-    def __init__(self, spec: GuardSpec, direction: str, *, service: str = "") -> None:
+    def __init__(
+        self,
+        spec: GuardSpec,
+        direction: str,
+        *,
+        service: str = "",
+        on_timeout: Callable[[str], None] | None = None,
+    ) -> None:
         self.direction = direction
         self.service = service
         self.hold_back = spec.hold_back
@@ -137,7 +147,14 @@ class Guard:
         self.schema: Rule | None = next((r for r in self.rules if r.detector == "schema"), None)
         self.leak: Rule | None = next((r for r in self.rules if r.detector == "leak"), None)
         self.on = bool(self._rails)
-        self._slow = [r for r in self._rails if hasattr(r.detector, "scan_async")]
+        # Plug-in models run off the event loop: the ONNX classifier in its own threads
+        # with its latency budget, Presidio in a worker thread.
+        self._slow = [
+            r
+            for r in self._rails
+            if hasattr(r.detector, "scan_async") or r.rule.detector in THREADED
+        ]
+        self.on_timeout = on_timeout
 
     @property
     def slow(self) -> bool:
@@ -161,7 +178,14 @@ class Guard:
         """:meth:`scan`, with the plug-in models (run in their own threads) too."""
         hits = self.scan(text, context, path)
         for rail in self._slow:
-            found = await rail.detector.scan_async(text)  # type: ignore[union-attr]
+            detector: Any = rail.detector
+            if not hasattr(detector, "scan_async"):
+                found = await asyncio.to_thread(detector.scan, text)
+            else:
+                before = getattr(detector, "timeouts", 0)
+                found = await detector.scan_async(text)
+                if self.on_timeout is not None and getattr(detector, "timeouts", 0) > before:
+                    self.on_timeout(detector.name)
             hits.extend(self._keep(rail.rule, found, text, context, path))
         return hits
 

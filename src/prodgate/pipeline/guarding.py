@@ -57,8 +57,19 @@ class Rails:
         spec = service.guard
         self.service = service.name
         self.metrics = metrics
-        self.input = Guard(spec, INPUT, service=service.name)
-        self.output = Guard(spec, OUTPUT, service=service.name)
+        timeouts = metrics.guard_timeouts
+        self.input = Guard(
+            spec,
+            INPUT,
+            service=service.name,
+            on_timeout=lambda d: timeouts.labels(service.name, INPUT, d).inc(),
+        )
+        self.output = Guard(
+            spec,
+            OUTPUT,
+            service=service.name,
+            on_timeout=lambda d: timeouts.labels(service.name, OUTPUT, d).inc(),
+        )
         self.hold_back = spec.hold_back
         #: A classic service's fields the input guard reads.
         self.fields = tuple(spec.fields if spec.fields is not None else fields)
