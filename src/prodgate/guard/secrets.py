@@ -1,0 +1,396 @@
+"""Credentials by their documented formats, private keys, JWTs, passwords and random tokens.
+
+Three layers, most certain first:
+
+1. Prefixed tokens (``AKIA``, ``ghp_``, ``sk-ant-``, ``xoxb-``, ...): each rule runs
+   only when one of its literal prefixes is in the text (a substring test, far cheaper
+   than a regex pass), then checks its exact shape; redacted and example forms
+   (``AKIAXXXXXXXXXXXXXXXX``, ``...EXAMPLE``, ``sk-...``) are refused.
+2. Structures: PEM private key blocks (a block with no END, such as a stream cut
+   mid-key, runs to the end of the text), service-account JSON, JWTs whose header
+   decodes to JSON with ``alg``, URLs and ADO strings with a password.
+3. Context and randomness: a value assigned to a name that says secret (``token=``,
+   ``"password":``, ``Authorization: Bearer``) and, optionally, long standalone tokens
+   whose character statistics are those of random data. UUIDs, hex digests and git
+   SHAs, base64 of ordinary text, paths and identifiers are not random enough or
+   are recognised and left alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import itertools
+import json
+import math
+import re
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from prodgate.guard.checksums import class_switches, entropy
+from prodgate.guard.finding import SECRET, Finding
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    kind: str
+    keywords: tuple[str, ...]  # one of these literal substrings must be in the text
+    pattern: re.Pattern[str]
+    score: float = 1.0
+
+
+def _rule(kind: str, keywords: tuple[str, ...], pattern: str, score: float = 1.0) -> _Rule:
+    # No letter, digit, _ or - may touch a token on either side.
+    return _Rule(kind, keywords, re.compile(rf"(?<![\w\-])(?:{pattern})(?![\w\-])"), score)
+
+
+_B64URL = r"[A-Za-z0-9_\-]"
+_RULES: tuple[_Rule, ...] = (
+    _rule("aws_access_key", ("AKIA", "ASIA", "ABIA", "ACCA", "A3T"),
+          r"(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z2-7]{16}"),
+    _rule("gcp_api_key", ("AIza",), rf"AIza{_B64URL}{{35}}"),
+    _rule("github_token", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
+          r"gh[pousr]_[A-Za-z0-9]{36,251}"),
+    _rule("github_token", ("github_pat_",), r"github_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59,}"),
+    _rule("gitlab_token", ("glpat-", "glptt-", "gldt-", "glrt-", "GR1348941"),
+          rf"(?:glpat|glptt|gldt|glrt)-{_B64URL}{{20,300}}(?:\.[a-z0-9]{{9}})?"
+          rf"|GR1348941{_B64URL}{{20}}"),
+    _rule("slack_token", ("xox",), r"xox[abposre]-[0-9A-Za-z\-]{10,250}"),
+    _rule("slack_token", ("xapp-",), r"xapp-\d-[A-Z0-9]+-\d+-[a-z0-9]+"),
+    _rule("slack_webhook", ("hooks.slack.com",),
+          r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/\-]{20,}"),
+    _rule("stripe_key", ("sk_live_", "rk_live_", "sk_test_", "rk_test_", "whsec_"),
+          r"(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{20,247}|whsec_[A-Za-z0-9+/]{32,}"),
+    _rule("anthropic_key", ("sk-ant-",), rf"sk-ant-(?:api|admin|sid)\d\d-{_B64URL}{{80,120}}"),
+    _rule("anthropic_key", ("sk-ant-",), rf"sk-ant-{_B64URL}{{32,}}", 0.9),
+    _rule("openai_key", ("T3BlbkFJ",),
+          rf"sk-(?!ant-){_B64URL}{{10,200}}T3BlbkFJ{_B64URL}{{10,200}}"),
+    _rule("openai_key", ("sk-proj-", "sk-svcacct-", "sk-admin-"),
+          rf"sk-(?:proj|svcacct|admin)-{_B64URL}{{40,250}}", 0.95),
+    _rule("openai_key", ("sk-",), r"sk-[A-Za-z0-9]{48}", 0.9),
+    _rule("llm_api_key", ("sk-",), r"sk-[a-f0-9]{32}|sk-[A-Za-z0-9]{32,47}|sk-[A-Za-z0-9]{49,64}",
+          0.8),
+    _rule("huggingface_token", ("hf_", "api_org_"), r"(?:hf|api_org)_[A-Za-z0-9]{34,40}"),
+    _rule("groq_key", ("gsk_",), r"gsk_[A-Za-z0-9]{52}"),
+    _rule("replicate_token", ("r8_",), r"r8_[A-Za-z0-9]{37}"),
+    _rule("perplexity_key", ("pplx-",), r"pplx-[A-Za-z0-9]{48}"),
+    _rule("xai_key", ("xai-",), r"xai-[A-Za-z0-9]{80}"),
+    _rule("twilio_key", ("SK",), r"SK[0-9a-fA-F]{32}", 0.9),
+    _rule("sendgrid_key", ("SG.",), rf"SG\.{_B64URL}{{22}}\.{_B64URL}{{43}}"),
+    _rule("npm_token", ("npm_",), r"npm_[A-Za-z0-9]{36}"),
+    _rule("pypi_token", ("pypi-AgE",), rf"pypi-AgE[A-Za-z0-9]{{10,20}}{_B64URL}{{40,}}"),
+    _rule("shopify_token", ("shpat_", "shpss_", "shpca_", "shppa_"),
+          r"shp(?:at|ss|ca|pa)_[a-fA-F0-9]{32}"),
+    _rule("digitalocean_token", ("dop_v1_", "doo_v1_"), r"do[op]_v1_[a-f0-9]{64}"),
+    _rule("databricks_token", ("dapi",), r"dapi[a-f0-9]{32}(?:-\d)?", 0.9),
+    _rule("azure_key", ("Q~",), r"[A-Za-z0-9_~.]{3}\dQ~[A-Za-z0-9_~.\-]{31,34}", 0.9),
+)  # fmt: skip
+
+_AZURE = re.compile(
+    r"(?i)(?:AccountKey|SharedAccessKey|SharedAccessSignature)\s*=\s*([A-Za-z0-9+/]{30,}={0,2})"
+    r"|[?&;]sig=([A-Za-z0-9%+/]{30,}(?:=|%3D){0,2})"
+)
+_PEM_BEGIN = re.compile(r"-----BEGIN (?:[A-Z0-9]+ ){0,3}PRIVATE KEY(?: BLOCK)?-----")
+_PEM_END = re.compile(r"-----END (?:[A-Z0-9]+ ){0,3}PRIVATE KEY(?: BLOCK)?-----")
+_PEM_BODY = re.compile(r"[A-Za-z0-9+/]{16}")
+_JSON_KEY = re.compile(r'"private_key"\s*:\s*"')
+_JSON_KEY_ID = re.compile(r'"private_key_id"\s*:\s*"([0-9a-f]{40})"')
+_JWT = re.compile(
+    rf"(?<![\w\-])eyJ{_B64URL}{{10,}}=*\.{_B64URL}{{2,}}=*\.(?:{_B64URL}+=*)?(?![\w\-])"
+)
+_URL_CREDS = re.compile(
+    r"(?i)\b[a-z][a-z0-9+.\-]{1,20}://([^\s:/@\"'<>]{1,128}):([^\s@/\"'<>]{1,256})@"
+    r"[A-Za-z0-9\[]"
+)
+_AWS_CONTEXT = re.compile(r"(?i)aws|amazon|secret.?access|secretkey")
+_AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
+
+_SECRET_WORD = re.compile(
+    r"(?i)passw(?:or)?d|passwd|passphrase|pwd|secret|token|api[_.\-]?key|apikey"
+    r"|access[_.\-]?key|auth[_.\-]?key|private[_.\-]?key|credential|signing[_.\-]?key"
+    r"|encryption[_.\-]?key|master[_.\-]?key|session[_.\-]?key|account[_.\-]?key|bearer"
+)
+_SECRET_WORDS = ("pass", "pwd", "secret", "token", "key", "credential", "bearer")
+_ASSIGN = re.compile(
+    r"[\w.\-]{0,30}[\"'\]]{0,2}[ \t]*(?::=|=>|=|:|[ \t](?:is|was)[ \t])[ \t]*"
+    r"(?:[\"'`]|Bearer[ \t]+|Basic[ \t]+|token[ \t]+)?"
+    r"([^\s\"'`,;<>(){}\[\]]{4,300})"
+)
+_BEARER = re.compile(r"(?i)[ \t]+([A-Za-z0-9._~+/\-]{16,}=*)")
+_NOT_SECRET_NAME = re.compile(
+    r"(?i)hash|sha\d*|digest|checksum|commit|etag|fingerprint|nonce|_id\b|uuid|count|length"
+    r"|limit|max|min|type|url|uri|path|file|name|expir|ttl|usage|tokens"
+)
+_CONN_CONTEXT = re.compile(r"(?i)(?:server|data source|host|hostname|uid|user id|database)\s*=")
+_TOKEN = re.compile(r"(?<![\w+/=\-.])[A-Za-z0-9+/_\-]{32,}={0,2}(?![\w+/=\-])")
+_UUID = re.compile(
+    r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
+)
+_HEX = re.compile(r"(?:0x)?[0-9a-fA-F]+")
+_CODE_REF = re.compile(r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)+|[A-Z][A-Z0-9_]*_[A-Z0-9_]+")
+
+_PLACEHOLDER_WORDS = (
+    "xxxx", "****", "....", "…", "example", "your", "redacted", "placeholder", "dummy",
+    "changeme", "replace", "insert", "here", "sample", "fake", "<", ">", "${", "{{", "%(",
+    "hidden", "masked", "secret_key", "password", "token",
+)  # fmt: skip
+_PASSWORD_PLACEHOLDERS = frozenset(
+    {"none", "null", "nil", "true", "false", "undefined", "str", "string", "required",
+     "optional", "empty", "prompt", "env", "secret", "pass", "passwd", "password", "pwd"}
+)  # fmt: skip
+
+KINDS = tuple(
+    dict.fromkeys(
+        [r.kind for r in _RULES]
+        + ["aws_secret_key", "azure_key", "gcp_service_account", "private_key", "jwt"]
+        + ["connection_string", "password", "high_entropy"]
+    )
+)
+
+
+def _placeholder(value: str) -> bool:
+    """Redacted, example and template forms of a secret."""
+    lower = value.lower()
+    if any(w in lower for w in _PLACEHOLDER_WORDS):
+        return True
+    run = 1
+    for a, b in itertools.pairwise(value):
+        run = run + 1 if a == b else 1
+        if run >= 6:
+            return True
+    ascending = sum(1 for a, b in itertools.pairwise(value) if ord(b) - ord(a) == 1)
+    return len(value) > 8 and ascending > len(value) * 0.4
+
+
+def _b64_text(token: str) -> bool:
+    """Base64 of ordinary text (``SGVsbG8gd29ybGQ=``) is an encoding, not a secret."""
+    padded = token + "=" * (-len(token) % 4)
+    try:
+        if "-" in token or "_" in token:
+            raw = base64.urlsafe_b64decode(padded)
+        else:
+            raw = base64.b64decode(padded, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    if len(raw) < 8:
+        return False
+    printable = sum(1 for b in raw if 32 <= b < 127 or b in (9, 10, 13))
+    return printable / len(raw) > 0.9
+
+
+def _random_enough(token: str, *, standalone: bool) -> bool:
+    """Character statistics of random data rather than of words, ids or digests."""
+    n = len(token)
+    if _UUID.fullmatch(token) or (standalone and _HEX.fullmatch(token)):
+        return False
+    digits = sum(ch.isdigit() for ch in token)
+    letters = sum(ch.isalpha() for ch in token)
+    if not digits or not letters:
+        return False
+    if standalone:
+        upper = sum(ch.isupper() for ch in token)
+        if upper < 2 or letters - upper < 2:
+            return False
+        threshold = min(4.6, math.log2(n) - 1.0)
+        if entropy(token) < threshold or class_switches(token) < 0.3:
+            return False
+    elif entropy(token) < 3.0 or class_switches(token) < 0.25:
+        return False
+    return not _b64_text(token.rstrip("="))
+
+
+def _path_like(token: str) -> bool:
+    parts = [p for p in token.split("/") if p]
+    words = sum(1 for p in parts if len(p) >= 3 and (p.islower() or p.isdigit()))
+    return "/" in token and words >= 2
+
+
+class SecretsDetector:
+    """Credentials in text; ``kinds`` limits what is scanned, ``entropy`` the last layer."""
+
+    name = "secrets"
+    category = SECRET
+
+    def __init__(self, kinds: Collection[str] | None = None, entropy: bool = True) -> None:
+        wanted = set(KINDS) if kinds is None else set(kinds)
+        unknown = wanted - set(KINDS)
+        if unknown:
+            raise ValueError(f"unknown secret kinds: {sorted(unknown)}; known: {list(KINDS)}")
+        self.kinds = frozenset(wanted)
+        self.entropy = entropy
+        self._rules = tuple(r for r in _RULES if r.kind in wanted)
+
+    def _finding(self, kind: str, score: float, start: int, end: int) -> Finding:
+        return Finding(SECRET, kind, self.name, score, start, end)
+
+    def scan(self, text: str) -> list[Finding]:
+        """All credentials in ``text``; never raises on a ``str``."""
+        if not isinstance(text, str) or len(text) < 8:
+            return []
+        found: list[Finding] = []
+        kinds = self.kinds
+        for rule in self._rules:
+            if any(k in text for k in rule.keywords):
+                for m in rule.pattern.finditer(text):
+                    if _placeholder(m.group()[4:]):
+                        continue
+                    if any(f.start == m.start() for f in found):
+                        continue  # a looser rule of the same provider
+                    found.append(self._finding(rule.kind, rule.score, m.start(), m.end()))
+        if "-----BEGIN" in text or '"private_key"' in text:
+            self._keys(text, found)
+        if "eyJ" in text and "jwt" in kinds:
+            self._jwts(text, found)
+        if "://" in text and "@" in text and "connection_string" in kinds:
+            self._url_credentials(text, found)
+        if "azure_key" in kinds and ("AccountKey" in text or "Access" in text or "sig=" in text):
+            for m in _AZURE.finditer(text):
+                group = 1 if m.group(1) else 2
+                if not _placeholder(m.group(group)):
+                    found.append(self._finding("azure_key", 1.0, m.start(group), m.end(group)))
+        lower = text.lower()
+        if "aws_secret_key" in kinds:
+            self._aws_secrets(text, lower, found)
+        if any(w in lower for w in _SECRET_WORDS):
+            self._assignments(text, found)
+        if self.entropy and "high_entropy" in kinds and len(text) >= 32:
+            self._standalone(text, found)
+        return found
+
+    # structures -----------------------------------------------------------------------
+
+    def _keys(self, text: str, found: list[Finding]) -> None:
+        spans: list[tuple[int, int]] = []
+        service = "service_account" in text or "private_key_id" in text
+        kind = "gcp_service_account" if service else "private_key"
+        if kind in self.kinds:
+            for m in _JSON_KEY.finditer(text):
+                end = m.end()
+                while end < len(text) and not (text[end] == '"' and text[end - 1] != "\\"):
+                    end += 1
+                if _PEM_BODY.search(text, m.end(), end) or "BEGIN" in text[m.end() : end]:
+                    spans.append((m.end(), end))
+                    found.append(self._finding(kind, 1.0, m.end(), end))
+            for m in _JSON_KEY_ID.finditer(text):
+                found.append(self._finding(kind, 0.9, m.start(1), m.end(1)))
+        if "private_key" not in self.kinds:
+            return
+        for m in _PEM_BEGIN.finditer(text):
+            if any(s <= m.start() < e for s, e in spans):
+                continue
+            end_m = _PEM_END.search(text, m.end())
+            body_end = end_m.start() if end_m else len(text)
+            has_body = _PEM_BODY.search(text, m.end(), body_end) is not None
+            if end_m is None:
+                # Cut mid-key (a stream, a truncated paste): the rest of the text is key.
+                found.append(
+                    self._finding("private_key", 1.0 if has_body else 0.9, m.start(), len(text))
+                )
+            elif has_body:
+                found.append(self._finding("private_key", 1.0, m.start(), end_m.end()))
+
+    def _jwts(self, text: str, found: list[Finding]) -> None:
+        for m in _JWT.finditer(text):
+            head = m.group().split(".", 1)[0]
+            try:
+                header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+            except (ValueError, binascii.Error):
+                continue
+            if isinstance(header, dict) and "alg" in header:
+                signed = len(m.group().rsplit(".", 1)[1]) >= 16
+                found.append(self._finding("jwt", 1.0 if signed else 0.9, m.start(), m.end()))
+
+    def _url_credentials(self, text: str, found: list[Finding]) -> None:
+        for m in _URL_CREDS.finditer(text):
+            password = m.group(2)
+            if _placeholder(password) or password.lower() in _PASSWORD_PLACEHOLDERS:
+                continue
+            if password.startswith(("$", "%", "{")):
+                continue
+            found.append(self._finding("connection_string", 1.0, m.start(2), m.end(2)))
+
+    # context --------------------------------------------------------------------------
+
+    def _aws_secrets(self, text: str, lower: str, found: list[Finding]) -> None:
+        starts = [f.end for f in found if f.kind == "aws_access_key"]
+        if "aws" in lower or "secret" in lower or "amazon" in lower:
+            starts += [m.end() for m in _AWS_CONTEXT.finditer(text)]
+        seen: set[int] = set()
+        for at in starts:
+            for m in _AWS_SECRET.finditer(text, at, min(len(text), at + 120)):
+                token = m.group()
+                if m.start() in seen or _placeholder(token) or _HEX.fullmatch(token):
+                    continue
+                if entropy(token) >= 3.8 and class_switches(token) >= 0.3:
+                    seen.add(m.start())
+                    found.append(self._finding("aws_secret_key", 1.0, m.start(), m.end()))
+                break
+
+    def _assignments(self, text: str, found: list[Finding]) -> None:
+        want_password = "password" in self.kinds
+        want_conn = "connection_string" in self.kinds
+        want_token = "high_entropy" in self.kinds
+        for word in _SECRET_WORD.finditer(text):
+            m = _ASSIGN.match(text, word.end())
+            if m is None:
+                if word.group().lower() == "bearer":
+                    m = _BEARER.match(text, word.end())
+                if m is None:
+                    continue
+            start, end = m.start(1), m.end(1)
+            value = m.group(1)
+            while value and value[-1] in ".!?)" and (end == len(text) or text[end].isspace()):
+                if value[-1] != "." and len(value) > 6:
+                    break
+                value, end = value[:-1], end - 1
+            if not value or any(f.start < end and start < f.end for f in found):
+                continue
+            name_start = word.start()
+            while name_start > 0 and (
+                text[name_start - 1].isalnum() or text[name_start - 1] in "_.-"
+            ):
+                name_start -= 1
+            name = text[name_start : word.end() + (m.start(1) - word.end())].split("=")[0]
+            secret_word = word.group().lower()
+            if secret_word.startswith(("pass", "pwd")):
+                if _password(value) and (want_password or want_conn):
+                    line_start = text.rfind("\n", 0, start) + 1
+                    conn = ";" in text[line_start:end] and _CONN_CONTEXT.search(
+                        text, line_start, end
+                    )
+                    kind = "connection_string" if conn else "password"
+                    if kind in self.kinds:
+                        found.append(self._finding(kind, 0.8, start, end))
+                continue
+            if not want_token or len(value) < 16 or _NOT_SECRET_NAME.search(name):
+                continue
+            if "://" in value or _CODE_REF.fullmatch(value) or _placeholder(value):
+                continue
+            if _random_enough(value.rstrip("="), standalone=False):
+                found.append(self._finding("high_entropy", 0.8, start, end))
+
+    def _standalone(self, text: str, found: list[Finding]) -> None:
+        for m in _TOKEN.finditer(text):
+            token = m.group()
+            start, end = m.start(), m.end()
+            if any(f.start < end and start < f.end for f in found):
+                continue
+            word_start = max(text.rfind(" ", 0, start), text.rfind("\n", 0, start)) + 1
+            prefix = text[word_start:start]
+            if "://" in prefix or prefix.startswith(("/", "~", ".")) or "\\" in prefix:
+                continue
+            if _path_like(token) or _placeholder(token):
+                continue
+            if _random_enough(token.rstrip("="), standalone=True):
+                found.append(self._finding("high_entropy", 0.6, start, end))
+
+
+def _password(value: str) -> bool:
+    """A password value rather than a name, a placeholder or a sentence's next word."""
+    if len(value) < 6 or value.lower() in _PASSWORD_PLACEHOLDERS or _placeholder(value):
+        return False
+    if value.startswith(("$", "%", "{", "os.", "process.", "env")) or "(" in value:
+        return False
+    if _CODE_REF.fullmatch(value):
+        return False
+    return not value.isalpha() or not value.islower()
