@@ -41,8 +41,10 @@ _EMAIL = re.compile(
 )
 _NOT_TLD = frozenset({"png", "jpg", "jpeg", "gif", "svg", "webp", "ico", "bmp", "js", "css"})
 
-# Seven digits with at most two separator characters between any two of them.
-_DIGITS7 = re.compile(r"\d(?:[ \-./()]{0,2}\d){6}")
+# A run of digits and separators: where every number-shaped kind can be. One pass of
+# this over the text replaces a pass of each kind's pattern.
+_NUMRUN = re.compile(r"[0-9][0-9 \-./()]{4,}[0-9]")
+_UPPER_DIGITS = re.compile(r"[A-Z]{2} ?[0-9]{2}")
 _PHONE = re.compile(r"(?<![\w+\-./])(?:\+|\(\+?)?\d[\d ().\-]{5,22}\d(?![\w\-]|\.\d)")
 _CARD = re.compile(r"(?<![\d\-.])\d(?:[ \-]?\d){12,18}(?![\d\-]|\.\d)")
 _IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){10,32}")
@@ -173,17 +175,19 @@ class PiiDetector:
         if unknown:
             raise ValueError(f"unknown PII kinds: {sorted(unknown)}; known: {list(KINDS)}")
         self.kinds = frozenset(wanted)
-        self._number_scans: list[Callable[[str, str], Iterator[Finding]]] = [
-            scan
-            for kind, scan in (
-                ("card", self._cards),
-                ("iban", self._ibans),
-                ("ssn", self._ssns),
-                ("sin", self._sins),
-                ("nir", self._nirs),
-                ("bsn", self._bsns),
-                ("dni", self._dnis),
-                ("phone", self._phones),
+        # (fewest digits, scan) of each number-shaped kind, most specific first.
+        self._number_scans: list[
+            tuple[int, Callable[[str, str, tuple[int, int]], Iterator[Finding]]]
+        ] = [
+            (least, scan)
+            for kind, least, scan in (
+                ("card", 13, self._cards),
+                ("nir", 13, self._nirs),
+                ("ssn", 9, self._ssns),
+                ("sin", 9, self._sins),
+                ("bsn", 9, self._bsns),
+                ("dni", 8, self._dnis),
+                ("phone", 7, self._phones),
             )
             if kind in self.kinds
         ]
@@ -199,23 +203,34 @@ class PiiDetector:
         kinds = self.kinds
         if "email" in kinds and "@" in text:
             found.extend(self._emails(text))
-        has_digit = any(ch.isdigit() for ch in text) if len(text) < 64 else bool(_ANY_DIGIT(text))
-        if not has_digit:
-            return found
-        lower = text.lower()
-        if self._number_scans and _DIGITS7.search(text):
-            taken: list[tuple[int, int]] = []
-            for scan in self._number_scans:
-                for f in scan(text, lower):
-                    if f.kind == "phone" and any(f.start < e and s < f.end for s, e in taken):
+        taken: list[tuple[int, int]] = []
+        if ("iban" in kinds or "nino" in kinds) and _UPPER_DIGITS.search(text):
+            if "iban" in kinds:
+                found.extend(self._ibans(text))
+            if "nino" in kinds:
+                found.extend(self._ninos(text))
+            taken.extend((f.start, f.end) for f in found if f.kind in ("iban", "nino"))
+        runs = [(m.start(), m.end()) for m in _NUMRUN.finditer(text)]
+        lower = text.lower() if runs or "dob" in kinds else ""
+        if runs and self._number_scans:
+            for start, end in runs:
+                run = text[start:end]
+                digits = len(run.translate(_NOT_DIGITS))
+                if digits < 7 or _DATE_SHAPE.fullmatch(run):
+                    continue
+                region = (max(0, start - 2), min(len(text), end + 2))
+                for least, scan in self._number_scans:
+                    if digits < least:
                         continue
-                    taken.append((f.start, f.end))
-                    found.append(f)
-        if "nino" in kinds:
-            found.extend(self._ninos(text))
+                    for f in scan(text, lower, region):
+                        if any(f.start < e and s < f.end for s, e in taken):
+                            continue
+                        taken.append((f.start, f.end))
+                        found.append(f)
         if "ip" in kinds:
-            if "." in text:
-                found.extend(self._ipv4s(text, lower))
+            for start, end in runs:
+                if text.count(".", start, end) >= 3:
+                    found.extend(self._ipv4s(text, lower, (max(0, start - 1), end + 1)))
             if "::" in text or text.count(":") >= 5:
                 found.extend(self._ipv6s(text))
         if "dob" in kinds and any(w in lower for w in _DOB_WORDS):
@@ -225,7 +240,17 @@ class PiiDetector:
     # e-mail ---------------------------------------------------------------------------
 
     def _emails(self, text: str) -> Iterator[Finding]:
-        for m in _EMAIL.finditer(text):
+        at = text.find("@")
+        pos = 0
+        while at >= 0:
+            # Only the neighbourhood of each "@" is searched: the local part is 64 at most.
+            m = _EMAIL.search(text, max(pos, at - 64), min(len(text), at + 256))
+            at = text.find("@", at + 1)
+            if m is None or m.end() <= pos:
+                continue
+            pos = m.end()
+            while at >= 0 and at < pos:
+                at = text.find("@", at + 1)
             tld = m.group().rsplit(".", 1)[1].lower()
             if tld in _NOT_TLD:
                 continue
@@ -233,8 +258,8 @@ class PiiDetector:
 
     # numbers --------------------------------------------------------------------------
 
-    def _cards(self, text: str, lower: str) -> Iterator[Finding]:
-        for m in _CARD.finditer(text):
+    def _cards(self, text: str, lower: str, region: tuple[int, int]) -> Iterator[Finding]:
+        for m in _CARD.finditer(text, *region):
             raw = m.group()
             digits = raw.replace(" ", "").replace("-", "")
             if (
@@ -246,7 +271,7 @@ class PiiDetector:
             ):
                 yield self._finding("card", 1.0, m.start(), m.end())
 
-    def _ibans(self, text: str, lower: str) -> Iterator[Finding]:
+    def _ibans(self, text: str) -> Iterator[Finding]:
         for m in _IBAN.finditer(text):
             raw = m.group()
             length = IBAN_LENGTHS.get(raw[:2], 0)
@@ -268,8 +293,8 @@ class PiiDetector:
             if iban_ok("".join(compact)):
                 yield self._finding("iban", 1.0, m.start(), m.start() + end)
 
-    def _ssns(self, text: str, lower: str) -> Iterator[Finding]:
-        for m in _SSN.finditer(text):
+    def _ssns(self, text: str, lower: str, region: tuple[int, int]) -> Iterator[Finding]:
+        for m in _SSN.finditer(text, *region):
             area, sep, group, serial = m.groups()
             if area in ("000", "666") or area[0] == "9" or group == "00" or serial == "0000":
                 continue
@@ -281,8 +306,8 @@ class PiiDetector:
             if sep == "-" or context:
                 yield self._finding("ssn", 0.95 if context else 0.85, m.start(), m.end())
 
-    def _sins(self, text: str, lower: str) -> Iterator[Finding]:
-        for m in _SIN.finditer(text):
+    def _sins(self, text: str, lower: str, region: tuple[int, int]) -> Iterator[Finding]:
+        for m in _SIN.finditer(text, *region):
             area, sep, mid, last = m.groups()
             digits = area + mid + last
             if digits[0] == "8" or digits == "000000000" or not luhn_ok(digits):
@@ -292,29 +317,29 @@ class PiiDetector:
                 continue
             yield self._finding("sin", 1.0 if context else 0.8, m.start(), m.end())
 
-    def _nirs(self, text: str, lower: str) -> Iterator[Finding]:
-        for m in _NIR.finditer(text):
+    def _nirs(self, text: str, lower: str, region: tuple[int, int]) -> Iterator[Finding]:
+        for m in _NIR.finditer(text, *region):
             sex, year, month, dept, commune, order, key = m.groups()
             if not ("01" <= month <= "12" or "20" <= month <= "99"):
                 continue
             if nir_ok(sex + year + month + dept + commune + order + key):
                 yield self._finding("nir", 1.0, m.start(), m.end())
 
-    def _bsns(self, text: str, lower: str) -> Iterator[Finding]:
+    def _bsns(self, text: str, lower: str, region: tuple[int, int]) -> Iterator[Finding]:
         if not any(w in lower for w in _BSN_WORDS):
             return
-        for m in _SIN.finditer(text):
+        for m in _SIN.finditer(text, *region):
             digits = "".join(m.group(1, 3, 4))
             if eleven_test_ok(digits) and _has_word(_before(lower, m.start()), _BSN_WORDS):
                 yield self._finding("bsn", 1.0, m.start(), m.end())
 
-    def _dnis(self, text: str, lower: str) -> Iterator[Finding]:
-        for m in _DNI.finditer(text):
+    def _dnis(self, text: str, lower: str, region: tuple[int, int]) -> Iterator[Finding]:
+        for m in _DNI.finditer(text, *region):
             if dni_ok(m.group(1), m.group(2)):
                 yield self._finding("dni", 0.9, m.start(), m.end())
 
-    def _phones(self, text: str, lower: str) -> Iterator[Finding]:
-        for m in _PHONE.finditer(text):
+    def _phones(self, text: str, lower: str, region: tuple[int, int]) -> Iterator[Finding]:
+        for m in _PHONE.finditer(text, *region):
             raw = m.group()
             found = self._phone(raw, lower, m.start())
             if found is None and " " in raw:
@@ -371,8 +396,8 @@ class PiiDetector:
                 continue
             yield self._finding("nino", 0.9, m.start(), m.end())
 
-    def _ipv4s(self, text: str, lower: str) -> Iterator[Finding]:
-        for m in _IPV4.finditer(text):
+    def _ipv4s(self, text: str, lower: str, region: tuple[int, int]) -> Iterator[Finding]:
+        for m in _IPV4.finditer(text, *region):
             ip = m.group(1)
             first = ip.split(".", 1)[0]
             if first in ("0", "127", "255"):  # unspecified, loopback, masks and broadcast
@@ -413,7 +438,7 @@ class PiiDetector:
             yield self._finding("dob", 0.9, m.end() + d.start(), m.end() + d.end())
 
 
-_ANY_DIGIT = re.compile(r"\d").search
+_NOT_DIGITS = str.maketrans("", "", " -./()")
 _DATE_SHAPE = re.compile(r"\d{4}[\-./]\d{1,2}[\-./]\d{1,2}|\d{1,2}[\-./]\d{1,2}[\-./]\d{2,4}")
 _IPV4_SHAPE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 

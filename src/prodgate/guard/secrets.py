@@ -105,12 +105,19 @@ _URL_CREDS = re.compile(
 _AWS_CONTEXT = re.compile(r"(?i)aws|amazon|secret.?access|secretkey")
 _AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
 
-_SECRET_WORD = re.compile(
-    r"(?i)passw(?:or)?d|passwd|passphrase|pwd|secret|token|api[_.\-]?key|apikey"
-    r"|access[_.\-]?key|auth[_.\-]?key|private[_.\-]?key|credential|signing[_.\-]?key"
-    r"|encryption[_.\-]?key|master[_.\-]?key|session[_.\-]?key|account[_.\-]?key|bearer"
-)
-_SECRET_WORDS = ("pass", "pwd", "secret", "token", "key", "credential", "bearer")
+# Where a name that says "secret" may stand: each anchor is found with str.find on the
+# lower-cased text and checked here (a case-insensitive alternation over the whole text
+# costs a hundred times more).
+_ANCHOR_OK = {
+    "pass": re.compile(r"pass(?:w(?:or)?d|phrase|code)?s?(?![a-z])"),
+    "pwd": re.compile(r"pwd(?![a-z])"),
+    "secret": re.compile(r"secret"),
+    "token": re.compile(r"token(?!s|iz)"),
+    "key": re.compile(r"key(?![a-z])"),
+    "credential": re.compile(r"credentials?(?![a-z])"),
+    "bearer": re.compile(r"bearer(?![a-z])"),
+}
+_SECRET_WORDS = tuple(_ANCHOR_OK)
 _ASSIGN = re.compile(
     r"[\w.\-]{0,30}[\"'\]]{0,2}[ \t]*(?::=|=>|=|:|[ \t](?:is|was)[ \t])[ \t]*"
     r"(?:[\"'`]|Bearer[ \t]+|Basic[ \t]+|token[ \t]+)?"
@@ -118,10 +125,12 @@ _ASSIGN = re.compile(
 )
 _BEARER = re.compile(r"(?i)[ \t]+([A-Za-z0-9._~+/\-]{16,}=*)")
 _NOT_SECRET_NAME = re.compile(
-    r"(?i)hash|sha\d*|digest|checksum|commit|etag|fingerprint|nonce|_id\b|uuid|count|length"
-    r"|limit|max|min|type|url|uri|path|file|name|expir|ttl|usage|tokens"
+    r"(?i)(?:^|[_.\-\s\"'])(?:hash|sha\d*|digest|checksum|commit|etag|fingerprint|nonce|id|uuid"
+    r"|count|length|limit|max|min|type|url|uri|path|file|name|expiry|expires|expiration|ttl"
+    r"|usage|tokens|public|pub)(?:$|[_.\-\s\"':=])"
 )
 _CONN_CONTEXT = re.compile(r"(?i)(?:server|data source|host|hostname|uid|user id|database)\s*=")
+_LONG = re.compile(r"\S{16,}")
 _TOKEN = re.compile(r"(?<![\w+/=\-.])[A-Za-z0-9+/_\-]{32,}={0,2}(?![\w+/=\-])")
 _UUID = re.compile(
     r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
@@ -229,33 +238,44 @@ class SecretsDetector:
             return []
         found: list[Finding] = []
         kinds = self.kinds
+        if "-----BEGIN" in text or '"private_key"' in text:
+            self._keys(text, found)
+        # Every token-shaped secret is a run of 16 or more non-space characters: a text
+        # without one (most prose) skips all the token rules at the cost of one pass.
+        long = [(m.start(), m.end()) for m in _LONG.finditer(text)]
+        if long:
+            joined = " ".join(text[s:e] for s, e in long)
+            self._tokens(text, joined, found)
+        lower = text.lower()
+        if any(w in lower for w in _SECRET_WORDS):
+            self._assignments(text, lower, found)
+        if long and self.entropy and "high_entropy" in kinds:
+            self._standalone(text, long, found)
+        return found
+
+    def _tokens(self, text: str, joined: str, found: list[Finding]) -> None:
+        kinds = self.kinds
         for rule in self._rules:
-            if any(k in text for k in rule.keywords):
+            if any(k in joined for k in rule.keywords):
                 for m in rule.pattern.finditer(text):
                     if _placeholder(m.group()[4:]):
                         continue
                     if any(f.start == m.start() for f in found):
                         continue  # a looser rule of the same provider
                     found.append(self._finding(rule.kind, rule.score, m.start(), m.end()))
-        if "-----BEGIN" in text or '"private_key"' in text:
-            self._keys(text, found)
-        if "eyJ" in text and "jwt" in kinds:
+        if "eyJ" in joined and "jwt" in kinds:
             self._jwts(text, found)
-        if "://" in text and "@" in text and "connection_string" in kinds:
+        if "://" in joined and "@" in joined and "connection_string" in kinds:
             self._url_credentials(text, found)
-        if "azure_key" in kinds and ("AccountKey" in text or "Access" in text or "sig=" in text):
+        if "azure_key" in kinds and (
+            "Access" in joined or "AccountKey" in joined or "sig=" in joined
+        ):
             for m in _AZURE.finditer(text):
                 group = 1 if m.group(1) else 2
                 if not _placeholder(m.group(group)):
                     found.append(self._finding("azure_key", 1.0, m.start(group), m.end(group)))
-        lower = text.lower()
         if "aws_secret_key" in kinds:
-            self._aws_secrets(text, lower, found)
-        if any(w in lower for w in _SECRET_WORDS):
-            self._assignments(text, found)
-        if self.entropy and "high_entropy" in kinds and len(text) >= 32:
-            self._standalone(text, found)
-        return found
+            self._aws_secrets(text, found)
 
     # structures -----------------------------------------------------------------------
 
@@ -311,8 +331,9 @@ class SecretsDetector:
 
     # context --------------------------------------------------------------------------
 
-    def _aws_secrets(self, text: str, lower: str, found: list[Finding]) -> None:
+    def _aws_secrets(self, text: str, found: list[Finding]) -> None:
         starts = [f.end for f in found if f.kind == "aws_access_key"]
+        lower = text.lower()
         if "aws" in lower or "secret" in lower or "amazon" in lower:
             starts += [m.end() for m in _AWS_CONTEXT.finditer(text)]
         seen: set[int] = set()
@@ -326,14 +347,21 @@ class SecretsDetector:
                     found.append(self._finding("aws_secret_key", 1.0, m.start(), m.end()))
                 break
 
-    def _assignments(self, text: str, found: list[Finding]) -> None:
+    def _assignments(self, text: str, lower: str, found: list[Finding]) -> None:
         want_password = "password" in self.kinds
         want_conn = "connection_string" in self.kinds
         want_token = "high_entropy" in self.kinds
-        for word in _SECRET_WORD.finditer(text):
+        for base, at in _anchors(lower):
+            word = _ANCHOR_OK[base].match(lower, at)
+            if word is None:
+                continue
+            if at and lower[at - 1].isalpha() and not text[at].isupper():
+                prev = lower[at - 1]
+                if base in ("pass", "pwd") or prev not in "ytnel":  # bypass; apikey, authkey
+                    continue
             m = _ASSIGN.match(text, word.end())
             if m is None:
-                if word.group().lower() == "bearer":
+                if base == "bearer":
                     m = _BEARER.match(text, word.end())
                 if m is None:
                     continue
@@ -345,14 +373,13 @@ class SecretsDetector:
                 value, end = value[:-1], end - 1
             if not value or any(f.start < end and start < f.end for f in found):
                 continue
-            name_start = word.start()
+            name_start = at
             while name_start > 0 and (
                 text[name_start - 1].isalnum() or text[name_start - 1] in "_.-"
             ):
                 name_start -= 1
-            name = text[name_start : word.end() + (m.start(1) - word.end())].split("=")[0]
-            secret_word = word.group().lower()
-            if secret_word.startswith(("pass", "pwd")):
+            name = text[name_start : m.start(1)].split("=")[0]
+            if base in ("pass", "pwd"):
                 if _password(value) and (want_password or want_conn):
                     line_start = text.rfind("\n", 0, start) + 1
                     conn = ";" in text[line_start:end] and _CONN_CONTEXT.search(
@@ -369,8 +396,13 @@ class SecretsDetector:
             if _random_enough(value.rstrip("="), standalone=False):
                 found.append(self._finding("high_entropy", 0.8, start, end))
 
-    def _standalone(self, text: str, found: list[Finding]) -> None:
-        for m in _TOKEN.finditer(text):
+    def _standalone(self, text: str, long: list[tuple[int, int]], found: list[Finding]) -> None:
+        for at, until in long:
+            if until - at >= 32:
+                self._random_tokens(text, at, until, found)
+
+    def _random_tokens(self, text: str, at: int, until: int, found: list[Finding]) -> None:
+        for m in _TOKEN.finditer(text, at, until):
             token = m.group()
             start, end = m.start(), m.end()
             if any(f.start < end and start < f.end for f in found):
@@ -383,6 +415,18 @@ class SecretsDetector:
                 continue
             if _random_enough(token.rstrip("="), standalone=True):
                 found.append(self._finding("high_entropy", 0.6, start, end))
+
+
+def _anchors(lower: str) -> list[tuple[str, int]]:
+    """Each place an anchor word starts, in text order."""
+    found: list[tuple[str, int]] = []
+    for base in _SECRET_WORDS:
+        at = lower.find(base)
+        while at >= 0:
+            found.append((base, at))
+            at = lower.find(base, at + len(base))
+    found.sort(key=lambda pair: pair[1])
+    return found
 
 
 def _password(value: str) -> bool:
