@@ -53,6 +53,7 @@ _SIN = re.compile(r"(?<![\d\-.])(\d{3})([\- ]?)(\d{3})\2(\d{3})(?![\d\-]|\.\d)")
 _NIR = re.compile(
     r"(?<![\d\-])([12]) ?(\d{2}) ?(\d{2}) ?(\d{2}|2[AB]) ?(\d{3}) ?(\d{3}) ?(\d{2})(?![\d\-])"
 )
+_BSN = re.compile(r"(?<![\d\-.])(\d{4}\.\d{2}\.\d{3}|\d{3}[ .\-]?\d{3}[ .\-]?\d{3})(?![\d\-]|\.\d)")
 _DNI = re.compile(r"(?<![\w\-])(\d{8})-?([A-Z])(?![\w\-])")
 _NINO = re.compile(
     r"(?<![A-Za-z0-9])([A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]) ?(\d{2}) ?(\d{2}) ?(\d{2}) ?([A-D])"
@@ -95,7 +96,12 @@ _NOT_ID_WORDS = (
     "order", "invoice", "policy", "claim", "ref", "tracking", "isbn", "serial", "part",
     "case", "ticket", "booking", "sku", "model", "confirmation", "routing", "phone", "tel",
 )  # fmt: skip
-_VERSION_WORDS = ("version", "ver", "v", "release", "build", "firmware", "python", "node")
+# Dotted quads that are not addresses: versions and numbered sections.
+_NOT_IP_WORDS = (
+    "version", "ver", "v", "release", "build", "firmware", "python", "node", "section",
+    "sections", "chapter", "clause", "article", "para", "paragraph", "§", "step", "item",
+    "figure", "fig.", "table", "rule", "oid",
+)  # fmt: skip
 
 _CARD_LENGTHS: tuple[tuple[str, tuple[int, ...]], ...] = (
     ("4", (13, 16, 19)),  # Visa
@@ -160,7 +166,10 @@ def _groups_ok(raw: str) -> bool:
     if len(seps) > 1:
         return False
     groups = raw.split(seps.pop())
-    return all(3 <= len(g) <= 6 for g in groups) or (len(groups) == 2 and len(groups[0]) >= 4)
+    if all(3 <= len(g) <= 6 for g in groups) or (len(groups) == 2 and len(groups[0]) >= 4):
+        return True
+    # 13 and 17-19 digit cards written in fours leave a short last group.
+    return all(len(g) == 4 for g in groups[:-1]) and 1 <= len(groups[-1]) <= 3
 
 
 class PiiDetector:
@@ -210,6 +219,13 @@ class PiiDetector:
             if "nino" in kinds:
                 found.extend(self._ninos(text))
             taken.extend((f.start, f.end) for f in found if f.kind in ("iban", "nino"))
+            if "iban" in kinds:
+                taken.extend(_iban_shaped(text))
+        if "nir" in kinds and ("2A" in text or "2B" in text):
+            # Corsican NIRs have letters: no run of digits holds them whole.
+            for f in self._nirs(text, "", (0, len(text))):
+                taken.append((f.start, f.end))
+                found.append(f)
         runs = [(m.start(), m.end()) for m in _NUMRUN.finditer(text)]
         lower = text.lower() if runs or "dob" in kinds else ""
         if runs and self._number_scans:
@@ -328,8 +344,8 @@ class PiiDetector:
     def _bsns(self, text: str, lower: str, region: tuple[int, int]) -> Iterator[Finding]:
         if not any(w in lower for w in _BSN_WORDS):
             return
-        for m in _SIN.finditer(text, *region):
-            digits = "".join(m.group(1, 3, 4))
+        for m in _BSN.finditer(text, *region):
+            digits = m.group(1).replace(".", "").replace(" ", "").replace("-", "")
             if eleven_test_ok(digits) and _has_word(_before(lower, m.start()), _BSN_WORDS):
                 yield self._finding("bsn", 1.0, m.start(), m.end())
 
@@ -342,10 +358,12 @@ class PiiDetector:
         for m in _PHONE.finditer(text, *region):
             raw = m.group()
             found = self._phone(raw, lower, m.start())
-            if found is None and " " in raw:
-                # A year or a count glued to the front: "in 2023 020 7946 0958".
-                cut = raw.index(" ") + 1
-                found = self._phone(raw[cut:], lower, m.start() + cut)
+            if found is None and " " in raw and not raw.startswith(("+", "(")):
+                # A year or a small count glued to the front: "in 2023 020 7946 0958".
+                first = raw[: raw.index(" ")]
+                if first.isdigit() and (len(first) <= 2 or first[:2] in ("19", "20")):
+                    cut = len(first) + 1
+                    found = self._phone(raw[cut:], lower, m.start() + cut)
             if found is not None:
                 yield found
 
@@ -355,6 +373,8 @@ class PiiDetector:
         digits = "".join(ch for ch in raw if ch.isdigit())
         if not 7 <= len(digits) <= 15 or _DATE_SHAPE.fullmatch(raw) or _IPV4_SHAPE.fullmatch(raw):
             return None
+        if "." in raw and any(len(g) < 2 for g in re.split(r"[.\s\-()]+", raw) if g):
+            return None  # 1.3.6.1.4.1: an OID or a version, not 415.555.2671
         international = raw.startswith(("+", "(+", "00"))
         separated = len(digits) != len(raw)
         if not international:
@@ -402,7 +422,7 @@ class PiiDetector:
             first = ip.split(".", 1)[0]
             if first in ("0", "127", "255"):  # unspecified, loopback, masks and broadcast
                 continue
-            if _last_words(lower, m.start(), _VERSION_WORDS, 12):
+            if _last_words(lower, m.start(), _NOT_IP_WORDS, 12):
                 continue
             private = ipaddress.IPv4Address(ip).is_private
             yield self._finding("ip", 0.8 if private else 0.95, m.start(), m.end())
@@ -441,6 +461,21 @@ class PiiDetector:
 _NOT_DIGITS = str.maketrans("", "", " -./()")
 _DATE_SHAPE = re.compile(r"\d{4}[\-./]\d{1,2}[\-./]\d{1,2}|\d{1,2}[\-./]\d{1,2}[\-./]\d{2,4}")
 _IPV4_SHAPE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
+
+
+def _iban_shaped(text: str) -> list[tuple[int, int]]:
+    """Spans shaped like an IBAN of a known country, valid or not: never a phone."""
+    spans: list[tuple[int, int]] = []
+    for m in _IBAN.finditer(text):
+        length = IBAN_LENGTHS.get(m.group()[:2], 0)
+        count = 0
+        for i, ch in enumerate(m.group()):
+            if ch != " ":
+                count += 1
+                if count == length:
+                    spans.append((m.start(), m.start() + i + 1))
+                    break
+    return spans
 
 
 def _plausible_date(raw: str) -> bool:

@@ -123,13 +123,19 @@ _ASSIGN = re.compile(
     r"(?:[\"'`]|Bearer[ \t]+|Basic[ \t]+|token[ \t]+)?"
     r"([^\s\"'`,;<>(){}\[\]]{4,300})"
 )
-_BEARER = re.compile(r"(?i)[ \t]+([A-Za-z0-9._~+/\-]{16,}=*)")
+_BEARER = re.compile(r"[ \t]+([^\s\"'`,;<>(){}\[\]]{6,300})")
 _NOT_SECRET_NAME = re.compile(
     r"(?i)(?:^|[_.\-\s\"'])(?:hash|sha\d*|digest|checksum|commit|etag|fingerprint|nonce|id|uuid"
     r"|count|length|limit|max|min|type|url|uri|path|file|name|expiry|expires|expiration|ttl"
     r"|usage|tokens|public|pub)(?:$|[_.\-\s\"':=])"
 )
 _CONN_CONTEXT = re.compile(r"(?i)(?:server|data source|host|hostname|uid|user id|database)\s*=")
+_TEMPLATE_VAR = re.compile(r"\$\{?\w+\}?|\{\{?\s*\w+\s*\}?\}|%\(\w+\)s|%s|<\w+>")
+# Random-looking but public: ssh public keys (AAAAB3..., AAAAC3...), subresource
+# integrity digests, Stripe publishable keys.
+_PUBLIC_TOKEN = ("AAAAB3", "AAAAC3", "AAAAE2", "sha1-", "sha256-", "sha384-", "sha512-",
+                 "pk_live_", "pk_test_")  # fmt: skip
+_PUBLIC_BLOCK = re.compile(r"-----BEGIN (?:CERTIFICATE|PUBLIC KEY|[A-Z ]*PUBLIC KEY[A-Z ]*)-----")
 _LONG = re.compile(r"\S{16,}")
 _TOKEN = re.compile(r"(?<![\w+/=\-.])[A-Za-z0-9+/_\-]{32,}={0,2}(?![\w+/=\-])")
 _UUID = re.compile(
@@ -325,7 +331,7 @@ class SecretsDetector:
             password = m.group(2)
             if _placeholder(password) or password.lower() in _PASSWORD_PLACEHOLDERS:
                 continue
-            if password.startswith(("$", "%", "{")):
+            if _TEMPLATE_VAR.fullmatch(password):
                 continue
             found.append(self._finding("connection_string", 1.0, m.start(2), m.end(2)))
 
@@ -361,8 +367,8 @@ class SecretsDetector:
                     continue
             m = _ASSIGN.match(text, word.end())
             if m is None:
-                if base == "bearer":
-                    m = _BEARER.match(text, word.end())
+                # "Bearer <token>", "password Summer2024!", "signing secret <hex>"
+                m = _BEARER.match(text, word.end())
                 if m is None:
                     continue
             start, end = m.start(1), m.end(1)
@@ -380,6 +386,8 @@ class SecretsDetector:
                 name_start -= 1
             name = text[name_start : m.start(1)].split("=")[0]
             if base in ("pass", "pwd"):
+                if "://" in value or _NOT_SECRET_NAME.search(name):
+                    continue
                 if _password(value) and (want_password or want_conn):
                     line_start = text.rfind("\n", 0, start) + 1
                     conn = ";" in text[line_start:end] and _CONN_CONTEXT.search(
@@ -397,8 +405,13 @@ class SecretsDetector:
                 found.append(self._finding("high_entropy", 0.8, start, end))
 
     def _standalone(self, text: str, long: list[tuple[int, int]], found: list[Finding]) -> None:
+        public: list[tuple[int, int]] = []
+        if "-----BEGIN" in text:
+            for m in _PUBLIC_BLOCK.finditer(text):
+                end = text.find("-----END", m.end())
+                public.append((m.start(), len(text) if end < 0 else end))
         for at, until in long:
-            if until - at >= 32:
+            if until - at >= 32 and not any(s <= at < e for s, e in public):
                 self._random_tokens(text, at, until, found)
 
     def _random_tokens(self, text: str, at: int, until: int, found: list[Finding]) -> None:
@@ -410,6 +423,8 @@ class SecretsDetector:
             word_start = max(text.rfind(" ", 0, start), text.rfind("\n", 0, start)) + 1
             prefix = text[word_start:start]
             if "://" in prefix or prefix.startswith(("/", "~", ".")) or "\\" in prefix:
+                continue
+            if "base64," in prefix or token.startswith(_PUBLIC_TOKEN):
                 continue
             if _path_like(token) or _placeholder(token):
                 continue
