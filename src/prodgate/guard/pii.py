@@ -45,7 +45,10 @@ _NOT_TLD = frozenset({"png", "jpg", "jpeg", "gif", "svg", "webp", "ico", "bmp", 
 # this over the text replaces a pass of each kind's pattern.
 _NUMRUN = re.compile(r"[0-9][0-9 \-./()]{4,}[0-9]")
 _UPPER_DIGITS = re.compile(r"[A-Z]{2} ?[0-9]{2}")
-_PHONE = re.compile(r"(?<![\w+\-./])(?:\+|\(\+?)?\d[\d ().\-]{5,22}\d(?![\w\-]|\.\d)")
+_PHONE = re.compile(
+    r"(?<![\w+\-./])(?:\+|\(\+?)?\d[\d ().\-]{5,22}\d"
+    r"(?:(?=\s?(?:x|ext\.?|extension)\s?\d)|(?![\w\-]|\.\d))"  # an extension stays
+)
 _CARD = re.compile(r"(?<![\d\-.])\d(?:[ \-]?\d){12,18}(?![\d\-]|\.\d)")
 _IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){10,32}")
 _SSN = re.compile(r"(?<![\d\-.])(\d{3})([\- ]?)(\d{2})\2(\d{4})(?![\d\-]|\.\d)")
@@ -268,8 +271,8 @@ class PiiDetector:
             while at >= 0 and at < pos:
                 at = text.find("@", at + 1)
             tld = m.group().rsplit(".", 1)[1].lower()
-            if tld in _NOT_TLD:
-                continue
+            if tld in _NOT_TLD or text[max(0, m.start() - 2) : m.start()] == "//":
+                continue  # icon@2x.png; the user of a URL (ssh://git@host)
             yield self._finding("email", 0.95, m.start(), m.end())
 
     # numbers --------------------------------------------------------------------------
@@ -371,7 +374,7 @@ class PiiDetector:
         if raw.endswith((")", "(")):
             raw = raw.rstrip("()")
         digits = "".join(ch for ch in raw if ch.isdigit())
-        if not 7 <= len(digits) <= 15 or _DATE_SHAPE.fullmatch(raw) or _IPV4_SHAPE.fullmatch(raw):
+        if not 7 <= len(digits) <= 15 or _DATE_SHAPE.search(raw) or _IPV4_SHAPE.fullmatch(raw):
             return None
         if "." in raw and any(len(g) < 2 for g in re.split(r"[.\s\-()]+", raw) if g):
             return None  # 1.3.6.1.4.1: an OID or a version, not 415.555.2671

@@ -123,13 +123,14 @@ _ASSIGN = re.compile(
     r"(?:[\"'`]|Bearer[ \t]+|Basic[ \t]+|token[ \t]+)?"
     r"([^\s\"'`,;<>(){}\[\]]{4,300})"
 )
-_BEARER = re.compile(r"[ \t]+([^\s\"'`,;<>(){}\[\]]{6,300})")
+_SPACED = re.compile(r"[ \t]+([A-Za-z0-9@#$%^&*!?_+~/=.][^\s\"'`,;<>(){}\[\]]{5,300})")
 _NOT_SECRET_NAME = re.compile(
     r"(?i)(?:^|[_.\-\s\"'])(?:hash|sha\d*|digest|checksum|commit|etag|fingerprint|nonce|id|uuid"
     r"|count|length|limit|max|min|type|url|uri|path|file|name|expiry|expires|expiration|ttl"
     r"|usage|tokens|public|pub)(?:$|[_.\-\s\"':=])"
 )
 _CONN_CONTEXT = re.compile(r"(?i)(?:server|data source|host|hostname|uid|user id|database)\s*=")
+_IDENTIFIER = re.compile(r"[a-z_]+|[A-Z_]+_[A-Z_]+")  # user_password, DB_PASSWORD
 _TEMPLATE_VAR = re.compile(r"\$\{?\w+\}?|\{\{?\s*\w+\s*\}?\}|%\(\w+\)s|%s|<\w+>")
 # Random-looking but public: ssh public keys (AAAAB3..., AAAAC3...), subresource
 # integrity digests, Stripe publishable keys.
@@ -174,7 +175,7 @@ def _placeholder(value: str) -> bool:
         if run >= 6:
             return True
     ascending = sum(1 for a, b in itertools.pairwise(value) if ord(b) - ord(a) == 1)
-    return len(value) > 8 and ascending > len(value) * 0.4
+    return len(value) > 8 and ascending > len(value) * 0.5
 
 
 def _b64_text(token: str) -> bool:
@@ -367,9 +368,13 @@ class SecretsDetector:
                     continue
             m = _ASSIGN.match(text, word.end())
             if m is None:
-                # "Bearer <token>", "password Summer2024!", "signing secret <hex>"
-                m = _BEARER.match(text, word.end())
-                if m is None:
+                # "Bearer <token>", "password Summer2024!", "signing secret <hex>": a value
+                # after a space only, so it must look like one (not "pass --force").
+                m = _SPACED.match(text, word.end())
+                if m is None or (word.group() == "pass" and base == "pass"):
+                    continue
+                spaced = m.group(1)
+                if not (any(c.isdigit() for c in spaced) and any(c.isalpha() for c in spaced)):
                     continue
             start, end = m.start(1), m.end(1)
             value = m.group(1)
@@ -379,6 +384,8 @@ class SecretsDetector:
                 value, end = value[:-1], end - 1
             if not value or any(f.start < end and start < f.end for f in found):
                 continue
+            if text[end : end + 1] == "(":
+                continue  # a call: password = read_password(...)
             name_start = at
             while name_start > 0 and (
                 text[name_start - 1].isalnum() or text[name_start - 1] in "_.-"
@@ -450,6 +457,6 @@ def _password(value: str) -> bool:
         return False
     if value.startswith(("$", "%", "{", "os.", "process.", "env")) or "(" in value:
         return False
-    if _CODE_REF.fullmatch(value):
+    if _CODE_REF.fullmatch(value) or _IDENTIFIER.fullmatch(value):
         return False
     return not value.isalpha() or not value.islower()
