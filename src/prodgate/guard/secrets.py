@@ -47,7 +47,7 @@ def _rule(kind: str, keywords: tuple[str, ...], pattern: str, score: float = 1.0
 _B64URL = r"[A-Za-z0-9_\-]"
 _RULES: tuple[_Rule, ...] = (
     _rule("aws_access_key", ("AKIA", "ASIA", "ABIA", "ACCA", "A3T"),
-          r"(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z2-7]{16}"),
+          r"(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}"),
     _rule("gcp_api_key", ("AIza",), rf"AIza{_B64URL}{{35}}"),
     _rule("github_token", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
           r"gh[pousr]_[A-Za-z0-9]{36,251}"),
@@ -137,6 +137,7 @@ _TEMPLATE_VAR = re.compile(r"\$\{?\w+\}?|\{\{?\s*\w+\s*\}?\}|%\(\w+\)s|%s|<\w+>"
 _PUBLIC_TOKEN = ("AAAAB3", "AAAAC3", "AAAAE2", "sha1-", "sha256-", "sha384-", "sha512-",
                  "pk_live_", "pk_test_")  # fmt: skip
 _PUBLIC_BLOCK = re.compile(r"-----BEGIN (?:CERTIFICATE|PUBLIC KEY|[A-Z ]*PUBLIC KEY[A-Z ]*)-----")
+_B64_LINE = re.compile(r"[A-Za-z0-9+/]{40,}={0,2}")
 _LONG = re.compile(r"\S{16,}")
 _TOKEN = re.compile(r"(?<![\w+/=\-.])[A-Za-z0-9+/_\-]{32,}={0,2}(?![\w+/=\-])")
 _UUID = re.compile(
@@ -190,8 +191,12 @@ def _b64_text(token: str) -> bool:
         return False
     if len(raw) < 8:
         return False
-    printable = sum(1 for b in raw if 32 <= b < 127 or b in (9, 10, 13))
-    return printable / len(raw) > 0.9
+    try:
+        decoded = raw.decode("utf-8")  # random bytes are seldom valid UTF-8
+    except UnicodeDecodeError:
+        return False
+    printable = sum(1 for ch in decoded if ch.isprintable() or ch in "\t\r\n")
+    return printable / len(decoded) > 0.9
 
 
 def _random_enough(token: str, *, standalone: bool) -> bool:
@@ -378,6 +383,12 @@ class SecretsDetector:
                     continue
             start, end = m.start(1), m.end(1)
             value = m.group(1)
+            quote = text[start - 1]
+            if quote in "'\"`":
+                # A quoted value runs to its closing quote: 'correct horse battery staple'.
+                close = text.find(quote, start)
+                if 0 < close - start <= 200 and "\n" not in text[start:close]:
+                    end, value = close, text[start:close]
             while value and value[-1] in ".!?)" and (end == len(text) or text[end].isspace()):
                 if value[-1] != "." and len(value) > 6:
                     break
@@ -406,7 +417,7 @@ class SecretsDetector:
                 continue
             if not want_token or len(value) < 16 or _NOT_SECRET_NAME.search(name):
                 continue
-            if "://" in value or _CODE_REF.fullmatch(value) or _placeholder(value):
+            if "://" in value or " " in value or _CODE_REF.fullmatch(value) or _placeholder(value):
                 continue
             if _random_enough(value.rstrip("="), standalone=False):
                 found.append(self._finding("high_entropy", 0.8, start, end))
@@ -433,10 +444,28 @@ class SecretsDetector:
                 continue
             if "base64," in prefix or token.startswith(_PUBLIC_TOKEN):
                 continue
+            if end - start >= 60 and _in_base64_block(text, start, end):
+                continue
             if _path_like(token) or _placeholder(token):
                 continue
             if _random_enough(token.rstrip("="), standalone=True):
                 found.append(self._finding("high_entropy", 0.6, start, end))
+
+
+def _in_base64_block(text: str, start: int, end: int) -> bool:
+    """A whole line of a block of base64 lines: a MIME attachment, an encoded file.
+
+    Private keys in such blocks are found by their BEGIN line, not here.
+    """
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", end)
+    line_end = len(text) if line_end < 0 else line_end
+    if text[line_start:start].strip() or text[end:line_end].strip():
+        return False
+    before = text[text.rfind("\n", 0, max(0, line_start - 1)) + 1 : max(0, line_start - 1)]
+    after_end = text.find("\n", line_end + 1)
+    after = text[line_end + 1 : len(text) if after_end < 0 else after_end]
+    return any(_B64_LINE.fullmatch(line.strip()) for line in (before, after))
 
 
 def _anchors(lower: str) -> list[tuple[str, int]]:
