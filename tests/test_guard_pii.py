@@ -115,6 +115,11 @@ def test_look_alikes_are_not_flagged(text: str) -> None:
     assert spans(text) == []
 
 
+def test_every_ipv6_address_is_found_and_code_is_not_one() -> None:
+    text = "from 2001:db8::1 and [fe80::1ff:fe23:4567:890a]:443, not std::vector or 1:: or ::1"
+    assert spans(text) == [("ip", "2001:db8::1"), ("ip", "fe80::1ff:fe23:4567:890a")]
+
+
 def test_a_date_is_a_dob_only_in_context() -> None:
     assert spans("Inspection booked for 12/03/1985.") == []
     assert spans("date of birth 12/03/1985") == [("dob", "12/03/1985")]

@@ -43,7 +43,7 @@ _NOT_TLD = frozenset({"png", "jpg", "jpeg", "gif", "svg", "webp", "ico", "bmp", 
 
 # A run of digits and separators: where every number-shaped kind can be. One pass of
 # this over the text replaces a pass of each kind's pattern.
-_NUMRUN = re.compile(r"[0-9][0-9 \-./()]{4,}[0-9]")
+_NUMRUN = re.compile(r"[0-9][0-9 \-./()]*[0-9]")
 _UPPER_DIGITS = re.compile(r"[A-Z]{2} ?[0-9]{2}")
 _PHONE = re.compile(
     r"(?<![\w+\-./])(?:\+|\(\+?)?\d[\d ().\-]{5,22}\d"
@@ -65,8 +65,8 @@ _NINO = re.compile(
 _NINO_BAD_PREFIX = frozenset({"BG", "GB", "KN", "NK", "NT", "TN", "ZZ"})
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _IPV4 = re.compile(rf"(?<![\w.\-])({_OCTET}(?:\.{_OCTET}){{3}})(?![\w\-]|\.\d)")
-_IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|:)?(?![\w:])")
-_IPV6_TAIL4 = re.compile(rf"(?<![\w:.])(?:[0-9A-Fa-f]{{0,4}}:){{2,6}}{_OCTET}(?:\.{_OCTET}){{3}}")
+_HEX_COLON = frozenset("0123456789abcdefABCDEF:")
+_HEX_COLON_DOT = frozenset("0123456789abcdefABCDEF:.")
 
 _MONTH = (
     r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
@@ -230,7 +230,7 @@ class PiiDetector:
             for f in self._nirs(text, "", (0, len(text))):
                 taken.append((f.start, f.end))
                 found.append(f)
-        runs = [(m.start(), m.end()) for m in _NUMRUN.finditer(text)]
+        runs = [m.span() for m in _NUMRUN.finditer(text) if m.end() - m.start() >= 6]
         lower = text.lower() if runs or "dob" in kinds else ""
         if runs and self._number_scans:
             for start, end in runs:
@@ -432,19 +432,33 @@ class PiiDetector:
             yield self._finding("ip", 0.8 if private else 0.95, m.start(), m.end())
 
     def _ipv6s(self, text: str) -> Iterator[Finding]:
-        for pattern in (_IPV6_TAIL4, _IPV6):
-            for m in pattern.finditer(text):
-                raw = m.group()
-                if raw.count(":") < 2 or not any(ch.isdigit() for ch in raw):
-                    continue
-                try:
-                    ip = ipaddress.IPv6Address(raw)
-                except ValueError:
-                    continue
-                if ip.is_unspecified or ip.is_loopback:
-                    continue
-                yield self._finding("ip", 0.95, m.start(), m.end())
-                return
+        # Walk out from each colon over the characters an IPv6 address is made of, and
+        # let ``ipaddress`` judge: cheaper than a pattern tried at every position.
+        n = len(text)
+        at = text.find(":")
+        while at >= 0:
+            start = at
+            while start > 0 and text[start - 1] in _HEX_COLON:
+                start -= 1
+            end = at
+            while end < n and text[end] in _HEX_COLON_DOT:
+                end += 1
+            at = text.find(":", end)
+            raw = text[start:end].rstrip(".")
+            if raw.endswith(":") and not raw.endswith("::"):
+                raw = raw[:-1]
+            before = text[start - 1] if start else " "
+            after = text[start + len(raw)] if start + len(raw) < n else " "
+            if raw.count(":") < 2 or before.isalnum() or before in "_." or after.isalnum():
+                continue
+            if not any(ch.isdigit() for ch in raw) or len([g for g in raw.split(":") if g]) < 2:
+                continue
+            try:
+                ip = ipaddress.IPv6Address(raw)
+            except ValueError:
+                continue
+            if not (ip.is_unspecified or ip.is_loopback):
+                yield self._finding("ip", 0.95, start, start + len(raw))
 
     # dates of birth -------------------------------------------------------------------
 
