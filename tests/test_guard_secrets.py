@@ -168,6 +168,7 @@ LOOK_ALIKES = [
     f"-----BEGIN CERTIFICATE-----\n{base64.b64encode(R.randbytes(96)).decode()}\n-----END CERT",
     f'<img src="data:image/png;base64,iVBORw0KGgo{base64.b64encode(R.randbytes(60)).decode()}">',
     "Please keep your password and API keys secret and never paste them in tickets.",
+    f"nextPageToken: {rnd(40)}, request_id={rnd(36)}, digest: {rnd(44)}",
 ]
 
 

@@ -127,7 +127,8 @@ _SPACED = re.compile(r"[ \t]+([A-Za-z0-9@#$%^&*!?_+~/=.][^\s\"'`,;<>(){}\[\]]{5,
 _NOT_SECRET_NAME = re.compile(
     r"(?i)(?:^|[_.\-\s\"'])(?:hash|sha\d*|digest|checksum|commit|etag|fingerprint|nonce|id|uuid"
     r"|count|length|limit|max|min|type|url|uri|path|file|name|expiry|expires|expiration|ttl"
-    r"|usage|tokens|public|pub)(?:$|[_.\-\s\"':=])"
+    r"|usage|tokens|public|pub|page|cursor|continuation|next|signature|salt|request|trace"
+    r"|correlation|session_id)(?:$|[_.\-\s\"':=])"
 )
 _CONN_CONTEXT = re.compile(r"(?i)(?:server|data source|host|hostname|uid|user id|database)\s*=")
 _IDENTIFIER = re.compile(r"[a-z_]+|[A-Z_]+_[A-Z_]+")  # user_password, DB_PASSWORD
@@ -137,6 +138,8 @@ _TEMPLATE_VAR = re.compile(r"\$\{?\w+\}?|\{\{?\s*\w+\s*\}?\}|%\(\w+\)s|%s|<\w+>"
 _PUBLIC_TOKEN = ("AAAAB3", "AAAAC3", "AAAAE2", "sha1-", "sha256-", "sha384-", "sha512-",
                  "pk_live_", "pk_test_")  # fmt: skip
 _PUBLIC_BLOCK = re.compile(r"-----BEGIN (?:CERTIFICATE|PUBLIC KEY|[A-Z ]*PUBLIC KEY[A-Z ]*)-----")
+_CAMEL = re.compile(r"([a-z0-9])([A-Z])")
+_NAME_BEFORE = re.compile(r"([\w.\-]+)[\"']?\s*[:=]\s*[\"']?$")
 _B64_LINE = re.compile(r"[A-Za-z0-9+/]{40,}={0,2}")
 _TOKEN = re.compile(r"(?<![\w+/=\-.])[A-Za-z0-9+/_\-]{32,}={0,2}(?![\w+/=\-])")
 _UUID = re.compile(
@@ -403,7 +406,7 @@ class SecretsDetector:
                 text[name_start - 1].isalnum() or text[name_start - 1] in "_.-"
             ):
                 name_start -= 1
-            name = text[name_start : m.start(1)].split("=")[0]
+            name = _snake(text[name_start : m.start(1)].split("=")[0])
             if base in ("pass", "pwd"):
                 if "://" in value or _NOT_SECRET_NAME.search(name):
                     continue
@@ -447,10 +450,18 @@ class SecretsDetector:
                 continue
             if end - start >= 60 and _in_base64_block(text, start, end):
                 continue
+            named = _NAME_BEFORE.search(text, max(0, start - 48), start)
+            if named and _NOT_SECRET_NAME.search(_snake(named.group(1))):
+                continue  # digest: ..., request_id=..., nextPageToken: ...
             if _path_like(token) or _placeholder(token):
                 continue
             if _random_enough(token.rstrip("="), standalone=True):
                 found.append(self._finding("high_entropy", 0.6, start, end))
+
+
+def _snake(name: str) -> str:
+    """``nextPageToken`` -> ``next_Page_Token``: camelCase words become separable."""
+    return _CAMEL.sub(r"\1_\2", name)
 
 
 def _long_words(text: str) -> list[tuple[int, int]]:
