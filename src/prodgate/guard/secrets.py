@@ -311,8 +311,9 @@ class SecretsDetector:
                 found.append(self._finding(kind, 0.9, m.start(1), m.end(1)))
         if "private_key" not in self.kinds:
             return
+        covered = 0
         for m in _PEM_BEGIN.finditer(text):
-            if any(s <= m.start() < e for s, e in spans):
+            if m.start() < covered or any(s <= m.start() < e for s, e in spans):
                 continue
             end_m = _PEM_END.search(text, m.end())
             body_end = end_m.start() if end_m else len(text)
@@ -322,7 +323,9 @@ class SecretsDetector:
                 found.append(
                     self._finding("private_key", 1.0 if has_body else 0.9, m.start(), len(text))
                 )
-            elif has_body:
+                break
+            covered = end_m.end()
+            if has_body:
                 found.append(self._finding("private_key", 1.0, m.start(), end_m.end()))
 
     def _jwts(self, text: str, found: list[Finding]) -> None:
