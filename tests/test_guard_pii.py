@@ -203,3 +203,10 @@ def test_prose_is_scanned_fast() -> None:
         DETECTOR.scan(text)
     per_text = (time.perf_counter() - started) / 200
     assert per_text < 0.002  # ~30 us measured; generous for a loaded CI machine
+
+
+def test_hostile_input_is_scanned_in_linear_time() -> None:
+    for text in ("a@" * 50_000, "1." * 50_000, ":" * 100_000, "AB12 " * 20_000):
+        started = time.perf_counter()
+        DETECTOR.scan(text)
+        assert time.perf_counter() - started < 2.0

@@ -234,3 +234,10 @@ def test_prose_is_scanned_fast() -> None:
     for _ in range(200):
         DETECTOR.scan(text)
     assert (time.perf_counter() - started) / 200 < 0.002  # ~40 us measured; generous for CI
+
+
+def test_hostile_input_is_scanned_in_linear_time() -> None:
+    for text in ("-----BEGIN PRIVATE KEY-----" * 3000, "password=x " * 9000, "eyJhbGciOi." * 9000):
+        started = time.perf_counter()
+        DETECTOR.scan(text)
+        assert time.perf_counter() - started < 2.0
