@@ -94,6 +94,7 @@ CASES = [
     ),
     ('"password": "Summer2024!"', "password", "Summer2024!"),
     ("login admin / password Tr0ub4dor&3", "password", "Tr0ub4dor&3"),
+    ("Authorization: Basic YWRtaW46aHVudGVyMg==", "password", "YWRtaW46aHVudGVyMg=="),
     (f"client_secret: {rnd(32)}", "high_entropy", None),
     (f"the blob {rnd(20)}9{rnd(19)} was attached", "high_entropy", None),
 ]

@@ -138,6 +138,7 @@ _TEMPLATE_VAR = re.compile(r"\$\{?\w+\}?|\{\{?\s*\w+\s*\}?\}|%\(\w+\)s|%s|<\w+>"
 _PUBLIC_TOKEN = ("AAAAB3", "AAAAC3", "AAAAE2", "sha1-", "sha256-", "sha384-", "sha512-",
                  "pk_live_", "pk_test_")  # fmt: skip
 _PUBLIC_BLOCK = re.compile(r"-----BEGIN (?:CERTIFICATE|PUBLIC KEY|[A-Z ]*PUBLIC KEY[A-Z ]*)-----")
+_BASIC = re.compile(r"(?<![\w-])Basic[ \t]+([A-Za-z0-9+/]{8,}={0,2})(?![\w+/=])")
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
 _NAME_BEFORE = re.compile(r"([\w.\-]+)[\"']?\s*[:=]\s*[\"']?$")
 _B64_LINE = re.compile(r"[A-Za-z0-9+/]{40,}={0,2}")
@@ -261,6 +262,8 @@ class SecretsDetector:
         if long:
             joined = " ".join(text[s:e] for s, e in long)
             self._tokens(text, joined, found)
+        if "Basic " in text and "password" in kinds:
+            self._basic_auth(text, found)
         lower = text.lower()
         if any(w in lower for w in _SECRET_WORDS):
             self._assignments(text, lower, found)
@@ -347,6 +350,18 @@ class SecretsDetector:
             if _TEMPLATE_VAR.fullmatch(password):
                 continue
             found.append(self._finding("connection_string", 1.0, m.start(2), m.end(2)))
+
+    def _basic_auth(self, text: str, found: list[Finding]) -> None:
+        """``Authorization: Basic <base64 of user:password>``: base64 of text, yet a secret."""
+        for m in _BASIC.finditer(text):
+            token = m.group(1)
+            try:
+                decoded = base64.b64decode(token + "=" * (-len(token) % 4)).decode("utf-8")
+            except (binascii.Error, ValueError):
+                continue
+            user, sep, password = decoded.partition(":")
+            if sep and user and password and decoded.isprintable():
+                found.append(self._finding("password", 0.9, m.start(1), m.end(1)))
 
     # context --------------------------------------------------------------------------
 
