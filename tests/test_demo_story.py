@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner
 

@@ -5,7 +5,6 @@ hold-back scanner (redaction across chunks, a block mid-stream, nothing held for
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 
@@ -34,7 +33,7 @@ CARD = r"\b4111(?:[ -]?1111){3}\b"
 
 
 @pytest.fixture(autouse=True)
-def detectors(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def detectors(monkeypatch: pytest.MonkeyPatch) -> None:
     builders = {
         "pii": lambda rule: Regex("pii", "pii", "card", CARD, 1.0),
         "injection": lambda rule: Regex("injection", "injection", "override", r"ignore it", 0.6),
@@ -42,7 +41,6 @@ def detectors(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     }
     monkeypatch.setattr(policy, "BUILDERS", builders)
     monkeypatch.setattr(policy, "_BUILT", {})
-    yield
 
 
 def _guard(*rules: Rule, direction: str = INPUT, hold_back: int = 256) -> Guard:

@@ -89,6 +89,10 @@ def test_a_classic_service_guards_its_free_text_fields(tmp_path: Path) -> None:
         ("    guard:\n      output:\n        onnx: {action: block}\n", ["onnx", "path"]),
         ("    guard:\n      input:\n        magic: block\n", ["magic"]),
         ("    guard:\n      fields: [message]\n", ["fields", "llm"]),
+        (
+            "    guard:\n      input:\n        pii: {action: log, kinds: [card, shoe]}\n",
+            ["guard.input.pii.kinds", "unknown kind shoe", "iban"],
+        ),
     ],
 )
 def test_mistakes_name_the_file_line_and_field(

@@ -207,6 +207,9 @@ def build(
                 return OFF, ("guard", direction, name), "leak rails need a prompt: kind llm"
             if name == "banned" and not (rule.options.get("terms") or rule.options.get("topics")):
                 return OFF, ("guard", direction, name), "banned needs terms or topics"
+            why = _unknown_kinds(rule)
+            if why:
+                return OFF, ("guard", direction, name, "kinds"), why
             rules.append(rule)
         directions[direction] = tuple(rules)
     return (
@@ -232,6 +235,19 @@ def text_fields(contract: Mapping[str, Any]) -> list[str]:
         if types == "string" or (isinstance(types, list) and "string" in types):
             fields.append(name)
     return fields
+
+
+def _unknown_kinds(rule: Rule) -> str:
+    """What is wrong with a rule's kinds, if it names one its detector does not know."""
+    if rule.kinds is None or rule.detector not in ("pii", "secrets"):
+        return ""
+    from prodgate.guard import pii, secrets
+
+    known: tuple[str, ...] = pii.KINDS if rule.detector == "pii" else secrets.KINDS
+    unknown = [k for k in rule.kinds if k not in known]
+    if not unknown:
+        return ""
+    return f"unknown kind {', '.join(unknown)}; {rule.detector} knows {', '.join(sorted(known))}"
 
 
 def _rule(name: str, value: Any, direction: str) -> Rule:
