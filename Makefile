@@ -5,7 +5,7 @@ BIN = $(VENV)/bin
 PORT ?= 8000
 DEMO_HOME ?= .prodgate-demo
 
-.PHONY: install install-dev demo test check lint format bench bench-replicas bench-keys bench-llm clean
+.PHONY: install install-dev demo test check lint format bench bench-replicas bench-keys bench-llm bench-guard clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ bench-keys: $(VENV)/.dev
 ## bench-llm: the LLM gateway against LiteLLM's proxy and a bare aiohttp passthrough (needs wrk; installs LiteLLM into bench/.venvs once)
 bench-llm: $(VENV)/.dev
 	$(BIN)/python bench/llm_gateway.py
+
+## bench-guard: guard quality on the labelled corpus, and the LLM gateway with its default rails against rails off (needs wrk)
+bench-guard: $(VENV)/.dev
+	$(BIN)/python bench/guard_quality.py
+	$(BIN)/python bench/llm_gateway.py --only direct,prodgate-no-rails,prodgate
 
 clean:
 	rm -rf $(VENV) $(DEMO_HOME) .pytest_cache .mypy_cache .ruff_cache

@@ -32,12 +32,20 @@ is pinned to CPU 0 and wrk and the mock share CPU 1 (``taskset``; half of the CP
 each on a larger machine): the mock and the load are the same for every gateway. A
 gateway's overhead is its latency minus the direct latency at the same load and mode.
 
+- **prodgate, rails off** (only when ``--only`` names ``prodgate-no-rails``): the same
+  prodgate with ``guard: off``, so that the cost of the default guard rails (injection,
+  secrets and PII at the door; a planted canary and secrets on the way out, streams
+  scanned as they go) is measured against no rails in the same run.
+
 Targets (issue 8), each for streamed and non-streamed requests: prodgate's overhead
 p50 at 1 connection at most 1/10 of LiteLLM's and at most 2x the passthrough's; its
 throughput at 64 connections at least 20x LiteLLM's and at least 0.5x the
 passthrough's; its p99 at 64 connections at most 1/10 of LiteLLM's. prodgate answers
 no non-2xx, ``prodgate audit verify`` finds a record for every 2xx it sent, and the
 cost its ``/metrics`` recorded is that of the tokens they counted at the price table.
+
+Target (issue 9): the default rails cost at most 15% of prodgate's throughput at 64
+connections (``make bench-guard``).
 
 Run it from the repository root (about 4 minutes, plus a few minutes once to install
 LiteLLM)::
@@ -110,11 +118,16 @@ from harness.llm import (
 from harness.report import Table, TablesReport
 
 DIRECT, BARE, LITELLM, PRODGATE = "direct", "passthrough", "litellm", "prodgate"
-TARGETS = (DIRECT, BARE, LITELLM, PRODGATE)  # the order they run in
+#: prodgate with its guard rails off (``guard: off``): what the default rails cost.
+OPEN = "prodgate-no-rails"
+TARGETS = (DIRECT, BARE, LITELLM, OPEN, PRODGATE)  # the order they run in
+#: Run unless --only names them: the comparison of issue 8 does not need it.
+DEFAULT_TARGETS = (DIRECT, BARE, LITELLM, PRODGATE)
 LABELS = {
     DIRECT: "direct to the mock",
     BARE: "bare aiohttp passthrough",
     LITELLM: "LiteLLM proxy",
+    OPEN: "prodgate, rails off",
     PRODGATE: "prodgate",
 }
 MODES = ("json", "stream")
@@ -127,6 +140,8 @@ OVERHEAD_VS_PASSTHROUGH = 2.0  # ... and <= 2x the passthrough's
 THROUGHPUT_VS_LITELLM = 20.0  # req/s at 64 connections >= 20x LiteLLM's
 THROUGHPUT_VS_PASSTHROUGH = 0.5  # ... and >= 0.5x the passthrough's
 P99_VS_LITELLM = 0.1  # p99 at 64 connections <= 1/10 of LiteLLM's
+# Target of issue 9: the default guard rails cost at most 15% of the throughput.
+THROUGHPUT_WITH_RAILS = 0.85
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -138,9 +153,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=2, help="runs of each gateway under each load [2]")
     p.add_argument(
         "--only",
-        default=",".join(TARGETS),
+        default=",".join(DEFAULT_TARGETS),
         metavar="LIST",
-        help=f"which to run, comma-separated, of {', '.join(TARGETS)} [all]",
+        help=f"which to run, comma-separated, of {', '.join(TARGETS)} "
+        f"[{','.join(DEFAULT_TARGETS)}]",
     )
     p.add_argument(
         "--litellm",
@@ -381,6 +397,14 @@ class Comparison:
             return []
         out: list[Check] = []
         for mode in MODES:
+            if self.measured(OPEN):
+                out.append(
+                    Check.at_least(
+                        f"{mode}: req/s at {self.n} conns, prodgate / prodgate with rails off",
+                        ratio(self.rps(PRODGATE, mode), self.rps(OPEN, mode)),
+                        THROUGHPUT_WITH_RAILS,
+                    )
+                )
             if self.measured(DIRECT):
                 if self.measured(LITELLM):
                     out.append(
@@ -425,7 +449,7 @@ class Comparison:
         return out
 
     def ratio_rows(self) -> list[list[str]]:
-        pairs = [(PRODGATE, LITELLM), (PRODGATE, BARE), (BARE, LITELLM)]
+        pairs = [(PRODGATE, LITELLM), (PRODGATE, BARE), (BARE, LITELLM), (PRODGATE, OPEN)]
         rows = []
         for a, b in pairs:
             if self.measured(a) and self.measured(b):
@@ -536,9 +560,9 @@ def prepare(
         config.write_text(lite.config(SERVICE, upstream, UPSTREAM_MODEL, PRICE))
         server = lite.server(litellm, config, work, pinning)
         return Gateway(target, server, SERVICE, {"Authorization": f"Bearer {lite.MASTER_KEY}"})
-    home = work / "prodgate-home"
-    print(f"preparing prodgate's {SERVICE} service in {home} ...", flush=True)
-    spec, key = prodgate_llm(prodgate, home, upstream)
+    home = work / ("prodgate-home" if target == PRODGATE else "prodgate-open-home")
+    print(f"preparing {LABELS[target]}'s {SERVICE} service in {home} ...", flush=True)
+    spec, key = prodgate_llm(prodgate, home, upstream, rails=target == PRODGATE)
     server = prodgate_server(prodgate, home, work, pinning, spec=spec, env=prodgate_env)
     return Gateway(target, server, SERVICE, {"Authorization": f"Bearer {key}"})
 

@@ -222,7 +222,7 @@ services:
       input: {{type: object, properties: {{message: {{type: string}}}}, required: [message]}}
     limits: {{rpm: 100000000, tokens_per_minute: 1000000000}}
     llm: {{budgets: {{day: 1000000}}}}
-"""
+{guard}"""
 
 PROMPT = """\
 model: mock/{model}
@@ -233,11 +233,14 @@ parameters: {{max_tokens: {max_tokens}}}
 """
 
 
-def prodgate_llm(prodgate: Sequence[str], home: Path, upstream: str) -> tuple[Path, str]:
+def prodgate_llm(
+    prodgate: Sequence[str], home: Path, upstream: str, *, rails: bool = True
+) -> tuple[Path, str]:
     """An LLM service in front of *upstream* in a new *home*: the spec (limits and a
-    budget on), a prompt version registered, approved by another person and deployed,
-    and a key with (generous) limits: requests and tokens per minute, a day's budget.
-    Returns the spec's path and the key."""
+    budget on; the default guard rails, or none without *rails*), a prompt version
+    registered, approved by another person and deployed, and a key with (generous)
+    limits: requests and tokens per minute, a day's budget. Returns the spec's path and
+    the key."""
     home.mkdir(parents=True, exist_ok=True)
     spec = home / "prodgate.yaml"
     spec.write_text(
@@ -247,6 +250,7 @@ def prodgate_llm(prodgate: Sequence[str], home: Path, upstream: str) -> tuple[Pa
             input=PRICE[0],
             output=PRICE[1],
             service=SERVICE,
+            guard="" if rails else "    guard: off\n",
         )
     )
     prompt = home / "prompt.yaml"
