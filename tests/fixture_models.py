@@ -31,6 +31,11 @@ def noting(rows: list[dict[str, Any]]) -> list[dict[str, float]]:
     return claims(rows)
 
 
+def echo_note(rows: list[dict[str, Any]]) -> list[str]:
+    """Answers each row's note back as its label (a model that answers in text)."""
+    return [str(row.get("note") or "nothing to say") for row in rows]
+
+
 def claims_v2(rows: list[dict[str, Any]]) -> list[str]:
     """A second version: always 'adjuster', no probabilities."""
     return ["adjuster" for _ in rows]

@@ -292,6 +292,8 @@ class GuardBlockedError(RequestError):
         )
         self.status = 400 if direction == "input" else 422
         self.direction = direction
+        #: The guard's verdict on an answer that was blocked (for its record).
+        self.verdict: Any = None
 
 
 class UpstreamRejectedError(RequestError):

@@ -22,6 +22,7 @@ from prodgate.guard.policy import Context, Guard, Hit, Verdict
 from prodgate.guard.stream import StreamGuard
 from prodgate.pipeline.exchange import Exchange
 from prodgate.pipeline.metrics import Metrics
+from prodgate.runtime.base import Prediction
 from prodgate.spec import ServiceSpec
 from prodgate.spec.guard import INPUT, OUTPUT
 
@@ -178,6 +179,34 @@ class Rails:
 
     # -- output ----------------------------------------------------------------------
 
+    async def check_predictions(
+        self, ex: Exchange, predictions: Sequence[Prediction]
+    ) -> tuple[list[Prediction], list[Verdict] | None]:
+        """Guard output of a classic request: each prediction whose value is text (a
+        callable model may answer with text). Redacted values replace the model's own;
+        a block refuses the request (422). The verdict of each row, or None."""
+        if not self.output.on:
+            return list(predictions), None
+        out: list[Prediction] = []
+        verdicts: list[Verdict] = []
+        whole = Verdict()
+        for i, (row, p) in enumerate(zip(ex.rows, predictions, strict=True)):
+            if not isinstance(p.value, str) or not p.value:
+                out.append(p)
+                verdicts.append(Verdict())
+                continue
+            question = "\n".join(str(v) for v in row.values() if isinstance(v, str))
+            path = f"predictions/{i}" if not ex.single else "prediction"
+            v = await self.output.check_async(p.value, Context(question), path)
+            out.append(Prediction(v.text, p.probabilities) if v.hits else p)
+            verdicts.append(v)
+            whole.absorb(v)
+        self.count(whole.hits, OUTPUT)
+        blocked = whole.blocked
+        if blocked is not None:
+            raise blocked_error(blocked, OUTPUT, whole)
+        return out, verdicts
+
     def leaks(self, version: int, prompt: Any) -> Leaks | None:
         """The leak rail of prompt version *version*: its canary (made once per version
         and process) and detectors; None when the output guard has no leak rail."""
@@ -219,9 +248,12 @@ class Rails:
             counter.labels(self.service, direction, category, action).inc()
 
 
-def blocked_error(hit: Hit, direction: str) -> GuardBlockedError:
+def blocked_error(hit: Hit, direction: str, verdict: Verdict | None = None) -> GuardBlockedError:
+    """The refusal of a block; *verdict*, the whole verdict of an answer, for its record."""
     f = hit.finding
-    return GuardBlockedError(direction, f.category, f.kind, f.detector, path=hit.path)
+    exc = GuardBlockedError(direction, f.category, f.kind, f.detector, path=hit.path)
+    exc.verdict = verdict
+    return exc
 
 
 def question_of(ex: Exchange) -> str:

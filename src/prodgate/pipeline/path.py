@@ -94,7 +94,7 @@ class ServicePath:
         self.limits = limits
         self.max_rows = max_rows
         self.threshold = service.escalation_below
-        self.rails = rails if rails is not None and rails.input.on else None
+        self.rails = rails if rails is not None and rails.on else None
         self._counts: dict[int, _Counts] = {}
         self.telemetry = telemetry = telemetry if telemetry is not None else Telemetry()
         # Each stage in a span of its name when telemetry is on; the function itself when off.
@@ -104,7 +104,14 @@ class ServicePath:
         self._choose = staged("route", choose)
         self._validate = staged("contract", validate)
         self._guard: Callable[[Exchange], Awaitable[list[Verdict] | None]] | None = (
-            staged("guard_input", self.rails.check_rows) if self.rails is not None else None
+            staged("guard_input", self.rails.check_rows)
+            if self.rails is not None and self.rails.input.on
+            else None
+        )
+        self._guard_out = (
+            staged("guard_output", self.rails.check_predictions)
+            if self.rails is not None and self.rails.output.on
+            else None
         )
         self._admit = staged("admit", admit)
         self._infer = staged("infer", infer)
@@ -142,6 +149,9 @@ class ServicePath:
             verdicts = await self._guard(ex) if self._guard is not None else None
             live = self._admit(ex, state, chosen)
             predictions = await self._infer(ex, live)
+            answered = None
+            if self._guard_out is not None:
+                predictions, answered = await self._guard_out(ex, predictions)
         except ProdgateError as exc:
             return await self._refuse(ex, exc)
         # The split may have moved while the model ran: copy to the shadow of now, not
@@ -162,8 +172,8 @@ class ServicePath:
             latency_ms,
             ex.caller,
         )
-        if verdicts is not None:
-            _guarded(records, verdicts, ex)
+        if verdicts is not None or answered is not None:
+            _guarded(records, verdicts, answered, ex)
         answers = [
             answer(r, p, self.name, number, latency_ms)
             for r, p in zip(records, predictions, strict=True)
@@ -216,16 +226,30 @@ def _masked_rows(ex: Exchange) -> list[Any] | None:
     return list(ex.masked["instances"]) if not ex.single else [ex.masked["inputs"]]
 
 
-def _guarded(records: list[Record], verdicts: list[Verdict], ex: Exchange) -> None:
-    """The input guard's part in each row's record: the input as masked, the verdict,
-    and ``escalated`` where a rail says so."""
-    masked = _masked_rows(ex) or []
-    for record, verdict, row in zip(records, verdicts, masked, strict=True):
-        record.payload["input"] = row
-        if verdict.hits:
-            record.payload["guard"] = {"input": verdict.record()}
+def _guarded(
+    records: list[Record],
+    verdicts: list[Verdict] | None,
+    answered: list[Verdict] | None,
+    ex: Exchange,
+) -> None:
+    """The guards' part in each row's record: the input and the answer as masked, the
+    verdicts, and ``escalated`` where a rail says so."""
+    masked = _masked_rows(ex)
+    for i, record in enumerate(records):
+        guard: dict[str, Any] = {}
+        if masked is not None:
+            record.payload["input"] = masked[i]
+        for direction, found in (("input", verdicts), ("output", answered)):
+            verdict = found[i] if found is not None else None
+            if verdict is None or not verdict.hits:
+                continue
+            guard[direction] = verdict.record()
+            if direction == "output":
+                record.payload["output"]["prediction"] = verdict.masked
             if verdict.escalated:
                 record.decision = ESCALATED
+        if guard:
+            record.payload["guard"] = guard
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,6 +55,9 @@ class Refusal:
             self.metrics.shed.labels(label).inc()
         if ex.guard is not None and ex.guard.hits:
             detail["guard"] = {"input": ex.guard.record()}
+        blocked = getattr(exc, "verdict", None)  # an answer a rail blocked
+        if blocked is not None:
+            detail.setdefault("guard", {})["output"] = blocked.record()
         if ex.masked is not None:  # the input guard ran: never the raw PII or secret
             detail["input"] = ex.masked
         elif ex.parsed:
