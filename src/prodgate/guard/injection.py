@@ -11,7 +11,8 @@ naming itself in its findings' ``detector``:
   text costs a set intersection, not a scan per pattern.
 - ``injection.decoded``: base64, hex, rot13 and URL-encoded substrings, decoded and
   put through the other two layers; the finding is the encoded span.
-- ``injection.model``: logistic regression over word unigrams and bigrams, trained
+- ``injection.model``: logistic regression over word unigrams and bigrams (the
+  strongest single n-gram of a window left out of its score), trained
   by ``bench/guard_train.py`` on the project's corpus (train split only) and shipped
   as JSON (``guard/data/injection_model.json``): a dict of n-gram weights, loaded
   once, lazily. A long text is scored in overlapping windows of words and the best
@@ -29,7 +30,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from itertools import accumulate, chain, pairwise, repeat
+from itertools import accumulate, pairwise, repeat
 from operator import add
 from pathlib import Path
 from typing import Any
@@ -282,8 +283,17 @@ PATTERNS: tuple[_Pattern, ...] = (
         0.8,
         "note message instruction instructions attention important hidden text",
         rf"\b(?:note|message|instructions?|attention|important(?: instruction)?|hidden text|"
-        rf"notice|memo)\s+(?:to|for)\s+(?:the\s+|any\s+|all\s+|an\s+)?(?:\w+\s+)?{_MODEL}\b",
+        rf"notice|memo)\s+(?:to|for)\s+(?:the\s+|any\s+|all\s+|an\s+)?(?:\w+\s+){{0,2}}?{_MODEL}\b",
         requires=_R_MODEL,
+    ),
+    _p(
+        "indirect",
+        0.8,
+        _R_MODEL,
+        r"\b(?:ai|assistant|chatbot|llm|gpt|chatgpt|claude|gemini|copilot|bot)\b[^.\n:]{0,40}?:\s*"
+        r"(?:(?:new|updated|real) instructions|ignore|disregard|forget|reveal|approve|"
+        r"tell the user|print your|output your)\b",
+        requires="instructions ignore disregard forget reveal approve tell print output",
     ),
     _p(
         "indirect",
@@ -339,17 +349,20 @@ _QUOTES = "\"'\u201c\u201d\u2018\u2019`"
 
 @dataclass(frozen=True, slots=True)
 class Model:
-    """Logistic regression over word n-grams: ``sigmoid(bias + sum(w) / sqrt(n))``.
+    """Logistic regression over word n-grams: ``sigmoid(bias + (sum(w) - top) / sqrt(n))``.
 
     The features of a run of words are its unigrams and bigrams, counted, ``n`` of
-    them; each word contributes its unigram's and its bigram's weight, so the score
-    of any window is a difference of prefix sums: all windows cost one pass.
+    them. ``top`` is the largest positive weight among them (when ``agree``): no single
+    n-gram can carry a text over the line, the rest of the text has to agree. Each word
+    contributes its unigram's and its bigram's weight, so the sum over any window is a
+    difference of prefix sums and all windows cost one pass (plus a max per window).
     """
 
     weights: dict[str, float]
     bias: float
     window: int = 48
     stride: int = 24
+    agree: bool = True
 
     def _z(self, total: float, n_features: int) -> float:
         z = self.bias + (total / math.sqrt(n_features) if n_features else 0.0)
@@ -359,18 +372,21 @@ class Model:
         """The best score over windows of *words*, and that window (word indices)."""
         n = len(words)
         get = self.weights.get
-        uni = map(get, words, repeat(0.0))
-        bi = map(get, map(" ".join, pairwise(words)), repeat(0.0))
+        uni = list(map(get, words, repeat(0.0)))
+        bi = [*map(get, map(" ".join, pairwise(words)), repeat(0.0)), 0.0]
         # contribution of word i: its unigram and the bigram it starts
-        acc = [0.0, *accumulate(map(add, uni, chain(bi, (0.0,))))]
+        acc = [0.0, *accumulate(map(add, uni, bi))]
+        agree = self.agree
         if n <= self.window:
-            return self._z(acc[n], 2 * n - 1), 0, n
+            top = max(0.0, *uni, *bi) if agree and n else 0.0
+            return self._z(acc[n] - top, 2 * n - 1), 0, n
         best = (-1.0, 0, 0)
         for start in range(0, n - self.stride, self.stride):
             end = min(n, start + self.window)
             # the window's last bigram reaches outside it: take it back out
-            last = get(f"{words[end - 1]} {words[end]}", 0.0) if end < n else 0.0
-            s = self._z(acc[end] - acc[start] - last, 2 * (end - start) - 1)
+            last = bi[end - 1] if end < n else 0.0
+            top = max(0.0, max(uni[start:end]), max(bi[start : end - 1])) if agree else 0.0
+            s = self._z(acc[end] - acc[start] - last - top, 2 * (end - start) - 1)
             if s > best[0]:
                 best = (s, start, end)
         return best
@@ -405,6 +421,7 @@ def _read(text: str) -> Model:
         bias=float(data["bias"]),
         window=int(data.get("window", 48)),
         stride=int(data.get("stride", 24)),
+        agree=bool(data.get("agree", False)),
     )
 
 

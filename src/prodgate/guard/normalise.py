@@ -238,7 +238,7 @@ class Payload:
 _B64 = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{16,}={0,2}")
 _HEX = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}:?){8,}(?![0-9A-Fa-f])")
 _HEX_ESC = re.compile(r"(?:\\x[0-9A-Fa-f]{2}){6,}")
-_URL = re.compile(r"(?:%[0-9A-Fa-f]{2}[^%\s]{0,3}){6,}")
+_URL_ESC = re.compile(r"%[0-9A-Fa-f]{2}")
 # Words of an attack as they look after rot13: a rot13 payload is decoded only when
 # it holds one of them, so that ordinary text is not rot13-decoded for nothing.
 _ROT13 = str.maketrans(
@@ -260,7 +260,14 @@ _ROT13_WORDS = frozenset(
         "jailbreak",
         "pretend",
         "restrictions",
+        "https",
+        "http",
     )
+)
+# Common words in rot13 ("gur" is "the"): a text holding two of them is rot13 too.
+_ROT13_COMMON = frozenset(
+    w.translate(_ROT13)
+    for w in ("the", "and", "you", "your", "this", "that", "with", "from", "what", "are", "all")
 )
 _MIN_DECODED = 8
 
@@ -309,7 +316,8 @@ def payloads(text: str, words: Collection[str] | None = None, limit: int = 16) -
     """Encoded substrings of *text* that decode to readable text (at most *limit*).
 
     *words*: the words of the normalised text when the caller has them (a rot13
-    payload is looked for only when one of them is an attack word in rot13).
+    payload is looked for only when one of them is an attack word in rot13, or two are
+    common words in rot13). A URL-encoded payload is a chunk with three escapes or more.
     Candidates are whitespace-separated chunks, found with ``str.split``, so
     ordinary text costs one split and no regular expression.
     """
@@ -329,16 +337,20 @@ def payloads(text: str, words: Collection[str] | None = None, limit: int = 16) -
                     if n >= limit:
                         return
     if "%" in text:
-        for m in _URL.finditer(text):
-            d = unquote(m.group())
-            if d != m.group():
-                yield Payload("url", d, m.start(), m.end())
-                n += 1
-                if n >= limit:
-                    return
+        pos = 0
+        for chunk in text.split():
+            at = text.find(chunk, pos)
+            pos = at + len(chunk)
+            if chunk.count("%") >= 3 and len(_URL_ESC.findall(chunk)) >= 3:
+                d = unquote(chunk)
+                if _text_of(d.encode()) is not None:
+                    yield Payload("url", d, at, at + len(chunk))
+                    n += 1
+                    if n >= limit:
+                        return
     if words is None:
         words = _WORD.findall(text.lower())
-    if not _ROT13_WORDS.isdisjoint(words):
+    if not _ROT13_WORDS.isdisjoint(words) or len(_ROT13_COMMON.intersection(words)) >= 2:
         yield Payload("rot13", text.translate(_ROT13), 0, len(text))
 
 
