@@ -1,6 +1,6 @@
 """How good and how fast the guard's fast layer is, on the corpus's test split.
 
-Usage: python bench/guard_quality.py [--json] [--threshold 0.5] [--repeat 3]
+Usage: python bench/guard_quality.py [--json] [--threshold 0.5] [--repeat 3] [--data DIR]
 
 Reads every bench/data/guard/*.jsonl (one object per line: text, label, kind,
 group, split, source, spans) and evaluates the test split only:
@@ -14,6 +14,12 @@ group, split, source, spans) and evaluates the test split only:
 - latency of the whole fast layer (normalise + injection + pii + secrets, whichever
   exist) per corpus text and per 1,000-character text built from the corpus, p50
   and p99 on this machine, and of the injection detector on 100-character texts.
+
+With ``--data DIR`` it reads DIR's *.jsonl instead and evaluates every line (no
+split): a set made apart from the corpus, such as bench/data/guard-heldout/ (written by
+someone who saw neither the detectors nor the corpus). Its benign lines are told apart
+by group: ``ordinary`` and ``hard_negative`` for injection, ``lookalike`` for PII and
+secrets.
 
 Prints the table and the targets with PASS/FAIL (exit 1 if one fails); --json prints
 one JSON object instead.
@@ -52,9 +58,9 @@ TARGETS = {
 }
 
 
-def load_rows() -> list[dict[str, Any]]:
+def load_rows(data: Path = DATA) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    for path in sorted(DATA.glob("*.jsonl")):
+    for path in sorted(data.glob("*.jsonl")):
         with path.open(encoding="utf-8") as f:
             for line in f:
                 if line.strip():
@@ -352,20 +358,40 @@ def main() -> int:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--threshold", type=float, default=0.5, help="the policy threshold [0.5]")
     p.add_argument("--repeat", type=int, default=3, help="timing passes over the texts [3]")
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="evaluate every line of this directory's *.jsonl (a held-out set) instead",
+    )
     args = p.parse_args()
-    rows = [r for r in load_rows() if r.get("split") == "test"]
+    heldout = args.data is not None
+    if heldout:
+        rows = load_rows(args.data)
+    else:
+        rows = [r for r in load_rows() if r.get("split") == "test"]
     dets = detectors()
     quality: dict[str, Any] = {}
     if "injection" in dets:
-        inj_rows = [r for r in rows if r["file"].startswith("injection")]
+        inj_rows = [
+            r
+            for r in rows
+            if (
+                r["label"] == "injection"
+                or (r["label"] == "benign" and r["group"] in ("ordinary", "hard_negative"))
+            )
+            if heldout
+        ] or [r for r in rows if r["file"].startswith("injection")]
         quality["injection"] = injection_quality(inj_rows, dets["injection"], args.threshold)
     for cat in ("pii", "secret"):
         cat_rows = [
             r
             for r in rows
             if r["label"] == cat
+            or (heldout and r["label"] == "benign" and r["group"] == "lookalike")
             or (
-                r["label"] == "benign"
+                not heldout
+                and r["label"] == "benign"
                 and r["file"] in ("pii", "secrets")
                 and (r["file"] == "pii") == (cat == "pii")
             )
