@@ -242,3 +242,34 @@ def test_hostile_input_is_scanned_in_linear_time() -> None:
         started = time.perf_counter()
         DETECTOR.scan(text)
         assert time.perf_counter() - started < 2.0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'api_secret: "5b3a9b84dc2381ac5960b926cc9a072b"',
+        "WEBHOOK_SIGNING_SECRET=e7c1841e5c323628717481ca1cc5e876",
+        "client_secret = '38884b0930f58d22901ee035dd17ed8a'",
+    ],
+)
+def test_a_hex_value_under_a_secrets_name_is_a_secret(text: str) -> None:
+    value = text.split("=")[-1].split(": ")[-1].strip(" '\"")
+    assert spans(text) == [("high_entropy", value)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "commit_sha = 5b3a9b84dc2381ac5960b926cc9a072b3f3f3f3f",
+        "request_id: 5b3a9b84dc2381ac5960b926cc9a072b",
+        "token_id=5b3a9b84-dc23-41ac-8960-b926cc9a072b",
+        "the build 5b3a9b84dc2381ac5960b926cc9a072b passed",
+    ],
+)
+def test_hex_under_an_ids_name_or_alone_is_not(text: str) -> None:
+    assert spans(text) == []
+
+
+def test_a_connection_string_with_an_empty_user_gives_its_password() -> None:
+    text = "CACHE_URL = 'redis://:Ac2FzAF13jifLoFz@redis-cache.prod.svc:6379/0'"
+    assert spans(text) == [("connection_string", "Ac2FzAF13jifLoFz")]

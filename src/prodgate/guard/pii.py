@@ -90,7 +90,9 @@ _CONTEXT_WINDOW = 40
 _SSN_WORDS = ("ssn", "social security", "ss#", "ss #", "ss no", "tin")
 _SIN_WORDS = ("sin", "social insurance", "nas")
 _BSN_WORDS = ("bsn", "burgerservicenummer", "citizen service", "sofi")
-_PHONE_WORDS = ("phone", "tel", "call", "mobile", "cell", "fax", "whatsapp", "sms", "text me")
+_PHONE_WORDS = (
+    "phone", "tel", "call", "mobile", "cell", "fax", "whatsapp", "sms", "text me", "reach",
+)  # fmt: skip
 _NOT_PHONE_WORDS = (
     "order", "invoice", "policy", "claim", "ref", "account", "acct", "tracking", "isbn",
     "serial", "part", "case", "ticket", "booking", "reservation", "id", "no.", "#",

@@ -198,12 +198,15 @@ class Guard:
         path: str,
     ) -> list[Hit]:
         kept = []
-        question = squeeze(context.question) if rule.new_only and context is not None else ""
+        question: str | None = None  # squeezed once, when a finding needs it
         for f in findings:
             if f.score < rule.threshold or (rule.kinds is not None and f.kind not in rule.kinds):
                 continue
-            if question and squeeze(text[f.start : f.end]) in question:
-                continue  # in the question already: not new
+            if rule.new_only and context is not None and context.question:
+                if question is None:
+                    question = squeeze(context.question)
+                if squeeze(text[f.start : f.end]) in question:
+                    continue  # in the question already: not new
             kept.append(Hit(f, rule.action, path))
         return kept
 

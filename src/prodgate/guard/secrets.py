@@ -99,7 +99,8 @@ _JWT = re.compile(
     rf"(?<![\w\-])eyJ{_B64URL}{{10,}}=*\.{_B64URL}{{2,}}=*\.(?:{_B64URL}+=*)?(?![\w\-])"
 )
 _URL_CREDS = re.compile(
-    r"(?i)\b[a-z][a-z0-9+.\-]{1,20}://([^\s:/@\"'<>]{1,128}):([^\s@/\"'<>]{1,256})@"
+    # The user may be empty: redis://:password@host.
+    r"(?i)\b[a-z][a-z0-9+.\-]{1,20}://([^\s:/@\"'<>]{0,128}):([^\s@/\"'<>]{1,256})@"
     r"[A-Za-z0-9\[]"
 )
 _AWS_CONTEXT = re.compile(r"(?i)aws|amazon|secret.?access|secretkey")
@@ -205,7 +206,12 @@ def _b64_text(token: str) -> bool:
 def _random_enough(token: str, *, standalone: bool) -> bool:
     """Character statistics of random data rather than of words, ids or digests."""
     n = len(token)
-    if _UUID.fullmatch(token) or (standalone and _HEX.fullmatch(token)):
+    # Hex alone is a digest, a commit or an id unless a secret's name stands before it
+    # (api_secret: "5b3a...": webhook and client secrets are often hex); a UUID with its
+    # dashes is an id either way.
+    if standalone and (_UUID.fullmatch(token) or _HEX.fullmatch(token)):
+        return False
+    if "-" in token and _UUID.fullmatch(token):
         return False
     digits = sum(ch.isdigit() for ch in token)
     letters = sum(ch.isalpha() for ch in token)
