@@ -236,7 +236,7 @@ def _guard(service_param: dict[str, Any]) -> dict[str, Any]:
                         }
                     },
                 },
-                **_problems(404, 413, 415, 422, 429),
+                **_problems(400, 404, 413, 415, 422, 429),
             },
         }
     }
