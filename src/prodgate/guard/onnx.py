@@ -34,11 +34,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
 from prodgate.exceptions import SpecError
 from prodgate.guard.finding import INJECTION, Finding
 from prodgate.runtime._onnxmeta import class_labels
+from prodgate.runtime.onnx import cpu_session
 
 NAME = "onnx"
 
@@ -93,14 +93,8 @@ class OnnxClassifier:
             raise SpecError(f"{path}: threads must be at least 1, not {threads}")
         if not self.path.is_file():
             raise SpecError(f"{path}: there is no ONNX model file there")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(
-                str(self.path), sess_options=opts, providers=["CPUExecutionProvider"]
-            )
+            self.session = cpu_session(self.path)
         except Exception as exc:
             what = f"not a loadable ONNX model ({_one_line(exc)})"
             if "locale" in str(exc):  # skl2onnx's text models ask for en_US unless told

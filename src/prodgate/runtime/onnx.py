@@ -57,21 +57,24 @@ def _array(values: list[Any], dtype: Any, what: str) -> Any:
         ) from exc
 
 
+def cpu_session(path: str | Path) -> ort.InferenceSession:
+    """An onnxruntime session on the CPU, one thread per run: the gateway batches
+    requests and runs several workers, and more threads each would oversubscribe the
+    cores."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
 class OnnxModel:
     """An onnxruntime session behind the :class:`Model` protocol."""
 
     def __init__(self, path: str | Path, info: ModelInfo, flavor: str) -> None:
         self.flavor = flavor
-        opts = ort.SessionOptions()
-        # The gateway batches requests and runs several workers; one thread each
-        # avoids oversubscribing the cores.
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(
-                str(path), sess_options=opts, providers=["CPUExecutionProvider"]
-            )
+            self.session = cpu_session(path)
         except Exception as exc:
             raise ArtifactError(f"{path} is not a loadable ONNX model ({exc})") from exc
         self.features = list(info.features)
