@@ -29,15 +29,18 @@ RAILS = """\
 
 
 @pytest.fixture
-def served(settings: Settings, tmp_path: Path) -> Iterator[str]:
+def served(settings: Settings, tmp_path: Path) -> Iterator[openai.OpenAI]:
     config = {**MOCK_CONFIG, "default_label": None, "leaks": ["your internal notes"]}
     with running_mock(config) as mock:
         write_spec(settings, llm_spec(mock.url, extra=RAILS))
         register_prompt(settings, write_prompt(tmp_path, "v1"))
         token = make_key(settings, "portal", "predict:letter")
         with serving(settings, env_extra={"PRODGATE_AUTH": "keys"}) as (_, base):
-            with openai.OpenAI(base_url=base + "/v1", api_key=token, max_retries=0) as client:
-                yield client  # type: ignore[misc]
+            client = openai.OpenAI(base_url=base + "/v1", api_key=token, max_retries=0)
+            try:
+                yield client
+            finally:
+                client.close()
 
 
 def _ask(text: str) -> list[dict[str, str]]:
