@@ -67,15 +67,19 @@ class _Pattern:
     regex: re.Pattern[str]
     triggers: frozenset[str]  # the pattern runs only if one of these is a word of the text
     requires: frozenset[str]  # ... and one of these too (when not empty)
+    everyday: bool = False  # scored down when its object is an everyday thing (_OBJECTS)
 
 
-def _p(kind: str, score: float, triggers: str, rx: str, requires: str = "") -> _Pattern:
+def _p(
+    kind: str, score: float, triggers: str, rx: str, requires: str = "", everyday: bool = False
+) -> _Pattern:
     return _Pattern(
         kind,
         score,
         re.compile(rx, re.DOTALL),
         frozenset(triggers.split()),
         frozenset(requires.split()),
+        everyday,
     )
 
 
@@ -101,6 +105,7 @@ PATTERNS: tuple[_Pattern, ...] = (
         rf"preceding|foregoing|original|initial|old|existing|all|any|every|your|these|those|"
         rf"following|current|system)\b(?:\s+[\w']+){{0,3}}?\s+{_RULES}\b",
         requires=_R_RULES,
+        everyday=True,
     ),
     _p(
         "override",
@@ -123,9 +128,10 @@ PATTERNS: tuple[_Pattern, ...] = (
         "override",
         0.8,
         "apply",
-        rf"\b(?:your|the|previous|prior|original)\s+(?:\w+\s+)?{_RULES}\s+(?:no longer|do not|"
+        rf"\b(?:your|previous|prior|original)\s+(?:\w+\s+)?{_RULES}\s+(?:no longer|do not|"
         r"don't)\s+apply",
         requires=_R_RULES,
+        everyday=True,
     ),
     _p(
         "override",
@@ -147,8 +153,11 @@ PATTERNS: tuple[_Pattern, ...] = (
         "override",
         0.8,
         "system override administrator admin operator",
-        r"\b(?:system|admin(?:istrator)?|operator|developer)\s+override\b"
+        r"\b(?:system|admin(?:istrator)?|operator|developer)\s+override\b(?!\s+(?:code|button|"
+        r"switch|key|pin|password|procedure|form|request|function|feature|option|setting|valve|"
+        r"lever|card|authority|rights|access|limit))"
         r"|\bas your (?:administrator|admin|operator|developer|creator)\b",
+        everyday=True,
     ),
     # -- extracting the system prompt
     _p(
@@ -180,6 +189,51 @@ PATTERNS: tuple[_Pattern, ...] = (
         r"\b(?:what|which)\s+(?:rules|instructions|guidelines)\s+(?:were you|have you been)\s+"
         r"(?:given|told)|\b(?:rules|instructions)\s+you\s+were\s+given,?\s+word for word",
         requires="given told",
+    ),
+    _p(
+        "extraction",
+        0.8,
+        "reveal print show repeat output display dump echo tell give share list recite leak copy "
+        "paste write return quote spell describe expose disclose",
+        r"\b(?:reveal|print|show|repeat|output|display|dump|echo|tell|give|share|list|recite|"
+        r"leak|copy|paste|write (?:out|down)|return|quote|spell out|expose|disclose)\b"
+        r"(?:\s+(?:me|us|back|out))?\s+(?:all\s+(?:of\s+)?)?(?:your|the assistant['\u2019]s|the "
+        r"bot['\u2019]s|the model['\u2019]s)\s+(?:\w+\s+){0,2}?(?:system (?:prompt|message)|"
+        r"(?:hidden|secret|internal|initial|original|full|complete|exact|underlying|confidential|"
+        r"starting|base|pre-?)\s*(?:prompt|instructions|configuration|setup|directives|rules|"
+        r"guidelines)|configuration|config|instructions|directives|prompt|setup|"
+        r"guidelines)\b",
+        requires="prompt message instructions configuration config setup directives rules "
+        "guidelines",
+        everyday=True,
+    ),
+    _p(
+        "indirect",
+        0.75,
+        "tell inform mention alert notify let reveal",
+        r"\b(?:do not|don['\u2019]?t|never|must not|should not|shouldn['\u2019]?t)\s+(?:tell|"
+        r"inform|mention (?:this|it) to|alert|notify|reveal (?:this|it) to|let)\s+(?:the|your)\s+"
+        r"(?:user|human|recipient|reader)\b",
+        requires="user human recipient reader",
+    ),
+    _p(
+        "indirect",
+        0.75,
+        "ignore disregard",
+        r"\b(?:ignore|disregard|do not answer|don['\u2019]?t answer)\s+(?:what\s+|whatever\s+)?"
+        r"(?:the\s+)?(?:user|human)(?:['\u2019]s)?\s+(?:\w+\s+)?(?:question|request|query|"
+        r"message|prompt|instructions?|asks?|says?|wants?)\b",
+        requires="user human",
+    ),
+    _p(
+        "override",
+        0.85,
+        "ignore ignorez ignora ignoriere ignorieren olvida vergiss oublie oubliez",
+        r"\b(?:ignor(?:e|ez|a|ar|iere|ieren|ate)|olvida|vergiss|oublie[zr]?)\s+(?:\w+\s+){0,2}?"
+        r"(?:les |las |los |le |la |alle |die |tutte |todas |as |todas as )?(?:\w+\s+)?"
+        r"(?:instructions|instrucciones|anweisungen|istruzioni|instru[cç][oõ]es|consignes|"
+        r"r[eè]gles|reglas|regeln|regole)\b",
+        everyday=True,
     ),
     # -- role-play jailbreaks
     _p(
@@ -337,14 +391,260 @@ PATTERNS: tuple[_Pattern, ...] = (
     ),
 )
 
+# ---- the grammar of an override, of unlocking and of claimed authority ----------------
+# Verb + optional qualifiers + a target that names the model's governance, a few words
+# apart; the converse ("... do not apply to me"); unlocking ("developer mode enabled",
+# "disable your filters", "answer without any content policy"); an authority claim with
+# a command. Everyday objects of the same verbs are scored down by _OBJECTS below.
+_W = r"[\s,]+[\w'\u2019$-]+"  # one more word, the gap between the grammar's parts
+_OV = (
+    r"(?:ignore|disregard|forget|erase|drop|discard|abandon|bypass|circumvent|override|"
+    r"overrule|skip|never ?mind|stop (?:following|obeying|applying|using)|no longer (?:follow|"
+    r"obey|apply)|quit following|pay no (?:attention|heed|mind) to|set aside|put aside|delete|"
+    r"wipe(?: out)?|reset|clear|cancel|suspend|neglect|overlook|throw (?:out|away)|scrap|ditch|"
+    r"get rid of|let go of|unlearn|purge|dismiss|nullify|revoke|shed|escape|break free of)"
+)
+_TRIG_OV = (
+    "ignore disregard forget erase drop discard abandon bypass circumvent override overrule skip "
+    "nevermind mind stop longer quit attention heed aside delete wipe reset clear cancel suspend "
+    "neglect overlook throw scrap ditch rid go unlearn purge dismiss nullify revoke shed escape "
+    "free"
+)
+_QUAL = (
+    r"(?:all|any|every|your|previous|prior|earlier|above|preceding|foregoing|original|initial|"
+    r"existing|whatever|these|those|default|built-in|hidden|standing|pre-?existing|programmed|"
+    r"(?:the )?(?:bot|ai|assistant|model|system|developer|operator)(?:['\u2019]s)?)"
+)
+_TARGET = (
+    r"(?:instructions?|directions|directives?|rules|guidelines|guidance|constraints|"
+    r"restrictions|limits|limitations|boundaries|configuration|config|programming|training|"
+    r"polic(?:y|ies)|filters?|filtering|protocols?|orders|commands|prompts?|conditioning|"
+    r"principles|ethics|morals|safeguards|guardrails|moderation|censorship|persona|setup|"
+    r"system (?:prompt|message)|safety(?: \w+)?|refusals?(?: behaviou?r)?)"
+)
+_STRONG = (
+    r"(?:system (?:prompt|message|instructions?|rules)|guardrails|safeguards|moderation|"
+    r"censorship|safety (?:guidelines|rules|filters?|measures|settings|protocols?|training|"
+    r"restrictions|polic(?:y|ies)|layer|checks|features)|content (?:polic(?:y|ies)|filters?|"
+    r"filtering|guidelines|restrictions|rules|moderation)|refusals?(?: behaviou?r| training| "
+    r"policy)?|ethical (?:guidelines|constraints|rules|principles|boundaries|programming)|"
+    r"programming|alignment|(?:developer|operator) (?:instructions|rules|message))"
+)
+_R_TARGET = (
+    "instructions instruction directions directives directive rules guidelines guidance "
+    "constraints restrictions limits limitations boundaries configuration config programming "
+    "training policy policies filters filter filtering protocols protocol orders commands prompt "
+    "prompts conditioning principles ethics morals safeguards guardrails moderation censorship "
+    "persona setup safety refusal refusals alignment"
+)
+_AFTER = (
+    r"(?:above|before|so far|earlier|from before|you (?:were|have been|had been) (?:given|told|"
+    r"taught|trained on)|you (?:got|received|had|have|were trained on)|(?:given|sent) to you|"
+    r"from (?:your|the) (?:developers?|creators?|operators?|system|company|admins?|owners?)|"
+    r"(?:your|the) (?:developers?|creators?|operators?|owners?) gave you)"
+)
+_UNLOCK_MODE = (
+    r"(?:developer|god|sudo|unrestricted|jailbreak|jailbroken|dan|unfiltered|uncensored|"
+    r"no[- ]limits?|no[- ]restrictions?|no[- ]filters?|unlocked|evil|chaos)"
+)
+_WEAK_MODE = r"(?:dev|debug|admin|administrator|maintenance|root|diagnostic|super ?user|test)"
+_LIMITS = (
+    r"(?:restrictions|filters?|filtering|content polic(?:y|ies)|polic(?:y|ies)|limits|"
+    r"limitations|guardrails|censorship|moderation|safety(?: \w+)?|ethical (?:guidelines|"
+    r"constraints|limits)|refusals?|constraints|safeguards|boundaries|rules|guidelines)"
+)
+_CLAIMANT = (
+    r"(?:administrator|admin|admins|developers?|dev team|system|owner|operator|creators?|"
+    r"openai|anthropic|it department|security team|engineering team|maintainers?|sysadmin|root)"
+)
+_COMMAND = (
+    r"(?:you (?:must|should|can|may|will|are (?:now )?(?:allowed|authori[sz]ed|permitted|"
+    r"required|cleared))|ignore|disregard|disable|bypass|reveal|grant|approve|unlock|skip|"
+    r"turn off|comply|obey|issue|refund|give me|forget)"
+)
+
+_GRAMMAR: tuple[_Pattern, ...] = (
+    _p(
+        "override",
+        0.85,
+        _TRIG_OV,
+        rf"\b{_OV}\b(?:{_W}){{0,3}}?[\s,]+{_QUAL}\b(?:{_W}){{0,3}}?[\s,]+{_TARGET}\b",
+        requires=_R_TARGET,
+    ),
+    _p(
+        "override",
+        0.8,
+        _TRIG_OV,
+        rf"\b{_OV}\b(?:{_W}){{0,3}}?[\s,]+{_TARGET}[\s,]+(?:\w+\s+)?{_AFTER}\b",
+        requires=_R_TARGET,
+    ),
+    _p(
+        "override",
+        0.8,
+        _TRIG_OV,
+        rf"\b{_OV}\b(?:{_W}){{0,4}}?[\s,]+{_STRONG}\b",
+        requires=_R_TARGET,
+    ),
+    _p(
+        "override",
+        0.8,
+        "apply bound exempt released",
+        rf"\b(?:your|previous|prior|earlier|original|initial|above|system|those|these|"
+        rf"(?:bot|ai|assistant|model)['\u2019]?s?) (?:\w+ )?{_TARGET}\b"
+        rf"(?:{_W}){{0,8}}?[\s,]+(?:do not|don['\u2019]?t|does not|doesn['\u2019]?t|"
+        r"no longer|won['\u2019]?t|shouldn['\u2019]?t|never) apply (?:to (?:me|us|this (?:chat|"
+        r"conversation|session|request))|here|anymore|any more|now)"
+        r"|\byou(?: are|['\u2019]re| will be)? (?:now |hereby )?(?:no longer|not) (?:bound|"
+        r"restricted|limited|constrained|governed) by (?:any |your |the |its |those |these )?"
+        rf"(?:(?:\w+ )?{_TARGET}|(?:openai|anthropic|your (?:creators?|developers?|makers?)))\b"
+        r"|\byou(?: are|['\u2019]re) (?:now |hereby )?(?:released|exempt|freed) from (?:all |any |"
+        r"your |the )",
+        requires=_R_TARGET + " bound restricted limited constrained governed released exempt",
+    ),
+    _p(
+        "roleplay",
+        0.85,
+        "mode",
+        rf"\b{_UNLOCK_MODE} mode\b[\s:,.!-]*(?:is |has been )?(?:now )?(?:enabled|activated|"
+        r"active|engaged|unlocked|on|initiated|turned on|switched on|granted)\b"
+        rf"|\b{_WEAK_MODE} mode\b[\s:,.!-]*(?:is |has been )?(?:now )?(?:enabled|activated|"
+        r"engaged|unlocked|granted)\b[\s:,.!-]*(?:you|your|ignore|disregard|no (?:restrictions|"
+        r"filters|rules|limits)|all (?:restrictions|filters|safety)|safety|filters|restrictions)"
+        rf"|\b(?:enter|activate|enable|switch (?:in)?to|engage|turn on|unlock|initiate|go into|"
+        rf"boot into) {_UNLOCK_MODE} mode\b",
+    ),
+    _p(
+        "roleplay",
+        0.85,
+        "disable turn switch deactivate shut remove drop lift suspend bypass circumvent lower "
+        "relax loosen rid",
+        r"\b(?:disable|turn off|switch off|deactivate|shut off|shut down|remove|drop|lift|"
+        r"suspend|bypass|circumvent|lower|relax|loosen|get rid of)\s+(?:all\s+|any\s+)?(?:of\s+)?"
+        r"(?:your|the (?:assistant|bot|ai|model)['\u2019]?s?)\s+(?:own\s+)?(?:\w+\s+){0,2}?"
+        r"(?:filters?|filtering|safety|safeguards|guardrails|refusals?|refusal (?:behaviou?r|"
+        r"mechanism|training)|restrictions|limits|limitations|moderation|censorship|content "
+        r"polic(?:y|ies)|ethics|ethical (?:guidelines|constraints|filters)|alignment|"
+        r"protections?)\b"
+        r"|\b(?:disable|turn off|switch off|deactivate)\s+(?:all\s+|any\s+|the\s+)?(?:content "
+        r"(?:filters?|filtering|moderation|polic(?:y|ies))|safety (?:filters?|guardrails|"
+        r"protocols|mode)|refusals?|refusal behaviou?r|guardrails|moderation|censorship)\b",
+        requires="your filter filters filtering safety safeguards guardrails refusal refusals "
+        "restrictions limits limitations moderation censorship content ethics ethical alignment "
+        "protection protections",
+    ),
+    _p(
+        "roleplay",
+        0.8,
+        "without free unbound unconstrained",
+        r"\b(?:act|respond|answer|reply|operate|behave|talk|write|speak|continue|proceed|function|"
+        r"work|generate|comply|output|chat)\w*\b(?:\s+[\w']+){0,3}?\s+(?:without|free of|free "
+        r"from|unbound by|unconstrained by)\s+(?:any\s+|all\s+|your\s+|the\s+|its\s+|usual\s+)*"
+        r"(?:content polic(?:y|ies)|restrictions|filters?|filtering|limits|limitations|"
+        r"guardrails|censorship|moderation|safety (?:filters?|guidelines|rules|checks|"
+        r"restrictions|measures)|ethical (?:guidelines|constraints)|refusals?|constraints|"
+        r"safeguards)\b(?!\s+(?:on|about|regarding|for|in|of|to)\b)",
+    ),
+    _p(
+        "roleplay",
+        0.8,
+        "you you're",
+        rf"\byou (?:have|now have|['\u2019]ve got|possess) (?:no|zero) (?:more )?{_LIMITS}\b"
+        r"(?!\s+(?:on|about|regarding|for|in|of|to)\b)"
+        r"|\byou(?: are|['\u2019]re) (?:now )?(?:fully )?(?:unrestricted|unfiltered|uncensored|"
+        r"unbound|unchained|unshackled|liberated)\b"
+        rf"|\bthere (?:are|is) no (?:more )?{_LIMITS} (?:for you|anymore|any more|now|in this "
+        r"(?:chat|conversation|session))",
+        requires="no unrestricted unfiltered uncensored unbound unchained unshackled liberated",
+    ),
+    _p(
+        "override",
+        0.8,
+        "instruction instructions directive directives order orders command commands message "
+        "update",
+        r"\b(?:new|updated|urgent|priority|important|official|direct|revised|latest|special)\s+"
+        r"(?:instruction|instructions|directive|directives|order|orders|command|commands|message|"
+        rf"update)\s+from\s+(?:the\s+|your\s+|an?\s+)?(?:system\s+)?{_CLAIMANT}\b",
+        requires="administrator admin admins developer developers dev system owner operator "
+        "creator creators openai anthropic it security engineering maintainer maintainers "
+        "sysadmin root",
+    ),
+    _p(
+        "override",
+        0.8,
+        "developer creator administrator admin owner operator engineer programmer maker",
+        r"\b(?:i am|i['\u2019]m|this is)\s+(?:the|your|a|an)\s+(?:lead\s+|senior\s+|head\s+|"
+        r"chief\s+)?(?:developer|creator|administrator|admin|owner|operator|engineer|programmer|"
+        r"maker)\b(?:\s+(?:of|who (?:built|made|created|trained|programmed)|behind|that "
+        r"(?:built|made|created))\s+(?:this|you|the|your)\b(?:\s+\w+)?)?"
+        rf"[^.?\n]{{0,40}}?[,.:;!]?\s*(?:so\s+|therefore\s+|and\s+|now\s+)?{_COMMAND}\b",
+    ),
+    _p(
+        "override",
+        0.75,
+        "override",
+        r"(?:^|[\n.!?>\]]\s*)(?:system |admin |priority |emergency |security |root |master |"
+        r"developer )?override\s*[:!].{0,60}?\b(?:ignore|disregard|forget|disable|bypass|"
+        r"priority|authori[sz]\w+|instructions|rules|restrictions|filters|safety|polic(?:y|ies)|"
+        r"guardrails|moderation)\b",
+    ),
+)
+
+GRAMMAR = tuple(_Pattern(p.kind, p.score, p.regex, p.triggers, p.requires, True) for p in _GRAMMAR)
+PATTERNS += GRAMMAR
+
+# Everyday objects of the grammar's verbs: medicine, the home, devices, software settings,
+# mail. A match that names one (or is followed by "for/on/of ... <one>") scores lower.
+_OBJECTS = re.compile(
+    r"\b(?:dosage|doses?|medication|medicines?|tablets?|pills?|prescriptions?|insulin|"
+    r"doctor|gp|pharmacist|nurse|thermostat|boiler|heating|vending|machine|router|printer|"
+    r"oven|washing|dishwasher|microwave|fridge|freezer|recipe|spam|inbox|e-?mails?|"
+    r"newsletters?|water|coffee|kettle|engine|phone|iphone|android|pixel|samsung|tablet|"
+    r"laptop|browser|chrome|firefox|safari|excel|spreadsheet|lego|furniture|assembly|ikea|"
+    r"garden|lawn|plants?|dog|cat|puppy|diet|homework|exam|parking|satnav|camera|tv|"
+    r"television|alarm|garage|car|tesla|xbox|playstation|console|wi-?fi|dns|firewall|"
+    r"webpack|eslint|linter|compiler|git|npm|docker|kubernetes|nginx|vpn|photos?|"
+    r"instagram|tiktok|youtube|kids?|children|school|teacher|coach|referee|landlord|"
+    r"tenancy|lease|mortgage|bank|gym|recipe|baking|grammar|spelling|chess|football|game|"
+    r"delivery|shipping|postage|courier|washing|laundry|care|installation|cooking|packing|"
+    r"returns?|travel|server|website|site|database|postgres|mysql|deploy\w*|draft|paragraph|"
+    r"contract|agreement|warranty|invoice|receipt|order|booking|appointment|timetable|bus|"
+    r"train|flight|hotel|menu|font|css|html|typo|word|document|file|folder|form|survey)\b"
+)
+_ABOUT = re.compile(r"\s*(?:for|on|of|about|in|from|with|to)\s+(?:the\s+|your\s+|my\s+|this\s+)?")
+
 # Text that talks about attacks rather than making one: a pattern match inside
 # quotes, after "such as" / "e.g." or in a sentence about prompt injection scores lower.
 _DISCUSSION = re.compile(
     r"\b(?:prompt injection|jailbreak prompts?|attacks?|attackers?|adversar\w+|such as|e\.g\.|"
-    r"for example|example|phrases? like|called|known as|researchers?|owasp|mitigat\w+)\b"
+    r"for example|examples?|phrases? like|called|known as|researchers?|owasp|mitigat\w+|"
+    r"phishing|red[- ]team\w*|classic|typical|payloads?|(?:strings?|things|messages?|lines?) "
+    r"like|detect\w*|flag\w*|slides?|workshop|course|training (?:material|module|deck))\b"
 )
 _NEGATED = re.compile(r"\b(?:never|not|n't|don't|do not|mustn't|must not|shouldn't|won't)\s*$")
 _QUOTES = "\"'\u201c\u201d\u2018\u2019`"
+_OPEN_SINGLE = re.compile(r"(?:^|(?<=[\s(\[:]))['\u2018`]")
+_CLOSE_SINGLE = re.compile(r"['\u2019`](?=[\s.,;:!?)\]]|$)")
+_CLAUSE_END = re.compile(r"[.!?;:,\n]|\s(?:and|then|but|so)\s")
+
+
+def _quoted(t: str, s: int) -> bool:
+    """Whether offset *s* of *t* is inside quotation marks (a quoted or reported text)."""
+    before = t[:s]
+    if before.count('"') % 2 or before.count("\u201c") > before.count("\u201d"):
+        return True
+    if "'" in before or "\u2018" in before or "`" in before:
+        opened = len(_OPEN_SINGLE.findall(before))
+        return opened > len(_CLOSE_SINGLE.findall(before)) if opened else False
+    return False
+
+
+def _everyday(t: str, s: int, e: int) -> bool:
+    """Whether a match at *s*:*e* names an everyday object (in it, or just after it)."""
+    if _OBJECTS.search(t, s, e):
+        return True
+    after = t[e : e + 60]
+    m = _CLAUSE_END.search(after)
+    return _OBJECTS.search(after[: m.start()] if m else after) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -494,7 +794,9 @@ class InjectionDetector:
                     score -= 0.4
                 if discussion is None:
                     discussion = _DISCUSSION.search(t) is not None
-                if discussion and before.rstrip()[-1:] in _QUOTES:
-                    score -= 0.3
+                if discussion and (before.rstrip()[-1:] in _QUOTES or _quoted(t, s)):
+                    score -= 0.45
+                if p.everyday and _everyday(t, s, e):
+                    score -= 0.45
                 start, end = n.span(s, e)
                 yield Finding(INJECTION, p.kind, detector, max(0.0, score), start, end)
