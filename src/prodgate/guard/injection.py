@@ -23,12 +23,14 @@ Scores are in [0, 1] and 0.5 is the operating point the policy uses by default.
 
 from __future__ import annotations
 
+import functools
+import importlib
 import json
 import math
 import re
 import threading
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from importlib import resources
 from itertools import accumulate, pairwise, repeat
 from operator import add
@@ -68,6 +70,8 @@ class _Pattern:
     triggers: frozenset[str]  # the pattern runs only if one of these is a word of the text
     requires: frozenset[str]  # ... and one of these too (when not empty)
     everyday: bool = False  # scored down when its object is an everyday thing (_OBJECTS)
+    #: The words a match can begin with (from the regex), or None: matched only there.
+    starts: frozenset[str] | None = None
 
 
 def _p(
@@ -80,8 +84,79 @@ def _p(
         frozenset(triggers.split()),
         frozenset(requires.split()),
         everyday,
+        first_words(rx),
     )
 
+
+class _Open(Exception):
+    """A regex whose match can begin elsewhere than at one of a few known words."""
+
+
+def first_words(rx: str) -> frozenset[str] | None:
+    """Every word a match of *rx* can begin with, or None if that is not a short list.
+
+    A pattern with such a list is tried only where one of those words is (``match`` at
+    each), not scanned through the whole text: the same matches for a fraction of the cost.
+    """
+    parser: Any = importlib.import_module("re._parser")
+    try:
+        words = _walk(
+            list(parser.parse(rx, re.DOTALL)), "", importlib.import_module("re._constants")
+        )
+    except _Open:
+        return None
+    return frozenset(words) if len(words) <= 400 else None
+
+
+def _walk(seq: list[Any], prefix: str, c: Any) -> set[str]:
+    """The first words of the regex items *seq* after the word characters *prefix*."""
+    for i, (op, arg) in enumerate(seq):
+        rest = seq[i + 1 :]
+        if op is c.AT and arg is c.AT_BOUNDARY and prefix:
+            return {prefix}  # \b after word characters: the word ends here
+        if op in (c.AT, c.ASSERT, c.ASSERT_NOT):
+            continue
+        if op is c.LITERAL:
+            ch = chr(arg)
+            if _WORD_CHAR.fullmatch(ch):
+                prefix += ch
+                continue
+            if prefix:
+                return {prefix}
+            raise _Open
+        if op is c.IN:
+            out: set[str] = set()
+            for iop, iarg in arg:
+                if iop is c.LITERAL and _WORD_CHAR.fullmatch(chr(iarg)):
+                    out |= _walk(rest, prefix + chr(iarg), c)
+                elif prefix and (
+                    iop is c.LITERAL or (iop is c.CATEGORY and iarg is c.CATEGORY_SPACE)
+                ):
+                    out.add(prefix)
+                else:
+                    raise _Open
+            return out
+        if op is c.BRANCH:
+            return set().union(*(_walk(list(b) + rest, prefix, c) for b in arg[1]))
+        if op is c.SUBPATTERN:
+            return _walk(list(arg[-1]) + rest, prefix, c)
+        if op in (c.MAX_REPEAT, c.MIN_REPEAT) and arg[1] == 1:
+            once = _walk(list(arg[2]) + rest, prefix, c)
+            return once | _walk(rest, prefix, c) if arg[0] == 0 else once
+        if prefix and op in (c.MAX_REPEAT, c.MIN_REPEAT) and arg[0] >= 1:
+            try:  # a run of non-word characters (\s+) ends the word
+                _walk(list(arg[2]), "", c)
+            except _Open:
+                return {prefix}
+            raise _Open
+        raise _Open
+    if prefix:
+        return {prefix}
+    raise _Open
+
+
+_WORD_SPAN = re.compile(r"[a-z0-9']+")
+_WORD_CHAR = re.compile(r"[a-z0-9']")
 
 _R_RULES = (
     "instructions instruction directions directives directive prompt prompts rules guidelines "
@@ -235,6 +310,88 @@ PATTERNS: tuple[_Pattern, ...] = (
         r"r[eè]gles|reglas|regeln|regole)\b",
         everyday=True,
     ),
+    _p(
+        "extraction",
+        0.75,
+        "what how",
+        r"\bwhat (?:are|were|is|was) (?:your|the) (?:exact |original |initial |hidden |full |"
+        r"secret |actual |real |underlying )?(?:instructions|system prompt|system message|"
+        r"directives|configuration|pre-?prompt|prompt you were given)\b(?!\s+(?:for|on|about|"
+        r"of|to)\b)"
+        r"|\bwhat (?:were you|have you been) (?:told|instructed|programmed|configured) (?:to do )?"
+        r"(?:before|at the (?:start|beginning)|by (?:your|the) (?:developers?|operators?|"
+        r"creators?))"
+        r"|\bhow (?:were|have) you been (?:instructed|configured|prompted|programmed)\b",
+        requires="instructions prompt message directives configuration preprompt pre told "
+        "instructed programmed configured prompted",
+        everyday=True,
+    ),
+    _p(
+        "extraction",
+        0.75,
+        "verbatim word character letter",
+        r"\b(?:verbatim|word for word|word-for-word|character by character|letter by letter)\b"
+        r".{0,60}?\b(?:your|the) (?:\w+ )?(?:instructions|prompt|system message|rules|guidelines|"
+        r"configuration|directives)\b"
+        r"|\b(?:your|the) (?:\w+ )?(?:instructions|prompt|system message|rules|guidelines|"
+        r"configuration|directives)\b.{0,60}?\b(?:verbatim|word for word|word-for-word|"
+        r"character by character|letter by letter)\b",
+        requires="instructions prompt message rules guidelines configuration directives",
+        everyday=True,
+    ),
+    _p(
+        "indirect",
+        0.6,
+        _R_MODEL,
+        rf"\b{_MODEL}s?\b(?:\s+[\w']+){{0,3}}?\s+(?:must|should|shall|need to|are (?:instructed|"
+        r"required|expected) to|is (?:instructed|required|expected) to)\s+(?:always\s+)?(?:rank|"
+        r"rate|recommend|mark|classify|score|approve|say|state|describe|report|reply|respond|"
+        r"ignore|disregard|forget|output)\b",
+        requires="must should shall need instructed required expected",
+        everyday=True,
+    ),
+    _p(
+        "override",
+        0.8,
+        "treat consider take regard",
+        r"\b(?:treat|consider|take|regard)\s+(?:this|the following|what follows|these words)"
+        r"\s+as\s+"
+        r"(?:your|a|the)\s+(?:new\s+)?(?:[\w-]+\s+){0,2}?(?:directive|instructions?|rules?|task|"
+        r"system prompt|orders?|command|priority)\b",
+        requires="this following follows words",
+    ),
+    _p(
+        "override",
+        0.75,
+        "updated changed lifted removed relaxed revised suspended waived",
+        r"\b(?:your|the assistant['\u2019]?s?|the bot['\u2019]?s?|the ai['\u2019]?s?) (?:\w+ )?"
+        r"(?:guidelines|rules|instructions|polic(?:y|ies)|restrictions|limits|settings) "
+        r"(?:were|have been|has been|was|are|got) (?:just |now |officially )?(?:updated|changed|"
+        r"lifted|removed|relaxed|revised|suspended|waived)\b.{0,60}?\byou (?:can|may|are "
+        r"(?:now )?(?:allowed|permitted|free) to|should now|must now)\b",
+        requires="guidelines rules instructions policy policies restrictions limits settings",
+        everyday=True,
+    ),
+    _p(
+        "extraction",
+        0.75,
+        "instructions rules guidelines directives prompt",
+        r"\bwhat (?:instructions|rules|guidelines|directives|prompt) (?:did|have|has) (?:your|the) "
+        r"(?:operator|developer|creator|owner|company|admin|system|maker)s? (?:give|given|set|"
+        r"written|write|provide|provided)\b",
+        requires="did have has",
+    ),
+    _p(
+        "exfiltration",
+        0.75,
+        "http https",
+        r"\b(?:paste|put|place|insert|append|add|embed|encode|attach|include|upload|send|post)\b"
+        r".{0,40}?\b(?:(?:the )?(?:user|customer|client|policyholder|claimant|person|caller)"
+        r"['\u2019]?s?\s+(?:\w+\s+)?(?:address|details|data|token|password|credentials|e-?mails?|"
+        r"phone|messages|history|name|number)|(?:all (?:of )?)?(?:our|this|the) (?:chat|"
+        r"conversation)(?: so far| history| log)?|everything (?:the user|i|we|they) (?:said|told|"
+        r"wrote|typed))\b.{0,80}?https?://",
+    ),
     # -- role-play jailbreaks
     _p(
         "roleplay",
@@ -289,6 +446,40 @@ PATTERNS: tuple[_Pattern, ...] = (
         r"\bjailbr(?:oken|eak)\s+(?:ai|assistant|model|chatbot|version|mode|gpt|chatgpt|llm)\b"
         r"|\byou(?: are|'re| have been)\s+(?:now\s+)?jailbroken\b",
     ),
+    _p(
+        "indirect",
+        0.8,
+        "read processed summarised summarized analysed analyzed parsed reviewed screened scanned",
+        r"\bif (?:this|the) (?:\w+ )?(?:email|document|page|text|message|file|review|cv|resume|"
+        r"article|content|site|website|listing|application)\s+(?:is|was|gets)\s+(?:being\s+)?"
+        rf"(?:read|processed|summari[sz]ed|analy[sz]ed|parsed|reviewed|screened|scanned)\s+by\s+"
+        rf"(?:an?\s+|the\s+|any\s+)?(?:\w+\s+)?{_MODEL}\b",
+        requires=_R_MODEL,
+    ),
+    _p(
+        "indirect",
+        0.7,
+        _R_MODEL,
+        rf"\b(?:any|all|every)\s+{_MODEL}s?\b(?:\s+[\w']+){{0,4}}?\s+(?:must|should|shall|is|are)"
+        r"\s+(?:(?:instructed|required|told|expected) to\s+)?(?:ignore|disregard|forget|approve|"
+        r"rate|rank|recommend|mark|classify|score|treat|output|say|respond with|reply with|"
+        r"include|send|forward|state|describe)\b",
+        requires="must should shall is are",
+    ),
+    _p(
+        "indirect",
+        0.7,
+        "ai assistant llm model bot agent chatbot gpt",
+        rf"<!--(?:(?!-->).){{0,200}}?\b{_MODEL}\b(?:(?!-->).){{0,200}}?\b(?:ignore|disregard|"
+        r"forget|approve|instead|must|should|reply|respond|say|output|include|send|do not|don't)\b",
+    ),
+    _p(
+        "indirect",
+        0.75,
+        "system admin assistant",
+        r"(?:^|\n)\s*[\[(<]?(?:system|admin|assistant)[\])>]?\s*:\s*(?:ignore|disregard|forget|"
+        r"new (?:instructions|task|rules)|you (?:are|must) now|override|from now on)\b",
+    ),
     # -- exfiltration
     _p(
         "exfiltration",
@@ -331,6 +522,31 @@ PATTERNS: tuple[_Pattern, ...] = (
         r"(?:there|at|on|in)\s+(?:https?://|that (?:page|url|site)|this (?:url|link))",
         requires="there at on in",
     ),
+    _p(
+        "exfiltration",
+        0.8,
+        "http https",
+        r"!?\[[^\]]{0,100}\]\(\s*https?://[^)\s]*[?&/][\w-]*=?(?:\{[^}]{1,40}\}|\[[^\]]{1,40}\]|"
+        r"<[^>]{1,40}>|%7b|\$\{?\w+)"
+        r"|https?://\S*[?&][\w-]+=(?:\{[^}]{1,40}\}|\[[^\]]{1,40}\]|<[^>]{1,40}>|%7b)",
+    ),
+    _p(
+        "exfiltration",
+        0.75,
+        "send post forward email mail upload transmit exfiltrate leak copy export submit share",
+        r"\b(?:send|post|forward|e-?mail|upload|transmit|exfiltrate|leak|copy|export|submit|"
+        r"share)\b.{0,80}?\b(?:conversation|transcript|chat (?:log|history)|user data|personal "
+        r"(?:data|details|information)|contact details|phone numbers|customer (?:list|records|"
+        r"data|details)|order history|session (?:tokens?|cookies?|ids?)|cookies|auth\w* "
+        r"(?:tokens?|headers?)|api keys?|credentials|passwords?|card numbers|medical records|"
+        r"private keys?|env(?:ironment)? var\w*|internal documents|system prompt)\b.{0,60}?"
+        r"\bto\s+(?:this|that|the following|an external|an outside|my|my personal|a (?:remote|"
+        r"third[- ]party))\s+(?:\w+\s+)?(?:address|server|endpoint|inbox|url|link|site|domain|"
+        r"account|email|webhook|bucket)\b",
+        requires="conversation transcript chat user personal contact phone customer order "
+        "session cookies auth authorization api credentials password passwords card medical "
+        "private env environment internal system",
+    ),
     # -- indirect: text in a document that addresses the model
     _p(
         "indirect",
@@ -370,7 +586,7 @@ PATTERNS: tuple[_Pattern, ...] = (
         "reading processing summarising summarizing screening analysing analyzing reviewing reads",
         rf"\b{_MODEL}\s+(?:that\s+|which\s+|who\s+)?(?:is\s+)?(?:reading|processing|summari[sz]ing|"
         r"screening|analy[sz]ing|reviewing|reads|processes|summari[sz]es|screens)\s+(?:this|these|"
-        r"the following)",
+        r"the following|my|our)",
         requires=_R_MODEL,
     ),
     _p(
@@ -589,8 +805,16 @@ _GRAMMAR: tuple[_Pattern, ...] = (
     ),
 )
 
-GRAMMAR = tuple(_Pattern(p.kind, p.score, p.regex, p.triggers, p.requires, True) for p in _GRAMMAR)
+GRAMMAR = tuple(replace(p, everyday=True) for p in _GRAMMAR)
 PATTERNS += GRAMMAR
+
+#: Which patterns each trigger word runs (a text's words select its patterns in one step).
+_BY_TRIGGER: dict[str, frozenset[int]] = {
+    w: frozenset(i for i, p in enumerate(PATTERNS) if w in p.triggers)
+    for p in PATTERNS
+    for w in p.triggers
+}
+_ALL_TRIGGERS = frozenset(_BY_TRIGGER)
 
 # Everyday objects of the grammar's verbs: medicine, the home, devices, software settings,
 # mail. A match that names one (or is followed by "for/on/of ... <one>") scores lower.
@@ -725,7 +949,24 @@ def _read(text: str) -> Model:
     )
 
 
-_WORD_SPAN = re.compile(r"[a-z0-9']+")
+#: Words of an attack spelt backwards: the text is read reversed too when one is there.
+_REVERSED = frozenset(
+    ("erongi", "dragersid", "tegrof", "snoitcurtsni", "tpmorp", "metsys", "selur", "laever")
+)
+
+
+@functools.lru_cache(maxsize=4096)
+def _find(word: str) -> re.Pattern[str]:
+    return re.compile(re.escape(word) + r"\b")
+
+
+def _anchored(rx: re.Pattern[str], t: str, at: list[int]) -> Iterator[re.Match[str]]:
+    """``rx.finditer(t)``, for a regex whose matches begin only at the offsets *at*."""
+    last = 0
+    for i in at:
+        if i >= last and (m := rx.match(t, i)):
+            last = max(m.end(), i + 1)
+            yield m
 
 
 class InjectionDetector:
@@ -749,6 +990,13 @@ class InjectionDetector:
             return []
         n = normalise(text)
         found = self._layers(n, "injection.patterns", "injection.model")
+        if not _REVERSED.isdisjoint(n.words):
+            hits = self._layers(normalise(text[::-1]), "", "")
+            best = max((f.score for f in hits), default=0.0)
+            if best >= 0.5:
+                found.append(
+                    Finding(INJECTION, "obfuscation", "injection.decoded", best, 0, len(text))
+                )
         for p in payloads(text, n.words):
             inner = normalise(p.text)
             hits = self._layers(inner, "", "")
@@ -783,10 +1031,29 @@ class InjectionDetector:
         words = set(n.words)
         t = n.text
         discussion: bool | None = None
-        for p in PATTERNS:
-            if p.triggers.isdisjoint(words) or (p.requires and p.requires.isdisjoint(words)):
+        where: dict[str, list[int]] = {}
+        lead: set[str] | None = None  # words written 'quoted, without the quote
+        hit = _ALL_TRIGGERS.intersection(words)
+        if not hit:
+            return
+        todo: set[int] = set().union(*map(_BY_TRIGGER.__getitem__, hit))
+        for i in sorted(todo):
+            p = PATTERNS[i]
+            if p.requires and p.requires.isdisjoint(words):
                 continue
-            for m in p.regex.finditer(t):
+            if p.starts is None:
+                matches: Iterable[re.Match[str]] = p.regex.finditer(t)
+            else:
+                if lead is None:
+                    lead = {w.lstrip("'") for w in words if w[0] == "'"}
+                at = []
+                for w in p.starts.intersection(words).union(p.starts.intersection(lead)):
+                    if w not in where:  # every place the word is: a literal search, fast
+                        where[w] = [m.start() for m in _find(w).finditer(t)]
+                    at += where[w]
+                at.sort()
+                matches = _anchored(p.regex, t, at)
+            for m in matches:
                 score = p.score
                 s, e = m.span()
                 before = t[max(0, s - 24) : s]
