@@ -632,8 +632,8 @@ _QUAL = (
     r"(?:the )?(?:bot|ai|assistant|model|system|developer|operator)(?:['\u2019]s)?)"
 )
 _TARGET = (
-    r"(?:instructions?|directions|directives?|rules|guidelines|guidance|constraints|"
-    r"restrictions|limits|limitations|boundaries|configuration|config|programming|training|"
+    r"(?:instructions?|directions?|directives?|rules?|guidelines?|guidance|constraints?|"
+    r"restrictions?|limits|limitations|boundaries|configuration|config|programming|training|"
     r"polic(?:y|ies)|filters?|filtering|protocols?|orders|commands|prompts?|conditioning|"
     r"principles|ethics|morals|safeguards|guardrails|moderation|censorship|persona|setup|"
     r"system (?:prompt|message)|safety(?: \w+)?|refusals?(?: behaviou?r)?)"
@@ -647,7 +647,8 @@ _STRONG = (
     r"programming|alignment|(?:developer|operator) (?:instructions|rules|message))"
 )
 _R_TARGET = (
-    "instructions instruction directions directives directive rules guidelines guidance "
+    "instructions instruction directions direction directives directive rules rule guidelines "
+    "guideline guidance constraint restriction "
     "constraints restrictions limits limitations boundaries configuration config programming "
     "training policy policies filters filter filtering protocols protocol orders commands prompt "
     "prompts conditioning principles ethics morals safeguards guardrails moderation censorship "
@@ -705,8 +706,9 @@ _GRAMMAR: tuple[_Pattern, ...] = (
         "override",
         0.8,
         "apply bound exempt released",
-        rf"\b(?:your|previous|prior|earlier|original|initial|above|system|those|these|"
+        rf"(?:\b(?:your|previous|prior|earlier|original|initial|above|system|those|these|"
         rf"(?:bot|ai|assistant|model)['\u2019]?s?) (?:\w+ )?{_TARGET}\b"
+        rf"|\b{_TARGET}[\s,]+(?:\w+\s+)?{_AFTER}\b)"
         rf"(?:{_W}){{0,8}}?[\s,]+(?:do not|don['\u2019]?t|does not|doesn['\u2019]?t|"
         r"no longer|won['\u2019]?t|shouldn['\u2019]?t|never) apply (?:to (?:me|us|this (?:chat|"
         r"conversation|session|request))|here|anymore|any more|now)"
