@@ -6,9 +6,20 @@ naming itself in its findings' ``detector``:
 - ``injection.patterns``: the shapes attacks take, spelled as regular expressions
   over the normalised text: overriding the instructions, extracting the system
   prompt, role-play jailbreaks, exfiltration to a URL, and text in a document or
-  tool output that addresses the model ("note to the AI reading this"). A pattern
-  runs only when one of its trigger words is among the text's words, so ordinary
-  text costs a set intersection, not a scan per pattern.
+  tool output that addresses the model ("note to the AI reading this"). Beside
+  fixed phrasings, a grammar: an override verb (ignore, erase, set aside, never
+  mind, stop following, ...) a few words from a qualifier (all, your, previous,
+  whatever, ...) and a target naming the model's governance (instructions, rules,
+  guardrails, system prompt, content policy, refusal behaviour, ...); the converse
+  ("... do not apply to me", "no longer bound by"); unlocking ("developer mode
+  enabled", "turn off your filters", "respond without any guardrails"); and a claim
+  of authority with a command ("new instructions from the administrator: ...").
+  A grammar match whose object is an everyday thing (a dosage, a router, a vending
+  machine, mail) scores lower, as does any match inside quotes in a text that talks
+  about attacks. A pattern runs only when one of its trigger words is among the
+  text's words (one set intersection selects them), and is tried only where a word
+  it can begin with is (:func:`first_words`, read from the regex), not at every
+  character. Text containing an attack word spelt backwards is also read reversed.
 - ``injection.decoded``: base64, hex, rot13 and URL-encoded substrings, decoded and
   put through the other two layers; the finding is the encoded span.
 - ``injection.model``: logistic regression over word unigrams and bigrams (the
