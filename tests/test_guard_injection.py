@@ -279,3 +279,14 @@ def test_patterns_match_only_where_their_first_words_are_and_lose_nothing() -> N
     assert anchored == scanned
     assert all(f for f in anchored)
     assert sum(p.starts is not None for p in saved) > len(saved) * 2 // 3
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "What is the difference between a system prompt and a developer message?",
+        "How do content filters and guardrails in chatbots actually work?",
+    ],
+)
+def test_questions_about_what_prompts_are_are_not_flagged(text: str) -> None:
+    assert not flagged(text)

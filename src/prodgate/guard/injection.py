@@ -875,6 +875,22 @@ def _quoted(t: str, s: int) -> bool:
     return False
 
 
+# A question about how prompts work: the model's score (its words are the attack's words)
+# counts for less when no pattern fires.
+_DEFINITIONAL = re.compile(
+    r"^\W*(?:\w+[,.!]\s+)?(?:what(?:['\u2019]s| is| are) (?:the difference between|a |an |the "
+    r"role of)|how (?:do|does) (?:a |an |the )?(?:[\w-]+ ){1,4}work\b|(?:can you )?explain "
+    r"(?:what|how|the difference)|what does (?:a |an |the )?[\w-]+(?: [\w-]+)? (?:mean|do)\b)"
+)
+
+
+def _asking_about(t: str) -> float:
+    """How much to take off the model's score of *t* when it asks what something is."""
+    if _DEFINITIONAL.search(t):
+        return 0.2
+    return 0.0
+
+
 def _everyday(t: str, s: int, e: int) -> bool:
     """Whether a match at *s*:*e* names an everyday object (in it, or just after it)."""
     if _OBJECTS.search(t, s, e):
@@ -1025,6 +1041,8 @@ class InjectionDetector:
         model = self.model
         if model is not None and n.words:
             score, ws, we = model.score(n.words)
+            if score >= MIN_SCORE and not any(f.score >= 0.5 for f in found):
+                score -= _asking_about(n.text)
             if score >= MIN_SCORE:
                 start, end = self._word_span(n, ws, we)
                 found.append(Finding(INJECTION, "model", model_name, score, start, end))
