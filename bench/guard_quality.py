@@ -366,10 +366,8 @@ def main() -> int:
     )
     args = p.parse_args()
     heldout = args.data is not None
-    if heldout:
-        rows = load_rows(args.data)
-    else:
-        rows = [r for r in load_rows() if r.get("split") == "test"]
+    # A held-out set is all test; the corpus, its test split only.
+    rows = load_rows(args.data) if heldout else [r for r in load_rows() if r["split"] == "test"]
     dets = detectors()
     quality: dict[str, Any] = {}
     if "injection" in dets:
