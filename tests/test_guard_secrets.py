@@ -273,3 +273,29 @@ def test_hex_under_an_ids_name_or_alone_is_not(text: str) -> None:
 def test_a_connection_string_with_an_empty_user_gives_its_password() -> None:
     text = "CACHE_URL = 'redis://:Ac2FzAF13jifLoFz@redis-cache.prod.svc:6379/0'"
     assert spans(text) == [("connection_string", "Ac2FzAF13jifLoFz")]
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("mysql -u root -p'Falcon!1867z' -h 10.0.3.7", "Falcon!1867z"),
+        ("psql --password=S3cr3tPa55 -h db", "S3cr3tPa55"),
+        ("Password for the VPN config file: qcuv.gbxkz51!", "qcuv.gbxkz51!"),
+        ("the password for the till laptop is Maple_3858z, thanks", "Maple_3858z"),
+    ],
+)
+def test_passwords_on_command_lines_and_in_prose(text: str, value: str) -> None:
+    assert spans(text) == [("password", value)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "gcc -pthread -o server server.c",
+        "the password for the account is changed every month",
+        "The password field of the form is: required",
+        "password_hash for the user is 5f4dcc3b5aa765d61d8327deb882cf99",
+    ],
+)
+def test_prose_about_passwords_is_not_one(text: str) -> None:
+    assert spans(text) == []

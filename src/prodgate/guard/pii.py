@@ -39,7 +39,12 @@ _EMAIL = re.compile(
     r"(?<![\w.%+\-])[A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}@"
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![\w\-])"
 )
-_NOT_TLD = frozenset({"png", "jpg", "jpeg", "gif", "svg", "webp", "ico", "bmp", "js", "css"})
+_NOT_TLD = frozenset(
+    {"png", "jpg", "jpeg", "gif", "svg", "webp", "ico", "bmp", "js", "css",
+     # Reserved for tests and documentation (RFC 2606, RFC 6761), and the placeholder
+     # of a format ("firstname.lastname@company.tld"): no one's mailbox.
+     "test", "invalid", "localhost", "tld"}
+)  # fmt: skip
 
 # A run of digits and separators: where every number-shaped kind can be. One pass of
 # this over the text replaces a pass of each kind's pattern.
@@ -176,6 +181,26 @@ def _groups_ok(raw: str) -> bool:
         return True
     # 13 and 17-19 digit cards written in fours leave a short last group.
     return all(len(g) == 4 for g in groups[:-1]) and 1 <= len(groups[-1]) <= 3
+
+
+#: Numbers reserved for fiction, which no one can have: North America's 555-0100 to
+#: 555-0199 (any area code) and Ofcom's drama ranges (UK mobile 07700 900000-900999,
+#: London 020 7946 0000-0999, and the geographic 0113..0191 496 0xxx).
+_UK_DRAMA = (
+    "7700900", "2079460", "1134960", "1144960", "1154960", "1164960", "1174960",
+    "1184960", "1214960", "1314960", "1414960", "1514960", "1614960", "1914960",
+)  # fmt: skip
+
+
+def _fictional(digits: str) -> bool:
+    """Whether the number (its digits as written) is in a range reserved for fiction."""
+    national = digits
+    if national.startswith(("1", "44")) and len(national) in (11, 12):
+        national = national[1:] if national.startswith("1") else national[2:]
+    if len(national) == 10 and national[3:6] == "555" and national[6:8] == "01":
+        return True
+    national = national.lstrip("0")
+    return national.startswith(_UK_DRAMA)
 
 
 class PiiDetector:
@@ -414,7 +439,7 @@ class PiiDetector:
                 )
         except phonenumbers.NumberParseException:
             return None
-        if not ok:
+        if not ok or _fictional(digits):
             return None
         return self._finding("phone", 0.95 if international else 0.9, start, start + len(raw))
 

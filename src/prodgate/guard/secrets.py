@@ -139,6 +139,17 @@ _TEMPLATE_VAR = re.compile(r"\$\{?\w+\}?|\{\{?\s*\w+\s*\}?\}|%\(\w+\)s|%s|<\w+>"
 _PUBLIC_TOKEN = ("AAAAB3", "AAAAC3", "AAAAE2", "sha1-", "sha256-", "sha384-", "sha512-",
                  "pk_live_", "pk_test_")  # fmt: skip
 _PUBLIC_BLOCK = re.compile(r"-----BEGIN (?:CERTIFICATE|PUBLIC KEY|[A-Z ]*PUBLIC KEY[A-Z ]*)-----")
+# A quoted value after -p (an unquoted -pX is a compiler flag as often as a password),
+# or any value after --password.
+_CLI_PASSWORD = re.compile(
+    r"(?<![\w-])-p(['\"])([^'\"\s]{4,100})\1|(?<![\w-])--password[= ]['\"]?([^\s'\"]{4,100})"
+)
+# "the password for the VPN config file: ...", "the password of the till laptop is ...":
+# a few words between the name and its value, in prose.
+_PROSE_ASSIGN = re.compile(
+    r"(?:[ \t]+(?:for|of|to|on|in|the|a|an|my|our|your|this|that|new|shared|\w{2,20}))"
+    r"{1,6}?[ \t]*(?::|[ \t](?:is|was)[ \t])[ \t]*[\"'`]?([^\s\"'`,;<>(){}\[\]]{6,100})"
+)
 _BASIC = re.compile(r"(?<![\w-])Basic[ \t]+([A-Za-z0-9+/]{8,}={0,2})(?![\w+/=])")
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
 _NAME_BEFORE = re.compile(r"([\w.\-]+)[\"']?\s*[:=]\s*[\"']?$")
@@ -270,6 +281,8 @@ class SecretsDetector:
             self._tokens(text, joined, found)
         if "Basic " in text and "password" in kinds:
             self._basic_auth(text, found)
+        if ("-p" in text or "--password" in text) and "password" in kinds:
+            self._cli_passwords(text, found)
         lower = text.lower()
         if any(w in lower for w in _SECRET_WORDS):
             self._assignments(text, lower, found)
@@ -357,6 +370,14 @@ class SecretsDetector:
                 continue
             found.append(self._finding("connection_string", 1.0, m.start(2), m.end(2)))
 
+    def _cli_passwords(self, text: str, found: list[Finding]) -> None:
+        """A password on a command line: ``mysql -p'...'``, ``--password=...``."""
+        for m in _CLI_PASSWORD.finditer(text):
+            group = 2 if m.group(2) is not None else 3
+            value = m.group(group)
+            if _password(value) and not _TEMPLATE_VAR.fullmatch(value):
+                found.append(self._finding("password", 0.9, m.start(group), m.end(group)))
+
     def _basic_auth(self, text: str, found: list[Finding]) -> None:
         """``Authorization: Basic <base64 of user:password>``: base64 of text, yet a secret."""
         for m in _BASIC.finditer(text):
@@ -400,6 +421,10 @@ class SecretsDetector:
                 if base in ("pass", "pwd") or prev not in "ytnel":  # bypass; apikey, authkey
                     continue
             m = _ASSIGN.match(text, word.end())
+            prose = False
+            if m is None and base in ("pass", "pwd"):
+                m = _PROSE_ASSIGN.match(text, word.end())
+                prose = m is not None
             if m is None:
                 # "Bearer <token>", "password Summer2024!", "signing secret <hex>": a value
                 # after a space only, so it must look like one (not "pass --force").
@@ -430,7 +455,9 @@ class SecretsDetector:
                 text[name_start - 1].isalnum() or text[name_start - 1] in "_.-"
             ):
                 name_start -= 1
-            name = _snake(text[name_start : m.start(1)].split("=")[0])
+            # In prose ("the password for the config file: ...") the name is the word.
+            name_end = word.end() if prose else m.start(1)
+            name = _snake(text[name_start:name_end].split("=")[0])
             if base in ("pass", "pwd"):
                 if "://" in value or _NOT_SECRET_NAME.search(name):
                     continue
