@@ -51,11 +51,13 @@ from .finding import INJECTION, Finding
 from .injection_patterns import (
     _ALL_TRIGGERS,
     _BY_TRIGGER,
+    _DEVICE,
     _DISCUSSION,
     _NEGATED,
     _QUOTES,
     PATTERNS,
     _asking_about,
+    _code_like,
     _everyday,
     _quoted,
 )
@@ -211,7 +213,7 @@ class InjectionDetector:
         if model is not None and n.words:
             score, ws, we = model.score(n.words)
             if score >= MIN_SCORE and not any(f.score >= 0.5 for f in found):
-                score -= _asking_about(n.text)
+                score -= _asking_about(n.text) + _code_like(n.original)
             if score >= MIN_SCORE:
                 start, end = self._word_span(n, ws, we)
                 found.append(Finding(INJECTION, "model", model_name, score, start, end))
@@ -264,6 +266,8 @@ class InjectionDetector:
                 if discussion and (before.rstrip()[-1:] in _QUOTES or _quoted(t, s)):
                     score -= 0.45
                 if p.everyday and _everyday(t, s, e):
+                    score -= 0.45
+                if " mode" in t[s:e] and _DEVICE.search(t, max(0, s - 100), e + 100):
                     score -= 0.45
                 start, end = n.span(s, e)
                 yield Finding(INJECTION, p.kind, detector, max(0.0, score), start, end)

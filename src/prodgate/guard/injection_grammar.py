@@ -48,7 +48,8 @@ _STRONG = (
     r"restrictions|polic(?:y|ies)|layer|checks|features)|content (?:polic(?:y|ies)|filters?|"
     r"filtering|guidelines|restrictions|rules|moderation)|refusals?(?: behaviou?r| training| "
     r"policy)?|ethical (?:guidelines|constraints|rules|principles|boundaries|programming)|"
-    r"programming|alignment|(?:developer|operator) (?:instructions|rules|message))"
+    r"programming|alignment|(?:developer|operator|system|admin|administrator) (?:instructions|"
+    r"rules|messages?|prompts?))"
 )
 _R_TARGET = (
     "instructions instruction directions direction directives directive rules rule guidelines "
@@ -56,7 +57,7 @@ _R_TARGET = (
     "constraints restrictions limits limitations boundaries configuration config programming "
     "training policy policies filters filter filtering protocols protocol orders commands prompt "
     "prompts conditioning principles ethics morals safeguards guardrails moderation censorship "
-    "persona setup safety refusal refusals alignment"
+    "persona setup safety refusal refusals alignment message messages"
 )
 _AFTER = (
     r"(?:above|before|so far|earlier|from before|you (?:were|have been|had been) (?:given|told|"

@@ -445,6 +445,48 @@ PATTERNS: tuple[_Pattern, ...] = (
         r"|\bin your (?:summary|answer|reply|response),?\s+(?:do not|don't|never)\s+mention\b",
         requires="instead ignore must not don't only mention never",
     ),
+    # -- role-play as a dead relative who used to recite forbidden content
+    _p(
+        "roleplay",
+        0.8,
+        "late deceased dead departed passed",
+        r"\b(?:act|pretend|roleplay|role-play|role play|play|be|impersonate|behave|speak|"
+        r"respond|answer|imagine you are|you are|you're|become)\b(?:\s+[\w']+){0,3}?\s+"
+        r"(?:my|our)\s+"
+        r"(?:late|deceased|dead|departed|(?:recently )?passed(?: away)?)\s+(?:\w+\s+)?"
+        r"(?:grand\w*|granny|nan|nana|uncle|aunt|auntie|mother|father|mom|mum|dad|brother|"
+        r"sister|cousin|wife|husband|relative|friend)\b"
+        r"|\b(?:late|deceased|dead|departed)\s+(?:\w+\s+)?(?:grand\w*|granny|nan|nana|uncle|"
+        r"aunt|auntie|mother|father|mom|mum|dad)\b.{0,60}?\bused to (?:read|tell|recite|"
+        r"whisper|sing|give|explain|say)\b",
+    ),
+    # -- a bot reprogrammed by a new owner
+    _p(
+        "roleplay",
+        0.75,
+        "owner owners operator boss management",
+        r"\b(?:instructed|told|ordered|programmed|reprogrammed|authori[sz]ed|configured)\s+by\s+"
+        r"(?:its|your|their|the|his|her)\s+new\s+(?:\w+\s+)?(?:owners?|operators?|boss|"
+        r"management|developers?|masters?)\b",
+        requires="new",
+    ),
+    # -- a vocative: a sentence of a document addressed to the model, with a command
+    _p(
+        "indirect",
+        0.75,
+        _R_MODEL + " copilot",
+        r"(?:^|[\n.!?;:>\]\-\"(*/#]\s*|\b(?:hey|hi|hello|dear|yo|ok|okay|note|psst|attention),?"
+        r"\s+)(?:to\s+)?(?:the\s+|any\s+|all\s+|you,?\s+)?(?:\w+\s+)?(?:"
+        + _MODEL
+        + r"|copilot)s?\b(?:\s+(?:reading|processing|parsing|summari[sz]ing|reviewing|"
+        r"screening|indexing|crawling)\s+(?:this|these|the)(?:\s+\w+)?)?\s*[,:;\-]\s*"
+        r"(?:please\s+|now\s+|also\s+|kindly\s+|you\s+(?:must|should|need to|will)\s+)?"
+        r"(?:rank|rate|recommend|send|forward|forget|ignore|disregard|output|print|reveal|say|"
+        r"tell|include|mark|approve|give|list|email|e-mail|write|describe|reply|respond|state|"
+        r"classify|score|summari[sz]e|praise|call|visit|fetch|post|upload|append|add|delete|"
+        r"do not|don't|never|always|remember|insert|make|put|treat|consider|stop|shortlist|"
+        r"select|choose|pick|move|transfer|grant)\b",
+    ),
     _p(
         "indirect",
         0.6,
@@ -493,6 +535,15 @@ _DISCUSSION = re.compile(
     r"phishing|red[- ]team\w*|classic|typical|payloads?|(?:strings?|things|messages?|lines?) "
     r"like|detect\w*|flag\w*|slides?|workshop|course|training (?:material|module|deck))\b"
 )
+# A device's developer/debug mode (a phone, a Chromebook, a console) is everyday: a "mode"
+# match with one of these near it scores lower.
+_DEVICE = re.compile(
+    r"\b(?:phones?|iphone|android|pixel|samsung|xiaomi|oneplus|huawei|tablet|ipad|chromebook|"
+    r"chrome ?os|laptop|pc|windows|macos|mac|linux|ubuntu|console|xbox|playstation|ps[345]|"
+    r"nintendo switch|nintendo|steam deck|smart ?tv|roku|firestick|kindle|router|usb|adb|"
+    r"bootloader|firmware|bios|build number|browser|vs ?code|unity|unreal|minecraft|"
+    r"tesla|camera|printer)\b"
+)
 _NEGATED = re.compile(r"\b(?:never|not|n't|don't|do not|mustn't|must not|shouldn't|won't)\s*$")
 _QUOTES = "\"'\u201c\u201d\u2018\u2019`"
 _OPEN_SINGLE = re.compile(r"(?:^|(?<=[\s(\[:]))['\u2018`]")
@@ -524,6 +575,29 @@ def _asking_about(t: str) -> float:
     """How much to take off the model's score of *t* when it asks what something is."""
     if _DEFINITIONAL.search(t):
         return 0.2
+    return 0.0
+
+
+# Source code: a text made of these is a program, and its identifiers and comments
+# (forget_session, SYSTEM_PROMPT, "# pretend mode") describe it; unless a pattern fires
+# (an AI addressed), the model's score counts for less.
+_CODE = re.compile(
+    r"^[ \t]*(?:def |class |import |from [\w.]+ import |function |const |let |var |"
+    r"public |private |return\b|#include|@\w+|if __name__)"
+    r"|[{};][ \t]*$|^[ \t]*(?:#|//|/\*|\*|--)[ \t]"
+    r"|^(?: {4}|\t)\S"
+    r"|\b[a-z]+_[a-z_]+\(|\b[A-Z]+_[A-Z_]+\s*=|\w\(\)|\)\s*(?:->|:)\s*$",
+    re.MULTILINE,
+)
+
+
+def _code_like(t: str) -> float:
+    """How much to take off the model's score of *t* when it reads as source code."""
+    if "\n" not in t and ("(" not in t or "_" not in t):
+        return 0.0
+    for hits, _ in enumerate(_CODE.finditer(t), 1):
+        if hits >= 3:
+            return 0.25
     return 0.0
 
 
