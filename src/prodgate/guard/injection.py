@@ -51,17 +51,15 @@ from .finding import INJECTION, Finding
 from .injection_patterns import (
     _ALL_TRIGGERS,
     _BY_TRIGGER,
-    _DEVICE,
     _DISCUSSION,
     _NEGATED,
     _QUOTES,
     PATTERNS,
     _asking_about,
-    _code_like,
     _everyday,
     _quoted,
 )
-from .injection_rules import _WORD_SPAN
+from .injection_rules import _DEVICE, _WORD_SPAN, _code_like
 from .normalise import Normalised, normalise, payloads
 
 __all__ = ["InjectionDetector", "Model", "features", "load_model"]

@@ -535,15 +535,6 @@ _DISCUSSION = re.compile(
     r"phishing|red[- ]team\w*|classic|typical|payloads?|(?:strings?|things|messages?|lines?) "
     r"like|detect\w*|flag\w*|slides?|workshop|course|training (?:material|module|deck))\b"
 )
-# A device's developer/debug mode (a phone, a Chromebook, a console) is everyday: a "mode"
-# match with one of these near it scores lower.
-_DEVICE = re.compile(
-    r"\b(?:phones?|iphone|android|pixel|samsung|xiaomi|oneplus|huawei|tablet|ipad|chromebook|"
-    r"chrome ?os|laptop|pc|windows|macos|mac|linux|ubuntu|console|xbox|playstation|ps[345]|"
-    r"nintendo switch|nintendo|steam deck|smart ?tv|roku|firestick|kindle|router|usb|adb|"
-    r"bootloader|firmware|bios|build number|browser|vs ?code|unity|unreal|minecraft|"
-    r"tesla|camera|printer)\b"
-)
 _NEGATED = re.compile(r"\b(?:never|not|n't|don't|do not|mustn't|must not|shouldn't|won't)\s*$")
 _QUOTES = "\"'\u201c\u201d\u2018\u2019`"
 _OPEN_SINGLE = re.compile(r"(?:^|(?<=[\s(\[:]))['\u2018`]")
@@ -575,29 +566,6 @@ def _asking_about(t: str) -> float:
     """How much to take off the model's score of *t* when it asks what something is."""
     if _DEFINITIONAL.search(t):
         return 0.2
-    return 0.0
-
-
-# Source code: a text made of these is a program, and its identifiers and comments
-# (forget_session, SYSTEM_PROMPT, "# pretend mode") describe it; unless a pattern fires
-# (an AI addressed), the model's score counts for less.
-_CODE = re.compile(
-    r"^[ \t]*(?:def |class |import |from [\w.]+ import |function |const |let |var |"
-    r"public |private |return\b|#include|@\w+|if __name__)"
-    r"|[{};][ \t]*$|^[ \t]*(?:#|//|/\*|\*|--)[ \t]"
-    r"|^(?: {4}|\t)\S"
-    r"|\b[a-z]+_[a-z_]+\(|\b[A-Z]+_[A-Z_]+\s*=|\w\(\)|\)\s*(?:->|:)\s*$",
-    re.MULTILINE,
-)
-
-
-def _code_like(t: str) -> float:
-    """How much to take off the model's score of *t* when it reads as source code."""
-    if "\n" not in t and ("(" not in t or "_" not in t):
-        return 0.0
-    for hits, _ in enumerate(_CODE.finditer(t), 1):
-        if hits >= 3:
-            return 0.25
     return 0.0
 
 
