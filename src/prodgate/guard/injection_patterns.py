@@ -475,8 +475,9 @@ PATTERNS: tuple[_Pattern, ...] = (
         "indirect",
         0.75,
         _R_MODEL + " copilot",
-        r"(?:^|[\n.!?;:>\]\-\"(*/#]\s*|\b(?:hey|hi|hello|dear|yo|ok|okay|note|psst|attention),?"
-        r"\s+)(?:to\s+)?(?:the\s+|any\s+|all\s+|you,?\s+)?(?:\w+\s+)?(?:"
+        r"(?:(?<!\w )(?<!\w)(?<!\w, )|(?<=hey )|(?<=hi )|(?<=dear )|(?<=hello )|(?<=note )|"
+        r"(?<=the )|(?<=any )|(?<=all )|(?<=psst )|(?<=yo )|(?<=okay )|(?<=ok )|(?<=to )|"
+        r"(?<=for ))(?:"
         + _MODEL
         + r"|copilot)s?\b(?:\s+(?:reading|processing|parsing|summari[sz]ing|reviewing|"
         r"screening|indexing|crawling)\s+(?:this|these|the)(?:\s+\w+)?)?\s*[,:;\-]\s*"
