@@ -458,7 +458,10 @@ PATTERNS: tuple[_Pattern, ...] = (
         r"sister|cousin|wife|husband|relative|friend)\b"
         r"|\b(?:late|deceased|dead|departed)\s+(?:\w+\s+)?(?:grand\w*|granny|nan|nana|uncle|"
         r"aunt|auntie|mother|father|mom|mum|dad)\b.{0,60}?\bused to (?:read|tell|recite|"
-        r"whisper|sing|give|explain|say)\b",
+        r"whisper|sing|give|explain|say|list)\b.{0,60}?\b(?:keys?|codes?|serials?|"
+        r"licen[cs]es?|activation|passwords?|napalm|recipes? for|how to (?:make|build|cook|"
+        r"synthesi[sz]e)|steps (?:to|for)|formulas?|synthesis|exploits?|malware|explosives?|"
+        r"drugs?|weapons?|bombs?|poisons?)\b",
     ),
     # -- a bot reprogrammed by a new owner
     _p(
@@ -477,10 +480,11 @@ PATTERNS: tuple[_Pattern, ...] = (
         _R_MODEL + " copilot",
         r"(?:(?<!\w )(?<!\w)(?<!\w, )|(?<=hey )|(?<=hi )|(?<=dear )|(?<=hello )|(?<=note )|"
         r"(?<=the )|(?<=any )|(?<=all )|(?<=psst )|(?<=yo )|(?<=okay )|(?<=ok )|(?<=to )|"
-        r"(?<=for ))(?:"
+        r"(?<=for )|(?<=attention ))(?:"
         + _MODEL
         + r"|copilot)s?\b(?:\s+(?:reading|processing|parsing|summari[sz]ing|reviewing|"
         r"screening|indexing|crawling)\s+(?:this|these|the)(?:\s+\w+)?)?\s*[,:;\-]\s*"
+        r"(?:(?:when|if|while|as|after|before|once) you\b[^,.;:\n]{0,50}[,:;]\s*)?"
         r"(?:please\s+|now\s+|also\s+|kindly\s+|you\s+(?:must|should|need to|will)\s+)?"
         r"(?:rank|rate|recommend|send|forward|forget|ignore|disregard|output|print|reveal|say|"
         r"tell|include|mark|approve|give|list|email|e-mail|write|describe|reply|respond|state|"

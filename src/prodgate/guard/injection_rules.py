@@ -148,7 +148,8 @@ _CODE = re.compile(
     r"public |private |return\b|#include|@\w+|if __name__)"
     r"|[{};][ \t]*$|^[ \t]*(?:#|//|/\*|\*|--)[ \t]"
     r"|^(?: {4}|\t)\S"
-    r"|\b[a-z]+_[a-z_]+\(|\b[A-Z]+_[A-Z_]+\s*=|\w\(\)|\)\s*(?:->|:)\s*$",
+    r"|\b[a-z]+_[a-z_]+\(|\b[A-Z]+_[A-Z_]+\s*=|\b[A-Za-z_][\w.]*\([^()\n]*\)"
+    r"|\w\[['\"\d]|\)\s*(?:->|:)\s*$",
     re.MULTILINE,
 )
 
