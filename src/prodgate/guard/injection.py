@@ -16,7 +16,8 @@ naming itself in its findings' ``detector``:
   of authority with a command ("new instructions from the administrator: ...").
   A grammar match whose object is an everyday thing (a dosage, a router, a vending
   machine, mail) scores lower, as does any match inside quotes in a text that talks
-  about attacks. A pattern runs only when one of its trigger words is among the
+  about attacks; so does a "developer mode" near a device (a phone, a Chromebook, a
+  console). A pattern runs only when one of its trigger words is among the
   text's words (one set intersection selects them), and is tried only where a word
   it can begin with is (:func:`first_words`, read from the regex), not at every
   character. Text containing an attack word spelt backwards is also read reversed.
@@ -27,7 +28,9 @@ naming itself in its findings' ``detector``:
   by ``bench/guard_train.py`` on the project's corpus (train split only) and shipped
   as JSON (``guard/data/injection_model.json``): a dict of n-gram weights, loaded
   once, lazily. A long text is scored in overlapping windows of words and the best
-  window counts, so an attack buried in a long document is not averaged away.
+  window counts, so an attack buried in a long document is not averaged away. When
+  no pattern fires, a question about what prompts are and a text that reads as source
+  code (its identifiers and comments describe a program) count for less.
 
 Scores are in [0, 1] and 0.5 is the operating point the policy uses by default.
 """
