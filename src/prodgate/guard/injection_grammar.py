@@ -22,13 +22,14 @@ _OV = (
     r"overrule|skip|never ?mind|stop (?:following|obeying|applying|using)|no longer (?:follow|"
     r"obey|apply)|quit following|pay no (?:attention|heed|mind) to|set aside|put aside|delete|"
     r"wipe(?: out)?|reset|clear|cancel|suspend|neglect|overlook|throw (?:out|away)|scrap|ditch|"
-    r"get rid of|let go of|unlearn|purge|dismiss|nullify|revoke|shed|escape|break free of)"
+    r"get rid of|let go of|unlearn|purge|dismiss|nullify|revoke|shed|escape|break free of|"
+    r"disobey|defy|contradict)"
 )
 _TRIG_OV = (
     "ignore disregard forget erase drop discard abandon bypass circumvent override overrule skip "
     "nevermind mind stop longer quit attention heed aside delete wipe reset clear cancel suspend "
     "neglect overlook throw scrap ditch rid go unlearn purge dismiss nullify revoke shed escape "
-    "free"
+    "free disobey defy contradict"
 )
 _QUAL = (
     r"(?:all|any|every|your|previous|prior|earlier|above|preceding|foregoing|original|initial|"
@@ -48,7 +49,8 @@ _STRONG = (
     r"restrictions|polic(?:y|ies)|layer|checks|features)|content (?:polic(?:y|ies)|filters?|"
     r"filtering|guidelines|restrictions|rules|moderation)|refusals?(?: behaviou?r| training| "
     r"policy)?|ethical (?:guidelines|constraints|rules|principles|boundaries|programming)|"
-    r"programming|alignment|(?:developer|operator) (?:instructions|rules|message))"
+    r"programming|alignment|(?:developer|operator|system|admin|administrator) (?:instructions|"
+    r"rules|messages?|prompts?))"
 )
 _R_TARGET = (
     "instructions instruction directions direction directives directive rules rule guidelines "
@@ -56,7 +58,7 @@ _R_TARGET = (
     "constraints restrictions limits limitations boundaries configuration config programming "
     "training policy policies filters filter filtering protocols protocol orders commands prompt "
     "prompts conditioning principles ethics morals safeguards guardrails moderation censorship "
-    "persona setup safety refusal refusals alignment"
+    "persona setup safety refusal refusals alignment message messages"
 )
 _AFTER = (
     r"(?:above|before|so far|earlier|from before|you (?:were|have been|had been) (?:given|told|"
@@ -212,3 +214,48 @@ _GRAMMAR: tuple[_Pattern, ...] = (
 )
 
 GRAMMAR = tuple(replace(p, everyday=True) for p in _GRAMMAR)
+
+# Shapes whose object is the model's own governance, never an everyday thing.
+GRAMMAR += (
+    # a governing text named, then dismissed by pronoun ("... was a draft; ignore it")
+    _p(
+        "override",
+        0.75,
+        "it them that those",
+        r"\b(?:previous|prior|earlier|above|original|initial|old|your|that|the)\s+(?:system "
+        r"(?:message|prompt|instructions)|(?:developer|operator|admin) (?:message|prompt|"
+        r"instructions)|instructions|guidelines|rules)\b[^.!?\n]{0,80}?[;,.:\-]\s*(?:so\s+|"
+        rf"just\s+|please\s+|now\s+)?{_OV}\s+(?:it|them|that|those)\b",
+        requires="instructions message prompt guidelines rules",
+    ),
+    # the governance changed by its makers, then a permission
+    _p(
+        "override",
+        0.75,
+        "updated changed lifted removed relaxed revised suspended waived",
+        r"\b(?:developers?|operators?|creators?|admins?|administrators?|owners?|makers?|openai|"
+        r"anthropic|company)\s+(?:has|have)\s+(?:just\s+|now\s+|officially\s+)?(?:updated|"
+        r"changed|lifted|removed|relaxed|revised|suspended|waived)\s+(?:your|the (?:assistant|"
+        r"bot|ai|model)['\u2019]?s?)\s+(?:\w+\s+)?(?:polic(?:y|ies)|rules|guidelines|"
+        r"instructions|restrictions|limits|filters|guardrails|settings)\b",
+    ),
+    # every future answer copied to an outside address
+    _p(
+        "exfiltration",
+        0.75,
+        "bcc cc copy forward send mirror",
+        r"\b(?:bcc|cc|copy|forward|send|mirror)\s+(?:all\s+|every\s+|each\s+)?(?:of\s+)?(?:your\s+"
+        r"|the\s+)?(?:future|subsequent|following|further|upcoming)\s+(?:replies|responses|"
+        r"answers|messages|outputs|conversations?)\b.{0,40}?(?:@[\w-]+\.|https?://)",
+        requires="future subsequent following further upcoming",
+    ),
+    # what the operator told the model
+    _p(
+        "extraction",
+        0.75,
+        "operator developer creator owner company admin system maker",
+        r"\bwhat (?:did|has|have) (?:your|the) (?:operators?|developers?|creators?|owners?|"
+        r"company|admins?|system|makers?) (?:tell|told|instruct(?:ed)?|ask(?:ed)?|program(?:med)?|"
+        r"say|said) (?:to )?you\b",
+    ),
+)

@@ -445,6 +445,53 @@ PATTERNS: tuple[_Pattern, ...] = (
         r"|\bin your (?:summary|answer|reply|response),?\s+(?:do not|don't|never)\s+mention\b",
         requires="instead ignore must not don't only mention never",
     ),
+    # -- role-play as a dead relative who used to recite forbidden content
+    _p(
+        "roleplay",
+        0.8,
+        "late deceased dead departed passed",
+        r"\b(?:act|pretend|roleplay|role-play|role play|play|be|impersonate|behave|speak|"
+        r"respond|answer|imagine you are|you are|you're|become)\b(?:\s+[\w']+){0,3}?\s+"
+        r"(?:my|our)\s+"
+        r"(?:late|deceased|dead|departed|(?:recently )?passed(?: away)?)\s+(?:\w+\s+)?"
+        r"(?:grand\w*|granny|nan|nana|uncle|aunt|auntie|mother|father|mom|mum|dad|brother|"
+        r"sister|cousin|wife|husband|relative|friend)\b"
+        r"|\b(?:late|deceased|dead|departed)\s+(?:\w+\s+)?(?:grand\w*|granny|nan|nana|uncle|"
+        r"aunt|auntie|mother|father|mom|mum|dad)\b.{0,60}?\bused to (?:read|tell|recite|"
+        r"whisper|sing|give|explain|say|list)\b.{0,60}?\b(?:keys?|codes?|serials?|"
+        r"licen[cs]es?|activation|passwords?|napalm|recipes? for|how to (?:make|build|cook|"
+        r"synthesi[sz]e)|steps (?:to|for)|formulas?|synthesis|exploits?|malware|explosives?|"
+        r"drugs?|weapons?|bombs?|poisons?)\b",
+    ),
+    # -- a bot reprogrammed by a new owner
+    _p(
+        "roleplay",
+        0.75,
+        "owner owners operator boss management",
+        r"\b(?:instructed|told|ordered|programmed|reprogrammed|authori[sz]ed|configured)\s+by\s+"
+        r"(?:its|your|their|the|his|her)\s+new\s+(?:\w+\s+)?(?:owners?|operators?|boss|"
+        r"management|developers?|masters?)\b",
+        requires="new",
+    ),
+    # -- a vocative: a sentence of a document addressed to the model, with a command
+    _p(
+        "indirect",
+        0.75,
+        _R_MODEL + " copilot",
+        r"(?:(?<!\w )(?<!\w)(?<!\w, )|(?<=hey )|(?<=hi )|(?<=dear )|(?<=hello )|(?<=note )|"
+        r"(?<=the )|(?<=any )|(?<=all )|(?<=psst )|(?<=yo )|(?<=okay )|(?<=ok )|(?<=to )|"
+        r"(?<=for )|(?<=attention ))(?:"
+        + _MODEL
+        + r"|copilot)s?\b(?:\s+(?:reading|processing|parsing|summari[sz]ing|reviewing|"
+        r"screening|indexing|crawling)\s+(?:this|these|the)(?:\s+\w+)?)?\s*[,:;\-]\s*"
+        r"(?:(?:when|if|while|as|after|before|once) you\b[^,.;:\n]{0,50}[,:;]\s*)?"
+        r"(?:please\s+|now\s+|also\s+|kindly\s+|you\s+(?:must|should|need to|will)\s+)?"
+        r"(?:rank|rate|recommend|send|forward|forget|ignore|disregard|output|print|reveal|say|"
+        r"tell|include|mark|approve|give|list|email|e-mail|write|describe|reply|respond|state|"
+        r"classify|score|summari[sz]e|praise|call|visit|fetch|post|upload|append|add|delete|"
+        r"do not|don't|never|always|remember|insert|make|put|treat|consider|stop|shortlist|"
+        r"select|choose|pick|move|transfer|grant)\b",
+    ),
     _p(
         "indirect",
         0.6,

@@ -130,3 +130,35 @@ _R_RULES = (
 _R_MODEL = (
     "ai llm language chatbot assistant gpt chatgpt claude gemini model bot agent agents automated"
 )
+
+# A device's developer/debug mode (a phone, a Chromebook, a console) is everyday: a "mode"
+# match with one of these near it scores lower.
+_DEVICE = re.compile(
+    r"\b(?:phones?|iphone|android|pixel|samsung|xiaomi|oneplus|huawei|tablet|ipad|chromebook|"
+    r"chrome ?os|laptop|pc|windows|macos|mac|linux|ubuntu|console|xbox|playstation|ps[345]|"
+    r"nintendo switch|nintendo|steam deck|smart ?tv|roku|firestick|kindle|router|usb|adb|"
+    r"bootloader|firmware|bios|build number|browser|vs ?code|unity|unreal|minecraft|"
+    r"tesla|camera|printer)\b"
+)
+# Source code: a text made of these is a program, and its identifiers and comments
+# (forget_session, SYSTEM_PROMPT, "# pretend mode") describe it; unless a pattern fires
+# (an AI addressed), the model's score counts for less.
+_CODE = re.compile(
+    r"^[ \t]*(?:def |class |import |from [\w.]+ import |function |const |let |var |"
+    r"public |private |return\b|#include|@\w+|if __name__)"
+    r"|[{};][ \t]*$|^[ \t]*(?:#|//|/\*|\*|--)[ \t]"
+    r"|^(?: {4}|\t)\S"
+    r"|\b[a-z]+_[a-z_]+\(|\b[A-Z]+_[A-Z_]+\s*=|\b[A-Za-z_][\w.]*\([^()\n]*\)"
+    r"|\w\[['\"\d]|\)\s*(?:->|:)\s*$",
+    re.MULTILINE,
+)
+
+
+def _code_like(t: str) -> float:
+    """How much to take off the model's score of *t* when it reads as source code."""
+    if "\n" not in t and ("(" not in t or "_" not in t):
+        return 0.0
+    for hits, _ in enumerate(_CODE.finditer(t), 1):
+        if hits >= 3:
+            return 0.25
+    return 0.0

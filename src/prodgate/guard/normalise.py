@@ -21,6 +21,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
+from itertools import pairwise
 from urllib.parse import unquote
 
 __all__ = ["WORD", "Normalised", "Payload", "normalise", "payloads"]
@@ -81,12 +82,28 @@ _SPLIT_WORDS = (
 
 
 def _split_pattern(words: tuple[str, ...]) -> re.Pattern[str]:
-    branches = []
-    for w in words:
-        # One separator between two parts of the word, anywhere inside it.
-        parts = [f"{w[:i]}[-_.*/]{w[i:]}" for i in range(2, len(w) - 1)]
-        branches.extend(parts)
+    # A separator may stand between any two letters of the word ("in-struc-tions").
+    branches = [w[0] + "".join(f"[-_.*/]?{c}" for c in w[1:]) for w in words]
     return re.compile(r"\b(?:" + "|".join(branches) + r")\b")
+
+
+#: The first parts of a split word ("igno" of "igno re"): a text with one is checked for
+#: two neighbouring words that make a split word when put together.
+_HEADS = frozenset(w[:i] for w in _SPLIT_WORDS for i in range(3, len(w) - 1)) - frozenset(
+    ("for", "over", "rest", "pass", "pro", "pre", "res", "dis", "reve", "deve")
+)
+_SPACE_RUN = re.compile(r"\s+")
+
+
+def _unspace(t: str, words: list[str]) -> tuple[str, _Edit | None]:
+    """*t* with a split word written as two words ("instruc tions") put back together."""
+    pairs = {a + " " + b for a, b in pairwise(words) if a + b in _SPLIT_JOINED}
+    if not pairs:
+        return t, None
+    rx = re.compile(
+        r"\b(?:" + "|".join(re.escape(p).replace(r"\ ", r"\s{1,3}") for p in pairs) + r")\b"
+    )
+    return _sub(rx, t, lambda m: _SPACE_RUN.sub("", m.group()))
 
 
 _SPLIT = _split_pattern(_SPLIT_WORDS)
@@ -222,6 +239,11 @@ def normalise(text: str) -> Normalised:
         t, e = _sub(_SPLIT, t, _join)
         edits += [e] if e else []
         words = _WORD.findall(t)
+    if not _HEADS.isdisjoint(words):
+        t, e = _unspace(t, words)
+        if e:
+            edits.append(e)
+            words = _WORD.findall(t)
     return Normalised(t, text, tuple(edits), tuple(words))
 
 
