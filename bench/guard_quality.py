@@ -12,8 +12,9 @@ group, split, source, spans) and evaluates the test split only:
   module is missing is skipped): a positive span is found when a finding of its
   category overlaps it; FPR is the share of look-alikes with any finding.
 - latency of the whole fast layer (normalise + injection + pii + secrets, whichever
-  exist) per corpus text and per 1,000-character text built from the corpus, p50
-  and p99 on this machine, and of the injection detector on 100-character texts.
+  exist) per corpus text, per 1,000-character text cut from the benign texts (ordinary
+  traffic) and from all texts (dense with attacks, PII and secrets), p50 and p99 on
+  this machine, and of the injection detector on 100-character texts.
 
 With ``--data DIR`` it reads DIR's *.jsonl instead and evaluates every line (no
 split): a set made apart from the corpus, such as bench/data/guard-heldout/ (written by
@@ -55,6 +56,8 @@ TARGETS = {
     "secret FPR (look-alikes)": ("<=", 0.01),
     "fast layer p50 ms / 1,000 chars": ("<=", 1.0),
     "fast layer p99 ms / 1,000 chars": ("<=", 5.0),
+    "fast layer p50 ms / 1,000 chars, dense": ("<=", 1.0),
+    "fast layer p99 ms / 1,000 chars, dense": ("<=", 5.0),
 }
 
 
@@ -231,14 +234,23 @@ def latency(
         return [d.scan(text) for d in layer]
 
     corpus = [r["text"] for r in rows]
-    k1 = sized_texts(rows, 1000, 300)
+    # Traffic is mostly ordinary text: the 1,000-character texts are cut from the benign
+    # texts. The dense ones are cut from every text (attacks, PII and secret samples:
+    # a dozen findings to a text), the worst case.
+    k1 = sized_texts([r for r in rows if r["label"] == "benign"] or rows, 1000, 300)
+    dense = sized_texts(rows, 1000, 300)
     c100 = sized_texts(rows, 100, 1000)
     per_text = timed(fast, corpus, repeat)
     per_1k = timed(fast, k1, repeat)
+    per_dense = timed(fast, dense, repeat)
     out: dict[str, Any] = {
         "detectors": sorted(dets),
         "per_text_ms": {"p50": percentile(per_text, 0.5), "p99": percentile(per_text, 0.99)},
         "per_1000_chars_ms": {"p50": percentile(per_1k, 0.5), "p99": percentile(per_1k, 0.99)},
+        "per_1000_dense_chars_ms": {
+            "p50": percentile(per_dense, 0.5),
+            "p99": percentile(per_dense, 0.99),
+        },
         "per_100_chars_ms": {},
     }
     fast100 = timed(fast, c100, repeat)
@@ -260,6 +272,7 @@ def latency(
 def checks(result: dict[str, Any]) -> list[dict[str, Any]]:
     q = result["quality"]
     lat = result["latency"]["per_1000_chars_ms"]
+    dense = result["latency"]["per_1000_dense_chars_ms"]
     figures = {
         "injection recall": q.get("injection", {}).get("recall"),
         "injection FPR (hard negatives)": q.get("injection", {}).get("fpr_hard_negative"),
@@ -269,6 +282,8 @@ def checks(result: dict[str, Any]) -> list[dict[str, Any]]:
         "secret FPR (look-alikes)": q.get("secret", {}).get("fpr_lookalike"),
         "fast layer p50 ms / 1,000 chars": lat["p50"],
         "fast layer p99 ms / 1,000 chars": lat["p99"],
+        "fast layer p50 ms / 1,000 chars, dense": dense["p50"],
+        "fast layer p99 ms / 1,000 chars, dense": dense["p99"],
     }
     out = []
     for name, (op, target) in TARGETS.items():
@@ -334,9 +349,16 @@ def text_report(result: dict[str, Any]) -> str:
     )
     rows.append(
         [
-            "fast layer, per 1,000 chars",
+            "fast layer, per 1,000 chars of ordinary text",
             fmt(lat["per_1000_chars_ms"]["p50"]),
             fmt(lat["per_1000_chars_ms"]["p99"]),
+        ]
+    )
+    rows.append(
+        [
+            "fast layer, per 1,000 chars, dense (attacks, PII, secrets)",
+            fmt(lat["per_1000_dense_chars_ms"]["p50"]),
+            fmt(lat["per_1000_dense_chars_ms"]["p99"]),
         ]
     )
     for name in lat["detectors"]:
