@@ -417,3 +417,19 @@ async def test_a_schema_rail_escalates_an_answer_that_breaks_the_output_contract
     assert record["decision"] == "escalated"
     (finding,) = record["payload"]["guard"]["output"]["findings"]
     assert (finding["category"], finding["action"]) == ("schema", "escalate")
+
+
+async def test_a_request_refused_before_its_guard_ran_is_recorded_masked(
+    settings: Settings, mock: MockHandle, tmp_path: Path
+) -> None:
+    llm = _service(settings, mock, tmp_path)  # default rails: secrets redact, PII log
+    inputs = {"message": f"my key {AWS_KEY}, mail {EMAIL}", "amount": -5}
+    async with running(llm) as client:
+        r = await client.post("/v1/services/letter/predict", json={"inputs": inputs})
+    assert r.status_code == 422  # the contract refuses it, before the guard stage
+    (record,) = _records(llm)
+    assert record["payload"]["problem"] == "contract-violation"
+    assert record["payload"]["input"]["inputs"]["message"] == (
+        "my key [AWS_ACCESS_KEY], mail [EMAIL]"
+    )
+    assert AWS_KEY not in _raw_log(llm)

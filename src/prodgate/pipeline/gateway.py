@@ -137,8 +137,9 @@ class Gateway:
             retry_s=settings.journal_retry_s,
         )
         self.llm.record = self.recorder.record
+        self.masks: dict[str, Any] = {}  # filled with each service's rails below
         self.refusal = Refusal(
-            self.recorder, metrics, {n: c.fields for n, c in self.contracts.items()}
+            self.recorder, metrics, {n: c.fields for n, c in self.contracts.items()}, self.masks
         )
         self.shadows = Shadows(self.recorder)
         self.limiter = build_limiter(settings)
@@ -154,6 +155,8 @@ class Gateway:
         self.rails: dict[str, Rails] = {}
         for name, service in spec.services.items():
             rails = self.rails[name] = Rails(service, metrics, text_fields(service.contract))
+            if rails.input.on:
+                self.masks[name] = rails.mask
             if service.kind == "llm":
                 self.paths[name] = LlmPath(
                     service,

@@ -8,7 +8,7 @@ of it by the stage that refused it, and its id is in the problem the caller gets
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from prodgate.exceptions import (
@@ -32,11 +32,18 @@ class Refusal:
     """Refuses requests on behalf of every service's path."""
 
     def __init__(
-        self, recorder: Recorder, metrics: Metrics, fields: Mapping[str, Collection[str]]
+        self,
+        recorder: Recorder,
+        metrics: Metrics,
+        fields: Mapping[str, Collection[str]],
+        masks: Mapping[str, Callable[[Any], Any]] | None = None,
     ) -> None:
         self.recorder = recorder
         self.metrics = metrics
         self.fields = fields  # each service's declared input fields, for bounded labels
+        #: Per service with input rails: a refused payload with its PII and secrets
+        #: replaced (a request refused before its guard stage ran, e.g. for its contract).
+        self.masks = masks if masks is not None else {}
 
     async def __call__(self, ex: Exchange, exc: ProdgateError) -> Outcome:
         known = ex.service in self.fields
@@ -61,7 +68,8 @@ class Refusal:
         if ex.masked is not None:  # the input guard ran: never the raw PII or secret
             detail["input"] = ex.masked
         elif ex.parsed:
-            detail["input"] = ex.payload
+            mask = self.masks.get(ex.service)
+            detail["input"] = mask(ex.payload) if mask is not None else ex.payload
         elif ex.body:
             detail.update(raw_body(ex.body))
         latency_s = time.perf_counter() - ex.started
