@@ -9,7 +9,7 @@
     contract     validation.validate   the variables against the input contract
     guard input  Rails.check_*         injections, PII, secrets in the variables or messages
     route        routing.admit         the kill switch; nothing loaded to answer
-    tools        tools.check           the functions offered, against the key's tool scopes
+    tools        check_tools           the functions offered, against the key's tool scopes
     budget       Spending.reserve      the worst case (prompt + max_tokens) on every budget
     infer        Route                 the model, its retries and fallbacks (streamed or not)
     settle       Spending.settle       the real cost replaces the worst case
@@ -37,32 +37,33 @@ from prodgate.contract import Contract
 from prodgate.exceptions import (
     OutputContractError,
     ProdgateError,
-    ToolNotAllowedError,
     UnknownVersionError,
     UpstreamFailedError,
 )
-from prodgate.guard.finding import SCHEMA, Finding
-from prodgate.guard.policy import Context, Hit, Verdict, judge, mask
+from prodgate.guard.policy import Context, Verdict, mask
 from prodgate.guard.stream import StreamGuard
-from prodgate.identity import scopes
 from prodgate.limits.budget import Reservation
 from prodgate.llm import wire
 from prodgate.llm.endpoint import Endpoint
-from prodgate.llm.prices import cost_usd, worst_case_usd
+from prodgate.llm.prices import worst_case_usd
 from prodgate.llm.route import Completion, RouteFailed
-from prodgate.llm.tokens import Usage, count_messages, estimate_usage
-from prodgate.pipeline.decision import AUTO, ESCALATED, REJECTED
+from prodgate.llm.tokens import Usage, count_messages
 from prodgate.pipeline.envelope import parse
 from prodgate.pipeline.exchange import Exchange, Outcome
 from prodgate.pipeline.fleet import Fleet, Live
-from prodgate.pipeline.guarding import Rails, blocked_error, question_of
+from prodgate.pipeline.guarding import Rails, blocked_error, decision, question_of, verdicts
 from prodgate.pipeline.limiting import Limits
 from prodgate.pipeline.llm_answers import (
+    check_tools,
     failure_of,
+    llm_section,
     openai_usage,
     retry_after,
+    trace_call,
+    usage_and_cost,
     usage_dict,
 )
+from prodgate.pipeline.llm_chunks import END, pump, screened, tail
 from prodgate.pipeline.llm_counts import CLIENT_CLOSED, CallCounts
 from prodgate.pipeline.metrics import Metrics
 from prodgate.pipeline.recorder import Recorder
@@ -73,8 +74,7 @@ from prodgate.pipeline.spending import Spending
 from prodgate.pipeline.validation import validate
 from prodgate.rollout.router import Router
 from prodgate.spec import ServiceSpec
-from prodgate.spec.guard import BLOCK, ESCALATE, LOG, OUTPUT
-from prodgate.spec.llm import ModelRef
+from prodgate.spec.guard import OUTPUT
 from prodgate.store.engine import now_us
 from prodgate.telemetry import Telemetry
 
@@ -201,7 +201,7 @@ class LlmPath:
             messages, hidden = await self.rails.check_messages(ex, chat.messages)
         live = admit(ex, state, chosen)
         endpoint = _endpoint(live)
-        self._check_tools(ex, chat.tools)
+        check_tools(ex.caller, chat.tools)
         fixed = self._plant(live, endpoint.prompt.fixed_messages)
         body = endpoint.body(fixed + messages, chat.params)
         call = _Call(ex, live, endpoint, body, "chat")
@@ -221,21 +221,6 @@ class LlmPath:
         """What the output guard knows of the call besides its answer."""
         leaks = self.rails.leaks(call.live.version.number, call.endpoint.prompt)
         return Context(question_of(call.ex), leaks.detectors if leaks is not None else ())
-
-    def _check_tools(self, ex: Exchange, tools: list[str]) -> None:
-        """Every offered function must be granted by a ``tool:NAME`` scope of the key."""
-        if not tools or ex.caller.key_id is None:
-            return
-        allowed = scopes.services(ex.caller.scopes, "tool")
-        if allowed is None:
-            return
-        refused = sorted(set(tools) - allowed)
-        if refused:
-            raise ToolNotAllowedError(
-                f"key {ex.caller.key_id} may not offer the tool(s) {', '.join(refused)}; "
-                f"it may offer {', '.join(sorted(allowed)) or 'none'} (scope tool:NAME)",
-                ex.caller.key_id,
-            )
 
     # -- shadow ----------------------------------------------------------------------
 
@@ -264,7 +249,7 @@ class LlmPath:
         except RouteFailed as failed:
             completion = failed.completion
             failure = failure_of(completion)
-        usage, cost = self._usage(call, completion)
+        usage, cost = usage_and_cost(call.endpoint, call.body, completion)
         parsed: Any = None
         if failure is None and _checks_output(call, completion):
             try:
@@ -311,8 +296,8 @@ class LlmPath:
         except RouteFailed as failed:
             completion = failed.completion
             failure = failure_of(completion)
-        usage, cost = self._usage(call, completion)
-        self._trace_call(call, completion, usage, start_ns)
+        usage, cost = usage_and_cost(call.endpoint, call.body, completion)
+        trace_call(self.telemetry, call.endpoint, call.body, completion, usage, start_ns)
         await self._settle(call, usage, cost)
         text = completion.text
         if failure is None and self.rails.output.on and text:
@@ -326,7 +311,7 @@ class LlmPath:
             try:
                 parsed = call.endpoint.parse_output(text)
             except OutputContractError as exc:
-                failure = self._schema(call, exc)
+                failure, call.out = self.rails.schema_rail(exc, call.out)
         status = 200 if failure is None else failure.status
         await self._record(call, completion, usage, cost, status, failure, parsed)
         if failure is not None:
@@ -337,21 +322,6 @@ class LlmPath:
         if call.mode == "chat":
             return Outcome(200, self._chat_answer(call, completion, usage, cost, text))
         return Outcome(200, self._predict_answer(call, completion, usage, cost, parsed, text))
-
-    def _schema(self, call: _Call, exc: OutputContractError) -> OutputContractError | None:
-        """An answer that breaks the output contract: a failure, unless the output
-        guard's ``schema`` rail says to escalate or only log it."""
-        rule = self.rails.output.schema
-        if rule is None or rule.action == BLOCK:
-            return exc
-        finding = Finding(SCHEMA, "output_contract", "schema", 1.0, 0, len(exc.text))
-        hit = Hit(finding, ESCALATE if rule.action == ESCALATE else LOG)
-        if call.out is None:
-            call.out = judge(exc.text, [hit])
-        else:
-            call.out.absorb(judge(exc.text, [hit]))
-        self.rails.count([hit], OUTPUT)
-        return None
 
     def _predict_answer(
         self, call: _Call, c: Completion, usage: Usage, cost: float, parsed: Any, text: str
@@ -366,11 +336,12 @@ class LlmPath:
             "finish_reason": c.finish_reason,
             "usage": usage_dict(usage),
             "cost_usd": cost,
-            "decision": _decision(call, 200),
+            "decision": decision(call.ex.guard, call.out, 200),
             "latency_ms": _ms(call.ex.started),
         }
-        if (call.ex.guard is not None and call.ex.guard.hits) or call.out is not None:
-            answer["guard"] = _guard_answer(call)
+        found = verdicts(call.ex.guard, call.out)
+        if found:
+            answer["guard"] = found
         if c.tool_calls:
             answer["tool_calls"] = c.tool_calls
         return answer
@@ -389,16 +360,19 @@ class LlmPath:
         return response
 
     def _extension(self, call: _Call, c: Completion, usage: Usage, cost: float) -> dict[str, Any]:
-        return {
+        extension: dict[str, Any] = {
             "inference_id": call.record_id,
             "service": self.name,
             "version": call.live.version.number,
             "model": f"{c.provider}/{c.model}",
             "cost_usd": cost,
             "usage_estimated": usage.estimated,
-            "decision": _decision(call, 200),
-            **({"guard": _guard_answer(call)} if _guarded(call) else {}),
+            "decision": decision(call.ex.guard, call.out, 200),
         }
+        found = verdicts(call.ex.guard, call.out)
+        if found:
+            extension["guard"] = found
+        return extension
 
     # -- streamed --------------------------------------------------------------------
 
@@ -414,7 +388,7 @@ class LlmPath:
         except RouteFailed as failed:  # before the first chunk: an ordinary failure
             completion = failed.completion
             failure = failure_of(completion)
-            usage, cost = self._usage(call, completion)
+            usage, cost = usage_and_cost(call.endpoint, call.body, completion)
             await self._settle(call, usage, cost)
             await self._record(call, completion, usage, cost, failure.status, failure, None)
             body = failure.problem()
@@ -441,14 +415,14 @@ class LlmPath:
         failure: ProdgateError | None = None
         finished = False
         pending: asyncio.Queue[Any] = asyncio.Queue()
-        pump = asyncio.get_running_loop().create_task(_pump(events, pending))
+        reader = asyncio.get_running_loop().create_task(pump(events, pending))
         if self.rails.output.on:
             call.screen = self.rails.stream(self._context(call))
         screen = call.screen
         try:
             if first is not None and first.get("choices"):
                 first["id"] = rid
-                shown = _screened(screen, first) if screen is not None else first
+                shown = screened(screen, first) if screen is not None else first
                 if shown is not None:
                     yield wire.sse(shown)
             done = False
@@ -460,7 +434,7 @@ class LlmPath:
                     items.append(pending.get_nowait())
                 out = []
                 for item in items:
-                    if item is _END:
+                    if item is END:
                         done = True
                         break
                     if isinstance(item, BaseException):
@@ -469,14 +443,14 @@ class LlmPath:
                         continue  # the usage chunk: sent last, with the prodgate figures
                     item["id"] = rid
                     if screen is not None:
-                        item = _screened(screen, item)
+                        item = screened(screen, item)
                         if item is None:
                             continue
                     out.append(wire.sse(item))
                 if screen is not None and done:  # the rest of a stream without finish_reason
-                    tail = _tail(screen, rid, stream.completion.model)
-                    if tail is not None:
-                        out.append(wire.sse(tail))
+                    rest = tail(screen, rid, stream.completion.model)
+                    if rest is not None:
+                        out.append(wire.sse(rest))
                 if out:
                     yield b"".join(out)
         except ProdgateError as exc:
@@ -488,8 +462,8 @@ class LlmPath:
         else:
             finished = True
         finally:
-            if not pump.done():  # the caller went away: stop reading for nobody
-                pump.cancel()
+            if not reader.done():  # the caller went away: stop reading for nobody
+                reader.cancel()
             if not finished and failure is None:  # the caller went away (cancelled)
                 task = asyncio.ensure_future(
                     self._finish_stream(call, stream, None, CLIENT_CLOSED, lease)
@@ -531,8 +505,8 @@ class LlmPath:
             if call.screen is not None:
                 call.out = call.screen.verdict()
                 self.rails.count(call.screen.hits, OUTPUT)
-            usage, cost = self._usage(call, completion)
-            self._trace_call(call, completion, usage, call.start_ns)
+            usage, cost = usage_and_cost(call.endpoint, call.body, completion)
+            trace_call(self.telemetry, call.endpoint, call.body, completion, usage, call.start_ns)
             await self._settle(call, usage, cost)
             await self._record(call, completion, usage, cost, status, failure, None, stream=True)
             return usage, cost
@@ -540,39 +514,7 @@ class LlmPath:
             if lease is not None:
                 await self.limits.limiter.release(lease)
 
-    def _trace_call(self, call: _Call, c: Completion, usage: Usage, start_ns: int) -> None:
-        """The call's GenAI span and metrics (when telemetry is on)."""
-        if not self.telemetry.on:
-            return
-        error = getattr(c.error, "kind", None) if c.error is not None else None
-        self.telemetry.record_llm_call(
-            provider=c.provider,
-            request_model=str(call.endpoint.targets[0].model),
-            response_model=c.model,
-            duration_s=(time.time_ns() - start_ns) / 1e9,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            finish_reason=c.finish_reason,
-            error_type=error,
-            start_ns=start_ns,
-            max_tokens=call.endpoint.max_tokens(call.body),
-            temperature=call.body.get("temperature"),
-        )
-
     # -- usage, cost, record ---------------------------------------------------------
-
-    def _usage(self, call: _Call, c: Completion) -> tuple[Usage, float]:
-        usage = c.usage
-        if usage is None:
-            if not c.text and not c.tool_calls and c.error is not None:
-                usage = Usage(0, 0, estimated=True)  # nothing was answered
-            else:
-                usage = estimate_usage(call.body["messages"], c.text)
-        try:
-            price = call.endpoint.price(ModelRef(c.provider, c.model))
-        except KeyError:
-            return usage, 0.0
-        return usage, cost_usd(price, usage)
 
     async def _record(
         self,
@@ -588,33 +530,7 @@ class LlmPath:
         action: str = "predict",
     ) -> None:
         ex, version = call.ex, call.live.version.number
-        prompt_ref = call.endpoint.prompt_model
-        answered = f"{c.provider}/{c.model}"
-        llm: dict[str, Any] = {
-            "mode": call.mode,
-            "stream": stream,
-            "prompt_model": prompt_ref,
-            "provider": c.provider,
-            "model": c.model,
-            # Answered by another model than the version's own (a call no model took
-            # answered nothing, and fell back to nothing).
-            "fallback": bool(c.provider) and answered != prompt_ref,
-            "attempts": [
-                {
-                    "provider": a.provider,
-                    "model": a.model,
-                    "outcome": a.outcome,
-                    "status": a.status,
-                    "latency_ms": round(a.latency_ms, 3),
-                }
-                for a in c.attempts
-            ],
-            "retries": max(0, len(c.attempts) - 1),
-            "usage": usage_dict(usage),
-            "cost_usd": cost,
-            "ttft_ms": None if c.ttft_ms is None else round(c.ttft_ms, 3),
-            "finish_reason": c.finish_reason,
-        }
+        llm = llm_section(c, call.mode, call.endpoint.prompt_model, usage, cost, stream=stream)
         out = call.out
         output: dict[str, Any] = {"text": out.masked if out is not None else c.text}
         if parsed is not None:
@@ -634,15 +550,16 @@ class LlmPath:
             inp: Any = ex.masked["inputs"] if ex.masked is not None else ex.rows[0]
         else:
             inp = {"messages": call.recorded_messages or call.body["messages"]}
-        if _guarded(call):
-            error = {**(error or {}), "guard": _guard_answer(call)}
+        found = verdicts(call.ex.guard, call.out)
+        if found:
+            error = {**(error or {}), "guard": found}
         latency_ms = _ms(ex.started)
         record = llm_record(
             record_id=call.record_id,
             service=self.name,
             version=version,
             status=status,
-            decision=_decision(call, status),
+            decision=decision(call.ex.guard, call.out, status),
             input=inp,
             output=output,
             llm=llm,
@@ -672,57 +589,6 @@ class LlmPath:
             await asyncio.gather(*self._finishing, return_exceptions=True)
 
 
-#: The end of a pumped stream.
-_END = object()
-
-
-async def _pump(events: AsyncIterator[dict[str, Any]], into: asyncio.Queue[Any]) -> None:
-    """Read *events* into the queue, then :data:`_END`, or the exception that ended them."""
-    try:
-        async for chunk in events:
-            into.put_nowait(chunk)
-    except Exception as exc:
-        into.put_nowait(exc)
-    else:
-        into.put_nowait(_END)
-
-
-def _screened(screen: StreamGuard, chunk: dict[str, Any]) -> dict[str, Any] | None:
-    """*chunk* with its content as the output guard lets it out: held back (None when
-    nothing else is in it), released with redactions, or GuardBlockedError."""
-    choices = chunk["choices"]
-    choice = choices[0]
-    delta = choice.get("delta") or {}
-    content = delta.get("content")
-    finish = choice.get("finish_reason")
-    safe = screen.feed(content) if isinstance(content, str) else ""
-    if finish is not None:
-        safe += screen.finish()
-    if screen.blocked is not None:
-        raise blocked_error(screen.blocked, OUTPUT)
-    if content is None and not safe:
-        return chunk
-    if not safe and finish is None and all(k == "content" for k in delta):
-        return None
-    return {**chunk, "choices": [{**choice, "delta": {**delta, "content": safe}}, *choices[1:]]}
-
-
-def _tail(screen: StreamGuard, rid: str, model: str) -> dict[str, Any] | None:
-    """The text the guard still holds when a stream ends without a finish_reason."""
-    rest = screen.finish()
-    if screen.blocked is not None:
-        raise blocked_error(screen.blocked, OUTPUT)
-    if not rest:
-        return None
-    return {
-        "id": rid,
-        "object": "chat.completion.chunk",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [{"index": 0, "delta": {"content": rest}, "finish_reason": None}],
-    }
-
-
 def _checks_output(call: _Call, c: Completion) -> bool:
     """Whether the answer is held to the output contract: it is, unless the chat caller
     asked for another format of its own, or the model answered with tool calls only."""
@@ -735,34 +601,6 @@ def _endpoint(live: Live) -> Endpoint:
     endpoint = live.endpoint
     assert endpoint is not None  # the fleet loads every version of an llm service so
     return endpoint
-
-
-def _guarded(call: _Call) -> bool:
-    """Whether a guard found anything on the call."""
-    return bool(call.ex.guard is not None and call.ex.guard.hits) or bool(
-        call.out is not None and call.out.hits
-    )
-
-
-def _guard_answer(call: _Call) -> dict[str, Any]:
-    """The guard's verdicts as the caller sees them: what was found where, and done."""
-    out: dict[str, Any] = {}
-    if call.ex.guard is not None and call.ex.guard.hits:
-        out["input"] = call.ex.guard.record()
-    if call.out is not None and call.out.hits:
-        out["output"] = call.out.record()
-    return out
-
-
-def _decision(call: _Call, status: int) -> str:
-    """``escalated`` when a rail says so, ``rejected`` when refused, else ``auto``."""
-    if status != 200:
-        return REJECTED
-    if (call.ex.guard is not None and call.ex.guard.escalated) or (
-        call.out is not None and call.out.escalated
-    ):
-        return ESCALATED
-    return AUTO
 
 
 def _ms(started: float) -> float:

@@ -16,15 +16,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from prodgate.exceptions import ContractViolationError, GuardBlockedError, Violation
-from prodgate.guard.finding import Detector
-from prodgate.guard.policy import Context, Guard, Hit, Verdict
+from prodgate.exceptions import (
+    ContractViolationError,
+    GuardBlockedError,
+    OutputContractError,
+    Violation,
+)
+from prodgate.guard.finding import SCHEMA, Detector, Finding
+from prodgate.guard.policy import Context, Guard, Hit, Verdict, judge
 from prodgate.guard.stream import StreamGuard
+from prodgate.pipeline.decision import AUTO, ESCALATED, REJECTED
 from prodgate.pipeline.exchange import Exchange
 from prodgate.pipeline.metrics import Metrics
 from prodgate.runtime.base import Prediction
 from prodgate.spec import ServiceSpec
-from prodgate.spec.guard import INPUT, OUTPUT
+from prodgate.spec.guard import BLOCK, ESCALATE, INPUT, LOG, OUTPUT
 
 #: Roles whose messages a chat's caller wrote (all of them: a history, a tool's result
 #: or a retrieved document may carry an injection as well as a user's message).
@@ -247,6 +253,24 @@ class Rails:
         self.count(verdict.hits, OUTPUT)
         return verdict
 
+    def schema_rail(
+        self, exc: OutputContractError, answered: Verdict | None
+    ) -> tuple[OutputContractError | None, Verdict | None]:
+        """An answer that breaks the output contract: still the failure, unless the
+        output guard's ``schema`` rail says to escalate or only log it; then no failure,
+        and the answer's verdict with the finding."""
+        rule = self.output.schema
+        if rule is None or rule.action == BLOCK:
+            return exc, answered
+        finding = Finding(SCHEMA, "output_contract", "schema", 1.0, 0, len(exc.text))
+        hit = Hit(finding, ESCALATE if rule.action == ESCALATE else LOG)
+        found = judge(exc.text, [hit])
+        if answered is not None:
+            answered.absorb(found)
+            found = answered
+        self.count([hit], OUTPUT)
+        return None, found
+
     def stream(self, context: Context) -> StreamGuard:
         """A guard over an answer that comes in pieces."""
         return StreamGuard(self.output, context, self.hold_back)
@@ -325,3 +349,26 @@ async def check_text(
     leaks = rails.leaks(version, prompt) if prompt is not None and version is not None else None
     context = Context(question, leaks.detectors if leaks is not None else ())
     return await rails.check_answer(text, context)
+
+
+# -- what an answer says of its verdicts -------------------------------------------------
+
+
+def verdicts(asked: Verdict | None, answered: Verdict | None) -> dict[str, Any]:
+    """The guards' verdicts on a call as its caller and its record see them, by
+    direction; empty when neither found anything."""
+    out: dict[str, Any] = {}
+    if asked is not None and asked.hits:
+        out["input"] = asked.record()
+    if answered is not None and answered.hits:
+        out["output"] = answered.record()
+    return out
+
+
+def decision(asked: Verdict | None, answered: Verdict | None, status: int) -> str:
+    """``rejected`` when refused; ``escalated`` when a rail says so; else ``auto``."""
+    if status != 200:
+        return REJECTED
+    if (asked is not None and asked.escalated) or (answered is not None and answered.escalated):
+        return ESCALATED
+    return AUTO
