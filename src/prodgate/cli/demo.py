@@ -91,7 +91,8 @@ def demo_key(store: Store, actor: str) -> str:
     is_flag=True,
     help="Tell the governance stories without a person, then exit: claims-triage (v2 "
     "refused, v3 canaried and promoted, v4 rolled back), then claims-letter (a cheaper "
-    "model refused on fraud signals, a better prompt promoted through a provider outage).",
+    "model refused on fraud signals, a better prompt promoted through a provider outage, "
+    "then its guard rails: an injection blocked, a card redacted, a leak caught mid-stream).",
 )
 @pass_ctx
 def demo(ctx: Context, no_serve: bool, story: bool) -> None:
