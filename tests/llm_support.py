@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from prodgate import spec as spec_module
+from prodgate.audit import verify
 from prodgate.registry import approvals, versions
 from prodgate.rollout import split as deployments
 from prodgate.settings import Settings
@@ -99,5 +102,38 @@ def register_prompt(settings: Settings, path: Path, *, deploy: bool = True) -> i
         if deploy:
             deployments.deploy(store, service, v.number, actor="tester")
         return v.number
+    finally:
+        store.dispose()
+
+
+def inference_records(settings: Settings) -> list[dict[str, Any]]:
+    """Every inference record in the log, oldest first: id, status, decision, actor and
+    the payload parsed."""
+    store = open_store(settings)
+    try:
+        with store.read() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT id, status, decision, actor, payload FROM audit_log "
+                "WHERE kind = 'inference' ORDER BY seq"
+            ).all()
+        return [
+            {
+                "id": r[0],
+                "status": r[1],
+                "decision": r[2],
+                "actor": r[3],
+                "payload": orjson.loads(r[4]),
+            }
+            for r in rows
+        ]
+    finally:
+        store.dispose()
+
+
+def verified(settings: Settings) -> None:
+    """The audit chain verifies."""
+    store = open_store(settings)
+    try:
+        assert verify.verify(store).ok
     finally:
         store.dispose()

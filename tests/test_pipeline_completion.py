@@ -12,8 +12,14 @@ import orjson
 import pytest
 
 from gateway_support import make_key, running, write_spec
-from llm_support import MOCK_CONFIG, llm_spec, register_prompt, write_prompt
-from prodgate.audit import verify
+from llm_support import (
+    MOCK_CONFIG,
+    inference_records,
+    llm_spec,
+    register_prompt,
+    verified,
+    write_prompt,
+)
 from prodgate.llm.mock import MockHandle, running_mock
 from prodgate.settings import Settings
 from prodgate.store.engine import open_store
@@ -33,36 +39,6 @@ def llm(settings: Settings, mock: MockHandle, tmp_path: Path) -> Settings:
     write_spec(settings, llm_spec(mock.url))
     register_prompt(settings, write_prompt(tmp_path, "v1"))
     return settings
-
-
-def _records(settings: Settings) -> list[dict[str, Any]]:
-    store = open_store(settings)
-    try:
-        with store.read() as conn:
-            rows = conn.exec_driver_sql(
-                "SELECT id, status, decision, actor, payload FROM audit_log "
-                "WHERE kind = 'inference' ORDER BY seq"
-            ).all()
-        return [
-            {
-                "id": r[0],
-                "status": r[1],
-                "decision": r[2],
-                "actor": r[3],
-                "payload": orjson.loads(r[4]),
-            }
-            for r in rows
-        ]
-    finally:
-        store.dispose()
-
-
-def _verified(settings: Settings) -> None:
-    store = open_store(settings)
-    try:
-        assert verify.verify(store).ok
-    finally:
-        store.dispose()
 
 
 async def test_predict_fills_the_template_and_records_tokens_and_cost(llm: Settings) -> None:
@@ -88,7 +64,7 @@ async def test_predict_fills_the_template_and_records_tokens_and_cost(llm: Setti
     assert not usage["estimated"]
     expected = (usage["input_tokens"] * 0.6 + usage["output_tokens"] * 1.8) / 1e6
     assert answer["cost_usd"] == pytest.approx(expected, abs=1e-9)
-    (record,) = _records(llm)
+    (record,) = inference_records(llm)
     assert record["id"] == answer["id"]
     llm_part = record["payload"]["llm"]
     assert (llm_part["provider"], llm_part["model"]) == ("primary", "small")
@@ -100,7 +76,7 @@ async def test_predict_fills_the_template_and_records_tokens_and_cost(llm: Setti
     sent = mock_request(llm)
     assert sent["response_format"]["type"] == "json_schema"
     assert sent["messages"][1]["content"] == "It was staged fraud"
-    _verified(llm)
+    verified(llm)
 
 
 def mock_request(settings: Settings) -> dict[str, Any]:
@@ -133,7 +109,7 @@ async def test_chat_answers_in_openais_shape(llm: Settings) -> None:
     assert orjson.loads(body["choices"][0]["message"]["content"])["category"] == "status_question"
     assert body["usage"]["total_tokens"] > 0
     assert body["prodgate"]["inference_id"] == body["id"]
-    (record,) = _records(llm)
+    (record,) = inference_records(llm)
     assert record["id"] == body["id"]
     assert record["payload"]["llm"]["mode"] == "chat"
     # The version's system message goes first, then the caller's messages.
@@ -167,7 +143,7 @@ async def test_a_failing_model_falls_back_and_says_so(llm: Settings, mock: MockH
             assert r.status_code == 200, r.text
             assert r.json()["model"] == "backup/large"
         metrics = (await client.get("/metrics")).text
-    records = _records(llm)
+    records = inference_records(llm)
     first = records[0]["payload"]["llm"]
     assert first["fallback"] is True
     assert [a["model"] for a in first["attempts"]][-1] == "large"
@@ -201,7 +177,7 @@ async def test_a_stream_arrives_in_chunks_and_ends_with_done(llm: Settings) -> N
     assert chunks[-1]["choices"] == []
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     assert orjson.loads(text)["category"] == "complaint"
-    (record,) = _records(llm)
+    (record,) = inference_records(llm)
     assert record["id"] == chunks[0]["id"]
     assert record["payload"]["llm"]["stream"] is True
     assert record["payload"]["output"]["text"] == text
@@ -230,7 +206,7 @@ async def test_a_stream_that_breaks_after_it_began_ends_with_an_error_event(
     assert "data: [DONE]" not in events
     error = orjson.loads(events[-1][6:])["error"]
     assert error["code"] == 502
-    (record,) = _records(llm)
+    (record,) = inference_records(llm)
     assert record["status"] == 502
     assert record["payload"]["problem"] == "upstream-failed"
     assert error["inference_id"] == record["id"]
@@ -259,7 +235,7 @@ async def test_tools_need_the_keys_tool_scopes(llm: Settings) -> None:
     assert r.status_code == 200, r.text
     call = r.json()["choices"][0]["message"]["tool_calls"][0]
     assert call["function"]["name"] == "lookup_policy"
-    records = _records(llm)
+    records = inference_records(llm)
     assert records[0]["status"] == 403
     assert records[-1]["payload"]["output"]["tool_calls"][0]["function"]["name"] == "lookup_policy"
     assert records[-1]["actor"] == "agent"
@@ -276,7 +252,7 @@ async def test_an_answer_that_breaks_the_output_contract_is_an_error(
         metrics = (await client.get("/metrics")).text
     assert r.status_code == 502
     assert r.json()["type"].endswith("output-contract")
-    (record,) = _records(llm)
+    (record,) = inference_records(llm)
     assert record["status"] == 502
     assert record["payload"]["errors"]
     assert record["payload"]["llm"]["cost_usd"] > 0  # the call was made, and paid for
@@ -302,7 +278,7 @@ async def test_a_budget_refuses_what_it_cannot_cover(llm: Settings, mock: MockHa
     refusal = next(r for r in answers if r.status_code == 429)
     assert refusal.json()["limit"] == "budget_day"
     assert int(refusal.headers["retry-after"]) > 0
-    refused = next(rec for rec in _records(llm) if rec["status"] == 429)
+    refused = next(rec for rec in inference_records(llm) if rec["status"] == 429)
     assert "budget" in refused["payload"]["detail"]
 
 
@@ -342,7 +318,7 @@ async def test_a_shadow_prompt_version_sees_copies_and_answers_nobody(
         )
     assert r.status_code == 200
     assert r.json()["output"]["category"] == "new_claim"  # production's answer
-    records = _records(llm)
+    records = inference_records(llm)
     shadow = [rec for rec in records if rec["payload"]["llm"]["model"] == "large"]
     assert len(records) == 2
     assert shadow[0]["payload"]["output"]["parsed"]["category"] == "fraud_signal"

@@ -12,8 +12,14 @@ import orjson
 import pytest
 
 from gateway_support import running, write_spec
-from llm_support import MOCK_CONFIG, llm_spec, register_prompt, write_prompt
-from prodgate.audit import verify
+from llm_support import (
+    MOCK_CONFIG,
+    inference_records,
+    llm_spec,
+    register_prompt,
+    verified,
+    write_prompt,
+)
 from prodgate.llm.mock import MockHandle, running_mock
 from prodgate.settings import Settings
 from prodgate.store.engine import open_store
@@ -45,19 +51,8 @@ def _service(settings: Settings, mock: MockHandle, tmp_path: Path, guard: str = 
 
 
 def _records(settings: Settings) -> list[dict[str, Any]]:
-    store = open_store(settings)
-    try:
-        with store.read() as conn:
-            rows = conn.exec_driver_sql(
-                "SELECT id, status, decision, payload FROM audit_log "
-                "WHERE kind = 'inference' ORDER BY seq"
-            ).all()
-        assert verify.verify(store).ok
-    finally:
-        store.dispose()
-    return [
-        {"id": r[0], "status": r[1], "decision": r[2], "payload": orjson.loads(r[3])} for r in rows
-    ]
+    verified(settings)
+    return inference_records(settings)
 
 
 def _raw_log(settings: Settings) -> str:

@@ -19,13 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prodgate.guard.finding import SENSITIVE, Detector, Finding
-from prodgate.spec.guard import BLOCK, ESCALATE, INPUT, LOG, OUTPUT, REDACT, GuardSpec, Rule
+from prodgate.spec.guard import BLOCK, ESCALATE, LOG, REDACT, GuardSpec, Rule
 
 ALLOW = "allow"
 #: Detectors whose scans run in a worker thread (slow, and they hold the GIL less).
 THREADED = frozenset({"presidio"})
-#: Verdicts from the weakest to the strongest.
-VERDICTS = (ALLOW, REDACT, ESCALATE, BLOCK)
 _RANK = {ALLOW: 0, LOG: 0, REDACT: 1, ESCALATE: 2, BLOCK: 3}
 _ACTION_VERDICT = {LOG: ALLOW, REDACT: REDACT, ESCALATE: ESCALATE, BLOCK: BLOCK}
 
@@ -132,11 +130,9 @@ class Guard:
         spec: GuardSpec,
         direction: str,
         *,
-        service: str = "",
         on_timeout: Callable[[str], None] | None = None,
     ) -> None:
         self.direction = direction
-        self.service = service
         self.hold_back = spec.hold_back
         self.rules = spec.rules(direction)
         self._rails = [
@@ -155,11 +151,6 @@ class Guard:
             if hasattr(r.detector, "scan_async") or r.rule.detector in THREADED
         ]
         self.on_timeout = on_timeout
-
-    @property
-    def slow(self) -> bool:
-        """Whether a detector of the guard runs off the event loop (a plug-in model)."""
-        return bool(self._slow)
 
     def scan(self, text: str, context: Context | None = None, path: str = "") -> list[Hit]:
         """Every finding on *text* at or above its rule's threshold, with its action."""
@@ -358,9 +349,4 @@ def build_detector(rule: Rule) -> Detector:
     return detector
 
 
-def guards(spec: GuardSpec, service: str = "") -> tuple[Guard, Guard]:
-    """A service's input and output guards."""
-    return Guard(spec, INPUT, service=service), Guard(spec, OUTPUT, service=service)
-
-
-__all__ = ["ALLOW", "Context", "Guard", "Hit", "Verdict", "guards", "judge", "replace"]
+__all__ = ["ALLOW", "Context", "Guard", "Hit", "Verdict", "judge", "replace"]

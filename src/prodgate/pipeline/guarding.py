@@ -68,13 +68,11 @@ class Rails:
         self.input = Guard(
             spec,
             INPUT,
-            service=service.name,
             on_timeout=lambda d: timeouts.labels(service.name, INPUT, d).inc(),
         )
         self.output = Guard(
             spec,
             OUTPUT,
-            service=service.name,
             on_timeout=lambda d: timeouts.labels(service.name, OUTPUT, d).inc(),
         )
         self.hold_back = spec.hold_back
