@@ -219,3 +219,50 @@ artifact_chunks = Table(
     Column("seq", Integer, primary_key=True, autoincrement=False),
     Column("data", LargeBinary, nullable=False),
 )
+
+#: Reference profiles: per version, the statistics of the data it was registered (or
+#: later profiled) with, computed once and compared with every production window.
+#: ``profile`` is the JSON of :class:`prodgate.monitor.profile.Profile`.
+profiles = Table(
+    "profiles",
+    metadata,
+    Column("service", String(128), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("profile", Text, nullable=False),
+    Column("source", Text, nullable=False),  # what it was computed from (file, fingerprint)
+    Column("rows", BigInteger, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
+)
+
+#: Production windows: what one gateway replica counted for one version in one window
+#: (``start_us`` is the window's start, ``length_us`` its length). Each replica
+#: replaces its own row with its running totals as it flushes, so readers merge a
+#: window by summing its rows over replicas.
+monitor_windows = Table(
+    "monitor_windows",
+    metadata,
+    Column("service", String(128), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("start_us", BigInteger, primary_key=True, autoincrement=False),
+    Column("replica", String(64), primary_key=True),
+    Column("length_us", BigInteger, nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("counts", Text, nullable=False),  # JSON of the window's tallies
+    Column("updated_at_us", BigInteger, nullable=False),
+    Index("ix_monitor_windows_service_start", "service", "start_us"),
+)
+
+#: Alert rules' states: one row per service and rule; a transition is a conditional
+#: update (only the replica whose update matched the old state records and delivers it).
+alert_states = Table(
+    "alert_states",
+    metadata,
+    Column("service", String(128), primary_key=True),
+    Column("rule", String(128), primary_key=True),
+    Column("state", String(16), nullable=False),  # ok, pending, firing
+    Column("value", Float, nullable=True),  # the figure at the last evaluation
+    Column("streak", Integer, nullable=False),  # evaluations in a row against the state
+    Column("since_us", BigInteger, nullable=False),
+    Column("updated_at_us", BigInteger, nullable=False),
+)
