@@ -22,7 +22,7 @@ import pandas as pd
 from prodgate.audit import log
 from prodgate.contract import Contract
 from prodgate.evaluation.gates import lookup
-from prodgate.evaluation.scoring import score
+from prodgate.evaluation.scoring import plain, score, truth_labels
 from prodgate.exceptions import ArtifactError, ProdgateError, UsageError
 from prodgate.registry import artifacts
 from prodgate.registry.fingerprint import data_fingerprint, read_table
@@ -164,8 +164,13 @@ def score_version(
     version: Version,
     data: Dataset,
     progress: Progress | None = None,
+    *,
+    calibrate: bool = False,
 ) -> dict[str, Any]:
-    """Run *version* over *data* and score its decisions (nothing is stored)."""
+    """Run *version* over *data* and score its decisions (nothing is stored). With
+    *calibrate*, a classifier's result also holds its ``calibration``: what its
+    confidence meant on these rows, for the label-free estimate of production windows
+    (:func:`prodgate.monitor.estimate.calibration`)."""
     if progress:
         progress(f"scoring {len(data.rows):,} rows with {service.name} version {version.number}...")
     predictions = _predict(store, service, version, data.rows)
@@ -186,6 +191,17 @@ def score_version(
     # given), but the report says how many there were.
     contract = Contract(service.contract)
     result["contract_violations"] = sum(not contract.is_valid(row) for row in data.rows)
+    if calibrate and service.kind == "classifier":
+        from prodgate.monitor.estimate import calibration
+
+        result["calibration"] = calibration(
+            [plain(p.value) for p in predictions],
+            [p.confidence for p in predictions],
+            truth_labels(data.truth, service),
+            service.labels or (),
+            business=service.policy.business,
+            inputs=data.frame,
+        )
     return result
 
 
@@ -278,7 +294,7 @@ def evaluate_version(
     with store.read() as conn:
         version = get_version(conn, service.name, version_number)
     data = load_dataset(service, data_path, label_column)
-    result = score_version(store, service, version, data, progress)
+    result = score_version(store, service, version, data, progress, calibrate=True)
     text = orjson.dumps(result).decode()
     evaluation_id = store_evaluation(
         store,
