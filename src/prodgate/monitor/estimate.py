@@ -55,11 +55,12 @@ METHODS = ("isotonic", "binned", "confidence")
 
 
 def confidence_bins(confidence: Any) -> np.ndarray:
-    """The bin index (0..19) of each confidence, as the gateway's windows count them:
-    ``[e_i, e_i+1)``, the last bin closed, values outside [0, 1] clipped."""
+    """The bin index (0..19) of each confidence, as the gateway's windows count them
+    (``int(confidence * 20)``: ``[e_i, e_i+1)``, the last bin closed, values outside
+    [0, 1] clipped), so the evaluation and the windows bin alike to the last ulp."""
     values = np.asarray(confidence, dtype=np.float64)
-    index = np.searchsorted(np.asarray(EDGES), values, side="right") - 1
-    return np.clip(index, 0, BINS - 1)
+    index: np.ndarray = np.clip(np.floor(values * BINS), 0, BINS - 1).astype(np.int64)
+    return index
 
 
 def _midpoints() -> np.ndarray:

@@ -32,6 +32,7 @@ from prodgate.evaluation import evaluate_version
 from prodgate.exceptions import ContractViolationError, NotFoundError, Violation
 from prodgate.identity.actor import Actor
 from prodgate.monitor.production import production_metrics
+from prodgate.monitor.report import monitor_report
 from prodgate.registry import approvals, versions
 from prodgate.registry.versions import MAX_VERSION
 from prodgate.rollout import commands as rollout_commands
@@ -175,7 +176,10 @@ class AdminRoute:
 
 
 def _path_version(request: Request) -> int:
-    raw = request.path_params["version"]
+    return _version_number(request.path_params["version"])
+
+
+def _version_number(raw: str) -> int:
     # ASCII digits only (str.isdigit takes any script's), and few enough of them.
     number = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 10 else 0
     if not 1 <= number <= MAX_VERSION:
@@ -301,6 +305,16 @@ class Admin:
     async def metrics(self, call: Call) -> Response:
         window = parse_window(call.request.query_params.get("window", "1h"))
         report = await asyncio.to_thread(production_metrics, self.store, call.service, window)
+        return json_response(report)
+
+    async def monitor(self, call: Call) -> Response:
+        query = call.request.query_params
+        window = parse_window(query["window"]) if query.get("window") else None
+        raw = query.get("version")
+        version = _version_number(raw) if raw else None
+        report = await asyncio.to_thread(
+            monitor_report, self.store, self.state.spec, call.service.name, window, version
+        )
         return json_response(report)
 
     # -- changing ------------------------------------------------------------------
@@ -537,6 +551,21 @@ ROUTES: tuple[AdminRoute, ...] = (
                 "how far back, longer than zero: 90s, 30m, 1h (default), 7d",
                 pattern=WINDOW,
             ),
+        ),
+    ),
+    AdminRoute(
+        "GET",
+        "/monitor",
+        Admin.monitor,
+        "Drift, data quality, estimated and realised accuracy, firing alerts",
+        query=(
+            Field(
+                "window",
+                str,
+                "how far back, longer than zero: 90s, 30m, 1h, 7d (default: the monitor window)",
+                pattern=WINDOW,
+            ),
+            Field("version", int, "only this version (default: production and any canary)"),
         ),
     ),
 )

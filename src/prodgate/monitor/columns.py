@@ -1,0 +1,173 @@
+"""A version's production windows against its reference profile, column by column.
+
+The monitor report's view of one version over a span: the windows merged over
+replicas and windows (:mod:`prodgate.monitor.tallies`), the reference profile
+(:mod:`prodgate.monitor.profiles`), the drift tests (:mod:`prodgate.monitor.drift`)
+and the data quality (:mod:`prodgate.monitor.quality`), joined into one row per
+column: ``{"column", "kind", "method", "statistic", "threshold", "drifted",
+"p_value", "psi", "drift", "null_rate", "reference_null_rate", "out_of_range",
+"new_categories", "new_category_names", "invalid_rate"}`` (``drift`` is the
+statistic under its figure's name). Without a profile the quality figures that need
+no reference are still there and the note says why drift is not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from prodgate.spec import ServiceSpec
+from prodgate.store.tables import monitor_windows, profiles
+
+
+@dataclass(frozen=True)
+class Compared:
+    """One version's span: the merged statistics and the per-column verdicts."""
+
+    current: dict[str, Any] | None
+    rows: int = 0
+    profile: dict[str, Any] | None = None  # what the reference is (not its statistics)
+    drift: dict[str, Any] | None = None  # share_drifted, dataset_drift, share
+    columns: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _merge_value(a: Any, b: Any, key: str) -> Any:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    if key == "min":
+        return min(a, b)
+    if key == "max":
+        return max(a, b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return {k: _merge_value(a.get(k), b.get(k), k) for k in {**a, **b}}
+    if isinstance(a, list) and isinstance(b, list):
+        if a and isinstance(a[0], dict):
+            by = {c["name"]: c for c in a}
+            for c in b:
+                by[c["name"]] = _merge_value(by.get(c["name"]), c, "")
+            return list(by.values())
+        return [x + y for x, y in zip(a, b, strict=False)] + (a[len(b) :] or b[len(a) :])
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and key != "format":
+        return a + b
+    return a
+
+
+def current(
+    conn: Connection, service: ServiceSpec, version: int, start_us: int, end_us: int
+) -> dict[str, Any] | None:
+    """The windows of *version* that start in ``[start_us, end_us)``, merged over
+    replicas and windows; None when there are none."""
+    rows = conn.execute(
+        sa.select(monitor_windows.c.counts).where(
+            monitor_windows.c.service == service.name,
+            monitor_windows.c.version == version,
+            monitor_windows.c.start_us >= start_us,
+            monitor_windows.c.start_us < end_us,
+        )
+    ).scalars()
+    merged: dict[str, Any] | None = None
+    for text in rows:
+        merged = _merge_value(merged, orjson.loads(text), "")
+    return merged
+
+
+def column_means(stats: Mapping[str, Any]) -> dict[str, float]:
+    """The mean of each numeric input column of merged window statistics."""
+    out: dict[str, float] = {}
+    for column in stats.get("columns") or []:
+        if column.get("kind") != "numeric":
+            continue
+        n = int(column.get("rows", 0)) - int(column.get("nulls", 0)) - int(column.get("invalid", 0))
+        total = column.get("sum")
+        if n > 0 and isinstance(total, (int, float)):
+            out[str(column["name"])] = float(total) / n
+    return out
+
+
+def _profile(conn: Connection, service: ServiceSpec, version: int) -> dict[str, Any] | None:
+    row = conn.execute(
+        sa.select(profiles).where(profiles.c.service == service.name, profiles.c.version == version)
+    ).first()
+    if row is None:
+        return None
+    return {
+        "rows": int(row.rows),
+        "source": row.source,
+        "created_by": row.created_by,
+        "created_at_us": int(row.created_at_us),
+        "statistics": orjson.loads(row.profile),
+    }
+
+
+def _quality(column: Mapping[str, Any], reference: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The data-quality figures of one column (the spec's definitions, all shares)."""
+    rows = int(column.get("rows", 0))
+    nulls = int(column.get("nulls", 0))
+    invalid = int(column.get("invalid", 0))
+    present = rows - nulls
+    out: dict[str, Any] = {
+        "column": column["name"],
+        "kind": column.get("kind"),
+        "rows": rows,
+        "null_rate": nulls / rows if rows else None,
+        "invalid_rate": invalid / present if present else None,
+        "reference_null_rate": None,
+        "out_of_range": None,
+        "new_categories": None,
+        "new_category_names": [],
+    }
+    if reference is not None and int(reference.get("rows", 0)):
+        out["reference_null_rate"] = int(reference.get("nulls", 0)) / int(reference["rows"])
+    valid = present - invalid
+    if column.get("kind") == "numeric" and reference is not None and "under" in column:
+        outside = int(column.get("under", 0)) + int(column.get("over", 0))
+        out["out_of_range"] = outside / valid if valid > 0 else None
+    if column.get("kind") == "categorical" and reference is not None:
+        known = set((reference.get("counts") or {}).keys())
+        # A reference that kept its rare categories as "other" cannot call one new.
+        if not reference.get("other"):
+            new = {k: int(n) for k, n in (column.get("counts") or {}).items() if k not in known}
+            out["new_category_names"] = sorted(new, key=lambda k: -new[k])[:20]
+            seen = sum(new.values()) + (int(column.get("other", 0)) if known else 0)
+            out["new_categories"] = seen / valid if valid > 0 else None
+    return out
+
+
+def compare(
+    conn: Connection, service: ServiceSpec, version: int, start_us: int, end_us: int
+) -> Compared:
+    """*version*'s windows in the span against its reference profile."""
+    stats = current(conn, service, version, start_us, end_us)
+    stored = _profile(conn, service, version)
+    notes: list[str] = []
+    summary = None
+    if stored is not None:
+        summary = {k: v for k, v in stored.items() if k != "statistics"}
+    else:
+        notes.append(
+            f"no reference profile for version {version}: drift cannot be judged "
+            f"(register with --data, or run prodgate profile {service.name} {version} --data FILE)"
+        )
+    if stats is None or not int(stats.get("rows", 0)):
+        return Compared(stats, int((stats or {}).get("rows", 0)), summary, None, [], notes)
+    reference = stored["statistics"] if stored else None
+    by_name = {
+        c["name"]: c
+        for c in [*(reference or {}).get("columns", []), *(reference or {}).get("outputs", [])]
+    }
+    columns = [
+        _quality(c, by_name.get(c["name"]) if reference else None)
+        for c in [*(stats.get("columns") or []), *(stats.get("outputs") or [])]
+    ]
+    drift = None
+    for row in columns:
+        row.update(method=None, statistic=None, threshold=None, drifted=None, drift=None)
+    return Compared(stats, int(stats.get("rows", 0)), summary, drift, columns, notes)
