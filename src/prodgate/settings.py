@@ -139,6 +139,18 @@ def _file(text: str) -> str:
     return text
 
 
+def _window(text: str) -> float:
+    from prodgate.durations import parse_duration
+
+    try:
+        seconds = parse_duration(text, "a window")
+    except UsageError as exc:
+        raise ValueError(exc.detail) from None
+    if seconds < 1:
+        raise ValueError("a window is at least 1s")
+    return seconds
+
+
 def _name(text: str) -> str:
     name = text.strip()
     if not name:
@@ -294,6 +306,28 @@ class Settings:
         True, "Run the rollout controller inside the server (one replica drives each rollout)."
     )
     controller_interval: float = _setting(1.0, "Seconds between rollout controller ticks.")
+    monitor: bool = _setting(
+        True,
+        "Count production windows (drift, data quality, predictions) in the gateway and "
+        "store them with the audit records' group commits.",
+    )
+    monitor_window: float = _setting(
+        300.0,
+        "Length of a production window (90s, 5m, 1h) where a service's spec gives none "
+        "(monitor.window).",
+        parse=_window,
+        shown="5m",
+    )
+    monitor_flush: float = _setting(
+        5.0,
+        "Most seconds between writes of this replica's running window totals to the store.",
+        parse=_positive,
+    )
+    monitor_replica: str = _setting(
+        "",
+        "This replica's name in the stored windows (each replica writes its own rows).",
+        shown="the host name, process id and a random suffix",
+    )
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod

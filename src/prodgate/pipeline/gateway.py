@@ -19,12 +19,16 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
+import secrets
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from prodgate.audit import log
 from prodgate.contract import Contract
+from prodgate.durations import parse_duration
 from prodgate.exceptions import (
     ContractViolationError,
     ProdgateError,
@@ -36,6 +40,8 @@ from prodgate.limits import build_limiter
 from prodgate.limits.budget import build_ledger
 from prodgate.llm.runtime import LlmRuntime
 from prodgate.monitor import feedback
+from prodgate.monitor import profiles as profile_store
+from prodgate.monitor.tally import Tally
 from prodgate.pipeline.completion import LlmPath
 from prodgate.pipeline.decision import AUTO, ESCALATED, REJECTED
 from prodgate.pipeline.exchange import Exchange, Outcome
@@ -92,6 +98,27 @@ def thaw_heap(threshold: tuple[int, int, int]) -> None:
     gc.set_threshold(*threshold)
 
 
+def monitor_tally(settings: Settings, spec: Spec) -> Tally:
+    """The tally of this replica: each service's kind, contract and window length (its
+    spec's ``monitor.window`` where it gives one, else ``PRODGATE_MONITOR_WINDOW``)."""
+    lengths = {}
+    for name, service in spec.services.items():
+        window = getattr(getattr(service, "monitor", None), "window", None)
+        if isinstance(window, str):
+            window = parse_duration(window, "monitor.window")
+        lengths[name] = float(window) if window else settings.monitor_window
+    replica = settings.monitor_replica or (
+        f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(3)}"
+    )
+    return Tally(
+        replica,
+        {n: s.kind for n, s in spec.services.items()},
+        {n: s.contract for n, s in spec.services.items()},
+        lengths,
+        flush_s=settings.monitor_flush,
+    )
+
+
 #: A ``/guard`` check's record: ``rejected`` when a rail blocks, ``escalated`` when one
 #: escalates, else ``auto``.
 _GUARD_DECISIONS = {"block": REJECTED, "escalate": ESCALATED}
@@ -137,6 +164,11 @@ class Gateway:
             retry_s=settings.journal_retry_s,
         )
         self.llm.record = self.recorder.record
+        #: The production windows this replica counts (None: PRODGATE_MONITOR=off), and
+        #: the generation its reference profiles were read at.
+        self.tally = monitor_tally(settings, spec) if settings.monitor else None
+        self.recorder.tally = self.tally
+        self._profiles_generation = -1
         self.masks: dict[str, Any] = {}  # filled with each service's rails below
         self.refusal = Refusal(
             self.recorder, metrics, {n: c.fields for n, c in self.contracts.items()}, self.masks
@@ -198,6 +230,7 @@ class Gateway:
         self.recorder.start()
         await self._reload_keys(await asyncio.to_thread(self.store.generation))
         await self.fleet.refresh()
+        await self._load_profiles()
         settle_heap()
         self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
         self.started = True
@@ -238,8 +271,25 @@ class Gateway:
         generation = await asyncio.to_thread(self.store.generation)
         if generation != self.keyring.generation:
             await self._reload_keys(generation)
-        if await self.fleet.refresh():
+        changed = await self.fleet.refresh()
+        if self.tally is not None and self.fleet.generation != self._profiles_generation:
+            await self._load_profiles()
+        if changed:
             settle_heap()
+
+    async def _load_profiles(self) -> None:
+        """The reference profiles of the loaded versions, for the windows that open next."""
+        if self.tally is None:
+            return
+        generation = self.fleet.generation
+        loaded = [(n, v) for n, state in self.fleet.services.items() for v in state.versions]
+
+        def read() -> dict[tuple[str, int], Any]:
+            with self.store.read() as conn:
+                return profile_store.load_many(conn, loaded)
+
+        self.tally.use_profiles(await asyncio.to_thread(read))
+        self._profiles_generation = generation
 
     async def _reload_keys(self, generation: int) -> None:
         """Every key, read at *generation* or later (so none older is kept)."""

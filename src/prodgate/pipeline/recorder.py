@@ -26,12 +26,17 @@ from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import InterfaceError, OperationalError
+
 from prodgate.audit import log
 from prodgate.audit.record import Record
 from prodgate.exceptions import StoreError, StoreUnreachableError
+from prodgate.monitor import tally as tally_module
+from prodgate.monitor.tally import Tally
 from prodgate.pipeline.journal import DEAD_LETTER, Journal
 from prodgate.pipeline.metrics import Metrics
-from prodgate.store.engine import Store
+from prodgate.store.engine import Store, now_us
 
 logger = logging.getLogger("prodgate.recorder")
 
@@ -48,6 +53,7 @@ class Recorder:
         journal: Journal | None = None,
         retry_s: float = 1.0,
         adopt_every_s: float = 30.0,
+        tally: Tally | None = None,
     ) -> None:
         self.store = store
         self.metrics = metrics
@@ -62,6 +68,10 @@ class Recorder:
         self._closing = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recorder")
         self._task: asyncio.Task[None] | None = None
+        #: The production windows counted from durable groups (None: monitoring off).
+        self.tally = tally
+        self._adopted_at = time.monotonic()
+        self._flush_warned_at = -WARN_EVERY_S
 
     def start(self) -> None:
         if self.journal is not None:
@@ -101,18 +111,78 @@ class Recorder:
                     self._away(exc, journal, len(records))
             if journal.pending:
                 journal.append(records)
+                self._observe(records)
                 return JOURNAL, time.perf_counter() - started
+        tally = self.tally
+        flush = tally.pending(now_us()) if tally is not None and tally.due() else None
+        flushed = False
         try:
             if records:
                 with self.store.write() as conn:
                     log.append(self.store, conn, records)
+                    if flush:
+                        flushed = self._write_windows(conn, flush)
         except StoreUnreachableError as exc:
+            if tally is not None and flush:
+                tally.failed()
             if journal is None:
                 raise
             self._away(exc, journal, len(records))
             journal.append(records)
+            self._observe(records)
             return JOURNAL, time.perf_counter() - started
+        if flush is not None and tally is not None and records:
+            if flushed:
+                tally.written(flush)
+            else:
+                tally.failed()
+        self._observe(records)
         return STORE, time.perf_counter() - started
+
+    def _observe(self, records: list[Record]) -> None:
+        """Count a durable group into the windows; counting never fails a group."""
+        if self.tally is not None and records:
+            try:
+                self.tally.observe(records)
+            except Exception:  # a bug here must not cost a record or an answer
+                logger.exception("counting a group into the monitoring windows failed")
+
+    def _write_windows(self, conn: Connection, flush: tally_module.Pending) -> bool:
+        """The windows' rows in the group's transaction, behind a savepoint: a statement
+        the store refuses costs the flush (logged), never the group's records."""
+        try:
+            with conn.begin_nested():
+                tally_module.write(conn, flush)
+        except StoreUnreachableError:
+            raise
+        except Exception as exc:
+            lost = isinstance(exc, (OperationalError, InterfaceError)) or getattr(
+                exc, "connection_invalidated", False
+            )
+            if lost:  # the store went away: the group's transaction fails with it
+                raise
+            logger.error("writing the monitoring windows failed: %s", exc)
+            return False
+        return True
+
+    def _flush(self) -> None:
+        """Write the windows' running totals in a transaction of their own (no group to
+        ride on); while the store is away they stay in memory for the next try."""
+        tally = self.tally
+        if tally is None or not tally.dirty:
+            return
+        flush = tally.pending(now_us())
+        try:
+            with self.store.write() as conn:
+                tally_module.write(conn, flush)
+        except Exception as exc:
+            now = time.monotonic()
+            if now - self._flush_warned_at >= WARN_EVERY_S:
+                self._flush_warned_at = now
+                logger.warning("monitoring windows not written yet (kept in memory): %s", exc)
+            tally.failed()
+            return
+        tally.written(flush)
 
     def _away(self, exc: Exception, journal: Journal, waiting: int) -> None:
         """The store cannot take records now: try again in ``retry_s``; say so at times."""
@@ -167,15 +237,22 @@ class Recorder:
                 due = max(0.0, self._retry_at - time.monotonic())
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), due)
-            elif self.journal is not None:
-                try:
-                    await asyncio.wait_for(self._wakeup.wait(), self.adopt_every_s)
-                except TimeoutError:  # idle: look for journals a dead process left
-                    await loop.run_in_executor(self._executor, self.journal.adopt)
-                    self.metrics.journal_records.set(self.spooled)
-                    continue
             else:
-                await self._wakeup.wait()
+                timeout = self.adopt_every_s if self.journal is not None else None
+                flush_in = self.tally.due_in() if self.tally is not None else None
+                if flush_in is not None:
+                    timeout = flush_in if timeout is None else min(timeout, flush_in)
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), timeout)
+                except TimeoutError:  # idle: flush the windows, adopt dead journals
+                    if self.tally is not None and self.tally.due():
+                        await loop.run_in_executor(self._executor, self._flush)
+                    now = time.monotonic()
+                    if self.journal is not None and now - self._adopted_at >= self.adopt_every_s:
+                        self._adopted_at = now
+                        await loop.run_in_executor(self._executor, self.journal.adopt)
+                        self.metrics.journal_records.set(self.spooled)
+                    continue
             batch: list[Record] = []
             owners: list[asyncio.Future[None]] = []
             while self._queue and (
@@ -220,6 +297,8 @@ class Recorder:
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self.tally is not None:  # the last counts, if the store takes them
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._flush)
         self._executor.shutdown(wait=True)
         if self.journal is not None:
             self.journal.close()
