@@ -98,7 +98,7 @@ def test_report_of_a_monitored_classifier(settings: Settings, db: Store) -> None
     assert flat["accuracy on large"] == large["accuracy"]
     assert all(isinstance(v, float) for v in flat.values())
     # figures() is the same, computed afresh (what the alert loop calls).
-    again = figures(db, setup.spec, "claims", 3600)
+    again = figures(db, setup.spec, "claims", span_s=3600)
     assert again["null_rate(age)"] == flat["null_rate(age)"]
     assert again["estimated accuracy"] == pytest.approx(flat["estimated accuracy"])
 
@@ -107,7 +107,7 @@ def test_estimate_falls_with_the_shift_before_labels(settings: Settings, db: Sto
     setup = setup_service(settings, db)
     # Familiar traffic first: amounts spread as in the holdout.
     record_traffic(db, decisions(setup.rng, 600, 0, 10_000), labelled_every=None)
-    before = figures(db, setup.spec, "claims", 3600)
+    before = figures(db, setup.spec, "claims", span_s=3600)
     assert "accuracy" not in before  # no feedback: nothing realised
     # Later, amounts drift toward 5,000: the model is unsure, the estimate drops.
     later = 30 * 60_000_000
@@ -116,7 +116,7 @@ def test_estimate_falls_with_the_shift_before_labels(settings: Settings, db: Sto
     record_traffic(
         db, decisions(setup.rng, 600, 4000, 6000), labelled_every=None, end_us=now_us() + later
     )
-    after = figures(db, setup.spec, "claims", 600, end_us=now_us() + later)
+    after = figures(db, setup.spec, "claims", span_s=600, now_us=now_us() + later)
     assert after["estimated accuracy"] < before["estimated accuracy"] - 0.15
 
 
@@ -148,3 +148,20 @@ def test_what_is_missing_is_said(settings: Settings, db: Store) -> None:
     with pytest.raises(UnknownVersionError):
         monitor_report(db, setup.spec, "claims", 3600, version=7)
     assert monitor_report(db, setup.spec, "claims", 3600, version=1)["versions"][0]["rows"] == 50
+
+
+def test_alert_rules_judge_the_reports_figures(settings: Settings, db: Store) -> None:
+    from prodgate.monitor.alerts import FiguresSource, firing, tick
+
+    source: FiguresSource = figures  # the alert loop's source of figures
+    setup = setup_service(settings, db)
+    save_profile(db, setup.frame)
+    record_traffic(db, decisions(setup.rng, 400, 4000, 9000))
+    done = tick(db, setup.spec, source)
+    fired = {t.rule.name for t in done}
+    # One in five ages arrives empty; the large claims' accuracy is estimated below 0.9.
+    assert fired == {"ages-missing", "estimated accuracy < 0.9 on large"}
+    with db.read() as conn:
+        assert {s.rule for s in firing(conn, "claims")} == fired
+    report = monitor_report(db, setup.spec, "claims", 3600)
+    assert sorted(report["firing"]) == sorted(fired)

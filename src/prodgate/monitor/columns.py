@@ -21,8 +21,9 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from prodgate.monitor import profiles
 from prodgate.spec import ServiceSpec
-from prodgate.store.tables import monitor_windows, profiles
+from prodgate.store.tables import monitor_windows
 
 
 @dataclass(frozen=True)
@@ -92,21 +93,6 @@ def column_means(stats: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def _profile(conn: Connection, service: ServiceSpec, version: int) -> dict[str, Any] | None:
-    row = conn.execute(
-        sa.select(profiles).where(profiles.c.service == service.name, profiles.c.version == version)
-    ).first()
-    if row is None:
-        return None
-    return {
-        "rows": int(row.rows),
-        "source": row.source,
-        "created_by": row.created_by,
-        "created_at_us": int(row.created_at_us),
-        "statistics": orjson.loads(row.profile),
-    }
-
-
 def _quality(column: Mapping[str, Any], reference: Mapping[str, Any] | None) -> dict[str, Any]:
     """The data-quality figures of one column (the spec's definitions, all shares)."""
     rows = int(column.get("rows", 0))
@@ -146,11 +132,16 @@ def compare(
 ) -> Compared:
     """*version*'s windows in the span against its reference profile."""
     stats = current(conn, service, version, start_us, end_us)
-    stored = _profile(conn, service, version)
+    stored = profiles.load(conn, service.name, version)
     notes: list[str] = []
     summary = None
     if stored is not None:
-        summary = {k: v for k, v in stored.items() if k != "statistics"}
+        summary = {
+            "rows": stored.rows,
+            "source": stored.source,
+            "created_by": stored.created_by,
+            "created_at_us": stored.created_at_us,
+        }
     else:
         notes.append(
             f"no reference profile for version {version}: drift cannot be judged "
@@ -158,7 +149,7 @@ def compare(
         )
     if stats is None or not int(stats.get("rows", 0)):
         return Compared(stats, int((stats or {}).get("rows", 0)), summary, None, [], notes)
-    reference = stored["statistics"] if stored else None
+    reference = stored.profile if stored else None
     by_name = {
         c["name"]: c
         for c in [*(reference or {}).get("columns", []), *(reference or {}).get("outputs", [])]

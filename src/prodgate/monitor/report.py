@@ -46,13 +46,14 @@ from prodgate.evaluation.scoring import _cohort_masks
 from prodgate.exceptions import ProdgateError
 from prodgate.monitor import columns as columns_module
 from prodgate.monitor import estimate as estimate_module
+from prodgate.monitor.alerts import states as alert_states
 from prodgate.monitor.window import window_conditions, window_stats
 from prodgate.registry.approvals import latest_evaluation
 from prodgate.registry.versions import get_version
 from prodgate.rollout.split import get_deployment
 from prodgate.spec import ServiceSpec, Spec
 from prodgate.store.engine import Store, now_us
-from prodgate.store.tables import alert_states, audit_log, feedback
+from prodgate.store.tables import audit_log, feedback
 
 #: Decisions read per version for the cohort figures (the newest in the span).
 COHORT_ROWS = 20_000
@@ -261,23 +262,18 @@ def _cohort_entry(
 
 
 def _alerts(conn: Connection, service: ServiceSpec) -> list[dict[str, Any]]:
-    rows = conn.execute(
-        sa.select(alert_states)
-        .where(alert_states.c.service == service.name)
-        .order_by(alert_states.c.rule)
-    ).all()
     rules = {r.name: r for r in service.monitor.alerts}
     out = []
-    for row in rows:
-        rule = rules.get(row.rule)
+    for state in alert_states(conn, service.name):
+        rule = rules.get(state.rule)
         out.append(
             {
-                "rule": row.rule,
+                "rule": state.rule,
                 "when": rule.text if rule else None,
-                "state": row.state,
-                "value": row.value,
-                "since_us": row.since_us,
-                "updated_at_us": row.updated_at_us,
+                "state": state.state,
+                "value": state.value,
+                "since_us": state.since_us,
+                "updated_at_us": state.updated_at_us,
             }
         )
     return out
@@ -445,12 +441,13 @@ def figures(
     store: Store,
     spec: Spec,
     service: str,
-    window_s: float | None = None,
     *,
+    span_s: float | None = None,
+    now_us: int | None = None,
     version: int | None = None,
-    end_us: int | None = None,
 ) -> dict[str, float]:
-    """The figures of *service*'s production version (or *version*) over the last
-    *window_s*, by canonical key: what :mod:`prodgate.monitor.alerts` judges rules on."""
-    report = monitor_report(store, spec, service, window_s, version, end_us=end_us)
+    """The figures of *service*'s production version (or *version*) over the *span_s*
+    seconds (default: its monitor window) ending at *now_us*, by canonical key: what
+    :mod:`prodgate.monitor.alerts` judges rules on (its ``FiguresSource``)."""
+    report = monitor_report(store, spec, service, span_s, version, end_us=now_us)
     return flatten(report, version)
