@@ -159,6 +159,7 @@ def test_estimated_cost_tracks_realised_cost_with_escalation_and_inflation() -> 
         assert e.cost_high is not None
         assert abs(e.cost_per_decision - realised) / realised < 0.1, (mu, e, realised)
         assert e.cost_low < e.cost_per_decision < e.cost_high
+        assert all(type(v) in (int, float, str) for v in e.as_dict().values())
 
 
 def test_empty_window_and_unseen_labels() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import orjson
 import pytest
 
 from monitor_support import decisions, record_traffic, save_profile, set_alert, setup_service
@@ -31,6 +32,7 @@ def test_report_of_a_monitored_classifier(settings: Settings, db: Store) -> None
     set_alert(db, "estimated accuracy < 0.9 on large", "ok", 0.93)
 
     report = monitor_report(db, setup.spec, "claims", 3600)
+    assert orjson.loads(orjson.dumps(report)) == report  # plain JSON, no numpy
     assert report["service"] == "claims"
     assert report["deployment"]["production"] == 1
     (entry,) = report["versions"]

@@ -14,7 +14,6 @@ import click
 
 from prodgate.cli.context import VERSION, Context, echo_json, pass_ctx, table
 from prodgate.durations import parse_duration
-from prodgate.monitor.report import monitor_report
 
 
 def _pct(x: float | None) -> str:
@@ -196,6 +195,9 @@ def monitor(ctx: Context, service: str, window: str, version: int | None, as_jso
                  the business cost per decision, and per cohort
     alerts       the spec's monitor rules now firing
     """
+    # The report needs pandas and scikit-learn: imported when run, not when the CLI starts.
+    from prodgate.monitor.report import monitor_report
+
     seconds = parse_duration(window)
     report = monitor_report(ctx.store(), ctx.spec(), service, seconds, version)
     if as_json:

@@ -407,8 +407,8 @@ def estimate(
                 )
                 one = c.amount + c.rate * at_stake
                 first, second = (1 - e) * first + e * one, (1 - e) * second + e * one * one
-            cost += w[b] * first
-            cost_var += w[b] * max(0.0, second - first * first)
+            cost += float(w[b] * first)
+            cost_var += float(w[b] * max(0.0, second - first * first))
     if n == 0:
         return Estimate(0, None, None, None, method=str(cal.get("method", "")))
     accuracy = expected / n
