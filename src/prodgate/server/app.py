@@ -19,7 +19,7 @@ from prodgate import spec as spec_module
 from prodgate.exceptions import ProdgateError
 from prodgate.identity.keyring import KeyRing
 from prodgate.monitor.alerts import AlertMetrics, run_monitor
-from prodgate.monitor.sources import default_source
+from prodgate.monitor.operational import default_source
 from prodgate.monitor.webhooks import Webhooks
 from prodgate.pipeline.gateway import Gateway
 from prodgate.pipeline.metrics import Metrics

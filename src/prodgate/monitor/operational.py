@@ -13,7 +13,6 @@ the operational ones where the report is installed, else the operational ones.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -90,24 +89,11 @@ def combined(*sources: FiguresSource) -> FiguresSource:
     return figures
 
 
-def _report_source(module: Any) -> FiguresSource:
-    """The monitor report's ``figures`` as a :class:`FiguresSource`."""
-
-    def figures(store: Store, spec: Spec, service: str, *, span_s: float, now_us: int) -> Figures:
-        found: Mapping[str, float | None] = module.figures(
-            store, spec, service, window_s=span_s, now_us=now_us
-        )
-        return found
-
-    return figures
-
-
 def default_source() -> FiguresSource:
     """The server's source of figures (see the module's docstring)."""
     try:
         report = importlib.import_module("prodgate.monitor.report")
     except ImportError:
         return operational_figures
-    if not callable(getattr(report, "figures", None)):
-        return operational_figures
-    return combined(operational_figures, _report_source(report))
+    found: FiguresSource | None = getattr(report, "figures", None)
+    return operational_figures if found is None else combined(operational_figures, found)
