@@ -17,13 +17,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from prodgate.monitor import profiles
+from prodgate.monitor import profiles, tallies
 from prodgate.spec import ServiceSpec
-from prodgate.store.tables import monitor_windows
 
 
 @dataclass(frozen=True)
@@ -38,46 +35,16 @@ class Compared:
     notes: list[str] = field(default_factory=list)
 
 
-def _merge_value(a: Any, b: Any, key: str) -> Any:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    if key == "min":
-        return min(a, b)
-    if key == "max":
-        return max(a, b)
-    if isinstance(a, dict) and isinstance(b, dict):
-        return {k: _merge_value(a.get(k), b.get(k), k) for k in {**a, **b}}
-    if isinstance(a, list) and isinstance(b, list):
-        if a and isinstance(a[0], dict):
-            by = {c["name"]: c for c in a}
-            for c in b:
-                by[c["name"]] = _merge_value(by.get(c["name"]), c, "")
-            return list(by.values())
-        return [x + y for x, y in zip(a, b, strict=False)] + (a[len(b) :] or b[len(a) :])
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and key != "format":
-        return a + b
-    return a
-
-
 def current(
     conn: Connection, service: ServiceSpec, version: int, start_us: int, end_us: int
 ) -> dict[str, Any] | None:
-    """The windows of *version* that start in ``[start_us, end_us)``, merged over
-    replicas and windows; None when there are none."""
-    rows = conn.execute(
-        sa.select(monitor_windows.c.counts).where(
-            monitor_windows.c.service == service.name,
-            monitor_windows.c.version == version,
-            monitor_windows.c.start_us >= start_us,
-            monitor_windows.c.start_us < end_us,
-        )
-    ).scalars()
-    merged: dict[str, Any] | None = None
-    for text in rows:
-        merged = _merge_value(merged, orjson.loads(text), "")
-    return merged
+    """The windows of *version* that overlap ``[start_us, end_us)``, merged over
+    replicas and windows (the window shape, plus ``skipped``: rows binned on an older
+    reference profile, left out); None when there are none."""
+    merged = tallies.merged(conn, service.name, start_us, end_us, version)
+    if merged is None:
+        return None
+    return {**merged.counts, "skipped": merged.skipped, "windows": merged.windows}
 
 
 def column_means(stats: Mapping[str, Any]) -> dict[str, float]:
