@@ -4,7 +4,6 @@ version, production decisions in the audit log with some feedback, their windows
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +17,13 @@ from prodgate import spec as spec_module
 from prodgate.audit import log
 from prodgate.audit.record import KIND_INFERENCE, Record
 from prodgate.evaluation import evaluate_version
-from prodgate.monitor.estimate import counts_of
+from prodgate.monitor import profiles
+from prodgate.monitor.tally import UNROUTED, Layout, Window
 from prodgate.registry import approvals, versions
 from prodgate.rollout import split as deployments
 from prodgate.settings import Settings
 from prodgate.store.engine import Store, now_us
-from prodgate.store.tables import alert_states, feedback, monitor_windows, profiles
+from prodgate.store.tables import alert_states, feedback, monitor_windows
 
 SPEC = """\
 services:
@@ -61,6 +61,16 @@ services:
       input: {type: object, properties: {x: {type: number}}}
 """
 
+#: The input contract of claims in SPEC, as the spec compiles it.
+CONTRACT: dict[str, Any] = {
+    "type": "object",
+    "required": ["amount", "category"],
+    "properties": {
+        "amount": {"type": "number", "minimum": 0},
+        "category": {"type": "string"},
+        "age": {"type": ["integer", "null"]},
+    },
+}
 AMOUNT_EDGES = [0.0, 2500.0, 5000.0, 7500.0, 10000.0]
 AGE_EDGES = [18.0, 40.0, 65.0, 90.0]
 MINUTE = 60_000_000
@@ -161,66 +171,6 @@ def decisions(rng: np.random.Generator, n: int, low: float, high: float) -> list
     return out
 
 
-def _numeric(name: str, values: Sequence[float | None], edges: list[float]) -> dict[str, Any]:
-    present = [float(v) for v in values if v is not None]
-    counts = [0] * (len(edges) - 1)
-    under = over = 0
-    for v in present:
-        if v < edges[0]:
-            under += 1
-        elif v > edges[-1]:
-            over += 1
-        else:
-            counts[min(bisect_right(edges, v) - 1, len(counts) - 1)] += 1
-    return {
-        "name": name,
-        "kind": "numeric",
-        "rows": len(values),
-        "nulls": len(values) - len(present),
-        "invalid": 0,
-        "min": min(present) if present else None,
-        "max": max(present) if present else None,
-        "sum": sum(present),
-        "sumsq": sum(v * v for v in present),
-        "counts": counts,
-        "under": under,
-        "over": over,
-        "values": None,
-        "values_other": 0,
-    }
-
-
-def window_json(batch: Sequence[Decision], refused: int = 0) -> dict[str, Any]:
-    """One replica's window in the plan's "current statistics" shape."""
-    cats: dict[str, int] = {}
-    for d in batch:
-        cats[d.category] = cats.get(d.category, 0) + 1
-    return {
-        "format": 1,
-        "requests": len(batch) + refused,
-        "rows": len(batch),
-        "refused": refused,
-        "violations": {"amount": refused} if refused else {},
-        "columns": [
-            _numeric("amount", [d.amount for d in batch], AMOUNT_EDGES),
-            {
-                "name": "category",
-                "kind": "categorical",
-                "rows": len(batch),
-                "nulls": 0,
-                "invalid": 0,
-                "counts": cats,
-                "other": 0,
-            },
-            _numeric("age", [d.age for d in batch], AGE_EDGES),
-        ],
-        "outputs": [],
-        "calibration_counts": counts_of(
-            [d.prediction for d in batch], [d.confidence for d in batch]
-        ),
-    }
-
-
 def setup_service(settings: Settings, store: Store, seed: int = 5) -> ServiceSpecAndData:
     """Write the spec; register, evaluate (calibration), approve and deploy v1."""
     Path(settings.config).write_text(SPEC)
@@ -244,32 +194,26 @@ class ServiceSpecAndData:
     rng: np.random.Generator
 
 
-def save_profile(store: Store, frame: pd.DataFrame, version: int = 1) -> None:
-    with store.write() as conn:
-        conn.execute(
-            profiles.insert().values(
-                service="claims",
-                version=version,
-                profile=orjson.dumps(reference_profile(frame)).decode(),
-                source="holdout.csv",
-                rows=len(frame),
-                created_by="tester",
-                created_at_us=now_us(),
-            )
-        )
+def save_profile(store: Store, frame: pd.DataFrame, version: int = 1) -> dict[str, Any]:
+    """Store the holdout's profile as *version*'s reference; the profile."""
+    profile = reference_profile(frame)
+    profiles.save(store, "claims", version, profile, source="holdout.csv", actor="tester")
+    return profile
 
 
 def record_traffic(
     store: Store,
     batch: Sequence[Decision],
     *,
+    profile: dict[str, Any] | None = None,
     labelled_every: int | None = 3,
     refused: int = 0,
     end_us: int | None = None,
 ) -> int:
     """The decisions as inference records of claims v1 over the last minutes (every
-    *labelled_every*-th with feedback; None: none), and their windows from two replicas; the
-    window start used."""
+    *labelled_every*-th with feedback; None: none) and *refused* contract violations
+    on ``amount``, counted by two replicas' windows (the gateway's tally, binned on
+    *profile* when given) in ``monitor_windows``; the window start used."""
     now = end_us if end_us is not None else now_us()
     start = now - 4 * MINUTE
     records = []
@@ -298,9 +242,32 @@ def record_traffic(
                 latency_ms=2.0,
             )
         )
-    half = len(batch) // 2
+    refusals = [
+        Record(
+            kind=KIND_INFERENCE,
+            action="predict",
+            ts_us=start + i,
+            payload={
+                "input": {"amount": -1, "category": "auto"},
+                "errors": [{"path": "/amount", "message": "must be at least 0"}],
+            },
+            service="claims",
+            version=None,
+            status=422,
+            decision="rejected",
+        )
+        for i in range(refused)
+    ]
+    plain = Layout.from_contract("classifier", CONTRACT)
+    layout = Layout.from_profile("classifier", profile) if profile is not None else plain
+    half = len(records) // 2
+    windows = [
+        (1, "r1", records[:half]),
+        (1, "r2", records[half:]),
+        (UNROUTED, "r1", refusals),
+    ]
     with store.write() as conn:
-        log.append(store, conn, records)
+        log.append(store, conn, records + refusals)
         for i, (record, d) in enumerate(zip(records, batch, strict=True)):
             if labelled_every and i % labelled_every == 0:
                 conn.execute(
@@ -314,16 +281,21 @@ def record_traffic(
                         received_at_us=now,
                     )
                 )
-        for replica, part, extra in (("r1", batch[:half], refused), ("r2", batch[half:], 0)):
+        for version, replica, part in windows:
+            if not part:
+                continue
+            window = Window("claims", version, start, 5 * MINUTE, layout if version else plain)
+            for record in part:
+                window.add(record)
             conn.execute(
                 monitor_windows.insert().values(
                     service="claims",
-                    version=1,
+                    version=version,
                     start_us=start,
                     replica=replica,
                     length_us=5 * MINUTE,
-                    rows=len(part),
-                    counts=orjson.dumps(window_json(part, extra)).decode(),
+                    rows=window.rows,
+                    counts=orjson.dumps(window.as_json()).decode(),
                     updated_at_us=now,
                 )
             )

@@ -24,10 +24,10 @@ def db(settings: Settings) -> Iterator[Store]:
 
 def test_report_of_a_monitored_classifier(settings: Settings, db: Store) -> None:
     setup = setup_service(settings, db)
-    save_profile(db, setup.frame)
+    profile = save_profile(db, setup.frame)
     # Covariate shift: amounts crowd around 5,000, where the model is least sure.
     batch = decisions(setup.rng, 900, 3000, 8000)
-    record_traffic(db, batch, refused=30)
+    record_traffic(db, batch, profile=profile, refused=30)
     set_alert(db, "ages-missing", "firing", 0.2)
     set_alert(db, "estimated accuracy < 0.9 on large", "ok", 0.93)
 
@@ -44,7 +44,7 @@ def test_report_of_a_monitored_classifier(settings: Settings, db: Store) -> None
     assert entry["profile"]["source"] == "holdout.csv"
 
     columns = {c["column"]: c for c in entry["columns"]}
-    assert set(columns) == {"amount", "category", "age"}
+    assert set(columns) == {"amount", "category", "age", "prediction", "confidence"}
     nulls = sum(d.age is None for d in batch)
     assert columns["age"]["null_rate"] == pytest.approx(nulls / 900)
     assert columns["age"]["reference_null_rate"] == 0
@@ -157,8 +157,8 @@ def test_alert_rules_judge_the_reports_figures(settings: Settings, db: Store) ->
 
     source: FiguresSource = figures  # the alert loop's source of figures
     setup = setup_service(settings, db)
-    save_profile(db, setup.frame)
-    record_traffic(db, decisions(setup.rng, 400, 4000, 9000))
+    profile = save_profile(db, setup.frame)
+    record_traffic(db, decisions(setup.rng, 400, 4000, 9000), profile=profile)
     done = tick(db, setup.spec, source)
     fired = {t.rule.name for t in done}
     # One in five ages arrives empty; the large claims' accuracy is estimated below 0.9.
