@@ -44,8 +44,8 @@ from sqlalchemy.engine import Connection
 
 from prodgate.evaluation.scoring import _cohort_masks
 from prodgate.exceptions import ProdgateError
-from prodgate.monitor import columns as columns_module
 from prodgate.monitor import estimate as estimate_module
+from prodgate.monitor import span as span_module
 from prodgate.monitor.alerts import states as alert_states
 from prodgate.monitor.window import window_conditions, window_stats
 from prodgate.registry.approvals import latest_evaluation
@@ -109,7 +109,7 @@ def _estimate(
         counts,
         business=service.policy.business,
         escalation_below=service.escalation_below,
-        column_means=columns_module.column_means(current or {}),
+        column_means=span_module.column_means(current or {}),
     )
     if not result.rows:
         return None, cal, "no label-free estimate: no decision with a confidence in the span"
@@ -289,7 +289,7 @@ def _version_entry(
     unrouted: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
     notes: list[str] = []
-    compared = columns_module.compare(conn, service, number, start, end)
+    compared = span_module.compare(conn, service, number, start, end)
     notes.extend(compared.notes)
     current = compared.current
     estimate, cal, why = _estimate(conn, service, number, current)
@@ -353,7 +353,7 @@ def monitor_report(
         deployment, chosen = _versions(conn, svc, version)
         if not chosen:
             notes.append(f"{service} is not deployed: no production version to monitor")
-        unrouted = columns_module.current(conn, svc, UNROUTED, start, end)
+        unrouted = span_module.current(conn, svc, UNROUTED, start, end)
         entries = [
             _version_entry(conn, svc, number, role, start, end, unrouted) for number, role in chosen
         ]
