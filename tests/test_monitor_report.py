@@ -51,6 +51,16 @@ def test_report_of_a_monitored_classifier(settings: Settings, db: Store) -> None
     old = sum(d.age is not None and d.age > 90 for d in batch)
     assert columns["age"]["out_of_range"] == pytest.approx(old / (900 - nulls))
     assert columns["amount"]["out_of_range"] == 0
+    # Amounts crowd into [3000, 8000] of the reference's [0, 10000]: drifted.
+    amount = columns["amount"]
+    assert (amount["method"], amount["threshold"], amount["drifted"]) == ("wasserstein", 0.1, True)
+    assert amount["drift"] == amount["statistic"] > 0.1
+    assert amount["psi"] is not None
+    assert entry["drift"]["share"] == 0.5
+    assert entry["drift"]["number_of_columns"] == 3  # the inputs
+    drifted = [c["column"] for c in entry["columns"] if c["drifted"]]
+    assert entry["drift"]["share_drifted"] == pytest.approx(len(drifted) / 3)
+    assert columns["prediction"]["drifted"] is None  # the reference has no outputs
     marine = sum(d.category == "marine" for d in batch)
     assert columns["category"]["new_categories"] == pytest.approx(marine / 900)
     assert columns["category"]["new_category_names"] == ["marine"]
@@ -86,6 +96,10 @@ def test_report_of_a_monitored_classifier(settings: Settings, db: Store) -> None
     assert states["estimated accuracy < 0.9 on large"]["state"] == "ok"
 
     flat = flatten(report)
+    assert flat["drift share"] == entry["drift"]["share_drifted"]
+    assert flat["drift(amount)"] == amount["statistic"]
+    assert flat["drifted(amount)"] == 1.0
+    assert "drifted(prediction)" not in flat
     assert flat["null_rate(age)"] == pytest.approx(nulls / 900)
     assert flat["new_categories(category)"] == pytest.approx(marine / 900)
     assert flat["out_of_range(amount)"] == 0

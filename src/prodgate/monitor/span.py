@@ -19,7 +19,9 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from prodgate.monitor import drift as drift_module
 from prodgate.monitor import profiles, tallies
+from prodgate.monitor.profile import Current, Profile
 from prodgate.spec import ServiceSpec
 
 
@@ -94,6 +96,33 @@ def _quality(column: Mapping[str, Any], reference: Mapping[str, Any] | None) -> 
     return out
 
 
+def _drift(
+    service: ServiceSpec, reference: Mapping[str, Any], stats: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The dataset's drift (over the input columns) and each column's test (inputs and
+    outputs), by :mod:`prodgate.monitor.drift` with the spec's overrides."""
+    ref = Profile.from_json(dict(reference))
+    cur = Current.from_json(dict(stats))
+    overrides: dict[str, dict[str, Any]] = {}
+    for name, o in service.monitor.drift_columns.items():
+        spelled: dict[str, Any] = {"method": o.method, "threshold": o.threshold}
+        overrides[name] = {k: v for k, v in spelled.items() if v is not None}
+    inputs = [c.name for c in ref.columns if cur.column(c.name) is not None]
+    report = drift_module.drift(
+        ref, cur, columns=inputs, overrides=overrides, share=service.monitor.drift_share
+    )
+    tests = {c.column: c for c in report.columns}
+    for out in ref.outputs:
+        found = cur.column(out.name)
+        if found is not None:
+            given = overrides.get(out.name, {})
+            tests[out.name] = drift_module.column_drift(
+                out, found, given.get("method"), given.get("threshold")
+            )
+    summary = {k: v for k, v in report.as_dict().items() if k != "columns"}
+    return summary, {name: t.as_dict() for name, t in tests.items()}
+
+
 def compare(
     conn: Connection, service: ServiceSpec, version: int, start_us: int, end_us: int
 ) -> Compared:
@@ -117,15 +146,38 @@ def compare(
     if stats is None or not int(stats.get("rows", 0)):
         return Compared(stats, int((stats or {}).get("rows", 0)), summary, None, [], notes)
     reference = stored.profile if stored else None
+    binned = reference is not None and stats.get("reference") == reference.get("created_us")
+    if reference is not None and not binned:
+        # Windows count on the profile the gateway had loaded; these predate this one.
+        notes.append(
+            f"the windows of version {version} in this span were counted before its "
+            "reference profile was stored: drift is judged from the next window on"
+        )
     by_name = {
         c["name"]: c
         for c in [*(reference or {}).get("columns", []), *(reference or {}).get("outputs", [])]
     }
     columns = [
-        _quality(c, by_name.get(c["name"]) if reference else None)
+        _quality(c, by_name.get(c["name"]) if binned else None)
         for c in [*(stats.get("columns") or []), *(stats.get("outputs") or [])]
     ]
-    drift = None
+    drift, tests = _drift(service, reference, stats) if binned and reference else (None, {})
+    if int(stats.get("skipped") or 0):
+        notes.append(
+            f"{stats['skipped']} window row(s) counted on an older reference profile left out"
+        )
     for row in columns:
-        row.update(method=None, statistic=None, threshold=None, drifted=None, drift=None)
+        test = tests.get(row["column"], {})
+        judged = test.get("method") is not None
+        row.update(
+            method=test.get("method"),
+            statistic=test.get("statistic"),
+            threshold=test.get("threshold"),
+            p_value=test.get("p_value"),
+            psi=test.get("psi"),
+            drifted=test.get("drifted") if judged else None,
+            drift=test.get("statistic") if judged else None,
+        )
+        if test.get("note"):
+            row["drift_note"] = test["note"]
     return Compared(stats, int(stats.get("rows", 0)), summary, drift, columns, notes)
