@@ -374,6 +374,59 @@ def monitor_report(
     }
 
 
+def drift_report(
+    store: Store,
+    spec: Spec,
+    service: str,
+    since_s: float,
+    version: int | None = None,
+    *,
+    end_us: int | None = None,
+) -> dict[str, Any]:
+    """Drift of *service*'s production version (or *version*) over the last *since_s*:
+    the span's windows merged against the reference (per column, and the dataset) and
+    drift over time, one point per window.
+
+    Returns ``{"service", "version", "since_s", "start_us", "end_us", "rows",
+    "profile", "drift", "columns", "over_time", "notes"}``; ``version`` is None (and
+    a note says why) when the service is not deployed.
+    """
+    svc = spec.service(service)
+    start, end = _span(since_s, end_us)
+    out: dict[str, Any] = {
+        "service": service,
+        "version": None,
+        "since_s": since_s,
+        "start_us": start,
+        "end_us": end,
+        "rows": 0,
+        "profile": None,
+        "drift": None,
+        "columns": [],
+        "over_time": [],
+        "notes": [],
+    }
+    with store.read() as conn:
+        _, chosen = _versions(conn, svc, version)
+        if not chosen:
+            out["notes"].append(f"{service} is not deployed: no production version to monitor")
+            return out
+        number = chosen[0][0]
+        compared = span_module.compare(conn, svc, number, start, end)
+        out.update(
+            version=number,
+            rows=compared.rows,
+            profile=compared.profile,
+            drift=compared.drift,
+            columns=compared.columns,
+            over_time=span_module.timeline(conn, svc, number, start, end),
+            notes=list(compared.notes),
+        )
+    if not compared.rows:
+        out["notes"].append(f"no traffic in the last {_duration(since_s)}")
+    return out
+
+
 def _duration(seconds: float) -> str:
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size and seconds % size == 0:

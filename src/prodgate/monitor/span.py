@@ -181,3 +181,33 @@ def compare(
         if test.get("note"):
             row["drift_note"] = test["note"]
     return Compared(stats, int(stats.get("rows", 0)), summary, drift, columns, notes)
+
+
+def timeline(
+    conn: Connection, service: ServiceSpec, version: int, start_us: int, end_us: int
+) -> list[dict[str, Any]]:
+    """Drift over time: per window of *version* in the span (merged over replicas),
+    ``{"start_us", "end_us", "rows", "share_drifted", "dataset_drift", "drifted"}``;
+    windows not binned on the stored profile have None figures."""
+    stored = profiles.load(conn, service.name, version)
+    reference = stored.profile if stored is not None else None
+    out: list[dict[str, Any]] = []
+    for window in tallies.per_window(conn, service.name, start_us, end_us, version):
+        stats = window.counts
+        point: dict[str, Any] = {
+            "start_us": window.start_us,
+            "end_us": window.end_us,
+            "rows": int(stats.get("rows") or 0),
+            "share_drifted": None,
+            "dataset_drift": None,
+            "drifted": [],
+        }
+        binned = reference is not None and stats.get("reference") == reference.get("created_us")
+        if binned and reference is not None and point["rows"]:
+            summary, tests = _drift(service, reference, stats)
+            inputs = {c["name"] for c in reference.get("columns") or []}
+            point["share_drifted"] = summary["share_drifted"]
+            point["dataset_drift"] = summary["dataset_drift"]
+            point["drifted"] = [n for n, t in tests.items() if t.get("drifted") and n in inputs]
+        out.append(point)
+    return out
