@@ -381,6 +381,15 @@ def _profile_numeric(
                 wide = (min(lo, span[0]), max(hi, span[1]))
             edges, quantiles = _quantile_edges(passes, n, *wide)
             quantiles = np.clip(quantiles, lo, hi)
+            # The reference's own range stays exact: [.., min) and (max, ..] bins are
+            # out of its range (quality counts them), [min, .., max] in it.
+            bounds = []
+            if wide[0] < lo:
+                bounds.append(lo)
+            if wide[1] > hi:
+                bounds.append(float(np.nextafter(hi, np.inf)))
+            if bounds:
+                edges = np.unique(np.concatenate((edges, bounds)))
             bins = np.zeros(len(edges) - 1, np.int64)
     if fixed is not None:
         edges = np.asarray(fixed, dtype=np.float64)
