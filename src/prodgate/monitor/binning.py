@@ -129,9 +129,9 @@ def bin_counts(
 
 def cell_of(x: np.ndarray, lo: float, scale: float, cells: int) -> np.ndarray:
     """Each value's cell on a uniform grid from *lo* (one float temporary, int32 cells)."""
-    f = np.subtract(x, lo)
+    f: np.ndarray = np.subtract(x, lo)
     f *= scale
-    g = f.astype(np.int32)
+    g: np.ndarray = f.astype(np.int32)
     del f
     np.clip(g, 0, cells - 1, out=g)
     return g

@@ -129,7 +129,7 @@ def _parquet_source(path: Path, label: str) -> Source:
             meta.row_group(g).column(index).total_uncompressed_size
             for g in range(meta.num_row_groups)
         )
-        return max(size, meta.num_rows * 8)
+        return int(max(size, meta.num_rows * 8))
 
     order = list(arrow_schema.names)
     kept: dict[str, list[pa.Array]] = {}
