@@ -27,11 +27,13 @@ import pyarrow.compute as pc
 from prodgate.exceptions import UsageError
 from prodgate.monitor.binning import (
     bin_counts,
+    cell_of,
     chunk_stats,
     combine_stats,
     floats,
     grid_tables,
     match_values,
+    to_numpy,
 )
 from prodgate.monitor.columns import (
     FEW_VALUES,
@@ -379,6 +381,15 @@ def _profile_numeric(
                 wide = (min(lo, span[0]), max(hi, span[1]))
             edges, quantiles = _quantile_edges(passes, n, *wide)
             quantiles = np.clip(quantiles, lo, hi)
+            # The reference's own range stays exact: [.., min) and (max, ..] bins are
+            # out of its range (quality counts them), [min, .., max] in it.
+            bounds = []
+            if wide[0] < lo:
+                bounds.append(lo)
+            if wide[1] > hi:
+                bounds.append(float(np.nextafter(hi, np.inf)))
+            if bounds:
+                edges = np.unique(np.concatenate((edges, bounds)))
             bins = np.zeros(len(edges) - 1, np.int64)
     if fixed is not None:
         edges = np.asarray(fixed, dtype=np.float64)
@@ -453,9 +464,7 @@ def _quantile_edges(
     cells = np.zeros(GRID, np.int64)
     for x, _, _ in passes():
         if len(x):
-            g = ((x - lo) * scale).astype(np.intp)
-            np.clip(g, 0, GRID - 1, out=g)
-            cells += np.bincount(g, minlength=GRID)
+            cells += np.bincount(cell_of(x, lo, scale, GRID), minlength=GRID)
     cum = np.cumsum(cells)
     # Edges at equal steps of a blend of the values' share and the range's share: bins
     # hold at most ~1/800 of the values and span at most ~1/200 of the range, so that a
@@ -522,7 +531,7 @@ def _category_counts(chunks: Chunks) -> tuple[np.ndarray, np.ndarray, int, int]:
         )
     return (
         np.asarray(keys.to_pylist(), dtype=object),
-        np.asarray(totals.to_numpy(zero_copy_only=False), dtype=np.int64),
+        to_numpy(totals).astype(np.int64),
         nulls,
         rows,
     )
