@@ -148,8 +148,12 @@ class Decision:
     truth: str
 
 
-def decisions(rng: np.random.Generator, n: int, low: float, high: float) -> list[Decision]:
-    """Production decisions of fixture_models:claims with amounts in [low, high]."""
+def decisions(
+    rng: np.random.Generator, n: int, low: float, high: float, *, familiar: bool = False
+) -> list[Decision]:
+    """Production decisions of fixture_models:claims with amounts in [low, high]; unless
+    *familiar*, one in ten of a new category (marine), one in five ages missing and
+    ages up to 99 (the reference's end at 89)."""
     out = []
     for _ in range(n):
         amount = float(round(rng.uniform(low, high), 2))
@@ -159,10 +163,14 @@ def decisions(rng: np.random.Generator, n: int, low: float, high: float) -> list
         out.append(
             Decision(
                 amount=amount,
-                category=str(
-                    rng.choice(["auto", "home", "travel", "marine"], p=[0.4, 0.3, 0.2, 0.1])
-                ),
-                age=None if rng.random() < 0.2 else int(rng.integers(18, 100)),
+                category=str(rng.choice(["auto", "home", "travel"]))
+                if familiar
+                else str(rng.choice(["auto", "home", "travel", "marine"], p=[0.4, 0.3, 0.2, 0.1])),
+                age=int(rng.integers(18, 90))
+                if familiar
+                else None
+                if rng.random() < 0.2
+                else int(rng.integers(18, 100)),
                 prediction=prediction,
                 confidence=max(p, 1 - p),
                 truth=truth,

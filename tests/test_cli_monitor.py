@@ -4,13 +4,14 @@ for people and as JSON; clear answers when there is nothing to show (SQLite, Pos
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from gateway_support import running
 from monitor_support import decisions, record_traffic, save_profile, set_alert, setup_service
 from prodgate.settings import Settings
-from prodgate.store.engine import open_store
+from prodgate.store.engine import now_us, open_store
 from test_cli import assert_one_line_error, run
 
 
@@ -113,3 +114,68 @@ async def test_the_api_serves_the_same_report(monitored: Settings) -> None:
             r = await client.get(path)
             assert r.status_code == status, (path, r.text)
             assert r.headers["content-type"].startswith("application/problem+json")
+
+
+def test_drift_report_over_time_and_as_html(settings: Settings, tmp_path: Path) -> None:
+    store = open_store(settings)
+    try:
+        setup = setup_service(settings, store)
+        profile = save_profile(store, setup.frame)
+        # Familiar traffic forty minutes ago, then amounts crowding into [4000, 6000].
+        earlier = now_us() - 40 * 60_000_000
+        familiar = decisions(setup.rng, 2000, 0, 10_000, familiar=True)
+        record_traffic(store, familiar, profile=profile, end_us=earlier)
+        record_traffic(store, decisions(setup.rng, 300, 4000, 6000), profile=profile)
+    finally:
+        store.dispose()
+    r = run(settings, "drift", "report", "claims", "--since", "2h", "--json")
+    assert r.exit_code == 0, r.output
+    body = json.loads(r.output)
+    assert (body["service"], body["version"], body["rows"]) == ("claims", 1, 2300)
+    assert body["drift"]["number_of_columns"] == 3
+    first, second = body["over_time"]
+    assert first["start_us"] < second["start_us"]
+    assert (first["rows"], second["rows"]) == (2000, 300)
+    assert first["drifted"] == []
+    assert not first["dataset_drift"]
+    assert second["drifted"] == ["amount", "category", "age"]
+    assert second["dataset_drift"]
+
+    page = tmp_path / "drift.html"
+    r = run(settings, "drift", "report", "claims", "--since", "2h", "--html", str(page))
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith("claims version 1, last 2h: 2,300 decisions against the reference")
+    assert "drift over time (UTC):" in r.output
+    assert f"HTML report: {page}" in r.output
+    text = page.read_text()
+    assert text.startswith("<!doctype html>")
+    assert "Drift: claims version 1" in text
+    assert "Drift over time" in text
+    assert "<svg" in text
+    assert "http" not in text.replace("http://www.w3.org/2000/svg", "")  # no CDN
+
+    idle = run(settings, "drift", "report", "idle")
+    assert idle.exit_code == 0, idle.output
+    assert "note: idle is not deployed" in idle.output
+    assert_one_line_error(
+        run(settings, "drift", "report", "idle", "--html", str(page)), "idle is not deployed"
+    )
+    assert_one_line_error(run(settings, "drift", "report", "nope"), "unknown service 'nope'")
+    assert_one_line_error(run(settings, "drift", "report", "claims", "--since", "x"), "since 'x'")
+
+
+def test_drift_report_without_a_profile_says_so(settings: Settings, tmp_path: Path) -> None:
+    store = open_store(settings)
+    try:
+        setup = setup_service(settings, store)
+        record_traffic(store, decisions(setup.rng, 50, 0, 10_000))
+    finally:
+        store.dispose()
+    r = run(settings, "drift", "report", "claims")
+    assert r.exit_code == 0, r.output
+    assert "50 decisions with no reference profile" in r.output
+    assert "note: no reference profile for version 1" in r.output
+    assert_one_line_error(
+        run(settings, "drift", "report", "claims", "--html", str(tmp_path / "x.html")),
+        "nothing to plot",
+    )

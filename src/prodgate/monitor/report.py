@@ -32,6 +32,7 @@ evaluation with a calibration (no estimate).
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -43,7 +44,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from prodgate.evaluation.scoring import _cohort_masks
-from prodgate.exceptions import ProdgateError
+from prodgate.exceptions import ProdgateError, UsageError
 from prodgate.monitor import estimate as estimate_module
 from prodgate.monitor import span as span_module
 from prodgate.monitor.alerts import states as alert_states
@@ -425,6 +426,55 @@ def drift_report(
     if not compared.rows:
         out["notes"].append(f"no traffic in the last {_duration(since_s)}")
     return out
+
+
+def drift_html(
+    store: Store,
+    spec: Spec,
+    service: str,
+    since_s: float,
+    version: int | None = None,
+    *,
+    end_us: int | None = None,
+) -> str:
+    """The drift report as a self-contained HTML page (:func:`prodgate.monitor.html.render`):
+    distribution overlays per column, the verdicts with quality flags, drift over time.
+    A :class:`UsageError` says why when there is nothing to plot."""
+    from prodgate.monitor.html import render
+    from prodgate.monitor.quality import quality
+
+    svc = spec.service(service)
+    start, end = _span(since_s, end_us)
+    with store.read() as conn:
+        _, chosen = _versions(conn, svc, version)
+        if not chosen:
+            raise UsageError(f"{service} is not deployed: no production version to report on")
+        number = chosen[0][0]
+        found = span_module.binned(conn, svc, number, start, end)
+        points = span_module.timeline(conn, svc, number, start, end)
+    if found is None:
+        raise UsageError(
+            f"no windows of {service} version {number} in the last {_duration(since_s)} "
+            "counted on a reference profile: nothing to plot"
+        )
+    ref, cur = found
+    over_time = [
+        (dt.datetime.fromtimestamp(p["start_us"] / 1_000_000, tz=dt.UTC), p["share_drifted"])
+        for p in points
+        if p["share_drifted"] is not None
+    ]
+    return render(
+        ref,
+        cur,
+        span_module.drift_of(svc, ref, cur),
+        quality(ref, cur),
+        title=f"Drift: {service} version {number}",
+        subtitle=(
+            f"production windows of the last {_duration(since_s)} ({cur.rows:,} decisions) "
+            f"against the reference profile ({ref.rows:,} rows)"
+        ),
+        over_time=over_time,
+    )
 
 
 def _duration(seconds: float) -> str:

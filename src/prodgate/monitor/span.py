@@ -21,7 +21,9 @@ from sqlalchemy.engine import Connection
 
 from prodgate.monitor import drift as drift_module
 from prodgate.monitor import profiles, tallies
+from prodgate.monitor.drift import DriftReport
 from prodgate.monitor.profile import Current, Profile
+from prodgate.monitor.quality import ColumnQuality, quality
 from prodgate.spec import ServiceSpec
 
 
@@ -62,38 +64,55 @@ def column_means(stats: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def _quality(column: Mapping[str, Any], reference: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The data-quality figures of one column (the spec's definitions, all shares)."""
+def _plain_quality(column: Mapping[str, Any]) -> dict[str, Any]:
+    """The quality figures a column has without a reference: nulls and wrong types."""
     rows = int(column.get("rows", 0))
-    nulls = int(column.get("nulls", 0))
-    invalid = int(column.get("invalid", 0))
-    present = rows - nulls
-    out: dict[str, Any] = {
+    return {
         "column": column["name"],
         "kind": column.get("kind"),
         "rows": rows,
-        "null_rate": nulls / rows if rows else None,
-        "invalid_rate": invalid / present if present else None,
+        "null_rate": int(column.get("nulls", 0)) / rows if rows else None,
         "reference_null_rate": None,
+        "invalid_rate": int(column.get("invalid", 0)) / rows if rows else None,
         "out_of_range": None,
         "new_categories": None,
         "new_category_names": [],
+        "flags": [],
     }
-    if reference is not None and int(reference.get("rows", 0)):
-        out["reference_null_rate"] = int(reference.get("nulls", 0)) / int(reference["rows"])
-    valid = present - invalid
-    if column.get("kind") == "numeric" and reference is not None and "under" in column:
-        outside = int(column.get("under", 0)) + int(column.get("over", 0))
-        out["out_of_range"] = outside / valid if valid > 0 else None
-    if column.get("kind") == "categorical" and reference is not None:
-        known = set((reference.get("counts") or {}).keys())
-        # A reference that kept its rare categories as "other" cannot call one new.
-        if not reference.get("other"):
-            new = {k: int(n) for k, n in (column.get("counts") or {}).items() if k not in known}
-            out["new_category_names"] = sorted(new, key=lambda k: -new[k])[:20]
-            seen = sum(new.values()) + (int(column.get("other", 0)) if known else 0)
-            out["new_categories"] = seen / valid if valid > 0 else None
+
+
+def _quality(found: ColumnQuality) -> dict[str, Any]:
+    """A column's row from :func:`prodgate.monitor.quality.column_quality`."""
+    return {
+        "column": found.column,
+        "kind": found.kind,
+        "rows": found.rows,
+        "null_rate": found.null_rate,
+        "reference_null_rate": found.null_rate_reference,
+        "invalid_rate": found.invalid_rate,
+        "out_of_range": found.out_of_range,
+        "new_categories": found.new_category_share,
+        "new_category_names": list(found.new_categories or []),
+        "flags": list(found.flags),
+    }
+
+
+def overrides(service: ServiceSpec) -> dict[str, dict[str, Any]]:
+    """The spec's per-column drift overrides as :func:`prodgate.monitor.drift.drift`
+    takes them."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, o in service.monitor.drift_columns.items():
+        spelled: dict[str, Any] = {"method": o.method, "threshold": o.threshold}
+        out[name] = {k: v for k, v in spelled.items() if v is not None}
     return out
+
+
+def drift_of(service: ServiceSpec, ref: Profile, cur: Current) -> DriftReport:
+    """The dataset's drift over the reference's input columns that *cur* has."""
+    inputs = [c.name for c in ref.columns if cur.column(c.name) is not None]
+    return drift_module.drift(
+        ref, cur, columns=inputs, overrides=overrides(service), share=service.monitor.drift_share
+    )
 
 
 def _drift(
@@ -103,24 +122,31 @@ def _drift(
     outputs), by :mod:`prodgate.monitor.drift` with the spec's overrides."""
     ref = Profile.from_json(dict(reference))
     cur = Current.from_json(dict(stats))
-    overrides: dict[str, dict[str, Any]] = {}
-    for name, o in service.monitor.drift_columns.items():
-        spelled: dict[str, Any] = {"method": o.method, "threshold": o.threshold}
-        overrides[name] = {k: v for k, v in spelled.items() if v is not None}
-    inputs = [c.name for c in ref.columns if cur.column(c.name) is not None]
-    report = drift_module.drift(
-        ref, cur, columns=inputs, overrides=overrides, share=service.monitor.drift_share
-    )
+    report = drift_of(service, ref, cur)
     tests = {c.column: c for c in report.columns}
+    given = overrides(service)
     for out in ref.outputs:
         found = cur.column(out.name)
         if found is not None:
-            given = overrides.get(out.name, {})
+            mine = given.get(out.name, {})
             tests[out.name] = drift_module.column_drift(
-                out, found, given.get("method"), given.get("threshold")
+                out, found, mine.get("method"), mine.get("threshold")
             )
     summary = {k: v for k, v in report.as_dict().items() if k != "columns"}
     return summary, {name: t.as_dict() for name, t in tests.items()}
+
+
+def binned(
+    conn: Connection, service: ServiceSpec, version: int, start_us: int, end_us: int
+) -> tuple[Profile, Current] | None:
+    """*version*'s reference and its span's windows, when they are counted on it."""
+    stats = current(conn, service, version, start_us, end_us)
+    stored = profiles.load(conn, service.name, version)
+    if stats is None or stored is None or not int(stats.get("rows") or 0):
+        return None
+    if stats.get("reference") != stored.profile.get("created_us"):
+        return None
+    return Profile.from_json(dict(stored.profile)), Current.from_json(dict(stats))
 
 
 def compare(
@@ -153,12 +179,12 @@ def compare(
             f"the windows of version {version} in this span were counted before its "
             "reference profile was stored: drift is judged from the next window on"
         )
-    by_name = {
-        c["name"]: c
-        for c in [*(reference or {}).get("columns", []), *(reference or {}).get("outputs", [])]
-    }
+    judged: dict[str, ColumnQuality] = {}
+    if binned and reference is not None:
+        found = quality(Profile.from_json(dict(reference)), Current.from_json(dict(stats)))
+        judged = {c.column: c for c in found.columns}
     columns = [
-        _quality(c, by_name.get(c["name"]) if binned else None)
+        _quality(judged[c["name"]]) if c["name"] in judged else _plain_quality(c)
         for c in [*(stats.get("columns") or []), *(stats.get("outputs") or [])]
     ]
     drift, tests = _drift(service, reference, stats) if binned and reference else (None, {})
@@ -168,15 +194,15 @@ def compare(
         )
     for row in columns:
         test = tests.get(row["column"], {})
-        judged = test.get("method") is not None
+        tested = test.get("method") is not None
         row.update(
             method=test.get("method"),
             statistic=test.get("statistic"),
             threshold=test.get("threshold"),
             p_value=test.get("p_value"),
             psi=test.get("psi"),
-            drifted=test.get("drifted") if judged else None,
-            drift=test.get("statistic") if judged else None,
+            drifted=test.get("drifted") if tested else None,
+            drift=test.get("statistic") if tested else None,
         )
         if test.get("note"):
             row["drift_note"] = test["note"]
