@@ -117,6 +117,7 @@ def test_report_of_a_monitored_classifier(settings: Settings, db: Store) -> None
     again = figures(db, setup.spec, "claims", span_s=3600)
     assert again["null_rate(age)"] == flat["null_rate(age)"]
     assert again["estimated accuracy"] == pytest.approx(flat["estimated accuracy"])
+    assert again["estimated accuracy on large"] == flat["estimated accuracy on large"]
 
 
 def test_estimate_falls_with_the_shift_before_labels(settings: Settings, db: Store) -> None:

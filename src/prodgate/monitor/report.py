@@ -288,6 +288,7 @@ def _version_entry(
     start: int,
     end: int,
     unrouted: Mapping[str, Any] | None,
+    cohorts: bool = True,
 ) -> dict[str, Any]:
     notes: list[str] = []
     compared = span_module.compare(conn, service, number, start, end)
@@ -322,7 +323,7 @@ def _version_entry(
         "columns": compared.columns,
         "estimate": estimate,
         "realised": realised,
-        "cohorts": _cohorts(conn, service, number, start, end, cal),
+        "cohorts": _cohorts(conn, service, number, start, end, cal) if cohorts else [],
         "notes": notes,
     }
 
@@ -335,9 +336,11 @@ def monitor_report(
     version: int | None = None,
     *,
     end_us: int | None = None,
+    cohorts: bool = True,
 ) -> dict[str, Any]:
     """How *service* did over the last *window_s* (default: its monitor window):
-    the production version and any canary (or only *version*), with the alerts.
+    the production version and any canary (or only *version*), with the alerts
+    (*cohorts*: also the figures per cohort of the spec).
 
     Returns ``{"service", "kind", "window_s", "start_us", "end_us", "deployment",
     "versions": [{"version", "role", "requests", "rows", "refused",
@@ -356,7 +359,8 @@ def monitor_report(
             notes.append(f"{service} is not deployed: no production version to monitor")
         unrouted = span_module.current(conn, svc, UNROUTED, start, end)
         entries = [
-            _version_entry(conn, svc, number, role, start, end, unrouted) for number, role in chosen
+            _version_entry(conn, svc, number, role, start, end, unrouted, cohorts)
+            for number, role in chosen
         ]
         alerts = _alerts(conn, svc)
     if entries and not any(e["requests"] for e in entries):
@@ -552,5 +556,8 @@ def figures(
     """The figures of *service*'s production version (or *version*) over the *span_s*
     seconds (default: its monitor window) ending at *now_us*, by canonical key: what
     :mod:`prodgate.monitor.alerts` judges rules on (its ``FiguresSource``)."""
-    report = monitor_report(store, spec, service, span_s, version, end_us=now_us)
+    # Cohort figures read the span's decisions from the audit log: only when a rule
+    # asks for one (this runs every few seconds in the server).
+    wanted = any(rule.cohort for rule in spec.service(service).monitor.alerts)
+    report = monitor_report(store, spec, service, span_s, version, end_us=now_us, cohorts=wanted)
     return flatten(report, version)
