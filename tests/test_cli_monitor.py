@@ -109,7 +109,10 @@ async def test_the_api_serves_the_same_report(monitored: Settings) -> None:
             ("/v1/services/nope/monitor", 404),
             ("/v1/services/claims/monitor?window=soon", 400),
             ("/v1/services/claims/monitor?version=9", 404),
-            ("/v1/services/claims/monitor?version=x", 422),
+            ("/v1/services/claims/monitor?version=x", 400),
+            ("/v1/services/claims/monitor?version=", 400),
+            ("/v1/services/claims/monitor?version=2147483648", 400),
+            ("/v1/services/claims/monitor?window=", 400),
         ]:
             r = await client.get(path)
             assert r.status_code == status, (path, r.text)

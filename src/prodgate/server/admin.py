@@ -29,7 +29,7 @@ from prodgate.audit.history import history
 from prodgate.contract import Contract
 from prodgate.durations import parse_duration as parse_window
 from prodgate.evaluation import evaluate_version
-from prodgate.exceptions import ContractViolationError, NotFoundError, Violation
+from prodgate.exceptions import ContractViolationError, NotFoundError, UsageError, Violation
 from prodgate.identity.actor import Actor
 from prodgate.monitor.production import production_metrics
 from prodgate.monitor.report import monitor_report
@@ -179,6 +179,15 @@ def _path_version(request: Request) -> int:
     return _version_number(request.path_params["version"])
 
 
+def _query_version(raw: str) -> int:
+    """A version number in the query string: a bad one is a bad query (400)."""
+    try:
+        return _version_number(raw)
+    except ContractViolationError:
+        message = f"version {raw!r}: must be a version number from 1 to {MAX_VERSION}"
+        raise UsageError(message) from None
+
+
 def _version_number(raw: str) -> int:
     # ASCII digits only (str.isdigit takes any script's), and few enough of them.
     number = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 10 else 0
@@ -309,9 +318,9 @@ class Admin:
 
     async def monitor(self, call: Call) -> Response:
         query = call.request.query_params
-        window = parse_window(query["window"]) if query.get("window") else None
-        raw = query.get("version")
-        version = _version_number(raw) if raw else None
+        # Given empty is given wrong (the document says so), not left out.
+        window = parse_window(query["window"]) if "window" in query else None
+        version = _query_version(query["version"]) if "version" in query else None
         report = await asyncio.to_thread(
             monitor_report, self.store, self.state.spec, call.service.name, window, version
         )
