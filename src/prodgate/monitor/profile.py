@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 
 from prodgate.exceptions import UsageError
 from prodgate.monitor.binning import (
+    aligned,
     bin_counts,
     cell_of,
     chunk_stats,
@@ -61,7 +62,7 @@ GRID = 1 << 18
 #: The weight of the values' share (against the range's) in placing numeric edges.
 MASS_SHARE = 0.8
 #: Cells of the grid used to count current data on a reference's bins.
-CURRENT_GRID = 1 << 16
+CURRENT_GRID = 1 << 18
 
 __all__ = [
     "Current",
@@ -250,7 +251,10 @@ def _profile_numeric(
         quantiles = np.quantile(np.concatenate(small), QUANTILES)
         edges, bins = _edges_of_values(uniq, counts)
     else:
-        few = _few_values(passes, n)
+        if dtype != "float" and hi - lo < 2**16:
+            few = _few_integers(passes, lo, hi)
+        else:
+            few = _few_values(passes, n)
         if few is not None:
             uniq, counts = few
             values = {value_key(float(v)): int(c) for v, c in zip(uniq, counts, strict=True)}
@@ -309,6 +313,20 @@ def _edges_of_values(uniq: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, 
     return uniq.astype(np.float64), bins
 
 
+def _few_integers(
+    passes: FloatChunks, lo: float, hi: float
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Like :func:`_few_values` for integers in a short range: one bincount."""
+    counts = np.zeros(int(hi - lo) + 1, np.int64)
+    for x, _, _ in passes():
+        if len(x):
+            counts += np.bincount((x - lo).astype(np.int64), minlength=len(counts))
+    present = np.flatnonzero(counts)
+    if len(present) > FEW_VALUES:
+        return None
+    return lo + present.astype(np.float64), counts[present]
+
+
 def _few_values(passes: FloatChunks, n: int) -> tuple[np.ndarray, np.ndarray] | None:
     """The distinct values and their counts when there are at most FEW_VALUES of them."""
     candidates: np.ndarray | None = None
@@ -357,7 +375,7 @@ def _quantile_edges(
     levels = np.arange(1, MAX_BINS) / MAX_BINS
     boundary = np.unique(np.searchsorted(blend, levels, side="left") + 1)
     boundary = boundary[(boundary > 0) & (boundary < GRID)]
-    inner = lo + boundary / scale
+    inner = aligned(boundary.astype(np.float64), lo, scale)
     inner = inner[(inner > lo) & (inner < hi)]
     edges = np.unique(np.concatenate(([lo], inner, [hi])))
     target = np.array(QUANTILES) * n
