@@ -12,11 +12,13 @@ from typing import Any
 
 import click
 
-from prodgate.cli.context import Group, echo_json, table
 from prodgate.exceptions import UsageError
 
 
-@click.group("drift", cls=Group)
+# A plain click group: the root group prints prodgate's errors as one line. This module
+# imports nothing of the store or the server (cli.context does), so a comparison only
+# pays for numpy and pyarrow.
+@click.group("drift")
 def drift() -> None:
     """Drift of data against a reference: per column, and for the dataset."""
 
@@ -112,8 +114,12 @@ def compare(
         html_path.write_text(page, encoding="utf-8")
     report = result.drift
     if as_json:
-        echo_json(report.as_dict())
+        import orjson
+
+        click.echo(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode())
         return
+    from prodgate.cli.context import table
+
     rows = [
         [
             c.column,
