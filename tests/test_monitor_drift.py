@@ -186,6 +186,10 @@ def test_overrides_share_and_errors() -> None:
     assert b is not None
     assert (b.method, b.threshold, b.drifted) == ("psi", 0.0001, True)
     assert b.statistic == b.psi
+    figures = over.figures()
+    assert figures["drift share"] == pytest.approx(2 / 3)
+    assert figures["drifted(b)"] == 1.0
+    assert figures["drift(b)"] == b.statistic
     d = over.as_dict()
     assert set(d) >= {"columns", "share_drifted", "dataset_drift"}
     assert set(d["columns"][0]) >= {"column", "method", "statistic", "threshold", "drifted", "psi"}

@@ -61,6 +61,8 @@ TOP_CATEGORIES = 100
 GRID = 1 << 18
 #: The weight of the values' share (against the range's) in placing numeric edges.
 MASS_SHARE = 0.8
+#: Values processed at once (2 MB of float64): the size of every temporary array.
+BLOCK = 1 << 18
 #: Cells of the grid used to count current data on a reference's bins.
 CURRENT_GRID = 1 << 18
 
@@ -200,15 +202,26 @@ FloatChunks = Callable[[], Iterator[tuple[np.ndarray, int, int]]]
 
 
 def _float_chunks(chunks: Chunks, rows: int) -> FloatChunks:
-    """The column's values as float64 chunks: converted once and kept when the column
-    fits the memory budget, converted again on each pass otherwise."""
+    """The column's values as float64, in blocks of at most :data:`BLOCK` values:
+    converted once and kept when the column fits the memory budget, converted again on
+    each pass otherwise. Blocks keep every temporary array small (a few MB), so they are
+    reused from the heap instead of mapped and faulted in afresh for each step."""
     if rows * 8 <= COLUMN_BUDGET:
         parts = [floats(c) for c in chunks()]
-        if len(parts) > 1:  # one array: the per-pass work is per array, not per value
-            x = np.concatenate([p[0] for p in parts])
-            parts = [(x, sum(p[1] for p in parts), sum(p[2] for p in parts))]
-        return lambda: iter(parts)
-    return lambda: (floats(c) for c in chunks())
+        return lambda: _blocks(parts)
+    return lambda: _blocks(floats(c) for c in chunks())
+
+
+def _blocks(
+    parts: Iterable[tuple[np.ndarray, int, int]],
+) -> Iterator[tuple[np.ndarray, int, int]]:
+    for x, nulls, invalid in parts:
+        if len(x) <= BLOCK:
+            yield x, nulls, invalid
+            continue
+        for start in range(0, len(x), BLOCK):
+            first = start == 0
+            yield x[start : start + BLOCK], nulls if first else 0, invalid if first else 0
 
 
 def _profile_numeric(
