@@ -204,3 +204,16 @@ def test_a_column_without_current_values_is_not_tested() -> None:
     col = drift(p, against(p, pd.DataFrame({"x": [np.nan] * 10}))).columns[0]
     assert (col.method, col.statistic, col.drifted) == (None, None, False)
     assert col.note == "no values in the current data"
+
+
+def test_a_batch_comparison_sees_every_category(tmp_path: Path) -> None:
+    names = np.array([f"zip{i:04d}" for i in range(400)])
+    r = names[np.minimum(rng.geometric(0.01, 30_000), 399)]
+    c = names[np.minimum(rng.geometric(0.012, 8000), 399)]
+    pq.write_table(pa.table({"zip": r.tolist()}), tmp_path / "ref.parquet")
+    pq.write_table(pa.table({"zip": c.tolist()}), tmp_path / "cur.parquet")
+    col = compare(tmp_path / "ref.parquet", tmp_path / "cur.parquet").drift.columns[0]
+    rc, cc = counts(r, c)
+    assert col.method == "jensenshannon"
+    assert col.statistic == pytest.approx(distance.jensenshannon(rc / rc.sum(), cc / cc.sum()))
+    assert col.psi == pytest.approx(evidently_psi(r, c))

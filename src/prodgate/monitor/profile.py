@@ -87,6 +87,7 @@ def profile(
     categorical: Iterable[str] = (),
     numeric: Iterable[str] = (),
     spans: Mapping[str, tuple[float, float]] | None = None,
+    categories: int = TOP_CATEGORIES,
 ) -> Profile:
     """The reference profile of *data* (a DataFrame, a pyarrow Table, a Parquet or CSV
     path). *categorical* / *numeric* force a column's kind (numbers as categories);
@@ -94,7 +95,9 @@ def profile(
 
     *spans* widens a numeric column's bins to cover ``(lo, hi)`` as well: a batch
     comparison passes the current data's range, so that values out of the reference's
-    range fall in bins too (the edges then reach past the reference's min and max)."""
+    range fall in bins too (the edges then reach past the reference's min and max).
+    *categories*: the categories a column names (the rest is counted in ``other``); a
+    batch comparison names more, so that its tests see every category as Evidently does."""
     source = open_source(data, label="reference")
     names = _select(source, columns)
     forced_cat, forced_num = set(categorical), set(numeric)
@@ -105,7 +108,9 @@ def profile(
             continue
         chunks = source.chunks(name)
         span = (spans or {}).get(name)
-        out.append(_profile(name, chunks, kind, source.rows, source.type(name), None, span))
+        out.append(
+            _profile(name, chunks, kind, source.rows, source.type(name), None, span, categories)
+        )
     return Profile(rows=source.rows, columns=out, created_us=time.time_ns() // 1000)
 
 
@@ -154,7 +159,7 @@ def profile_column(
         kind = _kind(arrow_type, False, False) or "categorical"
     if rows is None:
         rows = sum(len(c) for c in chunks())
-    return _profile(name, chunks, kind, rows, arrow_type, edges, None)
+    return _profile(name, chunks, kind, rows, arrow_type, edges, None, TOP_CATEGORIES)
 
 
 def _profile(
@@ -165,9 +170,10 @@ def _profile(
     arrow_type: pa.DataType,
     edges: Sequence[float] | None,
     span: tuple[float, float] | None,
+    categories: int,
 ) -> ReferenceColumn:
     if kind == "categorical":
-        return _profile_categorical(name, chunks, rows, arrow_type)
+        return _profile_categorical(name, chunks, rows, arrow_type, categories)
     return _profile_numeric(name, chunks, rows, arrow_type, edges, span)
 
 
@@ -401,11 +407,11 @@ def _quantile_edges(
 
 
 def _profile_categorical(
-    name: str, chunks: Chunks, rows: int, arrow_type: pa.DataType
+    name: str, chunks: Chunks, rows: int, arrow_type: pa.DataType, categories: int
 ) -> CategoricalReference:
     keys, counts, nulls, _ = _category_counts(chunks)
     n = int(counts.sum())
-    top = len(keys) if n <= SMALL_REFERENCE else TOP_CATEGORIES
+    top = len(keys) if n <= SMALL_REFERENCE else categories
     order = np.lexsort((keys, -counts))[:top] if len(keys) else np.zeros(0, np.intp)
     kept = {str(keys[i]): int(counts[i]) for i in order}
     dtype = "string" if _kind(arrow_type, False, False) != "numeric" else _dtype(arrow_type)
@@ -477,7 +483,13 @@ def _as_text(chunk: pa.Array) -> tuple[pa.Array, int]:
 # --------------------------------------------------------------------------- against
 
 
-def against(reference: Profile, data: Any, *, columns: Sequence[str] | None = None) -> Current:
+def against(
+    reference: Profile,
+    data: Any,
+    *,
+    columns: Sequence[str] | None = None,
+    categories: int = MAX_CURRENT_CATEGORIES,
+) -> Current:
     """*data* counted on the *reference*'s bins and categories, column by column. A
     reference column missing from *data* is counted as all null."""
     source = open_source(data, label="current")
@@ -495,15 +507,17 @@ def against(reference: Profile, data: Any, *, columns: Sequence[str] | None = No
                 col = CategoricalCurrent(name, rows=source.rows, nulls=source.rows)
             out.append(col)
             continue
-        out.append(count_column(ref, source.chunks(name)))
+        out.append(count_column(ref, source.chunks(name), categories=categories))
     return Current(rows=source.rows, columns=out)
 
 
-def count_column(ref: ReferenceColumn, data: Any) -> CurrentColumn:
+def count_column(
+    ref: ReferenceColumn, data: Any, *, categories: int = MAX_CURRENT_CATEGORIES
+) -> CurrentColumn:
     """One column of current data counted on the reference column's bins."""
     chunks = _as_chunks(data)
     if isinstance(ref, CategoricalReference):
-        return _count_categorical(ref, chunks)
+        return _count_categorical(ref, chunks, categories)
     return _count_numeric(ref, chunks)
 
 
@@ -563,12 +577,14 @@ def _count_numeric(ref: NumericReference, chunks: Chunks) -> NumericCurrent:
     return cur
 
 
-def _count_categorical(ref: CategoricalReference, chunks: Chunks) -> CategoricalCurrent:
+def _count_categorical(
+    ref: CategoricalReference, chunks: Chunks, categories: int
+) -> CategoricalCurrent:
     keys, counts, nulls, rows = _category_counts(chunks)
     known = np.array([k in ref.counts for k in keys.tolist()], dtype=bool)
     # The reference's categories first, then the most frequent new ones.
     order = np.lexsort((keys, -counts, ~known)) if len(keys) else np.zeros(0, np.intp)
-    kept = {str(keys[i]): int(counts[i]) for i in order[:MAX_CURRENT_CATEGORIES]}
+    kept = {str(keys[i]): int(counts[i]) for i in order[:categories]}
     return CategoricalCurrent(
         name=ref.name,
         rows=rows,
