@@ -73,20 +73,45 @@ def to_numpy(array: pa.Array) -> np.ndarray:
 
 def grid_tables(edges: np.ndarray, cells: int) -> tuple[np.ndarray, np.ndarray, float]:
     """For a uniform grid of *cells* over ``[edges[0], edges[-1]]``: each cell's bin
-    (-1 where the cell touches an edge: its values are placed exactly) and the scale."""
+    (-1 where an edge cuts the cell: its values are placed exactly) and the scale.
+
+    A value's grid position ``(x - lo) * scale`` never decreases as ``x`` grows (each
+    rounding step is monotone), so only the cell an edge's own position falls in can
+    hold values on both sides of it; an edge that is the smallest value of its
+    boundary's position (see :func:`aligned`) cuts no cell at all.
+    """
     lo, hi = float(edges[0]), float(edges[-1])
     scale = cells / (hi - lo)
-    inner = np.floor((edges[1:-1] - lo) * scale).astype(np.intp)
+    inside = edges[1:-1]
+    pos = (inside - lo) * scale
+    inner = np.floor(pos).astype(np.intp)
+    before = (np.nextafter(inside, -np.inf) - lo) * scale
+    exact = (pos == inner) & (before < inner)
     np.clip(inner, 0, cells - 1, out=inner)
     marks = np.zeros(cells + 1, dtype=np.int32)
-    np.add.at(marks, inner + 1, 1)
+    np.add.at(marks, np.where(exact, inner, inner + 1), 1)
     dtype = np.int16 if len(edges) < 2**15 else np.int32
     cell_bin = np.cumsum(marks[:cells]).astype(dtype)
-    # A cell holding an edge, or next to one (rounding), is decided value by value.
-    cell_bin[inner] = -1
-    cell_bin[np.maximum(inner - 1, 0)] = -1
-    cell_bin[np.minimum(inner + 1, cells - 1)] = -1
+    cell_bin[inner[~exact]] = -1
     return cell_bin, np.empty(0), scale
+
+
+def aligned(boundaries: np.ndarray, lo: float, scale: float) -> np.ndarray:
+    """For each grid boundary ``c``, the smallest float whose position is ``>= c``: an
+    edge there cuts no cell, every value of cell ``c`` is on its right."""
+    v = lo + boundaries / scale
+    for _ in range(16):
+        low = (v - lo) * scale < boundaries
+        if not low.any():
+            break
+        v[low] = np.nextafter(v[low], np.inf)
+    for _ in range(16):
+        prev = np.nextafter(v, -np.inf)
+        still = (prev - lo) * scale >= boundaries
+        if not still.any():
+            break
+        v[still] = prev[still]
+    return v
 
 
 def bin_counts(

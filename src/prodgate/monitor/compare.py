@@ -17,6 +17,10 @@ from prodgate.monitor.drift import DEFAULT_SHARE, DriftReport, drift
 from prodgate.monitor.profile import Current, Profile, against, profile
 from prodgate.monitor.sources import Source, open_source
 
+#: Categories a batch comparison names per column, on either side (a stored profile
+#: names its top 100): up to this many, the tests count every category as Evidently does.
+CATEGORIES = 10_000
+
 
 @dataclass
 class Comparison:
@@ -49,13 +53,14 @@ def compare(
             columns=names,
             categorical=categorical,
             spans=_spans(cur_source, names, set(categorical)),
+            categories=CATEGORIES,
         )
     if columns is not None:
         missing = [c for c in columns if ref.column(c) is None]
         if missing:
             raise UsageError(f"no column {', '.join(missing)} in the reference")
     wanted = list(columns) if columns is not None else ref.names
-    cur = against(ref, cur_source, columns=wanted)
+    cur = against(ref, cur_source, columns=wanted, categories=CATEGORIES)
     return Comparison(ref, cur, drift(ref, cur, columns=wanted, overrides=overrides, share=share))
 
 

@@ -15,9 +15,10 @@ No sort, no sample: the quantiles are exact to a millionth of the range.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ import pyarrow.compute as pc
 
 from prodgate.exceptions import UsageError
 from prodgate.monitor.binning import (
+    aligned,
     bin_counts,
     cell_of,
     chunk_stats,
@@ -37,22 +39,22 @@ from prodgate.monitor.binning import (
 )
 from prodgate.monitor.columns import (
     FEW_VALUES,
+    MAX_CURRENT_CATEGORIES,
     QUANTILES,
     SMALL_REFERENCE,
     CategoricalCurrent,
     CategoricalReference,
+    Current,
     CurrentColumn,
     NumericCurrent,
     NumericReference,
+    Profile,
     ReferenceColumn,
-    current_column,
-    merge_columns,
-    reference_column,
+    merge,
     value_key,
 )
 from prodgate.monitor.sources import COLUMN_BUDGET, Chunks, Source, open_source
 
-FORMAT = 1
 #: Bins of a numeric reference column (edges: at most one more).
 MAX_BINS = 1000
 #: Categories a reference column names one by one (all of them in a small reference).
@@ -61,133 +63,23 @@ TOP_CATEGORIES = 100
 GRID = 1 << 18
 #: The weight of the values' share (against the range's) in placing numeric edges.
 MASS_SHARE = 0.8
+#: Columns profiled at once, on tables of at least PARALLEL_ROWS rows.
+WORKERS = 2
+PARALLEL_ROWS = 100_000
+#: Values processed at once (2 MB of float64): the size of every temporary array.
+BLOCK = 1 << 18
 #: Cells of the grid used to count current data on a reference's bins.
-CURRENT_GRID = 1 << 16
+CURRENT_GRID = 1 << 18
 
 __all__ = [
     "Current",
     "Profile",
     "against",
+    "count_column",
     "merge",
     "profile",
     "profile_column",
 ]
-
-
-@dataclass
-class Profile:
-    """A reference's statistics: inputs (``columns``) and model outputs (``outputs``)."""
-
-    rows: int
-    columns: list[ReferenceColumn]
-    outputs: list[ReferenceColumn] = field(default_factory=list)
-    created_us: int = 0
-
-    def column(self, name: str) -> ReferenceColumn | None:
-        for col in (*self.columns, *self.outputs):
-            if col.name == name:
-                return col
-        return None
-
-    @property
-    def names(self) -> list[str]:
-        return [c.name for c in self.columns]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT,
-            "rows": self.rows,
-            "columns": [c.to_json() for c in self.columns],
-            "outputs": [c.to_json() for c in self.outputs],
-            "created_us": self.created_us,
-        }
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Profile:
-        if d.get("format", FORMAT) != FORMAT:
-            raise UsageError(f"profile format {d.get('format')!r} is not supported")
-        return cls(
-            rows=int(d["rows"]),
-            columns=[reference_column(c) for c in d.get("columns") or []],
-            outputs=[reference_column(c) for c in d.get("outputs") or []],
-            created_us=int(d.get("created_us") or 0),
-        )
-
-
-@dataclass
-class Current:
-    """Current data counted on a reference's bins; windows add ``extra`` fields
-    (``violations``, ``refused``, ``requests``, ``calibration_counts``), summed on merge."""
-
-    rows: int
-    columns: list[CurrentColumn]
-    outputs: list[CurrentColumn] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def column(self, name: str) -> CurrentColumn | None:
-        for col in (*self.columns, *self.outputs):
-            if col.name == name:
-                return col
-        return None
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "format": FORMAT,
-            "rows": self.rows,
-            "columns": [c.to_json() for c in self.columns],
-            "outputs": [c.to_json() for c in self.outputs],
-        }
-        out.update(self.extra)
-        return out
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Current:
-        known = {"format", "rows", "columns", "outputs"}
-        return cls(
-            rows=int(d.get("rows", 0)),
-            columns=[current_column(c) for c in d.get("columns") or []],
-            outputs=[current_column(c) for c in d.get("outputs") or []],
-            extra={k: v for k, v in d.items() if k not in known},
-        )
-
-
-def merge(a: Current, b: Current) -> Current:
-    """Two current statistics summed (windows of several replicas, or of a time span)."""
-    return Current(
-        rows=a.rows + b.rows,
-        columns=_merge_list(a.columns, b.columns),
-        outputs=_merge_list(a.outputs, b.outputs),
-        extra=_merge_extra(a.extra, b.extra),
-    )
-
-
-def _merge_list(a: list[CurrentColumn], b: list[CurrentColumn]) -> list[CurrentColumn]:
-    by_name = {c.name: c for c in a}
-    order = [c.name for c in a]
-    for col in b:
-        if col.name in by_name:
-            by_name[col.name] = merge_columns(by_name[col.name], col)
-        else:
-            by_name[col.name] = col
-            order.append(col.name)
-    return [by_name[n] for n in order]
-
-
-def _merge_extra(a: Any, b: Any) -> Any:
-    """Numbers add, dicts merge key by key, lists add element by element."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = dict(a)
-        for key, value in b.items():
-            out[key] = _merge_extra(out[key], value) if key in out else value
-        return out
-    if isinstance(a, list) and isinstance(b, list):
-        longer, shorter = (a, b) if len(a) >= len(b) else (b, a)
-        return [
-            _merge_extra(x, shorter[i]) if i < len(shorter) else x for i, x in enumerate(longer)
-        ]
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return a + b
-    return b
 
 
 # --------------------------------------------------------------------------- profile
@@ -200,6 +92,7 @@ def profile(
     categorical: Iterable[str] = (),
     numeric: Iterable[str] = (),
     spans: Mapping[str, tuple[float, float]] | None = None,
+    categories: int = TOP_CATEGORIES,
 ) -> Profile:
     """The reference profile of *data* (a DataFrame, a pyarrow Table, a Parquet or CSV
     path). *categorical* / *numeric* force a column's kind (numbers as categories);
@@ -207,18 +100,29 @@ def profile(
 
     *spans* widens a numeric column's bins to cover ``(lo, hi)`` as well: a batch
     comparison passes the current data's range, so that values out of the reference's
-    range fall in bins too (the edges then reach past the reference's min and max)."""
+    range fall in bins too (the edges then reach past the reference's min and max).
+    *categories*: the categories a column names (the rest is counted in ``other``); a
+    batch comparison names more, so that its tests see every category as Evidently does."""
     source = open_source(data, label="reference")
     names = _select(source, columns)
     forced_cat, forced_num = set(categorical), set(numeric)
-    out: list[ReferenceColumn] = []
-    for name in names:
-        kind = _kind(source.type(name), name in forced_cat, name in forced_num)
-        if kind is None:
-            continue
-        chunks = source.chunks(name)
+    kinds = {n: _kind(source.type(n), n in forced_cat, n in forced_num) for n in names}
+    todo = [n for n in names if kinds[n] is not None]
+
+    def one(name: str) -> ReferenceColumn:
         span = (spans or {}).get(name)
-        out.append(_profile(name, chunks, kind, source.rows, source.type(name), None, span))
+        chunks = source.chunks(name)
+        kind = kinds[name] or "numeric"
+        return _profile(name, chunks, kind, source.rows, source.type(name), None, span, categories)
+
+    # Columns are independent: two at a time use two cores (numpy and Arrow release the
+    # GIL in their loops); more would hold more columns in memory for little gain.
+    workers = min(WORKERS, os.cpu_count() or 1, len(todo))
+    if workers > 1 and source.rows >= PARALLEL_ROWS:
+        with ThreadPoolExecutor(workers) as pool:
+            out = list(pool.map(one, todo))
+    else:
+        out = [one(n) for n in todo]
     return Profile(rows=source.rows, columns=out, created_us=time.time_ns() // 1000)
 
 
@@ -267,7 +171,7 @@ def profile_column(
         kind = _kind(arrow_type, False, False) or "categorical"
     if rows is None:
         rows = sum(len(c) for c in chunks())
-    return _profile(name, chunks, kind, rows, arrow_type, edges, None)
+    return _profile(name, chunks, kind, rows, arrow_type, edges, None, TOP_CATEGORIES)
 
 
 def _profile(
@@ -278,9 +182,10 @@ def _profile(
     arrow_type: pa.DataType,
     edges: Sequence[float] | None,
     span: tuple[float, float] | None,
+    categories: int,
 ) -> ReferenceColumn:
     if kind == "categorical":
-        return _profile_categorical(name, chunks, rows, arrow_type)
+        return _profile_categorical(name, chunks, rows, arrow_type, categories)
     return _profile_numeric(name, chunks, rows, arrow_type, edges, span)
 
 
@@ -315,15 +220,26 @@ FloatChunks = Callable[[], Iterator[tuple[np.ndarray, int, int]]]
 
 
 def _float_chunks(chunks: Chunks, rows: int) -> FloatChunks:
-    """The column's values as float64 chunks: converted once and kept when the column
-    fits the memory budget, converted again on each pass otherwise."""
+    """The column's values as float64, in blocks of at most :data:`BLOCK` values:
+    converted once and kept when the column fits the memory budget, converted again on
+    each pass otherwise. Blocks keep every temporary array small (a few MB), so they are
+    reused from the heap instead of mapped and faulted in afresh for each step."""
     if rows * 8 <= COLUMN_BUDGET:
         parts = [floats(c) for c in chunks()]
-        if len(parts) > 1:  # one array: the per-pass work is per array, not per value
-            x = np.concatenate([p[0] for p in parts])
-            parts = [(x, sum(p[1] for p in parts), sum(p[2] for p in parts))]
-        return lambda: iter(parts)
-    return lambda: (floats(c) for c in chunks())
+        return lambda: _blocks(parts)
+    return lambda: _blocks(floats(c) for c in chunks())
+
+
+def _blocks(
+    parts: Iterable[tuple[np.ndarray, int, int]],
+) -> Iterator[tuple[np.ndarray, int, int]]:
+    for x, nulls, invalid in parts:
+        if len(x) <= BLOCK:
+            yield x, nulls, invalid
+            continue
+        for start in range(0, len(x), BLOCK):
+            first = start == 0
+            yield x[start : start + BLOCK], nulls if first else 0, invalid if first else 0
 
 
 def _profile_numeric(
@@ -366,7 +282,10 @@ def _profile_numeric(
         quantiles = np.quantile(np.concatenate(small), QUANTILES)
         edges, bins = _edges_of_values(uniq, counts)
     else:
-        few = _few_values(passes, n)
+        if dtype != "float" and hi - lo < 2**16:
+            few = _few_integers(passes, lo, hi)
+        else:
+            few = _few_values(passes, n)
         if few is not None:
             uniq, counts = few
             values = {value_key(float(v)): int(c) for v, c in zip(uniq, counts, strict=True)}
@@ -425,6 +344,20 @@ def _edges_of_values(uniq: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, 
     return uniq.astype(np.float64), bins
 
 
+def _few_integers(
+    passes: FloatChunks, lo: float, hi: float
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Like :func:`_few_values` for integers in a short range: one bincount."""
+    counts = np.zeros(int(hi - lo) + 1, np.int64)
+    for x, _, _ in passes():
+        if len(x):
+            counts += np.bincount((x - lo).astype(np.int64), minlength=len(counts))
+    present = np.flatnonzero(counts)
+    if len(present) > FEW_VALUES:
+        return None
+    return lo + present.astype(np.float64), counts[present]
+
+
 def _few_values(passes: FloatChunks, n: int) -> tuple[np.ndarray, np.ndarray] | None:
     """The distinct values and their counts when there are at most FEW_VALUES of them."""
     candidates: np.ndarray | None = None
@@ -473,7 +406,7 @@ def _quantile_edges(
     levels = np.arange(1, MAX_BINS) / MAX_BINS
     boundary = np.unique(np.searchsorted(blend, levels, side="left") + 1)
     boundary = boundary[(boundary > 0) & (boundary < GRID)]
-    inner = lo + boundary / scale
+    inner = aligned(boundary.astype(np.float64), lo, scale)
     inner = inner[(inner > lo) & (inner < hi)]
     edges = np.unique(np.concatenate(([lo], inner, [hi])))
     target = np.array(QUANTILES) * n
@@ -486,11 +419,11 @@ def _quantile_edges(
 
 
 def _profile_categorical(
-    name: str, chunks: Chunks, rows: int, arrow_type: pa.DataType
+    name: str, chunks: Chunks, rows: int, arrow_type: pa.DataType, categories: int
 ) -> CategoricalReference:
     keys, counts, nulls, _ = _category_counts(chunks)
     n = int(counts.sum())
-    top = len(keys) if n <= SMALL_REFERENCE else TOP_CATEGORIES
+    top = len(keys) if n <= SMALL_REFERENCE else categories
     order = np.lexsort((keys, -counts))[:top] if len(keys) else np.zeros(0, np.intp)
     kept = {str(keys[i]): int(counts[i]) for i in order}
     dtype = "string" if _kind(arrow_type, False, False) != "numeric" else _dtype(arrow_type)
@@ -562,7 +495,13 @@ def _as_text(chunk: pa.Array) -> tuple[pa.Array, int]:
 # --------------------------------------------------------------------------- against
 
 
-def against(reference: Profile, data: Any, *, columns: Sequence[str] | None = None) -> Current:
+def against(
+    reference: Profile,
+    data: Any,
+    *,
+    columns: Sequence[str] | None = None,
+    categories: int = MAX_CURRENT_CATEGORIES,
+) -> Current:
     """*data* counted on the *reference*'s bins and categories, column by column. A
     reference column missing from *data* is counted as all null."""
     source = open_source(data, label="current")
@@ -580,15 +519,17 @@ def against(reference: Profile, data: Any, *, columns: Sequence[str] | None = No
                 col = CategoricalCurrent(name, rows=source.rows, nulls=source.rows)
             out.append(col)
             continue
-        out.append(count_column(ref, source.chunks(name)))
+        out.append(count_column(ref, source.chunks(name), categories=categories))
     return Current(rows=source.rows, columns=out)
 
 
-def count_column(ref: ReferenceColumn, data: Any) -> CurrentColumn:
+def count_column(
+    ref: ReferenceColumn, data: Any, *, categories: int = MAX_CURRENT_CATEGORIES
+) -> CurrentColumn:
     """One column of current data counted on the reference column's bins."""
     chunks = _as_chunks(data)
     if isinstance(ref, CategoricalReference):
-        return _count_categorical(ref, chunks)
+        return _count_categorical(ref, chunks, categories)
     return _count_numeric(ref, chunks)
 
 
@@ -648,14 +589,14 @@ def _count_numeric(ref: NumericReference, chunks: Chunks) -> NumericCurrent:
     return cur
 
 
-def _count_categorical(ref: CategoricalReference, chunks: Chunks) -> CategoricalCurrent:
-    from prodgate.monitor.columns import MAX_CURRENT_CATEGORIES
-
+def _count_categorical(
+    ref: CategoricalReference, chunks: Chunks, categories: int
+) -> CategoricalCurrent:
     keys, counts, nulls, rows = _category_counts(chunks)
     known = np.array([k in ref.counts for k in keys.tolist()], dtype=bool)
     # The reference's categories first, then the most frequent new ones.
     order = np.lexsort((keys, -counts, ~known)) if len(keys) else np.zeros(0, np.intp)
-    kept = {str(keys[i]): int(counts[i]) for i in order[:MAX_CURRENT_CATEGORIES]}
+    kept = {str(keys[i]): int(counts[i]) for i in order[:categories]}
     return CategoricalCurrent(
         name=ref.name,
         rows=rows,

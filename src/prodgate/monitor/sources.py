@@ -10,6 +10,7 @@ time, so memory is bounded by one column (or one row group of it), not by the fi
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,11 +155,14 @@ def _parquet_source(path: Path, label: str) -> Source:
         for i, n in enumerate(group):
             kept[n] = table.column(i).chunks
 
+    lock = threading.Lock()  # columns may be asked for from two threads at once
+
     def column(name: str) -> Chunks:
         if decoded(name) <= COLUMN_BUDGET:
-            if name not in kept:
-                read_group(name)
-            chunks = kept.pop(name)
+            with lock:
+                if name not in kept:
+                    read_group(name)
+                chunks = kept.pop(name)
 
             def cached() -> Iterator[pa.Array]:
                 yield from chunks
