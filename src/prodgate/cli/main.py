@@ -44,6 +44,7 @@ _NOUNS = (
     "keys",
     "metrics",  # after governance: its metrics command replaces the older one there
     "mock",
+    "profile",
     "registry",
     "rollout",
     "serve",

@@ -252,13 +252,14 @@ class Layout:
         """Without a profile: the contract's scalar fields, unbinned (quality still counts)."""
         shapes = []
         for name, schema in (contract.get("properties") or {}).items():
-            kind = _contract_kind(schema)
+            kind = contract_kind(schema)
             if kind is not None:
                 shapes.append(ColumnShape(str(name), kind))
         return cls(service_kind, tuple(shapes), _default_outputs(service_kind))
 
 
-def _contract_kind(schema: Any) -> str | None:
+def contract_kind(schema: Any) -> str | None:
+    """How a contract field's values are counted: numeric, categorical, or None (not)."""
     if not isinstance(schema, Mapping):
         return None
     types = schema.get("type")
