@@ -129,7 +129,9 @@ def observe_cost(home: Path, rows: Sequence[dict[str, object]], group: int = 60)
 
     spec = spec_module.load(home / "example" / "prodgate.yaml").service(SERVICE)
     with contextlib.closing(sqlite3.connect(f"file:{home / 'prodgate.db'}?mode=ro", uri=True)) as c:
-        found = c.execute("SELECT profile FROM profiles WHERE version = 1").fetchone()
+        found = c.execute(
+            "SELECT profile FROM profiles WHERE service = ? AND version = 1", (SERVICE,)
+        ).fetchone()
     tally = Tally("bench", {SERVICE: spec.kind}, {SERVICE: spec.contract}, {SERVICE: 300.0})
     if found:
         tally.use_profiles({(SERVICE, 1): orjson.loads(found[0])})
