@@ -248,7 +248,7 @@ def compute_for_version(
 
 
 def _kind(contract: dict[str, Any], name: str) -> str | None:
-    from prodgate.monitor.tally import contract_kind
+    from prodgate.monitor.counters import contract_kind
 
     return contract_kind((contract.get("properties") or {}).get(name))
 
