@@ -46,6 +46,7 @@ _NOUNS = (
     "metrics",  # after governance: its metrics command replaces the older one there
     "mock",
     "monitor",
+    "profile",
     "registry",
     "rollout",
     "serve",

@@ -9,17 +9,38 @@ moves the store's generation, so running gateways bin their next windows on it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import importlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from prodgate.audit import log
+from prodgate.exceptions import ArtifactError, ProdgateError, UsageError
 from prodgate.store.engine import Store, now_us
 from prodgate.store.tables import profiles
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from prodgate.registry.versions import Version
+    from prodgate.runtime.base import Prediction
+    from prodgate.spec import ServiceSpec
+
+#: Rows of the data a version's model is run on for the outputs' reference.
+MAX_OUTPUT_ROWS = 100_000
+#: Rows per model call while profiling the outputs (and per step of the progress bar).
+CHUNK = 2_000
+#: The confidence histogram's fixed edges (as the gateway's windows count them).
+CONFIDENCE_EDGES = [i / 20 for i in range(21)]
+
+Predict = Callable[[Sequence[dict[str, Any]]], Sequence["Prediction"]]
+#: Told how many rows of how many were predicted so far.
+Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -57,9 +78,11 @@ def save(
     source: str,
     actor: str,
     conn: Connection | None = None,
+    record: bool = True,
 ) -> StoredProfile:
     """Store *profile* as *version*'s reference (replacing any), record it in the audit
-    log, and move the generation so gateways load it. In *conn*'s transaction if given."""
+    log (unless the caller's own record says so: *record* False), and move the
+    generation so gateways load it. In *conn*'s transaction if given."""
     created_us = now_us()
     row: dict[str, Any] = {
         "service": service,
@@ -67,7 +90,7 @@ def save(
         "profile": orjson.dumps(profile, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
         "source": source,
         "rows": int(profile.get("rows") or 0),
-        "created_by": actor,
+        "created_by": str(actor),
         "created_at_us": created_us,
     }
 
@@ -76,20 +99,21 @@ def save(
             profiles.delete().where(profiles.c.service == service, profiles.c.version == version)
         )
         c.execute(profiles.insert().values(**row))
-        log.append(
-            store,
-            c,
-            [
-                log.action(
-                    "profile",
-                    actor=actor,
-                    service=service,
-                    version=version,
-                    source=source,
-                    rows=row["rows"],
-                )
-            ],
-        )
+        if record:
+            log.append(
+                store,
+                c,
+                [
+                    log.action(
+                        "profile",
+                        actor=actor,
+                        service=service,
+                        version=version,
+                        source=source,
+                        rows=row["rows"],
+                    )
+                ],
+            )
         store.bump_generation(c)
 
     if conn is not None:
@@ -97,7 +121,7 @@ def save(
     else:
         with store.write() as c:
             write(c)
-    return StoredProfile(service, version, profile, source, row["rows"], actor, created_us)
+    return StoredProfile(service, version, profile, source, row["rows"], str(actor), created_us)
 
 
 def load(conn: Connection, service: str, version: int) -> StoredProfile | None:
@@ -137,3 +161,150 @@ def _stored(row: Any) -> StoredProfile:
         created_by=m["created_by"],
         created_at_us=int(m["created_at_us"]),
     )
+
+
+# -- computing a profile (A's statistics, run on a version's data) ---------------------
+
+
+def compute(
+    service: ServiceSpec,
+    data: Path,
+    predict: Predict | None,
+    *,
+    max_output_rows: int = MAX_OUTPUT_ROWS,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """The reference profile (JSON) of *data* for *service*: its input fields (the
+    contract's, those the file has; bounded memory however large the file), and the
+    outputs of *predict* (the version's model) on up to *max_output_rows* rows of it:
+    the predicted class (classifiers) or value (regressors) and the confidence on
+    fixed bins. An LLM service's profile has ``prompt_chars`` instead (no model call)."""
+    statistics = importlib.import_module("prodgate.monitor.profile")
+    profile, profile_column = statistics.profile, statistics.profile_column
+    if not data.is_file():
+        raise UsageError(f"{data}: no such data file")
+    head = _head(data, max_output_rows)
+    fields = [f for f in service.feature_names if f in head.columns]
+    if not fields:
+        raise UsageError(
+            f"{data}: none of {service.name}'s input fields "
+            f"({', '.join(service.feature_names)}) is a column of it"
+        )
+    categorical = [f for f in fields if _kind(service.contract, f) == "categorical"]
+    numeric = [f for f in fields if _kind(service.contract, f) == "numeric"]
+    try:
+        reference = profile(str(data), columns=fields, categorical=categorical, numeric=numeric)
+    except ProdgateError:
+        raise
+    except Exception as exc:  # a file pandas read but the profiler cannot
+        raise UsageError(f"{data}: cannot profile it: {type(exc).__name__}: {exc}") from None
+    outputs: list[Any] = []
+    if service.kind == "llm":
+        lengths = [
+            sum(len(v) for v in row.values() if isinstance(v, str)) for row in _rows(head, service)
+        ]
+        outputs.append(profile_column("prompt_chars", lengths, kind="numeric"))
+    elif predict is not None:
+        predictions = _predict(predict, _rows(head, service), progress)
+        values = [p.value for p in predictions]
+        kind = "numeric" if service.kind == "regressor" else "categorical"
+        if kind == "categorical":
+            values = [None if v is None else str(v) for v in values]
+        outputs.append(profile_column("prediction", values, kind=kind))
+        confidences = [p.confidence for p in predictions]
+        if any(c is not None for c in confidences):
+            outputs.append(
+                profile_column(
+                    "confidence",
+                    [float("nan") if c is None else float(c) for c in confidences],
+                    kind="numeric",
+                    edges=CONFIDENCE_EDGES,
+                )
+            )
+    reference.outputs = outputs
+    out: dict[str, Any] = reference.to_json()
+    return out
+
+
+def compute_for_version(
+    store: Store,
+    service: ServiceSpec,
+    version: Version,
+    data: Path,
+    *,
+    max_output_rows: int = MAX_OUTPUT_ROWS,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """:func:`compute` with *version*'s stored model (fetched from the store if needed)."""
+    predict: Predict | None = None
+    if service.kind != "llm":
+        from prodgate.registry import artifacts
+        from prodgate.runtime.base import ModelInfo
+        from prodgate.runtime.loader import load_model
+
+        info = ModelInfo(service.kind, service.feature_names, service.labels, version.trusted)
+        predict = load_model(artifacts.materialise(store, version), version.flavor, info).predict
+    return compute(service, data, predict, max_output_rows=max_output_rows, progress=progress)
+
+
+def _kind(contract: dict[str, Any], name: str) -> str | None:
+    from prodgate.monitor.counters import contract_kind
+
+    return contract_kind((contract.get("properties") or {}).get(name))
+
+
+def _head(path: Path, rows: int) -> pd.DataFrame:
+    """The first *rows* rows of a CSV, Parquet or JSON-lines file."""
+    import pandas as pd
+
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            batches = []
+            taken = 0
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=min(rows, 65_536)):
+                batches.append(batch.slice(0, rows - taken))
+                taken += batches[-1].num_rows
+                if taken >= rows:
+                    break
+            if not batches:
+                return pd.DataFrame()
+            return pa.Table.from_batches(batches).to_pandas()
+        if suffix in (".csv", ".txt"):
+            return pd.read_csv(path, nrows=rows)
+        if suffix in (".jsonl", ".ndjson"):
+            return pd.read_json(path, lines=True, nrows=rows)
+    except Exception as exc:  # pandas and pyarrow raise many kinds for a bad file
+        raise UsageError(f"{path}: cannot read it as {suffix[1:]}: {exc}") from None
+    raise UsageError(f"{path}: unknown data format {suffix!r}; use .csv, .parquet or .jsonl")
+
+
+def _rows(frame: pd.DataFrame, service: ServiceSpec) -> list[dict[str, Any]]:
+    from prodgate.evaluation.evaluate import input_rows
+
+    frame.columns = [str(c) for c in frame.columns]
+    return input_rows(frame, service)
+
+
+def _predict(
+    predict: Predict, rows: Sequence[dict[str, Any]], progress: Progress | None
+) -> list[Prediction]:
+    out: list[Prediction] = []
+    for start in range(0, len(rows), CHUNK):
+        chunk = rows[start : start + CHUNK]
+        try:
+            answers = predict(chunk)
+        except ProdgateError:
+            raise
+        except Exception as exc:
+            raise ArtifactError(
+                f"the model failed on rows {start}-{start + len(chunk) - 1} of the data: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+        out.extend(answers)
+        if progress is not None:
+            progress(len(out), len(rows))
+    return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import sqlalchemy as sa
@@ -19,6 +19,10 @@ from prodgate.registry import sources
 from prodgate.registry import trust as trust_module
 from prodgate.registry.fingerprint import data_fingerprint, sha256_path
 from prodgate.runtime.base import FLAVORS, Trust
+
+if TYPE_CHECKING:
+    from prodgate.monitor.profiles import Progress
+    from prodgate.runtime.base import Model
 from prodgate.spec import ServiceSpec
 from prodgate.store.engine import LOCK_REGISTRY, Store, now_us
 from prodgate.store.tables import versions
@@ -125,9 +129,9 @@ class Version:
 
 def _check_model(
     service: ServiceSpec, location: str, flavor: str, trusted: Trust, path: str
-) -> None:
+) -> Model | None:
     """Load the model and run it on the contract's example input; ArtifactError if not.
-    A prompt version is parsed and checked against its service instead."""
+    A prompt version is parsed and checked against its service instead (None)."""
     from prodgate.contract import Contract
 
     if (flavor == "prompt") != (service.kind == "llm"):
@@ -148,7 +152,7 @@ def _check_model(
             output_contract=service.output_contract,
             example=Contract(service.contract).example(),
         )
-        return
+        return None
     from prodgate.runtime.base import ModelInfo
     from prodgate.runtime.loader import load_model
 
@@ -168,6 +172,24 @@ def _check_model(
         raise ArtifactError(
             f"{path}: the model failed on the contract's example input: {type(exc).__name__}: {exc}"
         ) from None
+    return model
+
+
+def _profiling() -> bool:
+    """Whether the statistics core (:mod:`prodgate.monitor.profile`) is installed.
+    Temporary: it is built on another branch, and registering with data must work before
+    and after it arrives."""
+    import importlib.util
+
+    return importlib.util.find_spec("prodgate.monitor.profile") is not None
+
+
+def _load(service: ServiceSpec, location: str, flavor: str, trusted: Trust) -> Model:
+    from prodgate.runtime.base import ModelInfo
+    from prodgate.runtime.loader import load_model
+
+    info = ModelInfo(service.kind, service.feature_names, service.labels, trusted)
+    return load_model(location, flavor, info)
 
 
 def register(
@@ -182,6 +204,7 @@ def register(
     trust_pickle: bool = False,
     trust_types: Sequence[str] = (),
     check: bool = True,
+    progress: Progress | None = None,
 ) -> Version:
     """Store *path* as the next version of *service*; return it.
 
@@ -195,6 +218,10 @@ def register(
     *trust_types* for the types a skops file names outside the allow-list. With
     *check* the model is loaded and run on the contract's example input first, so a
     broken or mismatched artifact is refused at the door rather than at serving time.
+    With *data*, the version's reference profile is computed from it (inputs, and the
+    model's outputs on up to 100k of its rows: :func:`prodgate.monitor.profiles.compute`)
+    and stored with the version, in the same transaction; *progress* hears how many
+    rows the model has answered.
     """
     if flavor is not None and flavor not in FLAVORS:
         raise UsageError(f"unknown flavor {flavor!r}; known: {', '.join(FLAVORS)}")
@@ -212,6 +239,8 @@ def register(
             trust_pickle=trust_pickle,
             trust_types=trust_types,
             check=check,
+            data=data,
+            progress=progress,
         )
 
 
@@ -228,6 +257,8 @@ def _register(
     trust_pickle: bool,
     trust_types: Sequence[str],
     check: bool,
+    data: Path | None,
+    progress: Progress | None,
 ) -> Version:
     from prodgate.runtime import callable as callable_adapter
     from prodgate.runtime.loader import detect_flavor
@@ -254,8 +285,15 @@ def _register(
         trusted = trust_module.decide(
             flavor, location, path, trust_pickle=trust_pickle, trust_types=trust_types
         )
-        if check:
-            _check_model(service, location, flavor, trusted, path)
+        model = _check_model(service, location, flavor, trusted, path) if check else None
+        profile = None
+        if data is not None and _profiling():
+            from prodgate.monitor import profiles
+
+            if model is None and flavor != "prompt":
+                model = _load(service, location, flavor, trusted)
+            predict = model.predict if model is not None else None
+            profile = (profiles.compute(service, data, predict, progress=progress), data.name)
         return _insert(
             store,
             service,
@@ -269,6 +307,7 @@ def _register(
             trusted=trusted,
             fingerprint=fingerprint,
             note=note,
+            profile=profile,
         )
     except ProdgateError as exc:
         if cached is not None and copied:  # a refused model leaves nothing behind
@@ -293,9 +332,11 @@ def _insert(
     trusted: Trust,
     fingerprint: dict[str, Any] | None,
     note: str,
+    profile: tuple[dict[str, Any], str] | None = None,
 ) -> Version:
     """Store the bytes of *cached* (none for a callable) and the next version's row, in
-    one transaction: a version is never without its artifact in the store."""
+    one transaction: a version is never without its artifact in the store (nor, when
+    registered with data, without its reference *profile*: its JSON and source)."""
     with store.write() as conn:
         if cached is not None:
             artifact_store.put(store, conn, cached, sha)
@@ -348,10 +389,32 @@ def _insert(
                     note=note,
                     trusted_pickle=trusted.pickle,
                     trusted_types=list(trusted.types),
+                    **({"profile": _profile_summary(profile[0])} if profile else {}),
                 )
             ],
         )
+        if profile is not None:  # recorded with the registration, just above
+            from prodgate.monitor import profiles
+
+            profiles.save(
+                store,
+                service.name,
+                number,
+                profile[0],
+                source=profile[1],
+                actor=actor,
+                conn=conn,
+                record=False,
+            )
     return version
+
+
+def _profile_summary(profile: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "rows": profile.get("rows"),
+        "columns": [c.get("name") for c in profile.get("columns") or ()],
+        "outputs": [c.get("name") for c in profile.get("outputs") or ()],
+    }
 
 
 def list_versions(conn: Connection, service: str) -> list[Version]:
