@@ -93,6 +93,12 @@ def _reader(
     return orjson.loads(text) if text is not None else None
 
 
+def _windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The production windows' own reader where installed, else the test's."""
+    if drift_check.tallies_reader() is None:
+        monkeypatch.setattr(drift_check, "tallies_reader", lambda: _reader)
+
+
 def _spec(store: Store, limit: float | None) -> Spec:
     w = setup(store)
     svc = w.svc
@@ -105,7 +111,7 @@ def _spec(store: Store, limit: float | None) -> Spec:
 def test_a_canary_answering_differently_fails_its_interval(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(drift_check, "tallies_reader", lambda: _reader)
+    _windows(monkeypatch)
     spec = _spec(store, 0.1)
     start(store, spec.service("claims"), 2, actor="alice", now_us=T0, reason="new model")
     healthy(store, T0)
@@ -134,7 +140,7 @@ def test_a_canary_answering_differently_fails_its_interval(
 def test_without_windows_or_a_limit_the_check_is_left_out(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(drift_check, "tallies_reader", lambda: _reader)
+    _windows(monkeypatch)
     spec = _spec(store, 0.1)
     start(store, spec.service("claims"), 2, actor="alice", now_us=T0, reason="new model")
     healthy(store, T0)  # no windows: monitoring off
