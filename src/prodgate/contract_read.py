@@ -1,0 +1,416 @@
+"""A data file (CSV, Parquet, JSON Lines) read in batches as columns of JSON values.
+
+The batch contract check (:mod:`prodgate.contract_batch`) asks of every cell what a
+request would carry there: nothing (the key is absent), null, a boolean, a number
+(integral or not), a string, an array or an object. A :class:`JsonColumn` holds that
+kind per row in one NumPy array, with the numbers, booleans and strings beside it in
+columnar form, so the checks run over whole columns at once.
+
+How a file's cells become JSON values (the same rules for the batch check and for the
+row-by-row reference it is tested against, :meth:`Batch.rows`):
+
+- Parquet: by the column's type; integers and floats are numbers (NaN is null, as
+  pandas writes missing numbers), strings are strings, lists and structs are arrays
+  and objects, dates and times their ISO text.
+- CSV: text has no types, so each cell is read as the contract's field asks: in a
+  field that allows numbers, a cell that reads as a number is one; in a field that
+  allows booleans, ``true``/``false`` (any case) are booleans; anything else stays a
+  string (and breaks a numeric field's ``type``). An empty cell is null.
+- JSON Lines: each line is one request body; a key that is not there is absent, a
+  ``null`` is null. A line that is not an object is checked whole (the root's type).
+
+A column holds null for every row of a CSV or Parquet file that has it: an empty cell
+is a null value, not a missing key (so a non-nullable field with empty cells breaks
+``type``, reported as ``null``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from prodgate.exceptions import UsageError
+
+#: Rows per batch: memory is bounded by this times the number of columns.
+BATCH_ROWS = 65_536
+
+# The JSON kind of a cell.
+ABSENT, NULL, BOOL, INT, FLOAT, STRING, ARRAY, OBJECT = range(8)
+KIND_NAMES = ("absent", "null", "boolean", "integer", "number", "string", "array", "object")
+
+Mask = npt.NDArray[np.bool_]
+
+_NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+_INTEGER = r"^[+-]?\d+$"
+_TRUE = ("true", "True", "TRUE")
+_FALSE = ("false", "False", "FALSE")
+
+
+@dataclass
+class JsonColumn:
+    """One column of a batch as JSON values: each row's kind, and its value by kind."""
+
+    kind: npt.NDArray[np.int8]
+    num: npt.NDArray[np.float64]  # numbers (INT, FLOAT); 0 elsewhere
+    flag: Mask  # booleans (BOOL); False elsewhere
+    text: pa.Array  # strings (STRING); null elsewhere
+    other: dict[int, Any] = field(default_factory=dict)  # arrays and objects, by row
+    ints: dict[int, int] = field(default_factory=dict)  # integers float64 cannot hold
+
+    def __len__(self) -> int:
+        return len(self.kind)
+
+    def value(self, i: int) -> Any:
+        """Row *i*'s value as Python (``None`` for null and for absent)."""
+        k = int(self.kind[i])
+        if k == BOOL:
+            return bool(self.flag[i])
+        if k == INT:
+            # An integral float (3.0) is an integer to JSON Schema: shown as the int it is.
+            return self.ints[i] if i in self.ints else int(self.num[i])
+        if k == FLOAT:
+            return float(self.num[i])
+        if k == STRING:
+            return self.text[i].as_py()
+        if k in (ARRAY, OBJECT):
+            return self.other[i]
+        return None
+
+
+@dataclass
+class Batch:
+    """Some consecutive rows of a file: *start* is the 0-based index of the first."""
+
+    start: int
+    size: int
+    columns: dict[str, JsonColumn]
+    #: Rows that are not objects (a JSON Lines line holding ``[1]`` or ``3``), by row.
+    non_objects: dict[int, Any] = field(default_factory=dict)
+    #: How far the file's progress moved with this batch (rows or bytes).
+    advance: int = 0
+
+    def rows(self) -> list[Any]:
+        """The rows as request bodies, for a row-by-row check of the same data."""
+        out: list[Any] = []
+        for i in range(self.size):
+            if i in self.non_objects:
+                out.append(self.non_objects[i])
+                continue
+            out.append(
+                {name: col.value(i) for name, col in self.columns.items() if col.kind[i] != ABSENT}
+            )
+        return out
+
+
+def _empty(n: int) -> JsonColumn:
+    return JsonColumn(
+        kind=np.zeros(n, dtype=np.int8),
+        num=np.zeros(n, dtype=np.float64),
+        flag=np.zeros(n, dtype=np.bool_),
+        text=pa.nulls(n, pa.string()),
+    )
+
+
+# -- from Arrow (Parquet) -----------------------------------------------------------
+
+
+def from_arrow(array: pa.Array | pa.ChunkedArray) -> JsonColumn:
+    """A column of an Arrow batch, by its type."""
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    t = array.type
+    if pa.types.is_dictionary(t):
+        return from_arrow(array.dictionary_decode())
+    n = len(array)
+    col = _empty(n)
+    valid = ~np.asarray(array.is_null().to_numpy(zero_copy_only=False), dtype=np.bool_)
+    col.kind[:] = NULL
+    if pa.types.is_null(t):
+        return col
+    if pa.types.is_boolean(t):
+        col.kind[valid] = BOOL
+        col.flag = np.asarray(array.fill_null(False).to_numpy(zero_copy_only=False), np.bool_)
+    elif pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+        _numbers(col, array, valid)
+    elif pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        col.kind[valid] = STRING
+        col.text = array.cast(pa.string())
+    elif pa.types.is_temporal(t):
+        col.kind[valid] = STRING
+        col.text = _iso(array)
+    elif pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        col.kind[valid] = STRING
+        col.text = pa.array(
+            [None if v is None else v.decode("utf-8", "replace") for v in array.to_pylist()],
+            pa.string(),
+        )
+    else:  # lists, structs, maps: value by value
+        for i, v in enumerate(array.to_pylist()):
+            if isinstance(v, list):
+                col.kind[i], col.other[i] = ARRAY, v
+            elif v is not None:
+                col.kind[i], col.other[i] = OBJECT, dict(v)
+    return col
+
+
+def _numbers(col: JsonColumn, array: pa.Array, valid: Mask) -> None:
+    t = array.type
+    if pa.types.is_integer(t):
+        num = array.cast(pa.float64(), safe=False).fill_null(0).to_numpy(zero_copy_only=False)
+        col.num = np.asarray(num, dtype=np.float64)
+        col.kind[valid] = INT
+        if pa.types.is_int64(t) or pa.types.is_uint64(t):
+            big = valid & (np.abs(col.num) >= 2.0**53)
+            values = array.to_pylist()
+            col.ints = {int(i): values[i] for i in np.flatnonzero(big)}
+        return
+    num = np.asarray(
+        array.cast(pa.float64(), safe=False).fill_null(np.nan).to_numpy(zero_copy_only=False),
+        dtype=np.float64,
+    )
+    nan = np.isnan(num)
+    col.num = np.where(nan, 0.0, num)
+    number = valid & ~nan
+    with np.errstate(invalid="ignore"):
+        integral = np.isfinite(num) & (np.mod(col.num, 1.0) == 0)
+    col.kind[number & integral] = INT
+    col.kind[number & ~integral] = FLOAT
+
+
+def _iso(array: pa.Array) -> pa.Array:
+    values = [None if v is None else v.isoformat() for v in array.to_pylist()]
+    return pa.array(values, pa.string())
+
+
+# -- from CSV text -----------------------------------------------------------------------
+
+
+def from_text(array: pa.Array, types: frozenset[str] | None) -> JsonColumn:
+    """A CSV column (strings, null for an empty cell) read as a field of *types* asks."""
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    n = len(array)
+    col = _empty(n)
+    valid = ~np.asarray(array.is_null().to_numpy(zero_copy_only=False), dtype=np.bool_)
+    col.kind[:] = NULL
+    col.kind[valid] = STRING
+    taken = np.zeros(n, dtype=np.bool_)
+    if types is None or types & {"number", "integer"}:
+        numeric = _mask(pc.match_substring_regex(array, _NUMBER))
+        if numeric.any():
+            nums = pc.if_else(pa.array(numeric), array, pa.scalar(None, pa.string()))
+            value = np.asarray(
+                nums.cast(pa.float64()).fill_null(0).to_numpy(zero_copy_only=False), np.float64
+            )
+            col.num = value
+            with np.errstate(invalid="ignore"):
+                integral = np.isfinite(value) & (np.mod(value, 1.0) == 0)
+            col.kind[numeric & integral] = INT
+            col.kind[numeric & ~integral] = FLOAT
+            taken |= numeric
+            whole = numeric & _mask(pc.match_substring_regex(array, _INTEGER))
+            big = whole & (np.abs(value) >= 2.0**53)
+            if big.any():
+                texts = array.to_pylist()
+                col.ints = {int(i): int(texts[i]) for i in np.flatnonzero(big)}
+    if types is None or "boolean" in types:
+        true = _mask(pc.is_in(array, pa.array(_TRUE))) & ~taken
+        false = _mask(pc.is_in(array, pa.array(_FALSE))) & ~taken
+        col.kind[true | false] = BOOL
+        col.flag = true
+        taken |= true | false
+    col.text = pc.if_else(pa.array(valid & ~taken), array, pa.scalar(None, pa.string()))
+    return col
+
+
+def _mask(array: pa.Array) -> Mask:
+    return np.asarray(array.fill_null(False).to_numpy(zero_copy_only=False), dtype=np.bool_)
+
+
+# -- from Python values (JSON Lines) -----------------------------------------------------
+
+
+def from_values(values: list[Any]) -> JsonColumn:
+    """A column of parsed JSON values; :data:`_MISSING` marks an absent key."""
+    n = len(values)
+    col = _empty(n)
+    strings: list[str | None] = [None] * n
+    has_text = False
+    for i, v in enumerate(values):
+        if v is _MISSING:
+            continue
+        if v is None:
+            col.kind[i] = NULL
+        elif v is True or v is False:
+            col.kind[i] = BOOL
+            col.flag[i] = v
+        elif isinstance(v, int):
+            col.kind[i] = INT
+            col.num[i] = float(v) if abs(v) < 2**1000 else np.copysign(np.inf, v)
+            if abs(v) >= 2**53:
+                col.ints[i] = v
+        elif isinstance(v, float):
+            col.kind[i] = INT if v.is_integer() else FLOAT
+            col.num[i] = v
+        elif isinstance(v, str):
+            col.kind[i] = STRING
+            strings[i] = v
+            has_text = True
+        elif isinstance(v, list):
+            col.kind[i], col.other[i] = ARRAY, v
+        else:
+            col.kind[i], col.other[i] = OBJECT, v
+    if has_text:
+        col.text = pa.array(strings, pa.string())
+    return col
+
+
+_MISSING: Any = object()
+
+
+# -- files ------------------------------------------------------------------------------
+
+
+class DataFile:
+    """A data file to read in batches; *total* is its size in rows (Parquet) or bytes."""
+
+    def __init__(self, path: Path, types: Mapping[str, frozenset[str] | None]) -> None:
+        self.path = path
+        self.types = types  # the JSON types each contract field allows (CSV cells)
+        suffix = path.suffix.lower()
+        if not path.is_file():
+            raise UsageError(f"{path}: no such data file")
+        if suffix in (".parquet", ".pq"):
+            self.format = "parquet"
+        elif suffix in (".csv", ".txt"):
+            self.format = "csv"
+        elif suffix in (".jsonl", ".ndjson"):
+            self.format = "jsonl"
+        else:
+            raise UsageError(
+                f"{path}: unknown data format {suffix!r}; use .csv, .parquet or .jsonl"
+            )
+        self.total = path.stat().st_size
+        if self.format == "parquet":
+            import pyarrow.parquet as pq
+
+            try:
+                self._parquet = pq.ParquetFile(path)
+            except Exception as exc:
+                raise UsageError(f"{path}: cannot read it as parquet: {exc}") from None
+            self.total = self._parquet.metadata.num_rows
+
+    def batches(self, rows: int = BATCH_ROWS) -> Iterator[Batch]:
+        try:
+            if self.format == "parquet":
+                yield from self._parquet_batches(rows)
+            elif self.format == "csv":
+                yield from self._csv_batches(rows)
+            else:
+                yield from self._jsonl_batches(rows)
+        except UsageError:
+            raise
+        except (pa.ArrowException, OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise UsageError(f"{self.path}: cannot read it as {self.format}: {exc}") from None
+
+    def _parquet_batches(self, rows: int) -> Iterator[Batch]:
+        start = 0
+        for record in self._parquet.iter_batches(batch_size=rows):
+            columns = {
+                str(name): from_arrow(record.column(i))
+                for i, name in enumerate(record.schema.names)
+            }
+            yield Batch(start, record.num_rows, columns, advance=record.num_rows)
+            start += record.num_rows
+
+    def _csv_batches(self, rows: int) -> Iterator[Batch]:
+        import pyarrow.csv as pacsv
+
+        with self.path.open(encoding="utf-8", newline="") as text:
+            header = next(csv.reader(text), None)
+        if not header:
+            return
+        convert = pacsv.ConvertOptions(
+            column_types={name: pa.string() for name in header},
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+        )
+        # Blocks of about *rows* rows of a typical width keep memory bounded.
+        read = pacsv.ReadOptions(block_size=1 << 22 if rows >= BATCH_ROWS else max(rows * 32, 256))
+        start = 0
+        with self.path.open("rb") as raw:
+            reader = pacsv.open_csv(raw, read_options=read, convert_options=convert)
+            seen = 0
+            for record in reader:
+                columns = {
+                    str(name): from_text(record.column(i), self.types.get(str(name)))
+                    for i, name in enumerate(record.schema.names)
+                }
+                at = raw.tell()
+                yield Batch(start, record.num_rows, columns, advance=at - seen)
+                seen = at
+                start += record.num_rows
+
+    def _jsonl_batches(self, rows: int) -> Iterator[Batch]:
+        start = 0
+        with self.path.open("rb") as f:
+            lines: list[Any] = []
+            size = 0
+            for number, line in enumerate(f, start=1):
+                size += len(line)
+                if not line.strip():
+                    continue
+                try:
+                    lines.append(orjson.loads(line))
+                except orjson.JSONDecodeError as exc:
+                    raise UsageError(f"{self.path}:{number}: not JSON ({exc})") from None
+                if len(lines) >= rows:
+                    yield _batch_of(start, lines, size)
+                    start += len(lines)
+                    lines, size = [], 0
+            if lines:
+                yield _batch_of(start, lines, size)
+
+
+def _batch_of(start: int, bodies: list[Any], size: int) -> Batch:
+    names: dict[str, None] = {}
+    non_objects: dict[int, Any] = {}
+    for i, body in enumerate(bodies):
+        if isinstance(body, dict):
+            names.update(dict.fromkeys(body))
+        else:
+            non_objects[i] = body
+    columns = {
+        name: from_values(
+            [b.get(name, _MISSING) if isinstance(b, dict) else _MISSING for b in bodies]
+        )
+        for name in names
+    }
+    return Batch(start, len(bodies), columns, non_objects, advance=size)
+
+
+def csv_text(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """*rows* as CSV text (None as an empty cell), for tests and examples."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(["" if row.get(c) is None else _cell(row.get(c)) for c in columns])
+    return out.getvalue()
+
+
+def _cell(v: Any) -> str:
+    if v is True or v is False:
+        return "true" if v else "false"
+    return str(v)
