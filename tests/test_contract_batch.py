@@ -215,7 +215,8 @@ def test_parquet_rows_judged_as_the_contract_judges_them(tmp_path: Path) -> None
     assert_agrees(schema, reference, found)
 
 
-def test_csv_rows_judged_as_the_contract_judges_them(tmp_path: Path) -> None:
+@pytest.mark.parametrize("null_is_missing", [False, True])
+def test_csv_rows_judged_as_the_contract_judges_them(tmp_path: Path, null_is_missing: bool) -> None:
     rows = _columnar(mixed_rows(_VALID, _BAD, 1500, seed=5), [*_VALID, "extra"])
     for row in rows:  # arrays have no CSV form
         row.pop("tags")
@@ -228,8 +229,9 @@ def test_csv_rows_judged_as_the_contract_judges_them(tmp_path: Path) -> None:
         "additionalProperties": {"type": ["integer", "null"]},
     }
     plan = Plan(schema)
-    seen, found = judged(plan, DataFile(path, plan.types()))
+    seen, found = judged(plan, DataFile(path, plan.types(), null_is_missing=null_is_missing))
     assert len(seen) == len(rows)
+    assert any(None in r.values() for r in seen) is not null_is_missing
     assert_agrees(schema, seen, found)
 
 

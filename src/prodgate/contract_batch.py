@@ -491,17 +491,21 @@ def check_file(
     *,
     examples: int = 3,
     ignore: tuple[str, ...] = (),
+    null_is_missing: bool = False,
     progress: Callable[[int, int], None] | None = None,
     batch_rows: int | None = None,
 ) -> Report:
     """Check every row of the file at *path* against the contract *schema*.
 
-    *ignore* names columns left out (a label column, say); *progress* is called with
-    (done, total) in the file's unit (rows of a Parquet file, bytes otherwise).
+    *ignore* names columns left out (a label column, say). With *null_is_missing*, a
+    null cell of a CSV or Parquet file is a field the request leaves out rather than
+    a null value (a table cannot tell the two apart; JSON Lines can, and keeps them).
+    *progress* is called with (done, total) in the file's unit (rows of a Parquet
+    file, bytes otherwise).
     """
     started = time.perf_counter()
     plan = Plan(dict(schema))
-    data = DataFile(path, plan.types())
+    data = DataFile(path, plan.types(), null_is_missing=null_is_missing)
     report = Report(str(path), data.format, examples, columns=list(plan.fields))
     seen: dict[str, None] = {}
     done = 0

@@ -19,9 +19,10 @@ row-by-row reference it is tested against, :meth:`Batch.rows`):
 - JSON Lines: each line is one request body; a key that is not there is absent, a
   ``null`` is null. A line that is not an object is checked whole (the root's type).
 
-A column holds null for every row of a CSV or Parquet file that has it: an empty cell
-is a null value, not a missing key (so a non-nullable field with empty cells breaks
-``type``, reported as ``null``).
+A CSV or Parquet file cannot tell a null value from a field left out: an empty cell
+is a null value (so a non-nullable field with empty cells breaks ``type``, reported
+as ``null``), or, with ``null_is_missing``, a field the request leaves out (breaking
+``required`` only where the field is required).
 """
 
 from __future__ import annotations
@@ -284,8 +285,15 @@ _MISSING: Any = object()
 class DataFile:
     """A data file to read in batches; *total* is its size in rows (Parquet) or bytes."""
 
-    def __init__(self, path: Path, types: Mapping[str, frozenset[str] | None]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        types: Mapping[str, frozenset[str] | None],
+        *,
+        null_is_missing: bool = False,
+    ) -> None:
         self.path = path
+        self.null_is_missing = null_is_missing
         self.types = types  # the JSON types each contract field allows (CSV cells)
         suffix = path.suffix.lower()
         if not path.is_file():
@@ -311,13 +319,17 @@ class DataFile:
             self.total = self._parquet.metadata.num_rows
 
     def batches(self, rows: int = BATCH_ROWS) -> Iterator[Batch]:
+        """The file's rows, *rows* at a time (CSV: about as many)."""
         try:
-            if self.format == "parquet":
-                yield from self._parquet_batches(rows)
-            elif self.format == "csv":
-                yield from self._csv_batches(rows)
-            else:
+            if self.format == "jsonl":
                 yield from self._jsonl_batches(rows)
+                return
+            tabular = self._parquet_batches if self.format == "parquet" else self._csv_batches
+            for batch in tabular(rows):
+                if self.null_is_missing:  # a table cannot tell null from left out
+                    for col in batch.columns.values():
+                        col.kind[col.kind == NULL] = ABSENT
+                yield batch
         except UsageError:
             raise
         except (pa.ArrowException, OSError, UnicodeDecodeError, csv.Error) as exc:
