@@ -163,9 +163,12 @@ def test_jsonl_rows_judged_as_the_contract_judges_them(
     path = tmp_path / "mixed.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows) + "\n")
     plan = Plan(schema)
-    seen, found = judged(plan, DataFile(path, plan.types()))
-    assert seen == rows  # the reader hands on the bodies as they were
-    assert_agrees(schema, rows, found)
+    # As columns (every vectorised check, on values of mixed types), and as the rows
+    # they are (what a .jsonl file gets).
+    for columnar in (True, False):
+        seen, found = judged(plan, DataFile(path, plan.types(), columnar_json=columnar))
+        assert seen == rows  # the reader hands on the bodies as they were
+        assert_agrees(schema, rows, found)
     if schema is RICH:  # every kind of violation was in the file
         rules = {rule for pairs in found for _, rule in pairs}
         assert rules >= {

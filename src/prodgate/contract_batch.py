@@ -22,6 +22,11 @@ so it cannot disagree:
   ``additionalProperties`` (``allOf``, ``patternProperties``, ``minProperties``...):
   those keywords row by row.
 
+JSON Lines are the exception: each line is parsed into an object anyway, so its rows
+go to the validator whole (a valid row costs one call); building columns from them
+costs more than the column checks save. Their columnar form (``columns_of``) is
+what the tests hold to the same verdicts on mixed types a table cannot hold.
+
 Counts are of rows: a row breaking a field's ``minimum`` counts once for that field
 and rule. A ``type`` error on a null value is reported as rule ``null`` (a null where
 the field does not allow one), a missing required field as ``required`` and an
@@ -38,6 +43,7 @@ from typing import Any
 
 import jsonschema_rs
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -129,6 +135,22 @@ def field_types(schema: Any) -> frozenset[str] | None:
     return frozenset(mapping.get(n, n) for n in names)
 
 
+def _kinds(col: JsonColumn, kinds: tuple[int, ...] | list[int]) -> Mask:
+    """Rows whose kind is one of *kinds* (a table lookup: np.isin sorts)."""
+    table = np.zeros(8, dtype=np.bool_)
+    table[list(kinds)] = True
+    return table[col.kind]
+
+
+def _equal_any(values: npt.NDArray[np.float64], targets: list[float]) -> Mask:
+    if len(targets) > 16:
+        return np.isin(values, targets)
+    hit = np.zeros(len(values), dtype=np.bool_)
+    for t in targets:
+        hit |= values == t
+    return hit
+
+
 def _mask(array: Any) -> Mask:
     return np.asarray(array.fill_null(False).to_numpy(zero_copy_only=False), dtype=np.bool_)
 
@@ -143,7 +165,7 @@ def _in_values(col: JsonColumn, values: list[Any]) -> Mask:
         hit |= (kind == BOOL) & (col.flag == b)
     nums = [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
     if nums:
-        hit |= np.isin(kind, (INT, FLOAT)) & np.isin(col.num, nums)
+        hit |= _kinds(col, (INT, FLOAT)) & _equal_any(col.num, nums)
     strings = [v for v in values if isinstance(v, str)]
     if strings:
         hit |= (kind == STRING) & _mask(pc.is_in(col.text, value_set=pa.array(strings)))
@@ -153,10 +175,9 @@ def _in_values(col: JsonColumn, values: list[Any]) -> Mask:
 def _vector_checks(schema: dict[str, Any], col: JsonColumn) -> Iterator[tuple[str, Mask]]:
     """(rule, rows breaking it) of the vectorised keywords of a field's *schema*."""
     present = col.kind != ABSENT
-    numeric = np.isin(col.kind, (INT, FLOAT))
+    numeric = _kinds(col, (INT, FLOAT))
     if "type" in schema:
-        allowed = [k for t in _types(schema["type"]) for k in _TYPE_KINDS[t]]
-        wrong = present & ~np.isin(col.kind, allowed)
+        wrong = present & ~_kinds(col, [k for t in _types(schema["type"]) for k in _TYPE_KINDS[t]])
         yield NULL_RULE, wrong & (col.kind == NULL)
         yield "type", wrong & (col.kind != NULL)
     if "enum" in schema:
@@ -192,7 +213,7 @@ def _distinct_check(validator: Any, col: JsonColumn) -> Mask:
         refused = [u for u in unique if not validator.is_valid(u)]
         if refused:
             bad |= strings & _mask(pc.is_in(col.text, value_set=pa.array(refused, pa.string())))
-    numbers = np.isin(col.kind, (INT, FLOAT))
+    numbers = _kinds(col, (INT, FLOAT))
     if numbers.any():
         rows = np.flatnonzero(numbers)
         unique, inverse = np.unique(col.num[rows], return_inverse=True)
@@ -323,6 +344,8 @@ class Plan:
 
     def check(self, batch: Batch) -> list[Finding]:
         """Every (column, rule) of *batch* with the rows breaking it, merged per pair."""
+        if batch.bodies is not None:
+            return self._check_bodies(batch.bodies)
         found: dict[tuple[str, str], Mask] = {}
         objects = np.ones(batch.size, dtype=np.bool_)
         objects[list(batch.non_objects)] = False
@@ -359,6 +382,26 @@ class Plan:
                     key = (column, rule)
                     found[key] = found[key] | mask if key in found else mask
         return [Finding(c, r, m) for (c, r), m in found.items()]
+
+    def _check_bodies(self, bodies: list[Any]) -> list[Finding]:
+        # Rows that are parsed JSON objects already (JSON Lines) are judged by the
+        # validator itself, one by one: turning them into columns costs more than the
+        # column checks save (bench/contract_check.py measured it), and a valid row
+        # costs one call.
+        hits: dict[tuple[str, str], list[int]] = {}
+        validator = self.validator
+        for i, body in enumerate(bodies):
+            if validator.is_valid(body):
+                continue
+            for err in validator.iter_errors(body):
+                for key in attribute(err):
+                    hits.setdefault(key, []).append(i)
+        findings = []
+        for (column, rule), rows in hits.items():
+            mask = np.zeros(len(bodies), dtype=np.bool_)
+            mask[rows] = True
+            findings.append(Finding(column, rule, mask))
+        return findings
 
     def _field_checks(self, spec: _Field, col: JsonColumn) -> Iterator[tuple[str, str, Mask]]:
         if spec.vector:
@@ -449,14 +492,17 @@ class Report:
             room = self.examples - len(entry.examples)
             if room <= 0:
                 continue
+            rows = batch.rows() if batch.bodies is not None else None
             for i in np.flatnonzero(f.mask)[:room].tolist():
                 example: dict[str, Any] = {"row": batch.start + i + 1}
                 if i in batch.non_objects:
                     example["value"] = _shown(batch.non_objects[i])
+                elif rows is not None and type(rows[i]) is not dict:
+                    example["value"] = _shown(rows[i])
                 else:
-                    col = batch.columns.get(f.column)
-                    if col is not None and col.kind[i] != ABSENT:
-                        example["value"] = _shown(col.value(i))
+                    present, value = batch.value(f.column, i)
+                    if present:
+                        example["value"] = _shown(value)
                 entry.examples.append(example)
         self.rows += batch.size
         self.rows_with_violations += int(np.count_nonzero(any_bad))
@@ -513,7 +559,10 @@ def check_file(
     for batch in batches:
         for name in ignore:
             batch.columns.pop(name, None)
-        seen.update(dict.fromkeys(batch.columns))
+            for body in batch.bodies or ():
+                if type(body) is dict:
+                    body.pop(name, None)
+        seen.update(dict.fromkeys(batch.names()))
         report.add(batch, plan.check(batch))
         done += batch.advance
         if progress is not None:

@@ -18,6 +18,8 @@ row-by-row reference it is tested against, :meth:`Batch.rows`):
   string (and breaks a numeric field's ``type``). An empty cell is null.
 - JSON Lines: each line is one request body; a key that is not there is absent, a
   ``null`` is null. A line that is not an object is checked whole (the root's type).
+  Lines are parsed into objects, so the batch keeps them as they are (``bodies``)
+  unless asked for columns (:func:`columns_of`).
 
 A CSV or Parquet file cannot tell a null value from a field left out: an empty cell
 is a null value (so a non-nullable field with empty cells breaks ``type``, reported
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import csv
 import io
+import operator
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,9 +102,36 @@ class Batch:
     non_objects: dict[int, Any] = field(default_factory=dict)
     #: How far the file's progress moved with this batch (rows or bytes).
     advance: int = 0
+    #: The rows as parsed JSON, when they come so (JSON Lines) and are kept so.
+    bodies: list[Any] | None = None
+
+    def names(self) -> list[str]:
+        """The columns (keys) of these rows, in order of first appearance."""
+        if self.bodies is None:
+            return list(self.columns)
+        objects = [b for b in self.bodies if type(b) is dict]
+        if not objects:
+            return []
+        first = list(objects[0])
+        others = set().union(*objects).difference(first)  # in C, not a loop per row
+        return first + sorted(others)
+
+    def value(self, column: str, i: int) -> tuple[bool, Any]:
+        """Whether row *i* has *column*, and its value there."""
+        if self.bodies is not None:
+            body = self.bodies[i]
+            if type(body) is not dict or column not in body:
+                return False, None
+            return True, body[column]
+        col = self.columns.get(column)
+        if col is None or col.kind[i] == ABSENT:
+            return False, None
+        return True, col.value(i)
 
     def rows(self) -> list[Any]:
         """The rows as request bodies, for a row-by-row check of the same data."""
+        if self.bodies is not None:
+            return self.bodies
         out: list[Any] = []
         for i in range(self.size):
             if i in self.non_objects:
@@ -170,10 +200,10 @@ def _numbers(col: JsonColumn, array: pa.Array, valid: Mask) -> None:
         num = array.cast(pa.float64(), safe=False).fill_null(0).to_numpy(zero_copy_only=False)
         col.num = np.asarray(num, dtype=np.float64)
         col.kind[valid] = INT
-        if pa.types.is_int64(t) or pa.types.is_uint64(t):
-            big = valid & (np.abs(col.num) >= 2.0**53)
-            values = array.to_pylist()
-            col.ints = {int(i): values[i] for i in np.flatnonzero(big)}
+        big = valid & (np.abs(col.num) >= 2.0**53)
+        if big.any():  # integers float64 cannot hold, kept as they are
+            rows = np.flatnonzero(big)
+            col.ints = dict(zip(rows.tolist(), array.take(pa.array(rows)).to_pylist(), strict=True))
         return
     num = np.asarray(
         array.cast(pa.float64(), safe=False).fill_null(np.nan).to_numpy(zero_copy_only=False),
@@ -207,23 +237,19 @@ def from_text(array: pa.Array, types: frozenset[str] | None) -> JsonColumn:
     col.kind[valid] = STRING
     taken = np.zeros(n, dtype=np.bool_)
     if types is None or types & {"number", "integer"}:
-        numeric = _mask(pc.match_substring_regex(array, _NUMBER))
+        numeric, value = _parse_numbers(array, valid)
         if numeric.any():
-            nums = pc.if_else(pa.array(numeric), array, pa.scalar(None, pa.string()))
-            value = np.asarray(
-                nums.cast(pa.float64()).fill_null(0).to_numpy(zero_copy_only=False), np.float64
-            )
             col.num = value
             with np.errstate(invalid="ignore"):
                 integral = np.isfinite(value) & (np.mod(value, 1.0) == 0)
             col.kind[numeric & integral] = INT
             col.kind[numeric & ~integral] = FLOAT
             taken |= numeric
-            whole = numeric & _mask(pc.match_substring_regex(array, _INTEGER))
-            big = whole & (np.abs(value) >= 2.0**53)
-            if big.any():
+            big = numeric & (np.abs(value) >= 2.0**53)
+            if big.any():  # whole numbers float64 cannot hold: read from their text
+                whole = big & _mask(pc.match_substring_regex(array, _INTEGER))
                 texts = array.to_pylist()
-                col.ints = {int(i): int(texts[i]) for i in np.flatnonzero(big)}
+                col.ints = {int(i): int(texts[i]) for i in np.flatnonzero(whole)}
     if types is None or "boolean" in types:
         true = _mask(pc.is_in(array, pa.array(_TRUE))) & ~taken
         false = _mask(pc.is_in(array, pa.array(_FALSE))) & ~taken
@@ -232,6 +258,27 @@ def from_text(array: pa.Array, types: frozenset[str] | None) -> JsonColumn:
         taken |= true | false
     col.text = pc.if_else(pa.array(valid & ~taken), array, pa.scalar(None, pa.string()))
     return col
+
+
+def _parse_numbers(array: pa.Array, valid: Mask) -> tuple[Mask, npt.NDArray[np.float64]]:
+    """Which cells of a text column read as numbers, and their values (0 elsewhere)."""
+    try:  # the common case, a column of numbers: one cast
+        value = np.asarray(
+            array.cast(pa.float64()).fill_null(0).to_numpy(zero_copy_only=False), np.float64
+        )
+        if np.isfinite(value).all():
+            return valid.copy(), value
+    except pa.ArrowInvalid:
+        pass
+    # Arrow's cast also reads "nan" and "inf", which are no JSON numbers: by the grammar.
+    numeric = _mask(pc.match_substring_regex(array, _NUMBER))
+    if not numeric.any():
+        return numeric, np.zeros(len(array), dtype=np.float64)
+    nums = pc.if_else(pa.array(numeric), array, pa.scalar(None, pa.string()))
+    value = np.asarray(
+        nums.cast(pa.float64()).fill_null(0).to_numpy(zero_copy_only=False), np.float64
+    )
+    return numeric, value
 
 
 def _mask(array: pa.Array) -> Mask:
@@ -245,38 +292,48 @@ def from_values(values: list[Any]) -> JsonColumn:
     """A column of parsed JSON values; :data:`_MISSING` marks an absent key."""
     n = len(values)
     col = _empty(n)
-    strings: list[str | None] = [None] * n
-    has_text = False
-    for i, v in enumerate(values):
-        if v is _MISSING:
-            continue
-        if v is None:
-            col.kind[i] = NULL
-        elif v is True or v is False:
-            col.kind[i] = BOOL
-            col.flag[i] = v
-        elif isinstance(v, int):
-            col.kind[i] = INT
-            col.num[i] = float(v) if abs(v) < 2**1000 else np.copysign(np.inf, v)
-            if abs(v) >= 2**53:
-                col.ints[i] = v
-        elif isinstance(v, float):
-            col.kind[i] = INT if v.is_integer() else FLOAT
-            col.num[i] = v
-        elif isinstance(v, str):
-            col.kind[i] = STRING
-            strings[i] = v
-            has_text = True
-        elif isinstance(v, list):
-            col.kind[i], col.other[i] = ARRAY, v
-        else:
-            col.kind[i], col.other[i] = OBJECT, v
-    if has_text:
-        col.text = pa.array(strings, pa.string())
+    # orjson makes only these types, so every value's type has its code.
+    col.kind = np.fromiter(map(_CODES.__getitem__, map(type, values)), np.int8, n)
+    numbers = np.flatnonzero((col.kind == INT) | (col.kind == FLOAT))
+    if len(numbers):
+        picked = [values[i] for i in numbers.tolist()]
+        try:
+            col.num[numbers] = picked
+        except OverflowError:  # an integer too large for a float: as infinity
+            col.num[numbers] = [
+                float(v) if abs(v) < 2**1000 else np.copysign(np.inf, v) for v in picked
+            ]
+        with np.errstate(invalid="ignore"):
+            integral = np.isfinite(col.num) & (np.mod(col.num, 1.0) == 0)
+        col.kind[(col.kind == FLOAT) & integral] = INT
+        big = np.flatnonzero((col.kind == INT) & (np.abs(col.num) >= 2.0**53)).tolist()
+        col.ints = {i: values[i] for i in big if type(values[i]) is int}
+    flags = np.flatnonzero(col.kind == BOOL)
+    if len(flags):
+        col.flag[flags] = [values[i] for i in flags.tolist()]
+    if (col.kind == STRING).any():
+        col.text = pa.array([v if type(v) is str else None for v in values], pa.string())
+    for i in np.flatnonzero(col.kind >= ARRAY).tolist():
+        col.other[i] = values[i]
+        col.kind[i] = ARRAY if type(values[i]) is list else OBJECT
     return col
 
 
-_MISSING: Any = object()
+class _Missing:
+    """The type of :data:`_MISSING`, a key a JSON line does not have."""
+
+
+_MISSING: Any = _Missing()
+_CODES: dict[type, int] = {
+    _Missing: ABSENT,
+    type(None): NULL,
+    bool: BOOL,
+    int: INT,
+    float: FLOAT,
+    str: STRING,
+    list: ARRAY,
+    dict: OBJECT,
+}
 
 
 # -- files ------------------------------------------------------------------------------
@@ -291,9 +348,12 @@ class DataFile:
         types: Mapping[str, frozenset[str] | None],
         *,
         null_is_missing: bool = False,
+        columnar_json: bool = False,
     ) -> None:
         self.path = path
         self.null_is_missing = null_is_missing
+        # JSON Lines rows are objects already: kept as they are unless asked for columns.
+        self.columnar_json = columnar_json
         self.types = types  # the JSON types each contract field allows (CSV cells)
         suffix = path.suffix.lower()
         if not path.is_file():
@@ -376,38 +436,53 @@ class DataFile:
 
     def _jsonl_batches(self, rows: int) -> Iterator[Batch]:
         start = 0
+        first = 1  # the file's line number of the chunk's first line
         with self.path.open("rb") as f:
-            lines: list[Any] = []
-            size = 0
-            for number, line in enumerate(f, start=1):
-                size += len(line)
-                if not line.strip():
-                    continue
-                try:
-                    lines.append(orjson.loads(line))
-                except orjson.JSONDecodeError as exc:
-                    raise UsageError(f"{self.path}:{number}: not JSON ({exc})") from None
-                if len(lines) >= rows:
-                    yield _batch_of(start, lines, size)
-                    start += len(lines)
-                    lines, size = [], 0
-            if lines:
-                yield _batch_of(start, lines, size)
+            # Chunks of about 16 MB of lines; no Python loop over the lines on the way.
+            while chunk := f.readlines(1 << 24):
+                size = sum(map(len, chunk))
+                values = self._parse(list(filter(None, map(bytes.strip, chunk))), chunk, first)
+                first += len(chunk)
+                for at in range(0, len(values), rows):
+                    part = values[at : at + rows]
+                    yield self._batch(start, part, size if at == 0 else 0)
+                    start += len(part)
+
+    def _batch(self, start: int, bodies: list[Any], size: int) -> Batch:
+        if self.columnar_json:
+            return columns_of(start, bodies, size)
+        return Batch(start, len(bodies), {}, advance=size, bodies=bodies)
+
+    def _parse(self, lines: list[bytes], chunk: list[bytes], first: int) -> list[Any]:
+        """The JSON value of each of *lines* (the non-blank lines of *chunk*)."""
+        try:  # one call for all: the lines as one JSON array
+            return list(orjson.loads(b"[" + b",".join(lines) + b"]"))
+        except orjson.JSONDecodeError:
+            pass
+        values = []
+        for number, line in enumerate(chunk, start=first):
+            if not line.strip():
+                continue
+            try:
+                values.append(orjson.loads(line))
+            except orjson.JSONDecodeError as exc:
+                raise UsageError(f"{self.path}:{number}: not JSON ({exc})") from None
+        return values
 
 
-def _batch_of(start: int, bodies: list[Any], size: int) -> Batch:
-    names: dict[str, None] = {}
+def columns_of(start: int, bodies: list[Any], size: int = 0) -> Batch:
+    """Parsed JSON bodies as a batch of columns."""
+    keys: dict[str, Any] = {}
     non_objects: dict[int, Any] = {}
     for i, body in enumerate(bodies):
-        if isinstance(body, dict):
-            names.update(dict.fromkeys(body))
+        if type(body) is dict:
+            keys.update(body)  # the keys, in order of first appearance
         else:
             non_objects[i] = body
+    dicts = [b if type(b) is dict else {} for b in bodies] if non_objects else bodies
     columns = {
-        name: from_values(
-            [b.get(name, _MISSING) if isinstance(b, dict) else _MISSING for b in bodies]
-        )
-        for name in names
+        name: from_values(list(map(operator.methodcaller("get", name, _MISSING), dicts)))
+        for name in keys
     }
     return Batch(start, len(bodies), columns, non_objects, advance=size)
 
