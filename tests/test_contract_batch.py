@@ -259,6 +259,15 @@ def test_csv_cells_read_as_the_field_asks(tmp_path: Path) -> None:
     ]
 
 
+def test_csv_with_a_byte_order_mark(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_bytes("\ufeffamount,kind\n5,a\n-1,b\n".encode())
+    schema = {"type": "object", "properties": {"amount": {"type": "integer", "minimum": 0}}}
+    report = check_file(schema, path)
+    assert report.unknown_columns == ["kind"]
+    assert [(c.column, c.rule, c.count) for c in report.ordered()] == [("amount", "minimum", 1)]
+
+
 def test_report_counts_rows_and_examples(tmp_path: Path) -> None:
     rows = [dict(CLAIMS["examples"][0]) for _ in range(10)]
     rows[2]["claim_amount"] = -1

@@ -230,6 +230,8 @@ def from_text(array: pa.Array, types: frozenset[str] | None) -> JsonColumn:
     """A CSV column (strings, null for an empty cell) read as a field of *types* asks."""
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
+    if not pa.types.is_string(array.type):  # a column Arrow typed itself (a null column)
+        array = array.cast(pa.string())
     n = len(array)
     col = _empty(n)
     valid = ~np.asarray(array.is_null().to_numpy(zero_copy_only=False), dtype=np.bool_)
@@ -408,7 +410,7 @@ class DataFile:
     def _csv_batches(self, rows: int) -> Iterator[Batch]:
         import pyarrow.csv as pacsv
 
-        with self.path.open(encoding="utf-8", newline="") as text:
+        with self.path.open(encoding="utf-8-sig", newline="") as text:  # Excel's BOM too
             header = next(csv.reader(text), None)
         if not header:
             return
