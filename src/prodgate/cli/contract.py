@@ -114,7 +114,7 @@ class _Bar:
                 return
             self.bar = click.progressbar(length=total, label="checking", file=sys.stderr)
             self.bar.__enter__()
-        self.bar.update(done - self.bar.pos)
+        self.bar.update(min(done, total) - self.bar.pos)  # CSV sizes are estimates
 
     def close(self) -> None:
         if self.bar is not None:
