@@ -146,7 +146,9 @@ def assert_agrees(
     assert 0 < clean < len(rows)  # the file held both
 
 
-@pytest.mark.parametrize("schema", [RICH, ROOTED, OPEN_TYPED, CLAIMS], ids=lambda s: str(len(s)))
+@pytest.mark.parametrize(
+    "schema", [RICH, ROOTED, OPEN_TYPED, CLAIMS], ids=["rich", "rooted", "open-typed", "claims"]
+)
 def test_jsonl_rows_judged_as_the_contract_judges_them(
     tmp_path: Path, schema: dict[str, Any]
 ) -> None:
