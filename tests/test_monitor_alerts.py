@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -223,3 +224,25 @@ def test_a_transition_judged_on_a_stale_state_changes_nothing(store: Store, spec
     with store.write() as conn:
         assert not alerts._compare_and_set(conn, stale, {"state": FIRING, "updated_at_us": T0})
     assert len(_alert_records(store)) == 1
+
+
+def test_a_rule_taken_out_of_the_spec_is_forgotten(store: Store, spec: Spec) -> None:
+    source = Source()
+    source.values = {"null_rate(customer_age)": 0.5, "drift share": 0.0}
+    registry = CollectorRegistry()
+    metrics = AlertMetrics(registry)
+    alerts.tick(store, spec, source, T0, metrics=metrics)
+    claims = spec.service("claims")
+    kept = tuple(r for r in claims.monitor.alerts if r.name == "drifting")
+    fewer = replace(claims, monitor=replace(claims.monitor, alerts=kept))
+    alerts.tick(store, Spec(spec.path, {"claims": fewer}), source, T0 + 10 * S, metrics=metrics)
+    with store.read() as conn:
+        assert [s.rule for s in alerts.states(conn, "claims")] == ["drifting"]
+    records = _alert_records(store)
+    assert [(r["alert"], r["state"]) for r in records] == [
+        ("null_rate(customer_age) > 0.10", "firing"),
+        ("null_rate(customer_age) > 0.10", "resolved"),
+    ]
+    assert records[1]["reason"] == "the rule is no longer in the spec"
+    labels = {"service": "claims", "alert": "null_rate(customer_age) > 0.10"}
+    assert registry.get_sample_value("prodgate_alert_firing", labels) is None

@@ -181,7 +181,7 @@ async def test_a_data_quality_failure_fires_within_a_window_and_resolves_after(
         while time.monotonic() - started < 1.5 * WINDOW_S:
             await _send(client, good(int((time.monotonic() - started) * 100)))
             await asyncio.sleep(0.01)
-        assert receiver.bodies == []
+        assert receiver.bodies == [], "fired on good traffic"
         # Half the rows bad: the alert fires within one window (plus a flush and a tick).
         took = await _traffic_until(
             client,
@@ -189,9 +189,10 @@ async def test_a_data_quality_failure_fires_within_a_window_and_resolves_after(
             lambda: any(b["state"] == "firing" for b in receiver.bodies),
             timeout=10 * WINDOW_S,
         )
-        assert took <= WINDOW_S + 1.0, took
+        # One window, plus a flush and an evaluation (and slack for a loaded machine).
+        assert took <= WINDOW_S + 2.0, (took, receiver.bodies)
         fired = [b for b in receiver.bodies if b["state"] == "firing"]
-        assert [b["alert"] for b in fired] == [alert]
+        assert [b["alert"] for b in fired] == [alert], receiver.bodies
         assert fired[0]["value"] > 0.2
         # Good traffic again: it resolves once the bad rows have left the window.
         took = await _traffic_until(
@@ -200,7 +201,7 @@ async def test_a_data_quality_failure_fires_within_a_window_and_resolves_after(
             lambda: any(b["state"] == "resolved" for b in receiver.bodies),
             timeout=10 * WINDOW_S,
         )
-        assert took <= 3 * WINDOW_S + 1.0, took
+        assert took <= 3 * WINDOW_S + 2.0, (took, receiver.bodies)
     states = [(b["alert"], b["state"]) for b in receiver.bodies]
     assert states == [(alert, "firing"), (alert, "resolved")]
     store = open_store(settings)

@@ -19,7 +19,9 @@ streak and time of the last update), so when several replicas evaluate at once o
 update matches and the others change nothing: only the winner records the
 transition in the audit log (in the same transaction) and hands it to the webhooks.
 A replica that finds a rule evaluated less than ``min_gap_s`` ago leaves it alone, so
-``for`` counts evaluation intervals, not replicas.
+``for`` counts evaluation intervals, not replicas (the server's loop passes
+:data:`MIN_GAP` of its interval). A rule taken out of the spec is forgotten: its row
+is removed and, if it was firing, that is recorded as its resolution.
 """
 
 from __future__ import annotations
@@ -53,6 +55,10 @@ FIRED, RESOLVED = "firing", "resolved"
 #: The audit log's action and actor for alert transitions.
 ACTION_ALERT = "alert"
 MONITOR_ACTOR = "monitor"
+
+#: The share of an interval within which a rule judged by another replica is left
+#: alone: one replica's own evaluations are at least an interval apart.
+MIN_GAP = 0.9
 
 #: A service's figures: canonical figure key -> value (None: not known).
 Figures = Mapping[str, float | None]
@@ -280,6 +286,41 @@ def judge(
     return after, Transition(service, rule, event, value, now_us, previous_since, record.id)
 
 
+def forget(store: Store, service: str, declared: set[str], now_us: int) -> list[str]:
+    """Remove the stored states of *service*'s rules it no longer declares; a rule
+    that was firing is recorded as resolved (``reason``: removed). Returns their names."""
+    with store.read() as conn:
+        stale = [s for s in states(conn, service) if s.rule not in declared]
+    removed = []
+    for old in stale:
+        with store.write() as conn:
+            c = alert_states.c
+            gone = conn.execute(
+                alert_states.delete().where(
+                    c.service == service,
+                    c.rule == old.rule,
+                    c.state == old.state,
+                    c.updated_at_us == old.updated_at_us,
+                )
+            ).rowcount
+            if gone != 1:
+                continue  # another evaluator removed or moved it
+            if old.state == FIRING:
+                record = log.action(
+                    ACTION_ALERT,
+                    actor=MONITOR_ACTOR,
+                    service=service,
+                    alert=old.rule,
+                    state=RESOLVED,
+                    reason="the rule is no longer in the spec",
+                    since_us=old.since_us,
+                    evaluated_at_us=now_us,
+                )
+                log.append(store, conn, [record])
+        removed.append(old.rule)
+    return removed
+
+
 def evaluate(
     store: Store,
     service: ServiceSpec,
@@ -346,16 +387,21 @@ def tick(
     now = wall_clock_us() if now_us is None else now_us
     done: list[Transition] = []
     for service in spec.services.values():
-        if not service.monitor.alerts:
-            continue
 
         def figures(span_s: float, name: str = service.name) -> Figures:
             return source(store, spec, name, span_s=span_s, now_us=now)
 
         try:
-            done += evaluate(
-                store, service, figures, now, min_gap_us=int(min_gap_s * 1e6), metrics=metrics
-            )
+            removed = forget(store, service.name, {r.name for r in service.monitor.alerts}, now)
+            if metrics is not None:
+                for name in removed:
+                    for gauge in (metrics.firing, metrics.value):
+                        with contextlib.suppress(KeyError):  # never shown by this replica
+                            gauge.remove(service.name, name)
+            if service.monitor.alerts:
+                done += evaluate(
+                    store, service, figures, now, min_gap_us=int(min_gap_s * 1e6), metrics=metrics
+                )
         except Exception:
             if metrics is not None:
                 metrics.evaluation_errors.labels(service.name).inc()
@@ -392,7 +438,7 @@ async def run_monitor(
     while stop is None or not stop.is_set():
         try:
             done = await asyncio.to_thread(
-                tick, store, spec, source, clock(), min_gap_s=interval / 2, metrics=metrics
+                tick, store, spec, source, clock(), min_gap_s=MIN_GAP * interval, metrics=metrics
             )
         except Exception:
             logger.exception("alert evaluation failed")
