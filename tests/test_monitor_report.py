@@ -182,3 +182,29 @@ def test_alert_rules_judge_the_reports_figures(settings: Settings, db: Store) ->
         assert {s.rule for s in firing(conn, "claims")} == fired
     report = monitor_report(db, setup.spec, "claims", 3600)
     assert sorted(report["firing"]) == sorted(fired)
+
+
+def test_a_canary_is_reported_beside_production(settings: Settings, db: Store) -> None:
+    from prodgate.registry import approvals, versions
+    from prodgate.rollout import commands
+
+    setup = setup_service(settings, db)
+    claims = setup.spec.service("claims")
+    versions.register(db, claims, "fixture_models:claims", actor="maker")
+    approvals.approve(db, claims, 2, by="approver", override_gates=True, reason="test")
+    commands.start(db, claims, 2, actor="tester")
+    record_traffic(db, decisions(setup.rng, 40, 0, 10_000))
+    report = monitor_report(db, setup.spec, "claims", 3600)
+    assert [(e["version"], e["role"]) for e in report["versions"]] == [
+        (1, "production"),
+        (2, "canary"),
+    ]
+    production, canary = report["versions"]
+    assert production["rows"] == 40
+    assert canary["rows"] == 0
+    assert canary["estimate"] is None
+    assert any("no reference profile for version 2" in n for n in canary["notes"])
+    # Figures are production's; a canary is judged by the rollout's checks.
+    assert flatten(report)["estimated accuracy"] == production["estimate"]["accuracy"]
+    only = monitor_report(db, setup.spec, "claims", 3600, version=2)
+    assert [(e["version"], e["role"]) for e in only["versions"]] == [(2, "canary")]
