@@ -6,9 +6,11 @@ replicas and windows (:mod:`prodgate.monitor.tallies`), the reference profile
 and the data quality (:mod:`prodgate.monitor.quality`), joined into one row per
 column: ``{"column", "kind", "method", "statistic", "threshold", "drifted",
 "p_value", "psi", "drift", "null_rate", "reference_null_rate", "out_of_range",
-"new_categories", "new_category_names", "invalid_rate"}`` (``drift`` is the
-statistic under its figure's name). Without a profile the quality figures that need
-no reference are still there and the note says why drift is not.
+"new_categories", "new_category_names", "invalid_rate", "flags"}`` (``drift`` is
+the statistic under its figure's name). Without a profile the quality figures that
+need no reference are still there and the note says why drift is not; windows counted
+before the stored profile (the gateway bins on the profile it had loaded) are not
+judged against it either. :func:`timeline` is drift over time, window by window.
 """
 
 from __future__ import annotations
