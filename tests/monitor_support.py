@@ -217,11 +217,13 @@ def record_traffic(
     labelled_every: int | None = 3,
     refused: int = 0,
     end_us: int | None = None,
+    windows: bool = True,
 ) -> int:
     """The decisions as inference records of claims v1 over the last minutes (every
     *labelled_every*-th with feedback; None: none) and *refused* contract violations
     on ``amount``, counted by two replicas' windows (the gateway's tally, binned on
-    *profile* when given) in ``monitor_windows``; the window start used."""
+    *profile* when given) in ``monitor_windows`` unless not *windows* (monitoring
+    off); the window start used."""
     now = end_us if end_us is not None else now_us()
     start = now - 4 * MINUTE
     records = []
@@ -269,7 +271,7 @@ def record_traffic(
     plain = Layout.from_contract("classifier", CONTRACT)
     layout = Layout.from_profile("classifier", profile) if profile is not None else plain
     half = len(records) // 2
-    windows = [
+    counted = [
         (1, "r1", records[:half]),
         (1, "r2", records[half:]),
         (UNROUTED, "r1", refusals),
@@ -289,7 +291,7 @@ def record_traffic(
                         received_at_us=now,
                     )
                 )
-        for version, replica, part in windows:
+        for version, replica, part in counted if windows else []:
             if not part:
                 continue
             window = Window("claims", version, start, 5 * MINUTE, layout if version else plain)

@@ -148,6 +148,14 @@ def test_what_is_missing_is_said(settings: Settings, db: Store) -> None:
     assert "no traffic in the last 1h" in empty["notes"]
     assert flatten(empty) == {}
 
+    # Monitoring off: the audit log has the decisions, no window counted them.
+    record_traffic(db, decisions(setup.rng, 20, 0, 10_000), windows=False)
+    unseen = monitor_report(db, setup.spec, "claims", 3600)
+    (entry,) = unseen["versions"]
+    assert (entry["rows"], entry["realised"]["answered"]) == (0, 20)
+    assert any("no production windows of version 1" in n for n in entry["notes"])
+    assert unseen["notes"] == []  # there was traffic
+
     record_traffic(db, decisions(setup.rng, 50, 0, 10_000))
     without_profile = monitor_report(db, setup.spec, "claims", 3600)
     (entry,) = without_profile["versions"]

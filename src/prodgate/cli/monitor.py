@@ -88,24 +88,26 @@ def _interval(low: float | None, high: float | None, money: bool = False) -> str
     return f" ({show(low)} to {show(high)})"
 
 
-def _quality_lines(entry: Mapping[str, Any]) -> list[str]:
+def _quality_lines(entry: Mapping[str, Any], classifier: bool) -> list[str]:
     estimate = entry.get("estimate") or {}
     realised = entry.get("realised") or {}
     lines = []
     if estimate or realised.get("labelled"):
-        est = (
-            f"estimated {_num(estimate.get('accuracy'))}"
-            f"{_interval(estimate.get('accuracy_low'), estimate.get('accuracy_high'))}"
-            f" over {estimate.get('rows', 0):,} decisions"
-            if estimate
-            else "no estimate"
-        )
-        real = (
+        parts = []
+        if estimate:
+            parts.append(
+                f"estimated {_num(estimate.get('accuracy'))}"
+                f"{_interval(estimate.get('accuracy_low'), estimate.get('accuracy_high'))}"
+                f" over {estimate.get('rows', 0):,} decisions"
+            )
+        elif classifier:
+            parts.append("no estimate")
+        parts.append(
             f"realised {_num(realised.get('accuracy'))} of {realised['labelled']:,} labelled"
             if realised.get("labelled")
             else "no feedback yet"
         )
-        lines.append(f"accuracy: {est}; {real}")
+        lines.append("accuracy: " + "; ".join(parts))
     if estimate.get("cost_per_decision") is not None or realised.get("cost_per_decision"):
         est = _money(estimate.get("cost_per_decision"))
         est += _interval(estimate.get("cost_low"), estimate.get("cost_high"), money=True)
@@ -160,16 +162,16 @@ def print_report(report: Mapping[str, Any], window: str) -> None:
             else "no reference profile"
         )
         click.echo("")
+        answered = max(entry["rows"], (entry.get("realised") or {}).get("answered") or 0)
         click.echo(
-            f"version {entry['version']} ({entry['role']}): {entry['rows']:,} decisions, "
-            f"{reference}"
+            f"version {entry['version']} ({entry['role']}): {answered:,} decisions, {reference}"
         )
         if entry.get("columns"):
             click.echo(columns_table(entry["columns"]))
         line = _drift_line(entry)
         if line:
             click.echo(line)
-        for text in _quality_lines(entry):
+        for text in _quality_lines(entry, report.get("kind") == "classifier"):
             click.echo(text)
         for note in entry.get("notes") or []:
             click.echo(f"note: {note}")

@@ -298,6 +298,12 @@ def _version_entry(
     if why and compared.rows:
         notes.append(why)
     realised = _realised(conn, service, number, start, end)
+    if realised["answered"] and current is None:
+        notes.append(
+            f"no production windows of version {number} in the span, though it answered "
+            f"{realised['answered']:,} requests (monitoring off, or not flushed yet): "
+            "drift and data quality need them"
+        )
     # Refusals before routing belong to the service; they count against production.
     refused = int((current or {}).get("refused", 0))
     requests = int((current or {}).get("requests", 0))
@@ -363,7 +369,7 @@ def monitor_report(
             for number, role in chosen
         ]
         alerts = _alerts(conn, svc)
-    if entries and not any(e["requests"] for e in entries):
+    if entries and not any(e["requests"] or e["realised"]["requests"] for e in entries):
         notes.append(f"no traffic in the last {_duration(span)}")
     return {
         "service": service,
@@ -428,7 +434,9 @@ def drift_report(
             notes=list(compared.notes),
         )
     if not compared.rows:
-        out["notes"].append(f"no traffic in the last {_duration(since_s)}")
+        out["notes"].append(
+            f"no production windows of version {number} in the last {_duration(since_s)}"
+        )
     return out
 
 
@@ -482,8 +490,8 @@ def drift_html(
 
 
 def _duration(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
+    for unit, size, least in (("d", 86400, 2 * 86400), ("h", 3600, 3600), ("m", 60, 60)):
+        if seconds >= least and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
     return f"{seconds:g}s"
 
