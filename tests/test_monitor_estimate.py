@@ -202,3 +202,45 @@ def test_evaluating_a_classifier_stores_its_calibration(store: Any, tmp_path: An
         latest = approvals.latest_evaluation(conn, "claims", 1)
     assert latest is not None
     assert latest["calibration"] == cal
+
+
+def test_the_examples_model_estimated_under_claim_inflation(store: Any, tmp_path: Any) -> None:
+    """The bundled claims-triage model, calibrated on its holdout: as claims inflate, its
+    accuracy falls and the estimate falls with it, within a point or two."""
+    from prodgate import spec as spec_module
+    from prodgate.evaluation import evaluate_version
+    from prodgate.evaluation.evaluate import input_rows
+    from prodgate.examples.claims_triage.build import build
+    from prodgate.examples.claims_triage.generate import LABEL, generate
+    from prodgate.examples.claims_triage.spec import SERVICE
+    from prodgate.registry import artifacts, versions
+    from prodgate.runtime.base import ModelInfo
+    from prodgate.runtime.loader import load_model
+
+    built = build(tmp_path / "example", n_train=6000, n_holdout=4000)
+    service = spec_module.load(built.spec).service(SERVICE)
+    version = versions.register(store, service, str(built.model), actor="maker")
+    cal = evaluate_version(store, service, 1, built.holdout_data, actor="t").result["calibration"]
+    assert cal["method"] == "isotonic"  # the booster is not quite calibrated
+    info = ModelInfo(service.kind, service.feature_names, service.labels, version.trusted)
+    model = load_model(artifacts.materialise(store, version), version.flavor, info)
+    estimates, realised = [], []
+    for inflation in (1.0, 1.5, 3.0):
+        frame = generate(3000, seed=99, inflation=inflation)
+        answers = model.predict(input_rows(frame, service))
+        predicted = [str(a.value) for a in answers]
+        truth = service.as_labels(frame[LABEL].tolist())
+        assert truth is not None
+        e = estimate(
+            cal,
+            counts_of(predicted, [a.confidence for a in answers]),
+            business=service.policy.business,
+            escalation_below=service.escalation_below,
+        )
+        real = float(np.mean([p == t for p, t in zip(predicted, truth, strict=True)]))
+        assert e.accuracy is not None
+        assert abs(e.accuracy - real) < 0.02, (inflation, e, real)
+        estimates.append(e.accuracy)
+        realised.append(real)
+    assert realised[2] < realised[0] - 0.02
+    assert estimates[2] < estimates[1] < estimates[0]
