@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,8 @@ class Source:
     rows: int
     schema: pa.Schema
     _column: Callable[[str], Chunks]
+    #: The columns about to be asked for, in order: a file reads ahead only these.
+    order: list[str] = field(default_factory=list)
 
     @property
     def names(self) -> list[str]:
@@ -48,6 +50,10 @@ class Source:
     def chunks(self, name: str) -> Chunks:
         """A function yielding the column's chunks (again on every call)."""
         return self._column(name)
+
+    def plan(self, names: list[str]) -> None:
+        """Say which columns will be asked for next, in order (read ahead together)."""
+        self.order[:] = names
 
 
 def open_source(data: Any, *, label: str = "data") -> Source:
@@ -132,14 +138,15 @@ def _parquet_source(path: Path, label: str) -> Source:
         )
         return int(max(size, meta.num_rows * 8))
 
-    order = list(arrow_schema.names)
+    order: list[str] = []
     kept: dict[str, list[pa.Array]] = {}
 
     def read_group(name: str) -> None:
         """The column, and the next few in the schema's order: one read decodes them
         in parallel (a column is one task), within :data:`GROUP_BUDGET` bytes."""
         group, budget = [name], decoded(name)
-        for other in order[order.index(name) + 1 :]:
+        after = order[order.index(name) + 1 :] if name in order else []
+        for other in after:
             if len(group) >= GROUP_COLUMNS or other in kept:
                 break
             size = decoded(other)
@@ -177,7 +184,7 @@ def _parquet_source(path: Path, label: str) -> Source:
 
         return streamed
 
-    return Source(meta.num_rows, arrow_schema, column)
+    return Source(meta.num_rows, arrow_schema, column, order)
 
 
 def _csv_source(path: Path, label: str) -> Source:
