@@ -265,3 +265,9 @@ def test_bad_sources_are_usage_errors(tmp_path: Path) -> None:
         profile(tmp_path / "bad.parquet")
     with pytest.raises(UsageError, match="no column nope"):
         profile(pd.DataFrame({"a": [1]}), columns=["nope"])
+
+
+def test_a_saved_dataframe_index_is_not_a_column(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"a": np.arange(3000.0)}, index=np.arange(3000) * 2)
+    frame.to_parquet(tmp_path / "f.parquet")
+    assert profile(tmp_path / "f.parquet").names == ["a"]

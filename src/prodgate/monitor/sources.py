@@ -10,6 +10,7 @@ time, so memory is bounded by one column (or one row group of it), not by the fi
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ GROUP_COLUMNS = 2
 GROUP_BUDGET = 64 * 1024 * 1024
 
 Chunks = Callable[[], Iterator[pa.Array]]
+#: The column pandas writes a DataFrame's (non-range) index to.
+_PANDAS_INDEX = re.compile(r"__index_level_\d+__")
 
 
 @dataclass
@@ -42,7 +45,8 @@ class Source:
 
     @property
     def names(self) -> list[str]:
-        return list(self.schema.names)
+        """The data's columns (a DataFrame's saved index is not one of them)."""
+        return [n for n in self.schema.names if not _PANDAS_INDEX.match(n)]
 
     def type(self, name: str) -> pa.DataType:
         return self.schema.field(name).type
