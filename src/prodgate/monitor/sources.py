@@ -24,6 +24,8 @@ from prodgate.exceptions import UsageError
 #: A column larger than this (decoded) is streamed from the Parquet file per row group.
 COLUMN_BUDGET = 256 * 1024 * 1024
 
+#: A CSV file larger than this is copied to a temporary Parquet file, not read whole.
+CSV_IN_MEMORY = 256 * 1024 * 1024
 #: Columns read together (decoded in parallel), within this many bytes.
 GROUP_COLUMNS = 2
 GROUP_BUDGET = 64 * 1024 * 1024
@@ -196,28 +198,55 @@ def _csv_source(path: Path, label: str) -> Source:
 
     delimiter = "\t" if ".tsv" in path.name.lower() else ","
     parse = pacsv.ParseOptions(delimiter=delimiter)
+    if path.stat().st_size > CSV_IN_MEMORY:
+        return _parquet_source(_csv_to_parquet(path, parse, delimiter, label), label)
     try:
         table = pacsv.read_csv(path, parse_options=parse)
     except pa.ArrowInvalid:
         # A column whose later rows do not fit the type guessed from the first block:
         # read every column as text and let each column's reader sort numbers from words.
         try:
-            names = pacsv.read_csv(
-                path, parse_options=parse, read_options=pacsv.ReadOptions(block_size=1 << 16)
-            ).column_names
-        except pa.ArrowInvalid:
-            names = _csv_header(path, delimiter)
-        try:
             table = pacsv.read_csv(
-                path,
-                parse_options=parse,
-                convert_options=pacsv.ConvertOptions(
-                    column_types=dict.fromkeys(names, pa.string())
-                ),
+                path, parse_options=parse, convert_options=_as_text(path, delimiter)
             )
         except pa.ArrowInvalid as exc:
             raise UsageError(f"{label}: {path.name} is not a readable CSV file: {exc}") from None
     return _table_source(table)
+
+
+def _as_text(path: Path, delimiter: str) -> Any:
+    import pyarrow.csv as pacsv
+
+    names = _csv_header(path, delimiter)
+    return pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()))
+
+
+def _csv_to_parquet(path: Path, parse: Any, delimiter: str, label: str) -> Path:
+    """A CSV too large for memory, copied batch by batch into a temporary Parquet file
+    (removed at exit): parsed once, then read column by column like any Parquet file."""
+    import atexit
+    import shutil
+    import tempfile
+
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    folder = Path(tempfile.mkdtemp(prefix="prodgate-csv-"))
+    atexit.register(shutil.rmtree, folder, True)
+    target = folder / (path.stem + ".parquet")
+    for convert in (None, _as_text(path, delimiter)):
+        try:
+            reader = pacsv.open_csv(path, parse_options=parse, convert_options=convert)
+            with pq.ParquetWriter(target, reader.schema) as writer:
+                for batch in reader:
+                    writer.write_batch(batch)
+            return target
+        except pa.ArrowInvalid as exc:
+            if convert is not None:
+                raise UsageError(
+                    f"{label}: {path.name} is not a readable CSV file: {exc}"
+                ) from None
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _csv_header(path: Path, delimiter: str) -> list[str]:
