@@ -265,3 +265,27 @@ def test_bad_sources_are_usage_errors(tmp_path: Path) -> None:
         profile(tmp_path / "bad.parquet")
     with pytest.raises(UsageError, match="no column nope"):
         profile(pd.DataFrame({"a": [1]}), columns=["nope"])
+
+
+def test_a_saved_dataframe_index_is_not_a_column(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"a": np.arange(3000.0)}, index=np.arange(3000) * 2)
+    frame.to_parquet(tmp_path / "f.parquet")
+    assert profile(tmp_path / "f.parquet").names == ["a"]
+
+
+def test_a_large_csv_is_streamed_through_parquet(
+    frame: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    csv = tmp_path / "ref.csv"
+    frame.to_csv(csv, index=False)
+    want = profile(csv).to_json()["columns"]
+    monkeypatch.setattr(sources, "CSV_IN_MEMORY", 0)
+    got = profile(csv).to_json()["columns"]
+    for g, w in zip(got, want, strict=True):
+        assert g.get("counts") == w.get("counts"), g["name"]
+    # A column that turns to text after the first block is read as text throughout.
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text("x\n" + "1\n" * 200_000 + "abc\n")
+    col = against(profile(pd.DataFrame({"x": np.arange(5000.0)})), mixed).column("x")
+    assert isinstance(col, NumericCurrent)
+    assert (col.n, col.invalid) == (200_000, 1)

@@ -1,5 +1,8 @@
-"""The statistics of one column: of the reference (a profile's column) and of current
-data counted on the reference's bins (a window's or a batch file's column).
+"""The statistics of a column, of the reference (a profile's column) and of current
+data counted on the reference's bins (a window's or a batch file's column), and the
+documents holding them: :class:`Profile` (``{"format": 1, "rows", "columns", "outputs",
+"created_us"}``) and :class:`Current` (``{"format": 1, "rows", "columns", "outputs"}``
+plus a window's own fields, summed by :func:`merge`).
 
 Their JSON shapes are a contract between the gateway's windows, the store and the drift
 and quality tests (``format`` 1):
@@ -10,6 +13,9 @@ reference, numeric::
      "min", "max", "mean", "std", "quantiles": {"0.01": x, ...},
      "edges": [e0 = min, ..., ek = max], "counts": [k counts],   # [e_i, e_i+1), last closed
      "values": {"1": n, ...} | null}
+
+(A profile made for a batch comparison may reach past min and max, with empty bins
+there, so that the current data's values out of range fall in bins too.)
 
 ``std`` is the population standard deviation (``ddof=0``, as the normed Wasserstein
 distance divides by). ``values`` holds exact value counts when the column has at most

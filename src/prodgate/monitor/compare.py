@@ -91,14 +91,17 @@ def _spans(
     import pyarrow as pa
 
     spans: dict[str, tuple[float, float]] = {}
+    numeric = []
     for name in names:
         if name in categorical or name not in cur.names:
             continue
         kind = cur.type(name)
         if pa.types.is_dictionary(kind):
             kind = kind.value_type
-        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
-            continue
+        if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+            numeric.append(name)
+    cur.plan(numeric)
+    for name in numeric:
         lo, hi = math.inf, -math.inf
         for chunk in cur.chunks(name)():
             x, _, _ = floats(chunk)

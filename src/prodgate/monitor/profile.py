@@ -108,6 +108,7 @@ def profile(
     forced_cat, forced_num = set(categorical), set(numeric)
     kinds = {n: _kind(source.type(n), n in forced_cat, n in forced_num) for n in names}
     todo = [n for n in names if kinds[n] is not None]
+    source.plan(todo)
 
     def one(name: str) -> ReferenceColumn:
         span = (spans or {}).get(name)
@@ -506,6 +507,7 @@ def against(
     reference column missing from *data* is counted as all null."""
     source = open_source(data, label="current")
     wanted = list(columns) if columns is not None else reference.names
+    source.plan([n for n in wanted if n in source.names])
     out: list[CurrentColumn] = []
     for name in wanted:
         ref = reference.column(name)

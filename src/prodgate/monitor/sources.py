@@ -10,9 +10,10 @@ time, so memory is bounded by one column (or one row group of it), not by the fi
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,15 @@ from prodgate.exceptions import UsageError
 #: A column larger than this (decoded) is streamed from the Parquet file per row group.
 COLUMN_BUDGET = 256 * 1024 * 1024
 
+#: A CSV file larger than this is copied to a temporary Parquet file, not read whole.
+CSV_IN_MEMORY = 256 * 1024 * 1024
 #: Columns read together (decoded in parallel), within this many bytes.
 GROUP_COLUMNS = 2
 GROUP_BUDGET = 64 * 1024 * 1024
 
 Chunks = Callable[[], Iterator[pa.Array]]
+#: The column pandas writes a DataFrame's (non-range) index to.
+_PANDAS_INDEX = re.compile(r"__index_level_\d+__")
 
 
 @dataclass
@@ -37,10 +42,13 @@ class Source:
     rows: int
     schema: pa.Schema
     _column: Callable[[str], Chunks]
+    #: The columns about to be asked for, in order: a file reads ahead only these.
+    order: list[str] = field(default_factory=list)
 
     @property
     def names(self) -> list[str]:
-        return list(self.schema.names)
+        """The data's columns (a DataFrame's saved index is not one of them)."""
+        return [n for n in self.schema.names if not _PANDAS_INDEX.match(n)]
 
     def type(self, name: str) -> pa.DataType:
         return self.schema.field(name).type
@@ -48,6 +56,10 @@ class Source:
     def chunks(self, name: str) -> Chunks:
         """A function yielding the column's chunks (again on every call)."""
         return self._column(name)
+
+    def plan(self, names: list[str]) -> None:
+        """Say which columns will be asked for next, in order (read ahead together)."""
+        self.order[:] = names
 
 
 def open_source(data: Any, *, label: str = "data") -> Source:
@@ -132,14 +144,15 @@ def _parquet_source(path: Path, label: str) -> Source:
         )
         return int(max(size, meta.num_rows * 8))
 
-    order = list(arrow_schema.names)
+    order: list[str] = []
     kept: dict[str, list[pa.Array]] = {}
 
     def read_group(name: str) -> None:
         """The column, and the next few in the schema's order: one read decodes them
         in parallel (a column is one task), within :data:`GROUP_BUDGET` bytes."""
         group, budget = [name], decoded(name)
-        for other in order[order.index(name) + 1 :]:
+        after = order[order.index(name) + 1 :] if name in order else []
+        for other in after:
             if len(group) >= GROUP_COLUMNS or other in kept:
                 break
             size = decoded(other)
@@ -177,7 +190,7 @@ def _parquet_source(path: Path, label: str) -> Source:
 
         return streamed
 
-    return Source(meta.num_rows, arrow_schema, column)
+    return Source(meta.num_rows, arrow_schema, column, order)
 
 
 def _csv_source(path: Path, label: str) -> Source:
@@ -185,28 +198,55 @@ def _csv_source(path: Path, label: str) -> Source:
 
     delimiter = "\t" if ".tsv" in path.name.lower() else ","
     parse = pacsv.ParseOptions(delimiter=delimiter)
+    if path.stat().st_size > CSV_IN_MEMORY:
+        return _parquet_source(_csv_to_parquet(path, parse, delimiter, label), label)
     try:
         table = pacsv.read_csv(path, parse_options=parse)
     except pa.ArrowInvalid:
         # A column whose later rows do not fit the type guessed from the first block:
         # read every column as text and let each column's reader sort numbers from words.
         try:
-            names = pacsv.read_csv(
-                path, parse_options=parse, read_options=pacsv.ReadOptions(block_size=1 << 16)
-            ).column_names
-        except pa.ArrowInvalid:
-            names = _csv_header(path, delimiter)
-        try:
             table = pacsv.read_csv(
-                path,
-                parse_options=parse,
-                convert_options=pacsv.ConvertOptions(
-                    column_types=dict.fromkeys(names, pa.string())
-                ),
+                path, parse_options=parse, convert_options=_as_text(path, delimiter)
             )
         except pa.ArrowInvalid as exc:
             raise UsageError(f"{label}: {path.name} is not a readable CSV file: {exc}") from None
     return _table_source(table)
+
+
+def _as_text(path: Path, delimiter: str) -> Any:
+    import pyarrow.csv as pacsv
+
+    names = _csv_header(path, delimiter)
+    return pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()))
+
+
+def _csv_to_parquet(path: Path, parse: Any, delimiter: str, label: str) -> Path:
+    """A CSV too large for memory, copied batch by batch into a temporary Parquet file
+    (removed at exit): parsed once, then read column by column like any Parquet file."""
+    import atexit
+    import shutil
+    import tempfile
+
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    folder = Path(tempfile.mkdtemp(prefix="prodgate-csv-"))
+    atexit.register(shutil.rmtree, folder, True)
+    target = folder / (path.stem + ".parquet")
+    for convert in (None, _as_text(path, delimiter)):
+        try:
+            reader = pacsv.open_csv(path, parse_options=parse, convert_options=convert)
+            with pq.ParquetWriter(target, reader.schema) as writer:
+                for batch in reader:
+                    writer.write_batch(batch)
+            return target
+        except pa.ArrowInvalid as exc:
+            if convert is not None:
+                raise UsageError(
+                    f"{label}: {path.name} is not a readable CSV file: {exc}"
+                ) from None
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _csv_header(path: Path, delimiter: str) -> list[str]:
