@@ -127,6 +127,13 @@ def _positive(text: str) -> float:
     return value
 
 
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise ValueError("must be a number, 0 or more")
+    return value
+
+
 def _folder(text: str) -> str:
     if Path(text).expanduser().is_file():
         raise ValueError(f"{text} is a file, not a folder")
@@ -313,8 +320,8 @@ class Settings:
     )
     monitor_window: float = _setting(
         300.0,
-        "Length of a production window (90s, 5m, 1h) where a service's spec gives none "
-        "(monitor.window).",
+        "Length of a production window (90s, 5m, 1h) for services without a monitor: "
+        "section in the spec (one with it has its monitor.window, default 5m).",
         parse=_window,
         shown="5m",
     )
@@ -327,6 +334,12 @@ class Settings:
         "",
         "This replica's name in the stored windows (each replica writes its own rows).",
         shown="the host name, process id and a random suffix",
+    )
+    monitor_interval: float = _setting(
+        10.0,
+        "Seconds between evaluations of the services' alert rules in the server (0: none "
+        "here; on a shared store one replica wins each transition).",
+        parse=_non_negative,
     )
     extra: Mapping[str, Any] = field(default_factory=dict)
 
