@@ -320,8 +320,8 @@ class Settings:
     )
     monitor_window: float = _setting(
         300.0,
-        "Length of a production window (90s, 5m, 1h) where a service's spec gives none "
-        "(monitor.window).",
+        "Length of a production window (90s, 5m, 1h) for services without a monitor: "
+        "section in the spec (one with it has its monitor.window, default 5m).",
         parse=_window,
         shown="5m",
     )

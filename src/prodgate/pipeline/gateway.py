@@ -28,7 +28,6 @@ from typing import Any
 
 from prodgate.audit import log
 from prodgate.contract import Contract
-from prodgate.durations import parse_duration
 from prodgate.exceptions import (
     ContractViolationError,
     ProdgateError,
@@ -61,6 +60,7 @@ from prodgate.rollout.router import Router
 from prodgate.settings import Settings
 from prodgate.spec import Spec
 from prodgate.spec.guard import text_fields
+from prodgate.spec.monitor import OFF as NO_MONITOR
 from prodgate.store.engine import Store, now_us
 from prodgate.telemetry import Telemetry, build_telemetry
 
@@ -100,13 +100,14 @@ def thaw_heap(threshold: tuple[int, int, int]) -> None:
 
 def monitor_tally(settings: Settings, spec: Spec) -> Tally:
     """The tally of this replica: each service's kind, contract and window length (its
-    spec's ``monitor.window`` where it gives one, else ``PRODGATE_MONITOR_WINDOW``)."""
-    lengths = {}
-    for name, service in spec.services.items():
-        window = getattr(getattr(service, "monitor", None), "window", None)
-        if isinstance(window, str):
-            window = parse_duration(window, "monitor.window")
-        lengths[name] = float(window) if window else settings.monitor_window
+    spec's ``monitor.window`` when it has a ``monitor:`` section, else
+    ``PRODGATE_MONITOR_WINDOW``)."""
+    lengths = {
+        name: service.monitor.window_s
+        if service.monitor is not NO_MONITOR
+        else settings.monitor_window
+        for name, service in spec.services.items()
+    }
     replica = settings.monitor_replica or (
         f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(3)}"
     )
