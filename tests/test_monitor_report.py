@@ -105,6 +105,7 @@ def test_report_of_a_monitored_classifier(settings: Settings, db: Store) -> None
     assert flat["out_of_range(amount)"] == 0
     assert flat["violation_rate"] == pytest.approx(30 / 930)
     assert flat["violation_rate(amount)"] == pytest.approx(30 / 930)
+    assert flat["violation_rate(age)"] == 0  # counted, none: a rule on it can resolve
     assert flat["estimated accuracy"] == estimate["accuracy"]
     assert flat["estimated cost"] == estimate["cost_per_decision"]
     assert flat["accuracy"] == realised["accuracy"]

@@ -122,6 +122,8 @@ def _quality_lines(entry: Mapping[str, Any], classifier: bool) -> list[str]:
     ]
     lines.append("operations: " + ", ".join(ops))
     for name, v in (entry.get("violations") or {}).items():
+        if not v["count"]:
+            continue
         lines.append(f"  contract violations on {name}: {v['count']:,} ({_pct(v['rate'])})")
     for c in entry.get("cohorts") or []:
         guess: Mapping[str, Any] = c.get("estimate") or {}

@@ -307,7 +307,11 @@ def _version_entry(
     # Refusals before routing belong to the service; they count against production.
     refused = int((current or {}).get("refused", 0))
     requests = int((current or {}).get("requests", 0))
-    violations: dict[str, int] = dict((current or {}).get("violations") or {})
+    # Every field, at zero unless counted: a rule on a field's violations must see
+    # them stop, not the figure vanish.
+    violations: dict[str, int] = dict.fromkeys(service.feature_names, 0)
+    for name, n in ((current or {}).get("violations") or {}).items():
+        violations[name] = violations.get(name, 0) + int(n)
     if role == "production" and unrouted:
         refused += int(unrouted.get("refused", 0))
         requests += int(unrouted.get("requests", 0))
