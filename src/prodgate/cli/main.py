@@ -38,6 +38,7 @@ _NOUNS = (
     "audit",
     "contract",
     "demo",
+    "drift",
     "evaluation",
     "governance",
     "guard",
