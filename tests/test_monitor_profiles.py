@@ -20,9 +20,6 @@ from prodgate.settings import Settings
 from prodgate.store.engine import open_store
 from prodgate.store.tables import audit_log
 
-# The statistics core arrives from another branch; until then there is nothing to profile.
-pytest.importorskip("prodgate.monitor.profile")
-
 
 def run(settings: Settings, *args: str) -> Result:
     env = {"PRODGATE_USER": "alice", "PRODGATE_DATABASE_URL": settings.database_url}

@@ -438,3 +438,52 @@ def test_the_window_json_has_the_plans_shape() -> None:
         "other",
     }
     assert not math.isinf(column(window, "amount")["min"])
+
+
+def rounded(value: Any) -> Any:
+    """*value* with every float to 9 significant digits (sums in another order)."""
+    if isinstance(value, float):
+        return float(f"{value:.9g}")
+    if isinstance(value, dict):
+        return {k: rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [rounded(v) for v in value]
+    return value
+
+
+def test_two_tallies_merged_equal_one_that_saw_everything() -> None:
+    from prodgate.monitor import tallies
+
+    records = [
+        answered({"amount": a, "category": c, "count": n}, p, conf)
+        for a, c, n, p, conf in [
+            (5, "auto", 1, "routine", 0.9),
+            (25, "home", 2, "adjuster", 0.55),
+            (-3, "boat", None, "routine", 0.99),
+            (12.5, None, 3, "adjuster", None),
+            (40, "auto", 7, "routine", 0.71),
+        ]
+    ] + [refused(["/inputs/amount"]), refused(["/inputs/category"], version=None)]
+    one, left, right = make_tally(), make_tally(), make_tally()
+    for tally in (one, left, right):
+        tally.use_profiles({("claims", 1): PROFILE})
+    one.observe(records)
+    left.observe(records[::2])
+    right.observe(records[1::2])
+
+    def rows(tally: Tally, replica: str) -> list[tallies.WindowRow]:
+        return [
+            tallies.WindowRow(
+                "claims", w.version, w.start_us, w.length_us, replica, w.rows, w.as_json(), 0
+            )
+            for w in tally.windows
+        ]
+
+    for version in (0, 1):
+        whole = tallies.merge_rows([r for r in rows(one, "a") if r.version == version])
+        parts = [r for r in rows(left, "b") + rows(right, "c") if r.version == version]
+        merged = tallies.merge_rows(parts)
+        assert whole is not None
+        assert merged is not None
+        assert rounded(merged.counts) == rounded(whole.counts)
+        assert merged.replicas == sorted({p.replica for p in parts})

@@ -9,7 +9,6 @@ moves the store's generation, so running gateways bin their next windows on it.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,8 +178,8 @@ def compute(
     outputs of *predict* (the version's model) on up to *max_output_rows* rows of it:
     the predicted class (classifiers) or value (regressors) and the confidence on
     fixed bins. An LLM service's profile has ``prompt_chars`` instead (no model call)."""
-    statistics = importlib.import_module("prodgate.monitor.profile")
-    profile, profile_column = statistics.profile, statistics.profile_column
+    from prodgate.monitor.profile import profile, profile_column
+
     if not data.is_file():
         raise UsageError(f"{data}: no such data file")
     head = _head(data, max_output_rows)
@@ -222,8 +221,7 @@ def compute(
                 )
             )
     reference.outputs = outputs
-    out: dict[str, Any] = reference.to_json()
-    return out
+    return reference.to_json()
 
 
 def compute_for_version(

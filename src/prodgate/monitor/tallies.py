@@ -15,8 +15,7 @@ among them (and the unbinned ones when there is none), and says how many it left
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +23,8 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from prodgate.monitor.columns import Current
+from prodgate.monitor.columns import merge as merge_current
 from prodgate.store.tables import monitor_windows
 
 
@@ -156,81 +157,13 @@ def merge_rows(rows: Sequence[WindowRow]) -> Merged | None:
 
 
 def merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
-    """Two windows' JSON (binned on the same reference) as one: everything summed."""
-    out: dict[str, Any] = dict(a)
-    for key in ("requests", "rows", "refused"):
-        out[key] = int(a.get(key) or 0) + int(b.get(key) or 0)
-    out["violations"] = _sum_maps(a.get("violations"), b.get("violations"))
-    out["columns"] = _merge_columns(a.get("columns") or [], b.get("columns") or [])
-    out["outputs"] = _merge_columns(a.get("outputs") or [], b.get("outputs") or [])
-    if "calibration_counts" in a or "calibration_counts" in b:
-        cal: dict[str, list[int]] = {
-            k: list(v) for k, v in (a.get("calibration_counts") or {}).items()
-        }
-        for label, bins in (b.get("calibration_counts") or {}).items():
-            mine = cal.get(label)
-            cal[label] = list(bins) if mine is None else _sum_lists(mine, bins)
-        out["calibration_counts"] = cal
-    return out
+    """Two windows' JSON (binned on the same reference) as one: everything summed, by
+    the statistics core's :func:`~prodgate.monitor.columns.merge`."""
+    reference = a.get("reference", b.get("reference"))
+    merged = merge_current(_current(a), _current(b)).to_json()
+    merged["reference"] = reference
+    return merged
 
 
-def _merge_columns(
-    a: Iterable[Mapping[str, Any]], b: Iterable[Mapping[str, Any]]
-) -> list[dict[str, Any]]:
-    by_name: dict[str, dict[str, Any]] = {c["name"]: dict(c) for c in a}
-    for column in b:
-        mine = by_name.get(column["name"])
-        by_name[column["name"]] = dict(column) if mine is None else merge_column(mine, column)
-    return list(by_name.values())
-
-
-#: The maximum number of categories a merged column keeps (then "other").
-MAX_CATEGORIES = 200
-
-
-def merge_column(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
-    """Two counts of one column (the plan's "current statistics" column) summed."""
-    out = dict(a)
-    for key in ("rows", "nulls", "invalid", "under", "over", "values_other", "other"):
-        if key in a or key in b:
-            out[key] = int(a.get(key) or 0) + int(b.get(key) or 0)
-    if a.get("kind") == "numeric":
-        out["sum"] = float(a.get("sum") or 0.0) + float(b.get("sum") or 0.0)
-        out["sumsq"] = float(a.get("sumsq") or 0.0) + float(b.get("sumsq") or 0.0)
-        out["min"] = _extreme(min, a.get("min"), b.get("min"))
-        out["max"] = _extreme(max, a.get("max"), b.get("max"))
-        ca, cb = a.get("counts"), b.get("counts")
-        out["counts"] = _sum_lists(ca, cb) if ca is not None and cb is not None else ca or cb
-        va, vb = a.get("values"), b.get("values")
-        out["values"] = _sum_maps(va, vb) if va is not None or vb is not None else None
-    else:
-        counts = dict(a.get("counts") or {})
-        other = int(out.get("other") or 0)
-        for cat, n in (b.get("counts") or {}).items():
-            if cat in counts:
-                counts[cat] += n
-            elif len(counts) < MAX_CATEGORIES:
-                counts[cat] = n
-            else:
-                other += n
-        out["counts"] = counts
-        out["other"] = other
-    return out
-
-
-def _extreme(pick: Any, x: Any, y: Any) -> Any:
-    values = [v for v in (x, y) if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    return pick(values) if values else None
-
-
-def _sum_lists(a: Sequence[int], b: Sequence[int]) -> list[int]:
-    if len(a) != len(b):  # not the same bins: keep the longer, as it was
-        return list(a if len(a) >= len(b) else b)
-    return [x + y for x, y in zip(a, b, strict=True)]
-
-
-def _sum_maps(a: Mapping[str, int] | None, b: Mapping[str, int] | None) -> dict[str, int]:
-    out = dict(a or {})
-    for k, v in (b or {}).items():
-        out[k] = out.get(k, 0) + v
-    return out
+def _current(window: Mapping[str, Any]) -> Current:
+    return Current.from_json({k: v for k, v in window.items() if k != "reference"})

@@ -174,15 +174,6 @@ def _check_model(
     return model
 
 
-def _profiling() -> bool:
-    """Whether the statistics core (:mod:`prodgate.monitor.profile`) is installed.
-    Temporary: it is built on another branch, and registering with data must work before
-    and after it arrives."""
-    import importlib.util
-
-    return importlib.util.find_spec("prodgate.monitor.profile") is not None
-
-
 def _load(service: ServiceSpec, location: str, flavor: str, trusted: Trust) -> Model:
     from prodgate.runtime.base import ModelInfo
     from prodgate.runtime.loader import load_model
@@ -286,7 +277,7 @@ def _register(
         )
         model = _check_model(service, location, flavor, trusted, path) if check else None
         profile = None
-        if data is not None and _profiling():
+        if data is not None:
             from prodgate.monitor import profiles
 
             if model is None and flavor != "prompt":
