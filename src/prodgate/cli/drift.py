@@ -18,7 +18,24 @@ from prodgate.exceptions import UsageError
 # A plain click group: the root group prints prodgate's errors as one line. This module
 # imports nothing of the store or the server (cli.context does), so a comparison only
 # pays for numpy and pyarrow.
-@click.group("drift")
+class _DriftGroup(click.Group):
+    """``drift report`` reads a service's production windows, so it needs the store:
+    it is loaded (:mod:`prodgate.cli.drift_report`) only when asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), "report"})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name == "report" and name not in self.commands:
+            from prodgate.cli.context import add_shared_options
+            from prodgate.cli.drift_report import drift_report
+
+            add_shared_options(drift_report)
+            self.add_command(drift_report)
+        return super().get_command(ctx, name)
+
+
+@click.group("drift", cls=_DriftGroup)
 def drift() -> None:
     """Drift of data against a reference: per column, and for the dataset."""
 

@@ -2,16 +2,13 @@
 
 ``prodgate monitor SERVICE`` prints :func:`prodgate.monitor.report.monitor_report`
 (``--json`` prints it whole, as ``GET /v1/services/{service}/monitor`` does).
-``prodgate drift report SERVICE`` prints :func:`prodgate.monitor.report.drift_report`
-(drift of the production windows over a span, and over time), with ``--html`` a
-self-contained page with the plots.
+``prodgate drift report`` (:mod:`prodgate.cli.drift_report`) shares its helpers.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import click
@@ -19,7 +16,6 @@ import click
 from prodgate.cli.context import (
     VERSION,
     Context,
-    add_shared_options,
     echo_json,
     pass_ctx,
     table,
@@ -31,7 +27,7 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:.1%}"
 
 
-def _num(x: float | None, digits: int = 3) -> str:
+def number(x: float | None, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
@@ -46,7 +42,7 @@ def _when(us: int | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _verdict(column: Mapping[str, Any]) -> str:
+def verdict(column: Mapping[str, Any]) -> str:
     drifted = column.get("drifted")
     return "-" if drifted is None else ("DRIFTED" if drifted else "ok")
 
@@ -66,9 +62,9 @@ def columns_table(columns: list[Mapping[str, Any]]) -> str:
         [
             str(c["column"]),
             str(c.get("method") or "-"),
-            _num(c.get("statistic"), 4),
-            _num(c.get("threshold"), 4) if c.get("threshold") is not None else "-",
-            _verdict(c),
+            number(c.get("statistic"), 4),
+            number(c.get("threshold"), 4) if c.get("threshold") is not None else "-",
+            verdict(c),
             _pct(c.get("null_rate")),
             _pct(c.get("reference_null_rate")),
             _pct(c.get("out_of_range")),
@@ -84,7 +80,7 @@ def columns_table(columns: list[Mapping[str, Any]]) -> str:
 def _interval(low: float | None, high: float | None, money: bool = False) -> str:
     if low is None or high is None:
         return ""
-    show = _money if money else _num
+    show = _money if money else number
     return f" ({show(low)} to {show(high)})"
 
 
@@ -96,14 +92,14 @@ def _quality_lines(entry: Mapping[str, Any], classifier: bool) -> list[str]:
         parts = []
         if estimate:
             parts.append(
-                f"estimated {_num(estimate.get('accuracy'))}"
+                f"estimated {number(estimate.get('accuracy'))}"
                 f"{_interval(estimate.get('accuracy_low'), estimate.get('accuracy_high'))}"
                 f" over {estimate.get('rows', 0):,} decisions"
             )
         elif classifier:
             parts.append("no estimate")
         parts.append(
-            f"realised {_num(realised.get('accuracy'))} of {realised['labelled']:,} labelled"
+            f"realised {number(realised.get('accuracy'))} of {realised['labelled']:,} labelled"
             if realised.get("labelled")
             else "no feedback yet"
         )
@@ -127,16 +123,16 @@ def _quality_lines(entry: Mapping[str, Any], classifier: bool) -> list[str]:
         lines.append(f"  contract violations on {name}: {v['count']:,} ({_pct(v['rate'])})")
     for c in entry.get("cohorts") or []:
         guess: Mapping[str, Any] = c.get("estimate") or {}
-        parts = [f"{c['rows']:,} decisions", f"estimated accuracy {_num(guess.get('accuracy'))}"]
+        parts = [f"{c['rows']:,} decisions", f"estimated accuracy {number(guess.get('accuracy'))}"]
         if c.get("labelled"):
-            parts.append(f"realised {_num(c.get('accuracy'))} of {c['labelled']:,}")
+            parts.append(f"realised {number(c.get('accuracy'))} of {c['labelled']:,}")
         if guess.get("cost_per_decision") is not None:
             parts.append(f"estimated cost {_money(guess.get('cost_per_decision'))}")
         lines.append(f"cohort {c['name']}: " + ", ".join(parts))
     return lines
 
 
-def _drift_line(entry: Mapping[str, Any]) -> str | None:
+def drift_line(entry: Mapping[str, Any]) -> str | None:
     drift = entry.get("drift")
     if not drift:
         return None
@@ -170,7 +166,7 @@ def print_report(report: Mapping[str, Any], window: str) -> None:
         )
         if entry.get("columns"):
             click.echo(columns_table(entry["columns"]))
-        line = _drift_line(entry)
+        line = drift_line(entry)
         if line:
             click.echo(line)
         for text in _quality_lines(entry, report.get("kind") == "classifier"):
@@ -220,106 +216,5 @@ def monitor(ctx: Context, service: str, window: str, version: int | None, as_jso
         return
     print_report(report, window)
 
-
-def _short(us: int) -> str:
-    return dt.datetime.fromtimestamp(us / 1_000_000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def print_drift(report: Mapping[str, Any], since: str) -> None:
-    """The drift report for people: the span's columns, then drift over time."""
-    service, version = report["service"], report["version"]
-    if version is not None:
-        profile = report.get("profile")
-        reference = (
-            f"against the reference profile of {profile['rows']:,} rows ({profile['source']})"
-            if profile
-            else "with no reference profile"
-        )
-        click.echo(
-            f"{service} version {version}, last {since}: {report['rows']:,} decisions {reference}"
-        )
-        judged = [c for c in report["columns"] if c.get("method")]
-        if judged:
-            rows = [
-                [
-                    str(c["column"]),
-                    str(c["method"]),
-                    _num(c.get("statistic"), 4),
-                    _num(c.get("threshold"), 4),
-                    _verdict(c),
-                    _num(c.get("psi"), 4),
-                ]
-                for c in judged
-            ]
-            click.echo(table(rows, ["COLUMN", "METHOD", "SCORE", "THRESHOLD", "DRIFT", "PSI"]))
-        line = _drift_line(report)
-        if line:
-            click.echo(line)
-        points = report.get("over_time") or []
-        if points:
-            click.echo("drift over time (UTC):")
-            for p in points:
-                share = p.get("share_drifted")
-                named = ", ".join(p.get("drifted") or [])
-                figure = "not judged" if share is None else f"share drifted {share:.0%}"
-                click.echo(
-                    f"  {_short(p['start_us'])}  {p['rows']:>9,} decisions  {figure}"
-                    + (f"  ({named})" if named else "")
-                )
-    for note in report.get("notes") or []:
-        click.echo(f"note: {note}")
-
-
-@click.command("report")
-@click.argument("service")
-@click.option("--since", default="24h", show_default=True, help="How far back: 30m, 24h, 7d.")
-@click.option("--version", "version", type=VERSION, default=None, help="This version.")
-@click.option(
-    "--html",
-    "html_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write a self-contained HTML report (plots) to this file.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON, with every figure.")
-@pass_ctx
-def drift_report(
-    ctx: Context,
-    service: str,
-    since: str,
-    version: int | None,
-    html_path: Path | None,
-    as_json: bool,
-) -> None:
-    """Drift of SERVICE's production version (or --version) over a span of its
-    production windows against its reference profile: per column the test, score and
-    verdict, the dataset's verdict, and drift over time (one point per window)."""
-    from prodgate.monitor.report import drift_report as build
-
-    seconds = parse_duration(since, "since")
-    report = build(ctx.store(), ctx.spec(), service, seconds, version)
-    if html_path is not None:
-        from prodgate.monitor.report import drift_html
-
-        html_path.write_text(
-            drift_html(ctx.store(), ctx.spec(), service, seconds, version), encoding="utf-8"
-        )
-    if as_json:
-        echo_json(report)
-        return
-    print_drift(report, since)
-    if html_path is not None:
-        click.echo(f"HTML report: {html_path}")
-
-
-def _join_the_drift_group() -> None:
-    """``drift report`` belongs to the ``drift`` group of :mod:`prodgate.cli.drift`;
-    registered here, with the shared options the group's commands got before it."""
-    from prodgate.cli.drift import drift
-
-    add_shared_options(drift_report)
-    drift.add_command(drift_report)
-
-
-_join_the_drift_group()
 
 COMMANDS = [monitor]
