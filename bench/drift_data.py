@@ -22,14 +22,24 @@ dictionary-typed), numeric columns as float64 or int64, nulls as Parquet nulls.
 
 The files are cached under ``bench/.data/`` by their parameters (rows, columns,
 seed, recipe version), so a second run reuses them.
+
+``python bench/drift_data.py exact REFERENCE CURRENT --numeric ... --categorical ...``
+prints the verdicts Evidently 0.7's defaults give, computed exactly with SciPy on the
+raw columns (nulls dropped), in the shape of ``prodgate drift compare --json``: the
+benchmark's stand-in for prodgate before its command existed, and with ``--exact`` a
+third opinion that tells a statistic's approximation from a difference of rule.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -355,3 +365,92 @@ def warm(paths: list[Path]) -> None:
 
 def size_mb(path: Path) -> float:
     return path.stat().st_size / 1e6
+
+
+# -- the exact verdicts: Evidently's rules on the raw columns, with SciPy ----------------------
+
+
+def exact_statistic(ref: Any, cur: Any, kind: str) -> dict[str, Any]:
+    """One column as Evidently 0.7's defaults judge it (``get_default_stattest`` and the
+    stattests it picks), on the raw values without nulls."""
+    from scipy import stats
+    from scipy.spatial.distance import jensenshannon
+
+    values = np.unique(np.concatenate([ref, cur]))
+    n_values = len(values)
+    if len(ref) <= 1000:
+        if kind == "numeric" and n_values > 5:
+            stat = float(stats.ks_2samp(ref, cur).pvalue)
+            return {"method": "ks", "statistic": stat, "threshold": 0.05, "drifted": stat <= 0.05}
+        method = "chisquare" if n_values > 2 else "z"
+        ref_counts = np.array([np.sum(ref == v) for v in values], dtype=float)
+        cur_counts = np.array([np.sum(cur == v) for v in values], dtype=float)
+        if method == "chisquare":
+            expected = ref_counts * len(cur) / len(ref)
+            stat = float(stats.chisquare(cur_counts, expected).pvalue)
+        elif n_values == 1:
+            stat = 1.0
+        else:
+            p1, p2 = 1 - ref_counts[0] / len(ref), 1 - cur_counts[0] / len(cur)
+            pooled = (p1 * len(ref) + p2 * len(cur)) / (len(ref) + len(cur))
+            z = (p1 - p2) / np.sqrt(pooled * (1 - pooled) * (1 / len(ref) + 1 / len(cur)))
+            stat = float(2 * (1 - stats.norm.cdf(abs(z))))
+        return {"method": method, "statistic": stat, "threshold": 0.05, "drifted": stat < 0.05}
+    if kind == "numeric" and n_values > 5:
+        norm = max(float(np.std(ref)), 0.001)
+        stat = float(stats.wasserstein_distance(ref, cur) / norm)
+        return {
+            "method": "wasserstein",
+            "statistic": stat,
+            "threshold": 0.1,
+            "drifted": stat >= 0.1,
+        }
+    if kind == "numeric" and len(np.unique(ref)) > 20:
+        bins = np.histogram_bin_edges(np.concatenate([ref, cur]), bins="sturges")
+        p = np.histogram(ref, bins)[0] / len(ref)
+        q = np.histogram(cur, bins)[0] / len(cur)
+    else:
+        ref_v, ref_n = np.unique(ref, return_counts=True)
+        cur_v, cur_n = np.unique(cur, return_counts=True)
+        p = np.zeros(n_values)
+        q = np.zeros(n_values)
+        p[np.searchsorted(values, ref_v)] = ref_n / len(ref)
+        q[np.searchsorted(values, cur_v)] = cur_n / len(cur)
+    stat = float(jensenshannon(p, q))
+    return {"method": "jensenshannon", "statistic": stat, "threshold": 0.1, "drifted": stat >= 0.1}
+
+
+def exact_side(argv: Sequence[str]) -> int:
+    """Print the exact verdicts of two Parquet files as ``drift compare --json`` does."""
+    p = argparse.ArgumentParser(prog="drift_data.py exact")
+    p.add_argument("reference")
+    p.add_argument("current")
+    p.add_argument("--numeric", default="")
+    p.add_argument("--categorical", default="")
+    p.add_argument("--share", type=float, default=0.5)
+    args = p.parse_args(argv)
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    kinds = {c: "numeric" for c in args.numeric.split(",") if c}
+    kinds |= {c: "categorical" for c in args.categorical.split(",") if c}
+    ref_file, cur_file = pq.ParquetFile(args.reference), pq.ParquetFile(args.current)
+    columns = []
+    for name, kind in kinds.items():
+        pair = []
+        for f in (ref_file, cur_file):
+            col = f.read([name]).column(0)
+            col = pc.drop_null(col.cast("float64") if kind == "numeric" else col)
+            arr = col.to_numpy()
+            pair.append(arr[np.isfinite(arr)] if kind == "numeric" else arr.astype(str))
+        columns.append({"column": name, **exact_statistic(pair[0], pair[1], kind)})
+    share = sum(c["drifted"] for c in columns) / max(1, len(columns))
+    out = {"columns": columns, "share_drifted": share, "dataset_drift": share >= args.share}
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["exact"]:
+        sys.exit("usage: drift_data.py exact REFERENCE CURRENT --numeric A,B --categorical C")
+    sys.exit(exact_side(sys.argv[2:]))

@@ -24,7 +24,7 @@ Targets (issue 10): prodgate at least 30x faster and at most 1/4 of Evidently's 
 memory, and verdicts that agree on every column (or each difference explained).
 
 Until ``prodgate drift compare`` exists, ``--prodgate stub`` (chosen automatically by
-``auto``) puts in its place ``--exact-side``: Evidently's rules computed exactly with
+``auto``) puts in its place ``bench/drift_data.py exact``: Evidently's rules computed exactly with
 SciPy on the raw columns. ``--exact`` runs that as a third side beside both, to tell a
 statistic's approximation from a difference of rule.
 
@@ -266,90 +266,6 @@ def column_args(ds: DataSet) -> list[str]:
     return ["--numeric", ",".join(ds.numeric), "--categorical", ",".join(ds.categorical)]
 
 
-# -- the exact side: Evidently's rules on the raw columns, with SciPy -------------------------
-
-
-def exact_statistic(ref: Any, cur: Any, kind: str) -> dict[str, Any]:
-    """One column as Evidently 0.7's defaults judge it (``get_default_stattest`` and the
-    stattests it picks), on the raw values without nulls."""
-    import numpy as np
-    from scipy import stats
-    from scipy.spatial.distance import jensenshannon
-
-    values = np.unique(np.concatenate([ref, cur]))
-    n_values = len(values)
-    if len(ref) <= 1000:
-        if kind == "numeric" and n_values > 5:
-            stat = float(stats.ks_2samp(ref, cur).pvalue)
-            return {"method": "ks", "statistic": stat, "threshold": 0.05, "drifted": stat <= 0.05}
-        method = "chisquare" if n_values > 2 else "z"
-        ref_counts = np.array([np.sum(ref == v) for v in values], dtype=float)
-        cur_counts = np.array([np.sum(cur == v) for v in values], dtype=float)
-        if method == "chisquare":
-            expected = ref_counts * len(cur) / len(ref)
-            stat = float(stats.chisquare(cur_counts, expected).pvalue)
-        elif n_values == 1:
-            stat = 1.0
-        else:
-            p1, p2 = 1 - ref_counts[0] / len(ref), 1 - cur_counts[0] / len(cur)
-            pooled = (p1 * len(ref) + p2 * len(cur)) / (len(ref) + len(cur))
-            z = (p1 - p2) / np.sqrt(pooled * (1 - pooled) * (1 / len(ref) + 1 / len(cur)))
-            stat = float(2 * (1 - stats.norm.cdf(abs(z))))
-        return {"method": method, "statistic": stat, "threshold": 0.05, "drifted": stat < 0.05}
-    if kind == "numeric" and n_values > 5:
-        norm = max(float(np.std(ref)), 0.001)
-        stat = float(stats.wasserstein_distance(ref, cur) / norm)
-        return {
-            "method": "wasserstein",
-            "statistic": stat,
-            "threshold": 0.1,
-            "drifted": stat >= 0.1,
-        }
-    if kind == "numeric" and len(np.unique(ref)) > 20:
-        bins = np.histogram_bin_edges(np.concatenate([ref, cur]), bins="sturges")
-        p = np.histogram(ref, bins)[0] / len(ref)
-        q = np.histogram(cur, bins)[0] / len(cur)
-    else:
-        ref_v, ref_n = np.unique(ref, return_counts=True)
-        cur_v, cur_n = np.unique(cur, return_counts=True)
-        p = np.zeros(n_values)
-        q = np.zeros(n_values)
-        p[np.searchsorted(values, ref_v)] = ref_n / len(ref)
-        q[np.searchsorted(values, cur_v)] = cur_n / len(cur)
-    stat = float(jensenshannon(p, q))
-    return {"method": "jensenshannon", "statistic": stat, "threshold": 0.1, "drifted": stat >= 0.1}
-
-
-def exact_side(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("reference")
-    p.add_argument("current")
-    p.add_argument("--numeric", default="")
-    p.add_argument("--categorical", default="")
-    p.add_argument("--share", type=float, default=0.5)
-    args = p.parse_args(argv)
-    import numpy as np
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    kinds = {c: "numeric" for c in args.numeric.split(",") if c}
-    kinds |= {c: "categorical" for c in args.categorical.split(",") if c}
-    ref_file, cur_file = pq.ParquetFile(args.reference), pq.ParquetFile(args.current)
-    columns = []
-    for name, kind in kinds.items():
-        pair = []
-        for f in (ref_file, cur_file):
-            col = f.read([name]).column(0)
-            col = pc.drop_null(col.cast("float64") if kind == "numeric" else col)
-            arr = col.to_numpy()
-            pair.append(arr[np.isfinite(arr)] if kind == "numeric" else arr.astype(str))
-        columns.append({"column": name, **exact_statistic(pair[0], pair[1], kind)})
-    share = sum(c["drifted"] for c in columns) / max(1, len(columns))
-    out = {"columns": columns, "share_drifted": share, "dataset_drift": share >= args.share}
-    print(json.dumps(out))
-    return 0
-
-
 # -- one case ---------------------------------------------------------------------------------
 
 
@@ -380,7 +296,7 @@ def run_case(ds: DataSet, plan: dict[str, list[str]], args: argparse.Namespace, 
 def side_plans(
     ds: DataSet, python: Path, prodgate: list[str], use_cli: bool, exact: bool
 ) -> dict[str, list[str]]:
-    stub = [sys.executable, str(Path(__file__).resolve()), "--exact-side"]
+    stub = [sys.executable, str(Path(drift_data.__file__).resolve()), "exact"]
     files = [str(ds.reference), str(ds.current)]
     plan = {
         EVIDENTLY: [str(python), str(EVIDENTLY_SIDE), *files, *column_args(ds), "--out", "{out}"],
@@ -475,6 +391,10 @@ def case_tables(case: Case, full: bool) -> tuple[list[Table], list[Check], list[
         return tables, checks, []
     speed = ratio(ev.median("wall_s"), pg.median("wall_s"))
     memory = ratio(pg.median("peak_mib"), ev.median("peak_mib"))
+    cpu = ratio(ev.median("cpu_s"), pg.median("cpu_s"))
+    rows.append(
+        [f"Evidently / {pg.label}", f"{speed:.1f}x", f"{cpu:.1f}x", f"{1 / memory:.1f}x", "", ""]
+    )
     checks.append(
         Check.at_least(f"{case.title}: wall time, Evidently / {pg.label}", speed, SPEEDUP_TARGET)
     )
@@ -573,8 +493,6 @@ def as_json(cases: list[Case], report: TablesReport) -> dict[str, Any]:
 
 
 def benchmark(arguments: list[str]) -> int:
-    if arguments[:1] == ["--exact-side"]:
-        return exact_side(arguments[1:])
     args = parse_args(arguments)
     python = ensure_venv(args.evidently.split(","))
     prodgate = prodgate_command()
