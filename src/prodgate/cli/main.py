@@ -37,6 +37,7 @@ def cli(ctx: click.Context, /, **options: Any) -> None:
 _NOUNS = (
     "audit",
     "demo",
+    "drift",
     "evaluation",
     "governance",
     "guard",
