@@ -101,7 +101,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     p.add_argument("--cols", default="20,100", help="the cases: column counts [20,100]")
     p.add_argument("--quick", action="store_true", help="a smoke run: 50,000 rows, 20 columns")
-    p.add_argument("--repeat", type=int, default=1, help="runs of each side per case [1]")
+    p.add_argument("--repeat", type=int, default=1, help="Evidently's runs per case [1]")
+    p.add_argument("--prodgate-repeat", type=int, default=3, help="prodgate's runs per case [3]")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument(
         "--prodgate",
@@ -131,7 +132,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         args.cases = [int(c) for c in args.cols.split(",") if c.strip()]
     except ValueError:
         p.error(f"--cols takes column counts like 20,100, not {args.cols!r}")
-    if not args.cases or min(args.cases) < 1 or args.repeat < 1:
+    if not args.cases or min(args.cases) < 1 or min(args.repeat, args.prodgate_repeat) < 1:
         p.error("--cols and --repeat take positive numbers")
     return args
 
@@ -258,6 +259,27 @@ def has_drift_compare(prodgate: list[str]) -> bool:
     return done.returncode == 0
 
 
+def idlest_cpu(seconds: float = 2.0) -> int:
+    """The usable CPU that was idle the most over *seconds* (from /proc/stat)."""
+
+    def idle() -> dict[int, int]:
+        out = {}
+        for line in Path("/proc/stat").read_text().splitlines():
+            name, *ticks = line.split()
+            if name.startswith("cpu") and name[3:].isdigit():
+                out[int(name[3:])] = int(ticks[3]) + int(ticks[4])
+        return out
+
+    usable = usable_cpus()
+    try:
+        before = idle()
+        time.sleep(seconds)
+        after = idle()
+    except (OSError, ValueError, IndexError):
+        return max(usable)
+    return max(usable, key=lambda c: (after.get(c, 0) - before.get(c, 0), c))
+
+
 def pinned(argv: list[str], cpu: str) -> list[str]:
     return ["taskset", "-c", cpu, *argv] if cpu else argv
 
@@ -288,7 +310,11 @@ def run_case(ds: DataSet, plan: dict[str, list[str]], args: argparse.Namespace, 
         for name in (PRODGATE, EVIDENTLY, EXACT):
             if name in plan:
                 sides[name] = run_side(
-                    Side(name, labels[name]), pinned(plan[name], cpu), env, Path(tmp), args.repeat
+                    Side(name, labels[name]),
+                    pinned(plan[name], cpu),
+                    env,
+                    Path(tmp),
+                    args.prodgate_repeat if name == PRODGATE else args.repeat,
                 )
     return Case(ds, sides)
 
@@ -327,7 +353,9 @@ def agreement(case: Case) -> tuple[list[list[str]], list[str], int]:
     ev = case.sides[EVIDENTLY].by_column()
     pg = case.sides[PRODGATE].by_column()
     ex = case.sides[EXACT].by_column() if EXACT in case.sides else {}
-    rows, differences, agreeing = [], [], 0
+    rows: list[list[str]] = []
+    differences: list[str] = []
+    agreeing = 0
     for col in case.ds.columns:
         e, p, x = ev.get(col.name, {}), pg.get(col.name, {}), ex.get(col.name, {})
         em, pm = canonical(e.get("method", "?")), canonical(p.get("method", "?"))
@@ -359,6 +387,31 @@ def agreement(case: Case) -> tuple[list[list[str]], list[str], int]:
         ]
         rows.append(row)
     return rows, differences, agreeing
+
+
+def statistic_notes(case: Case, tolerance: float = 0.005) -> list[str]:
+    """How close prodgate's statistics are to Evidently's: methods equal, the largest
+    difference, and the columns differing by more than *tolerance*."""
+    ev = case.sides[EVIDENTLY].by_column()
+    pg = case.sides[PRODGATE].by_column()
+    same_method, gaps = 0, []
+    for col in case.ds.columns:
+        e, p = ev.get(col.name, {}), pg.get(col.name, {})
+        same_method += canonical(e.get("method")) == canonical(p.get("method"))
+        if isinstance(e.get("statistic"), float) and isinstance(p.get("statistic"), float):
+            gaps.append((abs(e["statistic"] - p["statistic"]), col.name))
+    n = len(case.ds.columns)
+    out = [f"{case.title}: the same method on {same_method}/{n} columns"]
+    if gaps:
+        worst = max(gaps)
+        out[0] += f"; largest statistic difference {worst[0]:.4f} ({worst[1]})"
+        big = sorted((g for g in gaps if g[0] > tolerance), reverse=True)
+        out[0] += (
+            f"; {len(big)} column(s) differ by more than {tolerance:g}"
+            + (": " + ", ".join(f"{name} {gap:.4f}" for gap, name in big) if big else "")
+            + "."
+        )
+    return out
 
 
 def case_tables(case: Case, full: bool) -> tuple[list[Table], list[Check], list[str]]:
@@ -423,8 +476,8 @@ def case_tables(case: Case, full: bool) -> tuple[list[Table], list[Check], list[
     if full or n <= 30:
         tables.append(
             Table(
-                f"{case.title}: per column (statistic: normed Wasserstein or Jensen-Shannon "
-                "distance, threshold 0.1; '=': the same method)",
+                f"{case.title}: per column (statistic: Evidently's drift score, a distance "
+                "drifting at >= 0.1 or a p-value at < 0.05; '=': the same method)",
                 headers,
                 col_rows,
             )
@@ -443,7 +496,12 @@ def build_report(
         tables += t
         checks += c
         differences += d
-    notes = [*notes, *(["Differences:", *differences] if differences else ["No difference."])]
+        if case.sides[EVIDENTLY].ok and case.sides[PRODGATE].ok:
+            notes = [*notes, *statistic_notes(case)]
+    notes = [
+        *notes,
+        *(["Differences:", *differences] if differences else ["No verdict or method differs."]),
+    ]
     libraries = machine(None, LIBRARIES)
     ev = next((c.sides[EVIDENTLY].result for c in cases if c.sides[EVIDENTLY].ok), None)
     if ev:
@@ -499,8 +557,8 @@ def benchmark(arguments: list[str]) -> int:
     use_cli = args.prodgate == "cli" or (args.prodgate == "auto" and has_drift_compare(prodgate))
     if not use_cli:
         print("note: prodgate's side is the exact SciPy stub", file=sys.stderr)
-    cpus = sorted(usable_cpus())
-    cpu = str(cpus[-1]) if not args.no_pin and shutil.which("taskset") and len(cpus) > 1 else ""
+    pin = not args.no_pin and shutil.which("taskset") is not None and len(usable_cpus()) > 1
+    cpu = str(idlest_cpu()) if pin else ""
     idle = machine_idle_check()
     if idle > NOISE_LIMIT:
         print(f"warning: the machine is busy ({idle:.0%} of a CPU) before the run", file=sys.stderr)
@@ -514,8 +572,9 @@ def benchmark(arguments: list[str]) -> int:
         cases.append(run_case(ds, plan, args, cpu))
     load_after = os.getloadavg()
     args.load_note = (
-        f"each side one process after the other, {args.repeat} run(s) each (median), "
-        + (f"both pinned to CPU {cpu} (taskset)" if cpu else "not pinned")
+        f"each side one process after the other (Evidently {args.repeat} run(s), prodgate "
+        f"{args.prodgate_repeat}; the median), "
+        + (f"all pinned to CPU {cpu}, the idlest at the start (taskset)" if cpu else "not pinned")
         + f"; machine busy {idle:.0%} of a CPU before the run, load average "
         f"{load_before[0]:.2f} before and {load_after[0]:.2f} after"
     )
