@@ -35,7 +35,7 @@ def floats(chunk: pa.Array) -> tuple[np.ndarray, int, int]:
         numbers = text.filter(ok)
         invalid = len(present) - len(numbers) - empty
         nulls += empty
-        x = np.asarray(pc.cast(numbers, pa.float64()).to_numpy(zero_copy_only=False))
+        x = to_numpy(pc.cast(numbers, pa.float64()))
     elif (
         pa.types.is_integer(kind)
         or pa.types.is_floating(kind)
@@ -43,9 +43,9 @@ def floats(chunk: pa.Array) -> tuple[np.ndarray, int, int]:
         or pa.types.is_decimal(kind)
     ):
         present = chunk.drop_null() if nulls else chunk
-        if not pa.types.is_floating(kind):
+        if not (pa.types.is_floating(kind) or pa.types.is_integer(kind)):
             present = pc.cast(present, pa.float64())
-        x = np.asarray(present.to_numpy(zero_copy_only=False), dtype=np.float64)
+        x = to_numpy(present).astype(np.float64, copy=False)
     else:  # a date, bytes or a nested value where a number was expected
         invalid = len(chunk) - nulls
         x = np.empty(0, dtype=np.float64)
@@ -56,22 +56,62 @@ def floats(chunk: pa.Array) -> tuple[np.ndarray, int, int]:
     return x, nulls, invalid
 
 
+def to_numpy(array: pa.Array) -> np.ndarray:
+    """A primitive Arrow array without nulls as a numpy view of its buffer. (Not
+    ``Array.to_numpy``: its first call imports pandas, 40 MB and half a second.)"""
+    if array.null_count:
+        array = array.drop_null()
+    kind = array.type
+    if pa.types.is_boolean(kind):
+        array = pc.cast(array, pa.uint8())
+        kind = array.type
+    dtype = np.dtype(kind.to_pandas_dtype()) if not pa.types.is_float16(kind) else np.float16
+    return np.frombuffer(
+        array.buffers()[1], dtype=dtype, count=len(array), offset=array.offset * dtype.itemsize
+    )
+
+
 def grid_tables(edges: np.ndarray, cells: int) -> tuple[np.ndarray, np.ndarray, float]:
     """For a uniform grid of *cells* over ``[edges[0], edges[-1]]``: each cell's bin
-    (-1 where the cell touches an edge: its values are placed exactly) and the scale."""
+    (-1 where an edge cuts the cell: its values are placed exactly) and the scale.
+
+    A value's grid position ``(x - lo) * scale`` never decreases as ``x`` grows (each
+    rounding step is monotone), so only the cell an edge's own position falls in can
+    hold values on both sides of it; an edge that is the smallest value of its
+    boundary's position (see :func:`aligned`) cuts no cell at all.
+    """
     lo, hi = float(edges[0]), float(edges[-1])
     scale = cells / (hi - lo)
-    inner = np.floor((edges[1:-1] - lo) * scale).astype(np.intp)
+    inside = edges[1:-1]
+    pos = (inside - lo) * scale
+    inner = np.floor(pos).astype(np.intp)
+    before = (np.nextafter(inside, -np.inf) - lo) * scale
+    exact = (pos == inner) & (before < inner)
     np.clip(inner, 0, cells - 1, out=inner)
     marks = np.zeros(cells + 1, dtype=np.int32)
-    np.add.at(marks, inner + 1, 1)
+    np.add.at(marks, np.where(exact, inner, inner + 1), 1)
     dtype = np.int16 if len(edges) < 2**15 else np.int32
     cell_bin = np.cumsum(marks[:cells]).astype(dtype)
-    # A cell holding an edge, or next to one (rounding), is decided value by value.
-    cell_bin[inner] = -1
-    cell_bin[np.maximum(inner - 1, 0)] = -1
-    cell_bin[np.minimum(inner + 1, cells - 1)] = -1
+    cell_bin[inner[~exact]] = -1
     return cell_bin, np.empty(0), scale
+
+
+def aligned(boundaries: np.ndarray, lo: float, scale: float) -> np.ndarray:
+    """For each grid boundary ``c``, the smallest float whose position is ``>= c``: an
+    edge there cuts no cell, every value of cell ``c`` is on its right."""
+    v = lo + boundaries / scale
+    for _ in range(16):
+        low = (v - lo) * scale < boundaries
+        if not low.any():
+            break
+        v[low] = np.nextafter(v[low], np.inf)
+    for _ in range(16):
+        prev = np.nextafter(v, -np.inf)
+        still = (prev - lo) * scale >= boundaries
+        if not still.any():
+            break
+        v[still] = prev[still]
+    return v
 
 
 def bin_counts(
@@ -101,8 +141,7 @@ def bin_counts(
         return np.bincount(idx, minlength=k).astype(np.int64), under, over
     cell_bin, _, scale = tables
     cells = len(cell_bin)
-    g = ((x - lo) * scale).astype(np.int32)
-    np.clip(g, 0, cells - 1, out=g)
+    g = cell_of(x, lo, scale, cells)
     b = cell_bin[g]
     near = np.flatnonzero(b < 0)
     counts = np.bincount(b[b >= 0] if len(near) else b, minlength=k)[:k].astype(np.int64)
@@ -111,6 +150,16 @@ def bin_counts(
         np.minimum(exact, k - 1, out=exact)
         counts += np.bincount(exact, minlength=k)
     return counts, under, over
+
+
+def cell_of(x: np.ndarray, lo: float, scale: float, cells: int) -> np.ndarray:
+    """Each value's cell on a uniform grid from *lo* (one float temporary, int32 cells)."""
+    f: np.ndarray = np.subtract(x, lo)
+    f *= scale
+    g: np.ndarray = f.astype(np.int32)
+    del f
+    np.clip(g, 0, cells - 1, out=g)
+    return g
 
 
 def match_values(x: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

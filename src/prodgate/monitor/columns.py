@@ -41,10 +41,16 @@ from typing import Any
 
 import numpy as np
 
+from prodgate.exceptions import UsageError
+
 #: Exact value counts are kept for columns with at most this many distinct values.
 FEW_VALUES = 20
 #: References with at most this many values keep every value (exact KS and chi-squared).
 SMALL_REFERENCE = 1000
+#: Categories a current column names one by one; the rest are counted in ``other``.
+MAX_CURRENT_CATEGORIES = 200
+#: The version of the profile and current JSON shapes.
+FORMAT = 1
 #: Quantiles every numeric reference column reports.
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 
@@ -283,10 +289,6 @@ def current_column(d: dict[str, Any]) -> CurrentColumn:
     return NumericCurrent.from_json(d)
 
 
-#: Categories a current column names one by one; the rest are counted in ``other``.
-MAX_CURRENT_CATEGORIES = 200
-
-
 def merge_columns(a: CurrentColumn, b: CurrentColumn) -> CurrentColumn:
     """Two current statistics of the same column summed (min/max by min/max)."""
     if isinstance(a, NumericCurrent) and isinstance(b, NumericCurrent):
@@ -344,3 +346,119 @@ def _pick(f: Any, a: float | None, b: float | None) -> float | None:
     if b is None:
         return a
     return float(f(a, b))
+
+
+@dataclass
+class Profile:
+    """A reference's statistics: inputs (``columns``) and model outputs (``outputs``)."""
+
+    rows: int
+    columns: list[ReferenceColumn]
+    outputs: list[ReferenceColumn] = field(default_factory=list)
+    created_us: int = 0
+
+    def column(self, name: str) -> ReferenceColumn | None:
+        for col in (*self.columns, *self.outputs):
+            if col.name == name:
+                return col
+        return None
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "rows": self.rows,
+            "columns": [c.to_json() for c in self.columns],
+            "outputs": [c.to_json() for c in self.outputs],
+            "created_us": self.created_us,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Profile:
+        if d.get("format", FORMAT) != FORMAT:
+            raise UsageError(f"profile format {d.get('format')!r} is not supported")
+        return cls(
+            rows=int(d["rows"]),
+            columns=[reference_column(c) for c in d.get("columns") or []],
+            outputs=[reference_column(c) for c in d.get("outputs") or []],
+            created_us=int(d.get("created_us") or 0),
+        )
+
+
+@dataclass
+class Current:
+    """Current data counted on a reference's bins; windows add ``extra`` fields
+    (``violations``, ``refused``, ``requests``, ``calibration_counts``), summed on merge."""
+
+    rows: int
+    columns: list[CurrentColumn]
+    outputs: list[CurrentColumn] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def column(self, name: str) -> CurrentColumn | None:
+        for col in (*self.columns, *self.outputs):
+            if col.name == name:
+                return col
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "format": FORMAT,
+            "rows": self.rows,
+            "columns": [c.to_json() for c in self.columns],
+            "outputs": [c.to_json() for c in self.outputs],
+        }
+        out.update(self.extra)
+        return out
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Current:
+        known = {"format", "rows", "columns", "outputs"}
+        return cls(
+            rows=int(d.get("rows", 0)),
+            columns=[current_column(c) for c in d.get("columns") or []],
+            outputs=[current_column(c) for c in d.get("outputs") or []],
+            extra={k: v for k, v in d.items() if k not in known},
+        )
+
+
+def merge(a: Current, b: Current) -> Current:
+    """Two current statistics summed (windows of several replicas, or of a time span)."""
+    return Current(
+        rows=a.rows + b.rows,
+        columns=_merge_list(a.columns, b.columns),
+        outputs=_merge_list(a.outputs, b.outputs),
+        extra=_merge_extra(a.extra, b.extra),
+    )
+
+
+def _merge_list(a: list[CurrentColumn], b: list[CurrentColumn]) -> list[CurrentColumn]:
+    by_name = {c.name: c for c in a}
+    order = [c.name for c in a]
+    for col in b:
+        if col.name in by_name:
+            by_name[col.name] = merge_columns(by_name[col.name], col)
+        else:
+            by_name[col.name] = col
+            order.append(col.name)
+    return [by_name[n] for n in order]
+
+
+def _merge_extra(a: Any, b: Any) -> Any:
+    """Numbers add, dicts merge key by key, lists add element by element."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = dict(a)
+        for key, value in b.items():
+            out[key] = _merge_extra(out[key], value) if key in out else value
+        return out
+    if isinstance(a, list) and isinstance(b, list):
+        longer, shorter = (a, b) if len(a) >= len(b) else (b, a)
+        return [
+            _merge_extra(x, shorter[i]) if i < len(shorter) else x for i, x in enumerate(longer)
+        ]
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a + b
+    return b

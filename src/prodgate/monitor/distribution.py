@@ -124,15 +124,11 @@ def pair(ref: NumericReference, cur: NumericCurrent) -> Pair:
         # The mass not at known values: the reference's bins, and out of range below
         # e0 / above ek, less the known values there; spread evenly.
         k = len(edges) - 1
-        bounds = [min(float(cur.min), float(edges[0])) if cur.min is not None else edges[0]]
-        mass = [float(cur.under)]
+        low = min(float(cur.min), float(edges[0])) if cur.min is not None else edges[0]
+        high = max(float(cur.max), float(edges[-1])) if cur.max is not None else edges[-1]
         bins = cur.counts if cur.counts is not None else np.zeros(max(k, 0))
-        bounds.extend(float(e) for e in edges)
-        mass.extend(float(c) for c in bins)
-        mass.append(float(cur.over))
-        bounds.append(max(float(cur.max), float(edges[-1])) if cur.max is not None else edges[-1])
-        b = np.array(bounds)
-        masses = np.array(mass)
+        b = np.concatenate(([low], edges, [high])).astype(np.float64)
+        masses = np.concatenate(([cur.under], bins, [cur.over])).astype(np.float64)
         # Known values (point masses) come off the bin that counted them.
         if len(cur_keys):
             where = np.searchsorted(b[1:-1], cur_keys, side="right")  # 0: under

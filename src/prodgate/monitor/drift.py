@@ -125,6 +125,18 @@ class DriftReport:
     def column(self, name: str) -> ColumnDrift | None:
         return next((c for c in self.columns if c.column == name), None)
 
+    def figures(self) -> dict[str, float]:
+        """Flat figures for alert rules: ``drift share``, ``drift(col)`` (the statistic),
+        ``drifted(col)`` (0 or 1) and ``psi(col)``."""
+        out: dict[str, float] = {"drift share": self.share_drifted}
+        for c in self.columns:
+            if c.statistic is not None:
+                out[f"drift({c.column})"] = c.statistic
+            out[f"drifted({c.column})"] = 1.0 if c.drifted else 0.0
+            if c.psi is not None:
+                out[f"psi({c.column})"] = c.psi
+        return out
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "columns": [c.as_dict() for c in self.columns],

@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,31 +25,34 @@ import pyarrow.compute as pc
 
 from prodgate.exceptions import UsageError
 from prodgate.monitor.binning import (
+    aligned,
     bin_counts,
+    cell_of,
     chunk_stats,
     combine_stats,
     floats,
     grid_tables,
     match_values,
+    to_numpy,
 )
 from prodgate.monitor.columns import (
     FEW_VALUES,
+    MAX_CURRENT_CATEGORIES,
     QUANTILES,
     SMALL_REFERENCE,
     CategoricalCurrent,
     CategoricalReference,
+    Current,
     CurrentColumn,
     NumericCurrent,
     NumericReference,
+    Profile,
     ReferenceColumn,
-    current_column,
-    merge_columns,
-    reference_column,
+    merge,
     value_key,
 )
 from prodgate.monitor.sources import COLUMN_BUDGET, Chunks, Source, open_source
 
-FORMAT = 1
 #: Bins of a numeric reference column (edges: at most one more).
 MAX_BINS = 1000
 #: Categories a reference column names one by one (all of them in a small reference).
@@ -59,133 +61,20 @@ TOP_CATEGORIES = 100
 GRID = 1 << 18
 #: The weight of the values' share (against the range's) in placing numeric edges.
 MASS_SHARE = 0.8
+#: Values processed at once (2 MB of float64): the size of every temporary array.
+BLOCK = 1 << 18
 #: Cells of the grid used to count current data on a reference's bins.
-CURRENT_GRID = 1 << 16
+CURRENT_GRID = 1 << 18
 
 __all__ = [
     "Current",
     "Profile",
     "against",
+    "count_column",
     "merge",
     "profile",
     "profile_column",
 ]
-
-
-@dataclass
-class Profile:
-    """A reference's statistics: inputs (``columns``) and model outputs (``outputs``)."""
-
-    rows: int
-    columns: list[ReferenceColumn]
-    outputs: list[ReferenceColumn] = field(default_factory=list)
-    created_us: int = 0
-
-    def column(self, name: str) -> ReferenceColumn | None:
-        for col in (*self.columns, *self.outputs):
-            if col.name == name:
-                return col
-        return None
-
-    @property
-    def names(self) -> list[str]:
-        return [c.name for c in self.columns]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT,
-            "rows": self.rows,
-            "columns": [c.to_json() for c in self.columns],
-            "outputs": [c.to_json() for c in self.outputs],
-            "created_us": self.created_us,
-        }
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Profile:
-        if d.get("format", FORMAT) != FORMAT:
-            raise UsageError(f"profile format {d.get('format')!r} is not supported")
-        return cls(
-            rows=int(d["rows"]),
-            columns=[reference_column(c) for c in d.get("columns") or []],
-            outputs=[reference_column(c) for c in d.get("outputs") or []],
-            created_us=int(d.get("created_us") or 0),
-        )
-
-
-@dataclass
-class Current:
-    """Current data counted on a reference's bins; windows add ``extra`` fields
-    (``violations``, ``refused``, ``requests``, ``calibration_counts``), summed on merge."""
-
-    rows: int
-    columns: list[CurrentColumn]
-    outputs: list[CurrentColumn] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def column(self, name: str) -> CurrentColumn | None:
-        for col in (*self.columns, *self.outputs):
-            if col.name == name:
-                return col
-        return None
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "format": FORMAT,
-            "rows": self.rows,
-            "columns": [c.to_json() for c in self.columns],
-            "outputs": [c.to_json() for c in self.outputs],
-        }
-        out.update(self.extra)
-        return out
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Current:
-        known = {"format", "rows", "columns", "outputs"}
-        return cls(
-            rows=int(d.get("rows", 0)),
-            columns=[current_column(c) for c in d.get("columns") or []],
-            outputs=[current_column(c) for c in d.get("outputs") or []],
-            extra={k: v for k, v in d.items() if k not in known},
-        )
-
-
-def merge(a: Current, b: Current) -> Current:
-    """Two current statistics summed (windows of several replicas, or of a time span)."""
-    return Current(
-        rows=a.rows + b.rows,
-        columns=_merge_list(a.columns, b.columns),
-        outputs=_merge_list(a.outputs, b.outputs),
-        extra=_merge_extra(a.extra, b.extra),
-    )
-
-
-def _merge_list(a: list[CurrentColumn], b: list[CurrentColumn]) -> list[CurrentColumn]:
-    by_name = {c.name: c for c in a}
-    order = [c.name for c in a]
-    for col in b:
-        if col.name in by_name:
-            by_name[col.name] = merge_columns(by_name[col.name], col)
-        else:
-            by_name[col.name] = col
-            order.append(col.name)
-    return [by_name[n] for n in order]
-
-
-def _merge_extra(a: Any, b: Any) -> Any:
-    """Numbers add, dicts merge key by key, lists add element by element."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = dict(a)
-        for key, value in b.items():
-            out[key] = _merge_extra(out[key], value) if key in out else value
-        return out
-    if isinstance(a, list) and isinstance(b, list):
-        longer, shorter = (a, b) if len(a) >= len(b) else (b, a)
-        return [
-            _merge_extra(x, shorter[i]) if i < len(shorter) else x for i, x in enumerate(longer)
-        ]
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return a + b
-    return b
 
 
 # --------------------------------------------------------------------------- profile
@@ -313,15 +202,26 @@ FloatChunks = Callable[[], Iterator[tuple[np.ndarray, int, int]]]
 
 
 def _float_chunks(chunks: Chunks, rows: int) -> FloatChunks:
-    """The column's values as float64 chunks: converted once and kept when the column
-    fits the memory budget, converted again on each pass otherwise."""
+    """The column's values as float64, in blocks of at most :data:`BLOCK` values:
+    converted once and kept when the column fits the memory budget, converted again on
+    each pass otherwise. Blocks keep every temporary array small (a few MB), so they are
+    reused from the heap instead of mapped and faulted in afresh for each step."""
     if rows * 8 <= COLUMN_BUDGET:
         parts = [floats(c) for c in chunks()]
-        if len(parts) > 1:  # one array: the per-pass work is per array, not per value
-            x = np.concatenate([p[0] for p in parts])
-            parts = [(x, sum(p[1] for p in parts), sum(p[2] for p in parts))]
-        return lambda: iter(parts)
-    return lambda: (floats(c) for c in chunks())
+        return lambda: _blocks(parts)
+    return lambda: _blocks(floats(c) for c in chunks())
+
+
+def _blocks(
+    parts: Iterable[tuple[np.ndarray, int, int]],
+) -> Iterator[tuple[np.ndarray, int, int]]:
+    for x, nulls, invalid in parts:
+        if len(x) <= BLOCK:
+            yield x, nulls, invalid
+            continue
+        for start in range(0, len(x), BLOCK):
+            first = start == 0
+            yield x[start : start + BLOCK], nulls if first else 0, invalid if first else 0
 
 
 def _profile_numeric(
@@ -364,7 +264,10 @@ def _profile_numeric(
         quantiles = np.quantile(np.concatenate(small), QUANTILES)
         edges, bins = _edges_of_values(uniq, counts)
     else:
-        few = _few_values(passes, n)
+        if dtype != "float" and hi - lo < 2**16:
+            few = _few_integers(passes, lo, hi)
+        else:
+            few = _few_values(passes, n)
         if few is not None:
             uniq, counts = few
             values = {value_key(float(v)): int(c) for v, c in zip(uniq, counts, strict=True)}
@@ -379,6 +282,15 @@ def _profile_numeric(
                 wide = (min(lo, span[0]), max(hi, span[1]))
             edges, quantiles = _quantile_edges(passes, n, *wide)
             quantiles = np.clip(quantiles, lo, hi)
+            # The reference's own range stays exact: [.., min) and (max, ..] bins are
+            # out of its range (quality counts them), [min, .., max] in it.
+            bounds = []
+            if wide[0] < lo:
+                bounds.append(lo)
+            if wide[1] > hi:
+                bounds.append(float(np.nextafter(hi, np.inf)))
+            if bounds:
+                edges = np.unique(np.concatenate((edges, bounds)))
             bins = np.zeros(len(edges) - 1, np.int64)
     if fixed is not None:
         edges = np.asarray(fixed, dtype=np.float64)
@@ -412,6 +324,20 @@ def _edges_of_values(uniq: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, 
     bins = counts[:-1].astype(np.int64).copy()
     bins[-1] += counts[-1]
     return uniq.astype(np.float64), bins
+
+
+def _few_integers(
+    passes: FloatChunks, lo: float, hi: float
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Like :func:`_few_values` for integers in a short range: one bincount."""
+    counts = np.zeros(int(hi - lo) + 1, np.int64)
+    for x, _, _ in passes():
+        if len(x):
+            counts += np.bincount((x - lo).astype(np.int64), minlength=len(counts))
+    present = np.flatnonzero(counts)
+    if len(present) > FEW_VALUES:
+        return None
+    return lo + present.astype(np.float64), counts[present]
 
 
 def _few_values(passes: FloatChunks, n: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -453,9 +379,7 @@ def _quantile_edges(
     cells = np.zeros(GRID, np.int64)
     for x, _, _ in passes():
         if len(x):
-            g = ((x - lo) * scale).astype(np.intp)
-            np.clip(g, 0, GRID - 1, out=g)
-            cells += np.bincount(g, minlength=GRID)
+            cells += np.bincount(cell_of(x, lo, scale, GRID), minlength=GRID)
     cum = np.cumsum(cells)
     # Edges at equal steps of a blend of the values' share and the range's share: bins
     # hold at most ~1/800 of the values and span at most ~1/200 of the range, so that a
@@ -464,7 +388,7 @@ def _quantile_edges(
     levels = np.arange(1, MAX_BINS) / MAX_BINS
     boundary = np.unique(np.searchsorted(blend, levels, side="left") + 1)
     boundary = boundary[(boundary > 0) & (boundary < GRID)]
-    inner = lo + boundary / scale
+    inner = aligned(boundary.astype(np.float64), lo, scale)
     inner = inner[(inner > lo) & (inner < hi)]
     edges = np.unique(np.concatenate(([lo], inner, [hi])))
     target = np.array(QUANTILES) * n
@@ -522,7 +446,7 @@ def _category_counts(chunks: Chunks) -> tuple[np.ndarray, np.ndarray, int, int]:
         )
     return (
         np.asarray(keys.to_pylist(), dtype=object),
-        np.asarray(totals.to_numpy(zero_copy_only=False), dtype=np.int64),
+        to_numpy(totals).astype(np.int64),
         nulls,
         rows,
     )
@@ -640,8 +564,6 @@ def _count_numeric(ref: NumericReference, chunks: Chunks) -> NumericCurrent:
 
 
 def _count_categorical(ref: CategoricalReference, chunks: Chunks) -> CategoricalCurrent:
-    from prodgate.monitor.columns import MAX_CURRENT_CATEGORIES
-
     keys, counts, nulls, rows = _category_counts(chunks)
     known = np.array([k in ref.counts for k in keys.tolist()], dtype=bool)
     # The reference's categories first, then the most frequent new ones.

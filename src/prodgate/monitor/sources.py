@@ -22,6 +22,10 @@ from prodgate.exceptions import UsageError
 #: A column larger than this (decoded) is streamed from the Parquet file per row group.
 COLUMN_BUDGET = 256 * 1024 * 1024
 
+#: Columns read together (decoded in parallel), within this many bytes.
+GROUP_COLUMNS = 2
+GROUP_BUDGET = 64 * 1024 * 1024
+
 Chunks = Callable[[], Iterator[pa.Array]]
 
 
@@ -119,25 +123,48 @@ def _parquet_source(path: Path, label: str) -> Source:
         if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
     ]
 
-    def column(name: str) -> Chunks:
+    def decoded(name: str) -> int:
         index = arrow_schema.get_field_index(name)
         size = sum(
             meta.row_group(g).column(index).total_uncompressed_size
             for g in range(meta.num_row_groups)
         )
-        dictionary = [name] if name in strings else None
-        if size <= COLUMN_BUDGET:
-            # ParquetFile.read, not pq.read_table: that one imports pyarrow.dataset (and
-            # pandas), a second of start-up for nothing here.
-            reader = (
-                file if dictionary is None else pq.ParquetFile(path, read_dictionary=dictionary)
-            )
-            chunks = reader.read(columns=[name]).column(0).chunks
+        return int(max(size, meta.num_rows * 8))
+
+    order = list(arrow_schema.names)
+    kept: dict[str, list[pa.Array]] = {}
+
+    def read_group(name: str) -> None:
+        """The column, and the next few in the schema's order: one read decodes them
+        in parallel (a column is one task), within :data:`GROUP_BUDGET` bytes."""
+        group, budget = [name], decoded(name)
+        for other in order[order.index(name) + 1 :]:
+            if len(group) >= GROUP_COLUMNS or other in kept:
+                break
+            size = decoded(other)
+            if budget + size > GROUP_BUDGET:
+                break
+            group.append(other)
+            budget += size
+        wanted = [n for n in group if n in strings]
+        # ParquetFile.read, not pq.read_table: that one imports pyarrow.dataset (and
+        # pandas), a second of start-up for nothing here.
+        reader = pq.ParquetFile(path, read_dictionary=wanted) if wanted else file
+        table = reader.read(columns=group)
+        for i, n in enumerate(group):
+            kept[n] = table.column(i).chunks
+
+    def column(name: str) -> Chunks:
+        if decoded(name) <= COLUMN_BUDGET:
+            if name not in kept:
+                read_group(name)
+            chunks = kept.pop(name)
 
             def cached() -> Iterator[pa.Array]:
                 yield from chunks
 
             return cached
+        dictionary = [name] if name in strings else None
 
         def streamed() -> Iterator[pa.Array]:
             reader = pq.ParquetFile(path, read_dictionary=dictionary)
