@@ -146,11 +146,26 @@ def test_empty_police_report_appears_at_the_rate_and_breaks_the_contract() -> No
     assert all(VALIDATOR.is_valid(r) != f for r, f in zip(rows, flags, strict=True))
 
 
+def test_customer_age_goes_missing_at_the_rate_within_the_contract() -> None:
+    base = generate(10_000, seed=3)
+    df = generate(10_000, seed=3, missing_age_rate=0.3)
+    missing = df["customer_age"].isna()
+    assert 0.28 + base["customer_age"].isna().mean() * 0.5 <= missing.mean() <= 0.34
+    # Only customer_age moves: every other column is the seed's own.
+    pd.testing.assert_frame_equal(
+        df.drop(columns="customer_age"), base.drop(columns="customer_age")
+    )
+    rows = requests(df.head(1_000))
+    assert all(VALIDATOR.is_valid(r) for r in rows)
+
+
 def test_knobs_are_checked() -> None:
     with pytest.raises(ValueError, match="inflation"):
         generate(10, inflation=0)
     with pytest.raises(ValueError, match="empty_field_rate"):
         generate(10, empty_field_rate=1.5)
+    with pytest.raises(ValueError, match="missing_age_rate"):
+        generate(10, missing_age_rate=-0.1)
 
 
 def test_high_value_cohort_has_its_own_positive_rate(claims: pd.DataFrame) -> None:

@@ -127,6 +127,13 @@ def _positive(text: str) -> float:
     return value
 
 
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise ValueError("must be a number, 0 or more")
+    return value
+
+
 def _folder(text: str) -> str:
     if Path(text).expanduser().is_file():
         raise ValueError(f"{text} is a file, not a folder")
@@ -294,6 +301,12 @@ class Settings:
         True, "Run the rollout controller inside the server (one replica drives each rollout)."
     )
     controller_interval: float = _setting(1.0, "Seconds between rollout controller ticks.")
+    monitor_interval: float = _setting(
+        10.0,
+        "Seconds between evaluations of the services' alert rules in the server (0: none "
+        "here; on a shared store one replica wins each transition).",
+        parse=_non_negative,
+    )
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod

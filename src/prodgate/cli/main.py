@@ -36,6 +36,7 @@ def cli(ctx: click.Context, /, **options: Any) -> None:
 #: The modules of ``prodgate.cli`` that hold commands, one per noun.
 _NOUNS = (
     "audit",
+    "contract",
     "demo",
     "drift",
     "evaluation",

@@ -35,6 +35,7 @@ from prodgate.audit import log
 from prodgate.audit.record import Record
 from prodgate.exceptions import NoRolloutError, RolloutRefused, RolloutStateError
 from prodgate.monitor.window import VersionStats, window_stats
+from prodgate.rollout import drift_check
 from prodgate.rollout.analysis import CheckResult, compare
 from prodgate.rollout.commands import abort, confirm, pause, resume, start
 from prodgate.rollout.split import all_deployments, clear_canary, promote_canary, set_split
@@ -122,7 +123,21 @@ def _judge(store: Store, service: ServiceSpec, r: Rollout, now: int) -> _Verdict
         baseline = window_stats(
             conn, r.service, r.baseline_version, start, now, business, quality_start_us=since
         )
+        drift = None
+        if p.checks.max_output_drift is not None:
+            drift = drift_check.check(
+                conn,
+                r.service,
+                r.canary_version,
+                r.baseline_version,
+                start,
+                now,
+                p.checks.max_output_drift,
+                min_rows=p.min_requests,
+            )
     checks = compare(canary, baseline, p.checks)
+    if drift is not None:
+        checks.append(drift)
     failed = "; ".join(c.detail for c in checks if not c.passed)
     return _Verdict(canary, baseline, checks, failed, judged=True)
 

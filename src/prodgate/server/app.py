@@ -18,6 +18,9 @@ from starlette.types import Receive, Scope, Send
 from prodgate import spec as spec_module
 from prodgate.exceptions import ProdgateError
 from prodgate.identity.keyring import KeyRing
+from prodgate.monitor.alerts import AlertMetrics, run_monitor
+from prodgate.monitor.operational import default_source
+from prodgate.monitor.webhooks import Webhooks
 from prodgate.pipeline.gateway import Gateway
 from prodgate.pipeline.metrics import Metrics
 from prodgate.rollout.controller import run_controller
@@ -42,6 +45,7 @@ def create_app(
     replaces what the settings would build (tests give in-memory exporters)."""
     spec = spec or spec_module.load(settings.spec_path)
     metrics = Metrics()
+    alert_metrics = AlertMetrics(metrics.registry)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -60,6 +64,23 @@ def create_app(
             controller = asyncio.get_running_loop().create_task(
                 run_controller(store, spec, settings.controller_interval, stop=stopping)
             )
+        monitor, webhooks = None, None
+        if settings.monitor_interval > 0 and any(s.monitor.alerts for s in spec.services.values()):
+            # Alert rules, evaluated beside the gateway; on a shared store every replica
+            # evaluates and one wins each transition (a conditional update).
+            webhooks = Webhooks(alert_metrics)
+            await webhooks.start()
+            monitor = asyncio.get_running_loop().create_task(
+                run_monitor(
+                    store,
+                    spec,
+                    default_source(),
+                    settings.monitor_interval,
+                    metrics=alert_metrics,
+                    webhooks=webhooks,
+                    stop=stopping,
+                )
+            )
         try:
             yield
         finally:
@@ -68,6 +89,10 @@ def create_app(
             stopping.set()
             if controller is not None:
                 await controller
+            if monitor is not None:
+                await monitor
+            if webhooks is not None:
+                await webhooks.stop()
             await gateway.stop()
             store.dispose()
 

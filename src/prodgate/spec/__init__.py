@@ -7,6 +7,7 @@ A dependency-free package (nothing of prodgate but its exceptions):
 - :mod:`~prodgate.spec.service`: :class:`Spec` and :class:`ServiceSpec`, as the rest sees them;
 - :mod:`~prodgate.spec.cohorts`, :mod:`~prodgate.spec.costs`, :mod:`~prodgate.spec.gates`:
   the slices, business costs and quality gates a version is judged by;
+- :mod:`~prodgate.spec.monitor`: the production window, drift settings and alert rules;
 - :mod:`~prodgate.spec.policy`: approvals and rollout policy, and building a service's
   :class:`Policy` from its mapping.
 """
@@ -22,6 +23,7 @@ from prodgate.spec.gates import (
     parse_gate,
 )
 from prodgate.spec.loading import load, normalize_contract, parse
+from prodgate.spec.monitor import MonitorSpec, Rule, parse_rule
 from prodgate.spec.policy import Approvals, Checks, Policy, RolloutPolicy
 from prodgate.spec.schema import SERVICE_NAME, SPEC_SCHEMA
 from prodgate.spec.service import Owner, ServiceSpec, Spec
@@ -41,9 +43,11 @@ __all__ = [
     "Condition",
     "Cost",
     "Gate",
+    "MonitorSpec",
     "Owner",
     "Policy",
     "RolloutPolicy",
+    "Rule",
     "ServiceSpec",
     "Spec",
     "load",
@@ -51,4 +55,5 @@ __all__ = [
     "parse",
     "parse_condition",
     "parse_gate",
+    "parse_rule",
 ]

@@ -27,6 +27,7 @@ import yaml
 
 from prodgate.exceptions import SpecError
 from prodgate.spec import guard as guard_module
+from prodgate.spec import monitor as monitor_module
 from prodgate.spec import policy as policy_module
 from prodgate.spec.llm import (
     Breaker,
@@ -232,6 +233,17 @@ def parse(text: str, file: Path) -> Spec:
             if why:
                 problems.append(_problem(file, lines, (*base, *where), why))
                 continue
+            try:
+                monitor = monitor_module.build(
+                    raw.get("monitor"),
+                    raw["kind"],
+                    list(contract["properties"]),
+                    [c.name for c in policy.cohorts],
+                    business=policy.business is not None,
+                )
+            except monitor_module.MonitorProblem as exc:
+                problems.append(_problem(file, lines, (*base, *exc.path), exc.message))
+                continue
             owner = raw["owner"]
             batching = raw.get("batching", {})
             services[name] = ServiceSpec(
@@ -250,6 +262,7 @@ def parse(text: str, file: Path) -> Spec:
                 policy=policy,
                 llm=llm,
                 guard=guard,
+                monitor=monitor,
             )
     if problems:
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""

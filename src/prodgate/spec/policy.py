@@ -54,6 +54,10 @@ class Checks:
     #: How sure the analysis must be that cost or accuracy is worse than its limit
     #: before that check fails (one-sided z-test); 0 compares the point values only.
     confidence: float = 0.95
+    #: The largest Jensen-Shannon distance between the canary's outputs (predictions,
+    #: confidences) and production's over an interval, from the production windows;
+    #: None: not checked (see :mod:`prodgate.rollout.drift_check`).
+    max_output_drift: float | None = None
 
 
 @dataclass(frozen=True)

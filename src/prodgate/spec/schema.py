@@ -6,6 +6,7 @@ from typing import Any
 
 from prodgate.spec.costs import OUTCOMES
 from prodgate.spec.guard import GUARD_SCHEMA
+from prodgate.spec.monitor import MONITOR_SCHEMA
 from prodgate.spec.policy import Checks
 
 SERVICE_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -207,6 +208,7 @@ SPEC_SCHEMA: dict[str, Any] = {
                 "kind": {"enum": ["classifier", "regressor", "llm"]},
                 "llm": LLM_SCHEMA,
                 "guard": GUARD_SCHEMA,
+                "monitor": MONITOR_SCHEMA,
                 "labels": {
                     "type": "array",
                     "minItems": 2,

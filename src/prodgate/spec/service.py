@@ -11,6 +11,8 @@ from typing import Any
 from prodgate.exceptions import UnknownServiceError
 from prodgate.spec.guard import OFF, GuardSpec
 from prodgate.spec.llm import LlmService, Provider
+from prodgate.spec.monitor import OFF as NO_MONITOR
+from prodgate.spec.monitor import MonitorSpec
 from prodgate.spec.policy import Policy
 
 
@@ -44,6 +46,8 @@ class ServiceSpec:
     llm: LlmService | None = None
     #: The rails on both sides of the model (detectors, thresholds, actions).
     guard: GuardSpec = OFF
+    #: The production window, drift settings, alert rules and webhooks.
+    monitor: MonitorSpec = NO_MONITOR
 
     @property
     def feature_names(self) -> list[str]:

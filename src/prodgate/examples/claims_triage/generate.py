@@ -28,7 +28,9 @@ How the data is made (all vectorised numpy, deterministic for a seed):
 The shift knobs make the production traffic drift from the training data:
 ``inflation`` scales the amounts, ``new_claim_type_rate`` turns that share of claims into
 a ``cyber`` claim (a type the contract does not know), ``empty_field_rate`` empties that
-share of ``police_report`` (None; the contract does not allow it).
+share of ``police_report`` (None; the contract does not allow it), and
+``missing_age_rate`` empties that share of ``customer_age`` besides the usual 2% (NaN; the
+contract allows it, so only monitoring sees it).
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ def generate(
     inflation: float = 1.0,
     new_claim_type_rate: float = 0.0,
     empty_field_rate: float = 0.0,
+    missing_age_rate: float = 0.0,
 ) -> pd.DataFrame:
     """Return *n* synthetic claims: the :data:`FEATURES` columns and :data:`LABEL`.
 
@@ -91,7 +94,8 @@ def generate(
     traffic drifts: *inflation* multiplies every amount (the label is drawn before, so
     it does not change), *new_claim_type_rate* is the share of claims whose type becomes
     ``"cyber"``, *empty_field_rate* the share whose ``police_report`` is None (the
-    column is then of object dtype). ``customer_age`` is a float column, NaN when
+    column is then of object dtype), *missing_age_rate* the share whose
+    ``customer_age`` goes missing on top of the usual. ``customer_age`` is a float column, NaN when
     missing (about 2%), whole numbers otherwise.
     """
     if n < 0:
@@ -101,6 +105,7 @@ def generate(
     for name, rate in (
         ("new_claim_type_rate", new_claim_type_rate),
         ("empty_field_rate", empty_field_rate),
+        ("missing_age_rate", missing_age_rate),
     ):
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"{name} must be within [0, 1], not {rate}")
@@ -149,6 +154,7 @@ def generate(
     # The shifts draw last and always, so the knobs change nothing else for a seed.
     new_type = rng.random(n) < new_claim_type_rate
     empty = rng.random(n) < empty_field_rate
+    customer_age[rng.random(n) < missing_age_rate] = np.nan
     types = np.array(CLAIM_TYPES, dtype=object)[type_idx]
     types[new_type] = NEW_CLAIM_TYPE
     police_col: np.ndarray = police
