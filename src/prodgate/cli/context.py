@@ -13,10 +13,12 @@ import orjson
 from prodgate import spec as spec_module
 from prodgate.exceptions import ProdgateError
 from prodgate.identity.actor import Actor
-from prodgate.registry.versions import MAX_VERSION
+from prodgate.registry.numbers import MAX_VERSION
 from prodgate.settings import GLOBAL, Setting, Settings, options
 from prodgate.spec import Spec
-from prodgate.store.engine import Store, open_store
+
+if TYPE_CHECKING:
+    from prodgate.store.engine import Store
 
 
 @dataclass
@@ -39,6 +41,8 @@ class Context:
 
     def store(self) -> Store:
         if self._store is None:
+            from prodgate.store.engine import open_store  # the store's imports, when needed
+
             self._store = open_store(self.settings)
         return self._store
 

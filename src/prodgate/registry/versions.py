@@ -15,7 +15,7 @@ from prodgate.audit import log
 from prodgate.exceptions import ArtifactError, ProdgateError, UnknownVersionError, UsageError
 from prodgate.identity.actor import Actor
 from prodgate.registry import artifacts as artifact_store
-from prodgate.registry import sources
+from prodgate.registry import numbers, sources
 from prodgate.registry import trust as trust_module
 from prodgate.registry.fingerprint import data_fingerprint, sha256_path
 from prodgate.runtime.base import FLAVORS, Trust
@@ -27,8 +27,7 @@ from prodgate.spec import ServiceSpec
 from prodgate.store.engine import LOCK_REGISTRY, Store, now_us
 from prodgate.store.tables import versions
 
-#: The largest version number (the store keeps them as 32-bit integers).
-MAX_VERSION = 2**31 - 1
+MAX_VERSION = numbers.MAX_VERSION
 
 
 @dataclass(frozen=True)

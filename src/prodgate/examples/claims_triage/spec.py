@@ -110,6 +110,21 @@ ROLLOUT: dict[str, Any] = {
 }
 
 
+#: Production monitoring: windows of five minutes compared with the training data's
+#: profile, and the alerts the claims team wants: the inputs moving, customer_age
+#: arriving empty (the contract allows a null, so only monitoring sees it), callers
+#: breaking the contract, and the accuracy to expect before the labels come.
+MONITOR: dict[str, Any] = {
+    "window": "5m",
+    "alerts": [
+        {"name": "inputs-drifting", "when": "drift share > 0.3"},
+        {"name": "customer-age-missing", "when": "null_rate(customer_age) > 0.10", "clear": 0.05},
+        {"name": "contract-violations", "when": "contract violations > 1%", "clear": 0.005},
+        {"name": "accuracy-expected-low", "when": "estimated accuracy < 0.85"},
+    ],
+}
+
+
 def spec_document() -> dict[str, Any]:
     """The ``prodgate.yaml`` document for the example, as a plain dict: the
     claims-triage classifier, and the claims-letter LLM service with its providers
@@ -139,6 +154,7 @@ def spec_document() -> dict[str, Any]:
                 "gates": list(GATES),
                 "approvals": {"required": 2, "separation_of_duties": True},
                 "rollout": copy.deepcopy(ROLLOUT),
+                "monitor": copy.deepcopy(MONITOR),
             }
         },
     }
