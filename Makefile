@@ -5,7 +5,7 @@ BIN = $(VENV)/bin
 PORT ?= 8000
 DEMO_HOME ?= .prodgate-demo
 
-.PHONY: install install-dev demo test check lint format bench bench-replicas bench-keys bench-llm bench-guard bench-drift clean
+.PHONY: install install-dev demo test check lint format bench bench-replicas bench-keys bench-llm bench-guard bench-drift bench-monitor clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,10 @@ bench-guard: $(VENV)/.dev
 ## bench-drift: prodgate drift compare against Evidently's DataDriftPreset on the same Parquet files (installs Evidently into bench/.venvs once)
 bench-drift: $(VENV)/.dev
 	$(BIN)/python bench/drift_vs_evidently.py
+
+## bench-monitor: the gateway with production monitoring on against off, in one run (needs wrk)
+bench-monitor: $(VENV)/.dev
+	$(BIN)/python bench/monitor_overhead.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_HOME) .pytest_cache .mypy_cache .ruff_cache

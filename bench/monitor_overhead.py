@@ -26,8 +26,10 @@ rest of a busy machine than throughput) at most 1.05x; no non-2xx answer, as man
 audit records as 2xx answers, and the windows in the store counting every request
 monitoring on answered.
 
-Run it from the repository root (about 5 minutes)::
+Run it from the repository root (about 7 minutes)::
 
+    make bench-monitor
+    # or
     .venv/bin/python bench/monitor_overhead.py [--duration 10] [--rounds 10] [--markdown [FILE]]
 
 It needs ``wrk``; it exits 2 when wrk is missing, 1 when a target or check fails,

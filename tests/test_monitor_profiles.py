@@ -18,7 +18,7 @@ from prodgate.monitor import profiles
 from prodgate.monitor.tally import CONFIDENCE_EDGES
 from prodgate.settings import Settings
 from prodgate.store.engine import open_store
-from prodgate.store.tables import audit_log
+from prodgate.store.tables import audit_log, monitor_windows
 
 
 def run(settings: Settings, *args: str) -> Result:
@@ -139,3 +139,24 @@ async def test_a_gateway_bins_on_a_profile_saved_while_it_runs(
         assert gateway.tally.layout("claims", 1).reference == computed["created_us"]
         r = await client.post("/v1/services/claims/predict", json={"inputs": GOOD})
         assert r.status_code == 200
+
+
+@pytest.mark.anyio
+async def test_monitoring_off_counts_nothing(sqlite_settings: Settings) -> None:
+    settings = sqlite_settings.with_(monitor=False)
+    write_spec(settings, SPEC)
+    register_and_deploy(settings)
+    async with running(settings) as client:
+        gateway = client.app.state.gateway  # type: ignore[attr-defined]
+        assert gateway.tally is None
+        assert gateway.recorder.tally is None
+        r = await client.post("/v1/services/claims/predict", json={"inputs": GOOD})
+        assert r.status_code == 200
+    store = open_store(settings)
+    try:
+        with store.read() as conn:
+            assert (
+                conn.execute(sa.select(sa.func.count()).select_from(monitor_windows)).scalar() == 0
+            )
+    finally:
+        store.dispose()
