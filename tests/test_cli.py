@@ -318,3 +318,34 @@ def test_the_cli_starts_without_the_heavy_libraries() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_command_table_names_every_command_of_every_module() -> None:
+    """Commands load from their module on first use, so a command missing from the
+    table would silently vanish from ``prodgate``."""
+    import importlib
+    import pkgutil
+
+    import prodgate.cli
+    from prodgate.cli.main import COMMANDS
+
+    found: dict[str, str] = {}
+    for info in pkgutil.iter_modules(prodgate.cli.__path__):
+        if info.name == "main":
+            continue
+        module = importlib.import_module(f"prodgate.cli.{info.name}")
+        for command in getattr(module, "COMMANDS", ()):
+            found.setdefault(command.name, info.name)
+    assert found == COMMANDS
+
+
+def test_a_quick_command_does_not_import_the_store() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from prodgate.cli.main import cli; "
+        "cli.get_command(None, 'drift'); print('sqlalchemy' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

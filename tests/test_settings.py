@@ -57,8 +57,11 @@ def test_the_dataclass_defaults_are_the_tables(
 
 def _commands(command: click.Command) -> Iterator[click.Command]:
     yield command
-    if isinstance(command, click.Group):
-        for sub in command.commands.values():
+    if isinstance(command, click.Group):  # groups load their commands on first use
+        ctx = click.Context(command)
+        for name in command.list_commands(ctx):
+            sub = command.get_command(ctx, name)
+            assert sub is not None, name
             yield from _commands(sub)
 
 
