@@ -35,6 +35,8 @@ from prodgate.store.engine import Store, now_us
 from prodgate.store.tables import evaluations
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
     from prodgate.evaluation.prompts import Limits, Step
 
 #: Rows per call to the model.
@@ -166,14 +168,18 @@ def score_version(
     progress: Progress | None = None,
     *,
     calibrate: bool = False,
+    predictions: Sequence[Prediction] | None = None,
 ) -> dict[str, Any]:
-    """Run *version* over *data* and score its decisions (nothing is stored). With
-    *calibrate*, a classifier's result also holds its ``calibration``: what its
-    confidence meant on these rows, for the label-free estimate of production windows
-    (:func:`prodgate.monitor.estimate.calibration`)."""
-    if progress:
-        progress(f"scoring {len(data.rows):,} rows with {service.name} version {version.number}...")
-    predictions = _predict(store, service, version, data.rows)
+    """Run *version* over *data* (or take its *predictions* on it) and score its
+    decisions (nothing is stored). With *calibrate*, a classifier's result also holds
+    its ``calibration``: what its confidence meant on these rows, for the label-free
+    estimate of production windows (:func:`prodgate.monitor.estimate.calibration`)."""
+    if predictions is None:
+        if progress:
+            progress(
+                f"scoring {len(data.rows):,} rows with {service.name} version {version.number}..."
+            )
+        predictions = _predict(store, service, version, data.rows)
     threshold = service.escalation_below
     escalated = [
         threshold is not None and p.confidence is not None and p.confidence < threshold
@@ -216,12 +222,14 @@ def store_evaluation(
     passed: bool,
     actor: str,
     audit: Mapping[str, Any],
+    then: Callable[[Connection, int], object] | None = None,
 ) -> int:
     """Store one evaluation (the result as JSON *text*) and its ``evaluate`` audit
     record in one transaction; its id. The record holds the data's fingerprint, the
     label column, *audit* (the figures worth keeping in the chain) and the sha256 of
     the stored result. Models and prompt versions alike are stored here, so approval
-    reads both the same way."""
+    reads both the same way. *then* is called in the same transaction with the
+    connection and the new evaluation's id (what else the evaluation changes)."""
     with store.write() as conn:
         inserted = conn.execute(
             evaluations.insert().values(
@@ -250,6 +258,8 @@ def store_evaluation(
             result_sha256=hashlib.sha256(text.encode()).hexdigest(),
         )
         log.append(store, conn, [record])
+        if then is not None:
+            then(conn, evaluation_id)
     return evaluation_id
 
 
@@ -294,8 +304,31 @@ def evaluate_version(
     with store.read() as conn:
         version = get_version(conn, service.name, version_number)
     data = load_dataset(service, data_path, label_column)
-    result = score_version(store, service, version, data, progress, calibrate=True)
+    if progress:
+        progress(f"scoring {len(data.rows):,} rows with {service.name} version {version.number}...")
+    predictions = _predict(store, service, version, data.rows)
+    result = score_version(
+        store, service, version, data, progress, calibrate=True, predictions=predictions
+    )
     text = orjson.dumps(result).decode()
+
+    def held_out_outputs(conn: Connection, evaluation_id: int) -> None:
+        # A classifier's outputs on held-out rows are the reference production's
+        # should be compared with, not its outputs on its own training rows.
+        if service.kind == "classifier":
+            from prodgate.monitor import profiles
+
+            profiles.replace_outputs(
+                store,
+                conn,
+                service,
+                version.number,
+                predictions,
+                evaluation_id=evaluation_id,
+                data=Path(data_path).name,
+                actor=actor,
+            )
+
     evaluation_id = store_evaluation(
         store,
         service,
@@ -313,6 +346,7 @@ def evaluate_version(
             "gates": result["gates"],
             "passed": result["passed"],
         },
+        then=held_out_outputs,
     )
     return StoredEvaluation(evaluation_id, result, data.fingerprint, data.label_column)
 

@@ -123,6 +123,85 @@ def save(
     return StoredProfile(service, version, profile, source, row["rows"], str(actor), created_us)
 
 
+def replace_outputs(
+    store: Store,
+    conn: Connection,
+    service: ServiceSpec,
+    version: int,
+    predictions: Sequence[Prediction],
+    *,
+    evaluation_id: int,
+    data: str,
+    actor: str,
+) -> StoredProfile | None:
+    """Make *predictions* (the version's answers to an evaluation's held-out rows) the
+    reference of *version*'s outputs, keeping its inputs; None (nothing written) when
+    the version has no stored profile. In *conn*'s transaction (the evaluation's own).
+
+    A model is over-confident on the rows it was trained on, so outputs profiled from
+    the training data make ``confidence`` look drifted on ordinary traffic; held-out
+    rows are what production looks like. Where the outputs came from is kept in the
+    profile (``inputs_source``, ``outputs_source``: the evaluation's id, data and
+    rows), in ``source`` and in the audit log.
+
+    Windows already counted against the profile stay comparable with it when the
+    outputs' bins are the same (the prediction is counted by class, the confidence on
+    fixed edges): the profile then keeps its ``created_us``, which the windows name as
+    the reference they were binned on. Otherwise (the confidence's exact values, kept
+    for a small reference, changed) it gets a new one and the gateways bin their next
+    windows on it."""
+    from prodgate.monitor.counters import Layout
+
+    row = conn.execute(
+        sa.select(profiles).where(profiles.c.service == service.name, profiles.c.version == version)
+    ).first()
+    if row is None:
+        return None
+    old = _stored(row)
+    profile = dict(old.profile)
+    outputs = [c.to_json() for c in output_columns(service, predictions)]
+    before = Layout.from_profile(service.kind, profile).outputs
+    profile["outputs"] = outputs
+    if Layout.from_profile(service.kind, profile).outputs != before:
+        profile["created_us"] = now_us()
+    inputs = str(profile.get("inputs_source") or old.source)
+    profile["inputs_source"] = inputs
+    profile["outputs_source"] = {
+        "evaluation_id": evaluation_id,
+        "data": data,
+        "rows": len(predictions),
+    }
+    source = f"{inputs} (outputs: evaluation {evaluation_id} on {data})"
+    created_us = now_us()
+    conn.execute(
+        profiles.update()
+        .where(profiles.c.service == service.name, profiles.c.version == version)
+        .values(
+            profile=orjson.dumps(profile, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
+            source=source,
+            created_by=str(actor),
+            created_at_us=created_us,
+        )
+    )
+    log.append(
+        store,
+        conn,
+        [
+            log.action(
+                "profile",
+                actor=actor,
+                service=service.name,
+                version=version,
+                source=source,
+                outputs_from={"evaluation_id": evaluation_id, "data": data},
+                rows=len(predictions),
+            )
+        ],
+    )
+    store.bump_generation(conn)
+    return StoredProfile(service.name, version, profile, source, old.rows, str(actor), created_us)
+
+
 def load(conn: Connection, service: str, version: int) -> StoredProfile | None:
     """*version*'s reference profile, or None when it has none."""
     row = conn.execute(
@@ -205,23 +284,33 @@ def compute(
         outputs.append(profile_column("prompt_chars", lengths, kind="numeric"))
     elif predict is not None:
         predictions = _predict(predict, _rows(head, service), progress)
-        values = [p.value for p in predictions]
-        kind = "numeric" if service.kind == "regressor" else "categorical"
-        if kind == "categorical":
-            values = [None if v is None else str(v) for v in values]
-        outputs.append(profile_column("prediction", values, kind=kind))
-        confidences = [p.confidence for p in predictions]
-        if any(c is not None for c in confidences):
-            outputs.append(
-                profile_column(
-                    "confidence",
-                    [float("nan") if c is None else float(c) for c in confidences],
-                    kind="numeric",
-                    edges=CONFIDENCE_EDGES,
-                )
-            )
+        outputs.extend(output_columns(service, predictions))
     reference.outputs = outputs
     return reference.to_json()
+
+
+def output_columns(service: ServiceSpec, predictions: Sequence[Prediction]) -> list[Any]:
+    """The outputs' reference columns of a model's *predictions*: ``prediction`` (the
+    class as text for classifiers, the value for regressors) and, when the model gives
+    one, ``confidence`` on the fixed edges :data:`CONFIDENCE_EDGES`."""
+    from prodgate.monitor.profile import profile_column
+
+    values = [p.value for p in predictions]
+    kind = "numeric" if service.kind == "regressor" else "categorical"
+    if kind == "categorical":
+        values = [None if v is None else str(v) for v in values]
+    out: list[Any] = [profile_column("prediction", values, kind=kind)]
+    confidences = [p.confidence for p in predictions]
+    if any(c is not None for c in confidences):
+        out.append(
+            profile_column(
+                "confidence",
+                [float("nan") if c is None else float(c) for c in confidences],
+                kind="numeric",
+                edges=CONFIDENCE_EDGES,
+            )
+        )
+    return out
 
 
 def compute_for_version(
