@@ -1,5 +1,5 @@
 """Evaluation and the reference profile: a classifier's outputs referenced on held-out
-rows (not its training rows).
+rows (not its training rows), and the ``drift.share`` gate on the evaluation data.
 
 The model is an unpruned random forest on the claims-triage example's data: sure of
 itself on the rows it learnt (confidence near 1), less so on new ones, which is what
@@ -24,6 +24,7 @@ from prodgate import spec as spec_module
 from prodgate.audit.record import KIND_INFERENCE, Record
 from prodgate.evaluation import evaluate_version
 from prodgate.evaluation.evaluate import _predict, input_rows
+from prodgate.evaluation.report import evaluation_text
 from prodgate.examples.claims_triage.generate import FEATURES, LABEL, generate
 from prodgate.examples.claims_triage.spec import SERVICE, spec_document
 from prodgate.examples.claims_triage.train import CATEGORICAL, PASSTHROUGH, save
@@ -35,7 +36,7 @@ from prodgate.monitor.tally import Layout, Window
 from prodgate.registry import versions
 from prodgate.runtime.base import Prediction
 from prodgate.settings import Settings
-from prodgate.spec import ServiceSpec
+from prodgate.spec import ServiceSpec, parse_gate
 from prodgate.store.engine import Store, now_us
 from prodgate.store.tables import audit_log, monitor_windows
 
@@ -218,3 +219,77 @@ def test_production_windows_are_judged_after_evaluate_and_after_a_re_evaluation(
     assert again.drift is not None
     assert int((again.current or {}).get("skipped") or 0) == 0
     assert not any("counted before" in n for n in again.notes)
+
+
+def test_a_drift_gate_passes_on_alike_data_and_fails_on_shifted_data(
+    settings: Settings, store: Store, files: Files, tmp_path: Path
+) -> None:
+    gates = ["drift.share <= 0.3", "drift.share <= 0.1"]
+    service = service_of(settings, gates)
+    versions.register(store, service, str(files.model), actor="maker", data=files.train)
+    alike = evaluate_version(store, service, 1, files.holdout, actor="tester").result
+    assert alike["drift"]["share_drifted"] == 0.0
+    assert alike["drift"]["reference"]["source"] == "train.parquet"
+    assert len(alike["drift"]["columns"]) == len(FEATURES)
+    assert all(g["passed"] for g in alike["gates"])
+    assert alike["passed"] is True
+
+    inflated = tmp_path / "inflated.parquet"
+    generate(2_000, seed=4, inflation=2.0).to_parquet(inflated, index=False)
+    result = evaluate_version(store, service, 1, inflated, actor="tester").result
+    assert result["drift"]["share_drifted"] == pytest.approx(1 / len(FEATURES))
+    verdicts = {g["gate"]: g for g in result["gates"]}
+    assert verdicts["drift.share <= 0.3"]["passed"] is True  # one column in eight
+    strict = verdicts["drift.share <= 0.1"]
+    assert strict["passed"] is False
+    assert strict["value"] == pytest.approx(0.125)
+    assert strict["detail"] == "drift.share is 0.125; needs <= 0.1 (drifted: claim_amount)"
+    text = evaluation_text(
+        result, service=SERVICE, version=1, dataset={}, label_column=LABEL, evaluation_id=2
+    )
+    assert (
+        "inputs against the reference profile (train.parquet): 1 of 8 columns drifted "
+        "(claim_amount)"
+    ) in text
+
+    # A new claim type too: two columns of eight. (customer_age arriving empty is a
+    # data-quality change, not drift: nulls are left out of the drift tests.)
+    moved = tmp_path / "moved.parquet"
+    generate(
+        2_000, seed=5, inflation=2.0, new_claim_type_rate=0.3, missing_age_rate=0.6
+    ).to_parquet(moved, index=False)
+    result = evaluate_version(store, service, 1, moved, actor="tester").result
+    drifted = {c["column"] for c in result["drift"]["columns"] if c["drifted"]}
+    assert drifted == {"claim_amount", "claim_type"}
+    assert [g["passed"] for g in result["gates"]] == [True, False]
+    assert result["passed"] is False
+
+
+def test_a_drift_gate_without_a_profile_is_not_measurable(
+    settings: Settings, store: Store, files: Files
+) -> None:
+    service = service_of(settings, ["drift.share <= 0.3"])
+    versions.register(store, service, str(files.model), actor="maker")  # no --data
+    result = evaluate_version(store, service, 1, files.holdout, actor="tester").result
+    assert result["drift"]["share_drifted"] is None
+    [gate] = result["gates"]
+    assert gate["passed"] is False
+    assert gate["value"] is None
+    assert gate["detail"].startswith(
+        "drift.share is not measurable: version 1 has no reference profile"
+    )
+    assert "prodgate profile claims-triage 1 --data FILE" in gate["detail"]
+    assert result["passed"] is False
+    with store.read() as conn:  # and evaluate stored none
+        assert profiles.load(conn, SERVICE, 1) is None
+
+
+def test_drift_gates_are_whole_data_gates() -> None:
+    assert parse_gate("drift.share <= 0.3", "classifier").metric == "drift.share"
+    assert parse_gate("drift.share <= 0.3", "regressor").metric == "drift.share"
+    with pytest.raises(ValueError, match="not per cohort"):
+        parse_gate("drift.share <= 0.3 on high_value", "classifier")
+    with pytest.raises(ValueError, match="not per cohort"):
+        parse_gate("no cohort drift.share more than 0.1 above overall", "classifier")
+    with pytest.raises(ValueError, match=r"unknown metric 'drift\.share'"):
+        parse_gate("drift.share <= 0.3", "llm")

@@ -21,6 +21,7 @@ import pandas as pd
 
 from prodgate.audit import log
 from prodgate.contract import Contract
+from prodgate.evaluation.drift import data_drift
 from prodgate.evaluation.gates import lookup
 from prodgate.evaluation.scoring import plain, score, truth_labels
 from prodgate.exceptions import ArtifactError, ProdgateError, UsageError
@@ -173,7 +174,9 @@ def score_version(
     """Run *version* over *data* (or take its *predictions* on it) and score its
     decisions (nothing is stored). With *calibrate*, a classifier's result also holds
     its ``calibration``: what its confidence meant on these rows, for the label-free
-    estimate of production windows (:func:`prodgate.monitor.estimate.calibration`)."""
+    estimate of production windows (:func:`prodgate.monitor.estimate.calibration`).
+    The result's ``drift`` is the data's drift from the version's reference profile
+    (:func:`prodgate.evaluation.drift.data_drift`), which ``drift.*`` gates read."""
     if predictions is None:
         if progress:
             progress(
@@ -192,6 +195,7 @@ def score_version(
         [p.value for p in predictions],
         [p.probabilities for p in predictions],
         escalated,
+        drift=data_drift(store, service, version.number, data.frame),
     )
     # Rows the gateway would refuse with 422 are scored all the same (they are the data
     # given), but the report says how many there were.

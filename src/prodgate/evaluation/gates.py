@@ -6,6 +6,9 @@ whole cohort (``on region``: every value must pass; the worst is reported). Rela
 gates (``no cohort accuracy more than 0.05 below overall``) compare every cohort entry
 of at least :data:`MIN_COHORT_ROWS` rows with the overall value and name the worst.
 A value that cannot be measured fails its gate: a gate proves something or it fails.
+``drift.share`` is the share of input columns of the evaluation data that drifted
+from the version's reference profile (the result's ``drift``); without a profile it
+is not measurable, and the verdict says why.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ def lookup(entry: Mapping[str, Any], metric: str) -> float | None:
     in one scored entry (overall or a cohort); None when it was not measured."""
     if metric == "escalation_rate":
         value = entry.get("escalation_rate")
+    elif metric == "drift.share":
+        value = (entry.get("drift") or {}).get("share_drifted")
     elif metric.startswith("business."):
         business = entry.get("business") or {}
         value = business.get(metric.split(".", 1)[1])
@@ -79,14 +84,24 @@ def _absolute(
     missing = [name for name, value in measured if value is None]
     if missing:
         where = "" if gate.cohort is None else f" on {', '.join(missing)}"
-        return _verdict(gate, False, None, f"{gate.metric}{where} is not measurable")
+        why = (overall.get("drift") or {}).get("note") if gate.metric.startswith("drift.") else None
+        tail = f": {why}" if why else ""
+        return _verdict(gate, False, None, f"{gate.metric}{where} is not measurable{tail}")
     values = [(name, v) for name, v in measured if v is not None]
     pick = min if gate.op in (">=", ">") else max
     name, worst = pick(values, key=lambda nv: nv[1])
     passed = _holds(worst, gate.op, gate.threshold)
     where = "" if gate.cohort is None else f" on {name}"
     prefix = "worst: " if len(values) > 1 else ""
-    return _verdict(gate, passed, worst, f"{prefix}{gate.metric}{where} is {_fmt(worst)}; {need}")
+    detail = f"{prefix}{gate.metric}{where} is {_fmt(worst)}; {need}"
+    if gate.metric.startswith("drift."):
+        drifted = [
+            c["column"]
+            for c in (overall.get("drift") or {}).get("columns") or ()
+            if c.get("drifted")
+        ]
+        detail += f" (drifted: {', '.join(drifted) or 'none'})"
+    return _verdict(gate, passed, worst, detail)
 
 
 def _relative(

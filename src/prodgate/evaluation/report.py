@@ -134,6 +134,15 @@ def evaluation_text(
         per = _value("business.", business["cost_per_decision"])
         total = _value("business.", business["total_cost"])
         lines.append(f"  business cost: {per} per decision, {total} in total")
+    drift = result.get("drift") or {}
+    if drift.get("share_drifted") is not None:
+        drifted = [c["column"] for c in drift.get("columns") or () if c.get("drifted")]
+        source = (drift.get("reference") or {}).get("source")
+        lines.append(
+            f"  inputs against the reference profile ({source}): {len(drifted)} of "
+            f"{drift.get('number_of_columns', 0)} columns drifted"
+            + (f" ({', '.join(drifted)})" if drifted else "")
+        )
     if result["cohorts"]:
         lines += ["", "cohorts", _cohort_table(result)]
     lines += _verdict_lines(result["gates"])

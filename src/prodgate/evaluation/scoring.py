@@ -204,6 +204,8 @@ def score(
     predictions: Sequence[Any],
     probabilities: Sequence[Mapping[str, float] | None],
     escalated: Sequence[bool],
+    *,
+    drift: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Metrics, business cost, cohorts and gate verdicts of one set of decisions.
 
@@ -212,8 +214,13 @@ def score(
     right answer was *truth[i]*. Metrics are of the model's own answers on every row,
     escalated or not; the business cost counts an escalated row as the escalation cost.
 
+    *drift*, the inputs' drift from the reference profile
+    (:func:`prodgate.evaluation.drift.data_drift`), is kept as the result's ``drift``
+    for the ``drift.*`` gates (measured on the whole data, never per cohort).
+
     Returns ``{"rows", "metrics", "escalation_rate", "business", "cohorts", "gates",
-    "passed"}``; every number is a plain float or None (not measurable).
+    "passed"}`` (and ``drift`` when given); every number is a plain float or None
+    (not measurable).
     """
     n = len(inputs)
     lengths = {len(truth), len(predictions), len(probabilities), len(escalated)}
@@ -227,6 +234,8 @@ def score(
     business = service.policy.business
     costs = _costs(business, inputs, scorer) if business is not None else None
     overall = scorer.measure(np.ones(n, dtype=bool), costs)
+    if drift is not None:
+        overall["drift"] = dict(drift)
     cohorts = []
     for cohort in service.policy.cohorts:
         for name, mask in _cohort_masks(cohort, inputs):

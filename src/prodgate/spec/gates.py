@@ -8,6 +8,9 @@ from dataclasses import dataclass
 CLASSIFIER_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "brier")
 REGRESSOR_METRICS = ("mae", "rmse", "r2")
 OTHER_METRICS = ("escalation_rate", "business.cost_per_decision", "business.total_cost")
+#: Measured on the whole evaluation data against the version's reference profile
+#: (the share of its input columns that drifted), never per cohort.
+DRIFT_METRICS = ("drift.share",)
 #: What an evaluation of a prompt version measures (accuracy: of a declared label).
 LLM_METRICS = (
     "accuracy",
@@ -33,6 +36,7 @@ LOWER_IS_BETTER = frozenset(
         "cost_per_call",
         "latency_p50_ms",
         "latency_p95_ms",
+        "drift.share",
     }
 )
 
@@ -82,6 +86,12 @@ def parse_gate(text: str, kind: str) -> Gate:
         known = (CLASSIFIER_METRICS if kind == "classifier" else REGRESSOR_METRICS) + (
             OTHER_METRICS if kind == "classifier" else ()
         )
+        known += DRIFT_METRICS
     if gate.metric not in known:
         raise ValueError(f"unknown metric {gate.metric!r} for a {kind}; known: {', '.join(known)}")
+    if gate.metric in DRIFT_METRICS and (gate.relative or gate.cohort is not None):
+        raise ValueError(
+            f"{gate.metric} is measured on the whole evaluation data, not per cohort; "
+            f"write '{gate.metric} <= VALUE'"
+        )
     return gate
