@@ -293,3 +293,28 @@ def test_drift_gates_are_whole_data_gates() -> None:
         parse_gate("no cohort drift.share more than 0.1 above overall", "classifier")
     with pytest.raises(ValueError, match=r"unknown metric 'drift\.share'"):
         parse_gate("drift.share <= 0.3", "llm")
+
+
+def test_outputs_on_other_bins_get_a_new_reference_stamp(
+    settings: Settings, store: Store, files: Files, tmp_path: Path
+) -> None:
+    """The forest's confidence takes few values (k/25), so the profile counts them
+    exactly and windows count on those values. An evaluation whose confidences take
+    other values changes what windows count: the profile gets a new created_us, the
+    gateways bin their next windows on it, and windows binned before are no longer
+    judged against it (the report notes them as counted before the profile)."""
+    service = service_of(settings)
+    versions.register(store, service, str(files.model), actor="maker", data=files.train)
+    trained = stored(store)
+    small = tmp_path / "small.parquet"
+    generate(40, seed=6).to_parquet(small, index=False)
+    evaluate_version(store, service, 1, small, actor="tester")
+    after = stored(store)
+
+    def values(profile: dict[str, Any]) -> set[str]:
+        found = next(c for c in profile["outputs"] if c["name"] == "confidence")
+        return set(found["values"])
+
+    assert values(after.profile) != values(trained.profile)
+    assert after.profile["created_us"] > trained.profile["created_us"]
+    assert after.profile["outputs_source"]["rows"] == 40

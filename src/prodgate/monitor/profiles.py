@@ -147,9 +147,10 @@ def replace_outputs(
     Windows already counted against the profile stay comparable with it when the
     outputs' bins are the same (the prediction is counted by class, the confidence on
     fixed edges): the profile then keeps its ``created_us``, which the windows name as
-    the reference they were binned on. Otherwise (the confidence's exact values, kept
-    for a small reference, changed) it gets a new one and the gateways bin their next
-    windows on it."""
+    the reference they were binned on. Otherwise (the confidence's exact values,
+    kept when it takes few values or the reference is small, are not the same) it
+    gets a new one: the gateways bin their next windows on it, and the windows
+    counted before are left out of drift against it."""
     from prodgate.monitor.counters import Layout
 
     row = conn.execute(
