@@ -217,3 +217,22 @@ def test_a_batch_comparison_sees_every_category(tmp_path: Path) -> None:
     assert col.method == "jensenshannon"
     assert col.statistic == pytest.approx(distance.jensenshannon(rc / rc.sum(), cc / cc.sum()))
     assert col.psi == pytest.approx(evidently_psi(r, c))
+
+
+def test_a_small_window_of_unchanged_data_is_not_judged_below_min_values() -> None:
+    """Evidently's distances ignore the sample size: 100 rows of the reference's own
+    distribution read as drifted on several columns. Below min_values a column waits."""
+    from prodgate.examples.claims_triage.generate import FEATURES, generate
+
+    ref = profile(generate(20_000, seed=0)[FEATURES], categorical=["claim_type", "region"])
+    small = against(ref, generate(100, seed=101)[FEATURES])
+    judged = drift(ref, small)
+    assert judged.drifted_columns  # the noise the floor is for
+    waiting = drift(ref, small, min_values=500)
+    assert waiting.drifted_columns == []
+    assert waiting.tested == []
+    assert all("too few to judge" in (c.note or "") for c in waiting.columns)
+    assert "drift share" not in waiting.figures()
+    assert not waiting.dataset_drift
+    big = against(ref, generate(2_000, seed=102, inflation=3.0)[FEATURES])
+    assert drift(ref, big, min_values=500).drifted_columns == ["claim_amount"]

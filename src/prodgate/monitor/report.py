@@ -526,7 +526,7 @@ def flatten(report: Mapping[str, Any], version: int | None = None) -> dict[str, 
     if entry is None:
         return out
     drift = entry.get("drift")
-    if drift:
+    if drift and drift.get("number_of_tested_columns"):  # none judged: unknown, not 0
         _put(out, "drift share", drift.get("share_drifted"))
     for column in entry.get("columns") or []:
         name = column["column"]

@@ -113,7 +113,12 @@ def drift_of(service: ServiceSpec, ref: Profile, cur: Current) -> DriftReport:
     """The dataset's drift over the reference's input columns that *cur* has."""
     inputs = [c.name for c in ref.columns if cur.column(c.name) is not None]
     return drift_module.drift(
-        ref, cur, columns=inputs, overrides=overrides(service), share=service.monitor.drift_share
+        ref,
+        cur,
+        columns=inputs,
+        overrides=overrides(service),
+        share=service.monitor.drift_share,
+        min_values=service.monitor.drift_min_rows,
     )
 
 
@@ -132,7 +137,11 @@ def _drift(
         if found is not None:
             mine = given.get(out.name, {})
             tests[out.name] = drift_module.column_drift(
-                out, found, mine.get("method"), mine.get("threshold")
+                out,
+                found,
+                mine.get("method"),
+                mine.get("threshold"),
+                service.monitor.drift_min_rows,
             )
     summary = {k: v for k, v in report.as_dict().items() if k != "columns"}
     return summary, {name: t.as_dict() for name, t in tests.items()}

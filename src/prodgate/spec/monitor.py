@@ -73,6 +73,10 @@ from prodgate.exceptions import UsageError
 DEFAULT_WINDOW_S = 300.0
 #: Dataset drift when at least this share of the columns drifted (Evidently's default).
 DEFAULT_DRIFT_SHARE = 0.5
+#: Fewest values of a column in a production span for its drift test to be judged:
+#: Evidently's distances ignore the sample's size, and smaller windows of unchanged
+#: data read as drifted (see :func:`prodgate.monitor.drift.column_drift`).
+DEFAULT_DRIFT_MIN_ROWS = 500
 #: Drift tests a column may be given (Evidently's names for them).
 DRIFT_METHODS = ("ks", "wasserstein", "chisquare", "z", "jensenshannon", "psi")
 #: Outputs a rule or a drift override may name besides the input fields, by kind.
@@ -131,6 +135,7 @@ MONITOR_SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "properties": {
                 "share": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                "min_rows": {"type": "integer", "minimum": 0},
                 "columns": {
                     "type": "object",
                     "additionalProperties": {
@@ -238,6 +243,7 @@ class MonitorSpec:
 
     window_s: float = DEFAULT_WINDOW_S
     drift_share: float = DEFAULT_DRIFT_SHARE
+    drift_min_rows: int = DEFAULT_DRIFT_MIN_ROWS
     drift_columns: Mapping[str, DriftColumn] = field(default_factory=dict)
     alerts: tuple[Rule, ...] = ()
     webhooks: tuple[str, ...] = ()
@@ -420,6 +426,7 @@ def build(
     return MonitorSpec(
         window_s=window if window is not None else DEFAULT_WINDOW_S,
         drift_share=float(drift.get("share", DEFAULT_DRIFT_SHARE)),
+        drift_min_rows=int(drift.get("min_rows", DEFAULT_DRIFT_MIN_ROWS)),
         drift_columns=overrides,
         alerts=tuple(rules),
         webhooks=tuple(raw.get("webhooks") or ()),

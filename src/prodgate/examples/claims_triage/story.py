@@ -32,6 +32,7 @@ import pandas as pd
 
 from prodgate import spec as spec_module
 from prodgate.evaluation import evaluate_version
+from prodgate.examples.claims_triage import drift_story
 from prodgate.examples.claims_triage.build import BuildResult
 from prodgate.examples.claims_triage.generate import FEATURES, LABEL, LABELS, generate
 from prodgate.examples.claims_triage.spec import SERVICE
@@ -228,7 +229,9 @@ async def in_process(
     picking up changes every 0.1 s), and a client calling it with *token*."""
     from prodgate.server.app import create_app
 
-    story = settings.with_(controller_interval=0.25, refresh_interval=0.1)
+    story = settings.with_(
+        controller_interval=0.25, refresh_interval=0.1, monitor_interval=0.25, monitor_flush=0.25
+    )
     app = create_app(story, spec)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -294,7 +297,10 @@ async def _tell(settings: Settings, store: Store, result: BuildResult, echo: Ech
         agent=True,
     )
     echo(f"\n  key {portal.key.id}: the claims portal, an agent owned by {AUTHOR}, may predict")
-    async with in_process(settings.with_(config=str(result.spec)), spec, portal.token) as client:
+    story_spec = drift_story.compressed(spec)
+    async with in_process(
+        settings.with_(config=str(result.spec)), story_spec, portal.token
+    ) as client:
         traffic = Traffic.make(client)
         echo("\n5. Canary of v3 under simulated traffic, with feedback")
         state = await _canary(store, service, v3, traffic, echo)
@@ -304,6 +310,9 @@ async def _tell(settings: Settings, store: Store, result: BuildResult, echo: Ech
         state = await _canary(store, service, v4, traffic, echo)
         ok = ok and state == "rolled_back"
         echo(f"  v4: {state}")
+        echo("\n7. Production drifts")
+        drifted = await drift_story.tell(store, story_spec, client, echo)
+        ok = ok and drifted
     with store.read() as conn:
         dep = deployments.get_deployment(conn, service.name)
     production = dep.production_version if dep else None
