@@ -318,3 +318,21 @@ def test_outputs_on_other_bins_get_a_new_reference_stamp(
     assert values(after.profile) != values(trained.profile)
     assert after.profile["created_us"] > trained.profile["created_us"]
     assert after.profile["outputs_source"]["rows"] == 40
+
+
+def test_a_drift_gate_on_too_few_rows_is_not_measurable(
+    settings: Settings, store: Store, files: Files, tmp_path: Path
+) -> None:
+    service = service_of(settings, ["drift.share <= 0.3"])
+    versions.register(store, service, str(files.model), actor="maker", data=files.train)
+    few = tmp_path / "few.parquet"
+    generate(100, seed=7, inflation=3.0).to_parquet(few, index=False)
+    result = evaluate_version(store, service, 1, few, actor="tester").result
+    assert result["drift"]["share_drifted"] is None
+    assert result["drift"]["number_of_tested_columns"] == 0
+    [gate] = result["gates"]
+    assert gate["passed"] is False
+    assert gate["detail"] == (
+        "drift.share is not measurable: no column could be judged: 100 rows, drift needs "
+        "at least 500 values of a column (monitor.drift.min_rows)"
+    )

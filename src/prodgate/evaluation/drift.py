@@ -28,8 +28,9 @@ def data_drift(
     ``{"reference": {"source" (of its inputs), "rows", "created_at_us"}, "columns": [...],
     "number_of_columns", "number_of_drifted_columns", "share_drifted", "share",
     "dataset_drift"}`` (the columns as ``drift compare --json`` shows them); without a
-    profile, or with no profiled input column in *frame*, ``share_drifted`` is None
-    and ``note`` says why."""
+    profile, with no profiled input column in *frame*, or with no column of enough
+    values to judge (the spec's ``monitor.drift.min_rows``), ``share_drifted`` is
+    None and ``note`` says why."""
     from prodgate.monitor import profiles
     from prodgate.monitor.profile import Profile, against
     from prodgate.monitor.span import drift_of
@@ -58,4 +59,16 @@ def data_drift(
             "note": "none of the reference profile's input columns is in the data",
         }
     current = against(reference, frame[names], columns=names)
-    return {"reference": summary, **drift_of(service, reference, current).as_dict()}
+    report = drift_of(service, reference, current).as_dict()
+    if not report["number_of_tested_columns"]:
+        # No column had the values a test needs: the share is unknown, not 0.
+        return {
+            "reference": summary,
+            **report,
+            "share_drifted": None,
+            "note": (
+                f"no column could be judged: {len(frame):,} rows, drift needs at least "
+                f"{service.monitor.drift_min_rows:,} values of a column (monitor.drift.min_rows)"
+            ),
+        }
+    return {"reference": summary, **report}

@@ -140,8 +140,8 @@ def evaluation_text(
         source = (drift.get("reference") or {}).get("source")
         lines.append(
             f"  inputs against the reference profile ({source}): {len(drifted)} of "
-            f"{drift.get('number_of_columns', 0)} columns drifted"
-            + (f" ({', '.join(drifted)})" if drifted else "")
+            f"{drift.get('number_of_tested_columns', drift.get('number_of_columns', 0))} "
+            "columns drifted" + (f" ({', '.join(drifted)})" if drifted else "")
         )
     if result["cohorts"]:
         lines += ["", "cohorts", _cohort_table(result)]
