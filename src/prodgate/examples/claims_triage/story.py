@@ -223,14 +223,19 @@ async def _canary(
 
 @contextlib.asynccontextmanager
 async def in_process(
-    settings: Settings, spec: Spec, token: str
+    settings: Settings, spec: Spec, token: str, alerts_every: float = 0.0
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The gateway in this process with its rollout controller (judging every 0.25 s,
-    picking up changes every 0.1 s), and a client calling it with *token*."""
+    picking up changes every 0.1 s), and a client calling it with *token*. Alert rules
+    are judged every *alerts_every* seconds (0: not at all, so that one story does not
+    judge another's service on windows it never meant to compress)."""
     from prodgate.server.app import create_app
 
     story = settings.with_(
-        controller_interval=0.25, refresh_interval=0.1, monitor_interval=0.25, monitor_flush=0.25
+        controller_interval=0.25,
+        refresh_interval=0.1,
+        monitor_interval=alerts_every,
+        monitor_flush=0.25,
     )
     app = create_app(story, spec)
     async with app.router.lifespan_context(app):
@@ -299,7 +304,7 @@ async def _tell(settings: Settings, store: Store, result: BuildResult, echo: Ech
     echo(f"\n  key {portal.key.id}: the claims portal, an agent owned by {AUTHOR}, may predict")
     story_spec = drift_story.compressed(spec)
     async with in_process(
-        settings.with_(config=str(result.spec)), story_spec, portal.token
+        settings.with_(config=str(result.spec)), story_spec, portal.token, alerts_every=0.25
     ) as client:
         traffic = Traffic.make(client)
         echo("\n5. Canary of v3 under simulated traffic, with feedback")
@@ -331,6 +336,7 @@ def tell(settings: Settings, store: Store, result: BuildResult, echo: Echo) -> b
     # The story prints what happens; the gateway's own warnings (v4's failing
     # batches) would only drown it. They are in the audit trail.
     logging.getLogger("prodgate.gateway").setLevel(logging.ERROR)
+    logging.getLogger("prodgate.monitor.alerts").setLevel(logging.ERROR)  # told by the story
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(_tell(settings, store, result, echo))
     return False
