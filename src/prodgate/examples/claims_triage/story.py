@@ -34,7 +34,7 @@ from prodgate import spec as spec_module
 from prodgate.evaluation import evaluate_version
 from prodgate.examples.claims_triage import drift_story
 from prodgate.examples.claims_triage.build import BuildResult
-from prodgate.examples.claims_triage.generate import FEATURES, LABEL, LABELS, generate
+from prodgate.examples.claims_triage.generate import LABEL
 from prodgate.examples.claims_triage.spec import SERVICE
 from prodgate.examples.claims_triage.train import save, train
 from prodgate.exceptions import ApprovalRefused
@@ -161,16 +161,7 @@ class Traffic:
 
     @classmethod
     def make(cls, client: httpx.AsyncClient, n: int = 6_000, seed: int = 99) -> Traffic:
-        frame = generate(n, seed=seed)
-        inputs = frame[FEATURES].astype(object).where(frame[FEATURES].notna(), None)
-        rows = [
-            {k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()}
-            for r in inputs.to_dict("records")
-        ]
-        for row in rows:
-            if row["customer_age"] is not None:
-                row["customer_age"] = int(row["customer_age"])
-        truths = [LABELS[int(y)] for y in frame[LABEL]]
+        rows, truths = drift_story.rows_of(n, seed)
         return cls(client, rows, truths)
 
     async def run(self, until: Callable[[], bool], workers: int = 16, timeout: float = 90) -> None:
