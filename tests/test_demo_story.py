@@ -48,6 +48,7 @@ def test_story_runs_and_history_shows_each_step(tmp_path: Path) -> None:
     actions = [h["action"] for h in history]
     assert actions.index("approve_refused") < actions.index("promote") < actions.index("rollback")
     assert all(h["actor"] for h in history)
+    _check_drift(history, r_story, runner, home, env)
 
     _check_letter(runner, home, env, r_story)
 
@@ -101,6 +102,31 @@ def _check_letter(runner: CliRunner, home: str, env: dict[str, str], output: str
     assert actions.index("approve_refused") < actions.index("rollout_start")
     assert actions.index("rollout_start") < actions.index("promote")
     _check_rails(history, output)
+
+
+def _check_drift(
+    history: list[dict[str, Any]], output: str, runner: CliRunner, home: str, env: dict[str, str]
+) -> None:
+    """Step 7: the drift is named column by column, its alerts fire and resolve (in the
+    audit log, by the monitor), and the estimate falls before the labels come."""
+    chapter = output.split("7. Production drifts")[1].split("Production is version")[0]
+    assert "claim_amount: drifted" in chapter
+    assert re.search(r"customer_age: empty in \d+% of rows \(reference 2%\)", chapter)
+    assert "claim_type: " in chapter
+    assert "refused by the contract" in chapter
+    assert "before any label (realised: unknown)" in chapter
+    assert "firing: none (the alerts resolved)" in chapter
+    alerts = [h for h in history if h["action"] == "alert"]
+    assert all(h["actor"] == "monitor" for h in alerts)
+    for name in ("claim-amounts-moving", "customer-age-missing", "contract-violations"):
+        states = [h["state"] for h in alerts if h["alert"] == name]
+        assert states[:1] == ["firing"], (name, states)
+        assert states[-1] == "resolved", (name, states)
+    r = runner.invoke(cli, ["--home", home, "monitor", "claims-triage", "--json"], env=env)
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.output)
+    assert report["versions"][0]["version"] == 3
+    assert {c["column"] for c in report["versions"][0]["columns"]} >= {"claim_amount", "confidence"}
 
 
 def _check_rails(history: list[dict[str, Any]], output: str) -> None:

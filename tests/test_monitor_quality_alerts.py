@@ -51,15 +51,21 @@ services:
           age: {{type: [integer, "null"]}}
     monitor:
       window: 2s
+      # clear: hysteresis. A span of one window overlaps two, and the one that closed is
+      # flushed whole a moment later: near the threshold a rule without a margin flaps.
       alerts:
         - name: ages-missing
           when: null_rate(age) > 0.2
+          clear: 0.05
         - name: new-category
           when: new_categories(category) > 0.2
+          clear: 0.05
         - name: amounts-out-of-range
           when: out_of_range(amount) > 0.2
+          clear: 0.05
         - name: amount-type-changed
           when: violation_rate(amount) > 0.2
+          clear: 0.05
       webhooks: [{url}]
 """
 

@@ -118,9 +118,10 @@ MONITOR: dict[str, Any] = {
     "window": "5m",
     "alerts": [
         {"name": "inputs-drifting", "when": "drift share > 0.3"},
+        {"name": "claim-amounts-moving", "when": "drift(claim_amount) > 0.1"},
         {"name": "customer-age-missing", "when": "null_rate(customer_age) > 0.10", "clear": 0.05},
         {"name": "contract-violations", "when": "contract violations > 1%", "clear": 0.005},
-        {"name": "accuracy-expected-low", "when": "estimated accuracy < 0.85"},
+        {"name": "accuracy-expected-low", "when": "estimated accuracy < 0.90"},
     ],
 }
 

@@ -34,7 +34,7 @@ from prodgate import spec as spec_module
 from prodgate.evaluation import evaluate_version
 from prodgate.examples.claims_triage import drift_story
 from prodgate.examples.claims_triage.build import BuildResult
-from prodgate.examples.claims_triage.generate import FEATURES, LABEL, LABELS, generate
+from prodgate.examples.claims_triage.generate import LABEL
 from prodgate.examples.claims_triage.spec import SERVICE
 from prodgate.examples.claims_triage.train import save, train
 from prodgate.exceptions import ApprovalRefused
@@ -161,16 +161,7 @@ class Traffic:
 
     @classmethod
     def make(cls, client: httpx.AsyncClient, n: int = 6_000, seed: int = 99) -> Traffic:
-        frame = generate(n, seed=seed)
-        inputs = frame[FEATURES].astype(object).where(frame[FEATURES].notna(), None)
-        rows = [
-            {k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()}
-            for r in inputs.to_dict("records")
-        ]
-        for row in rows:
-            if row["customer_age"] is not None:
-                row["customer_age"] = int(row["customer_age"])
-        truths = [LABELS[int(y)] for y in frame[LABEL]]
+        rows, truths = drift_story.rows_of(n, seed)
         return cls(client, rows, truths)
 
     async def run(self, until: Callable[[], bool], workers: int = 16, timeout: float = 90) -> None:
@@ -223,14 +214,19 @@ async def _canary(
 
 @contextlib.asynccontextmanager
 async def in_process(
-    settings: Settings, spec: Spec, token: str
+    settings: Settings, spec: Spec, token: str, alerts_every: float = 0.0
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The gateway in this process with its rollout controller (judging every 0.25 s,
-    picking up changes every 0.1 s), and a client calling it with *token*."""
+    picking up changes every 0.1 s), and a client calling it with *token*. Alert rules
+    are judged every *alerts_every* seconds (0: not at all, so that one story does not
+    judge another's service on windows it never meant to compress)."""
     from prodgate.server.app import create_app
 
     story = settings.with_(
-        controller_interval=0.25, refresh_interval=0.1, monitor_interval=0.25, monitor_flush=0.25
+        controller_interval=0.25,
+        refresh_interval=0.1,
+        monitor_interval=alerts_every,
+        monitor_flush=0.25,
     )
     app = create_app(story, spec)
     async with app.router.lifespan_context(app):
@@ -299,7 +295,7 @@ async def _tell(settings: Settings, store: Store, result: BuildResult, echo: Ech
     echo(f"\n  key {portal.key.id}: the claims portal, an agent owned by {AUTHOR}, may predict")
     story_spec = drift_story.compressed(spec)
     async with in_process(
-        settings.with_(config=str(result.spec)), story_spec, portal.token
+        settings.with_(config=str(result.spec)), story_spec, portal.token, alerts_every=0.25
     ) as client:
         traffic = Traffic.make(client)
         echo("\n5. Canary of v3 under simulated traffic, with feedback")
@@ -331,6 +327,7 @@ def tell(settings: Settings, store: Store, result: BuildResult, echo: Echo) -> b
     # The story prints what happens; the gateway's own warnings (v4's failing
     # batches) would only drown it. They are in the audit trail.
     logging.getLogger("prodgate.gateway").setLevel(logging.ERROR)
+    logging.getLogger("prodgate.monitor.alerts").setLevel(logging.ERROR)  # told by the story
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(_tell(settings, store, result, echo))
     return False
