@@ -336,3 +336,17 @@ def test_a_drift_gate_on_too_few_rows_is_not_measurable(
         "drift.share is not measurable: no column could be judged: 100 rows, drift needs "
         "at least 500 values of a column (monitor.drift.min_rows)"
     )
+
+
+def test_profiling_again_keeps_the_outputs_an_evaluation_referenced(
+    settings: Settings, store: Store, files: Files
+) -> None:
+    service = service_of(settings)
+    versions.register(store, service, str(files.model), actor="maker", data=files.train)
+    evaluation = evaluate_version(store, service, 1, files.holdout, actor="tester")
+    evaluated = stored(store)
+    with store.read() as conn:
+        version = versions.get_version(conn, SERVICE, 1)
+    again = profiles.compute_for_version(store, service, version, files.train)
+    assert again["outputs"] == evaluated.profile["outputs"]
+    assert again["outputs_source"]["evaluation_id"] == evaluation.id

@@ -323,7 +323,11 @@ def compute_for_version(
     max_output_rows: int = MAX_OUTPUT_ROWS,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """:func:`compute` with *version*'s stored model (fetched from the store if needed)."""
+    """:func:`compute` with *version*'s stored model (fetched from the store if needed).
+
+    Outputs an evaluation referenced on held-out rows (:func:`replace_outputs`) are
+    kept: the file given here is usually training data, where the model is more sure
+    of itself than production will ever see it."""
     predict: Predict | None = None
     if service.kind != "llm":
         from prodgate.registry import artifacts
@@ -332,7 +336,13 @@ def compute_for_version(
 
         info = ModelInfo(service.kind, service.feature_names, service.labels, version.trusted)
         predict = load_model(artifacts.materialise(store, version), version.flavor, info).predict
-    return compute(service, data, predict, max_output_rows=max_output_rows, progress=progress)
+    computed = compute(service, data, predict, max_output_rows=max_output_rows, progress=progress)
+    with store.read() as conn:
+        old = load(conn, service.name, version.number)
+    if old is not None and old.profile.get("outputs_source"):
+        computed["outputs"] = old.profile["outputs"]
+        computed["outputs_source"] = old.profile["outputs_source"]
+    return computed
 
 
 def _kind(contract: dict[str, Any], name: str) -> str | None:
