@@ -129,17 +129,18 @@ def test_drift_report_over_time_and_as_html(settings: Settings, tmp_path: Path) 
         earlier = now_us() - 40 * 60_000_000
         familiar = decisions(setup.rng, 2000, 0, 10_000, familiar=True)
         record_traffic(store, familiar, profile=profile, end_us=earlier)
-        record_traffic(store, decisions(setup.rng, 300, 4000, 6000), profile=profile)
+        # 700 rows (560 ages): a column is judged from monitor.drift.min_rows (500) values on.
+        record_traffic(store, decisions(setup.rng, 700, 4000, 6000), profile=profile)
     finally:
         store.dispose()
     r = run(settings, "drift", "report", "claims", "--since", "2h", "--json")
     assert r.exit_code == 0, r.output
     body = json.loads(r.output)
-    assert (body["service"], body["version"], body["rows"]) == ("claims", 1, 2300)
+    assert (body["service"], body["version"], body["rows"]) == ("claims", 1, 2700)
     assert body["drift"]["number_of_columns"] == 3
     first, second = body["over_time"]
     assert first["start_us"] < second["start_us"]
-    assert (first["rows"], second["rows"]) == (2000, 300)
+    assert (first["rows"], second["rows"]) == (2000, 700)
     assert first["drifted"] == []
     assert not first["dataset_drift"]
     assert second["drifted"] == ["amount", "category", "age"]
@@ -148,7 +149,7 @@ def test_drift_report_over_time_and_as_html(settings: Settings, tmp_path: Path) 
     page = tmp_path / "drift.html"
     r = run(settings, "drift", "report", "claims", "--since", "2h", "--html", str(page))
     assert r.exit_code == 0, r.output
-    assert r.output.startswith("claims version 1, last 2h: 2,300 decisions against the reference")
+    assert r.output.startswith("claims version 1, last 2h: 2,700 decisions against the reference")
     assert "drift over time (UTC):" in r.output
     assert f"HTML report: {page}" in r.output
     text = page.read_text()
