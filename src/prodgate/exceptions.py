@@ -30,13 +30,15 @@ exits with code 2 (a user's mistake) without a traceback.
     │   ├── UnsupportedMediaTypeError  415  unsupported-media-type
     │   ├── PayloadTooLargeError       413  payload-too-large
     │   ├── ContractViolationError     422  contract-violation (lists every violation)
+    │   │   └── FeatureUnavailableError 422 feature-unavailable (no fresh value, no default)
     │   ├── GuardBlockedError          400  guard-blocked (a rail blocked the input; 422 the answer)
     │   └── UpstreamRejectedError      400  upstream-rejected (the LLM provider refused the request)
     ├── UnavailableError               503  unavailable
     │   ├── NotDeployedError           503  not-deployed
     │   ├── ServiceDisabledError       503  disabled (the kill switch is on)
     │   ├── OverloadedError            503  overloaded (with Retry-After)
-    │   └── UpstreamUnavailableError   503  upstream-unavailable (every breaker of the route open)
+    │   ├── UpstreamUnavailableError   503  upstream-unavailable (every breaker of the route open)
+    │   └── FeatureStoreError          503  feature-store (the online feature store does not answer)
     ├── UpstreamFailedError            502  upstream-failed (every model of the route failed)
     ├── OutputContractError            502  output-contract (an LLM answer breaks the output schema)
     ├── ModelError                     500  model-error (the model failed on a valid input)
@@ -296,6 +298,22 @@ class GuardBlockedError(RequestError):
         self.verdict: Any = None
 
 
+class FeatureUnavailableError(ContractViolationError):
+    """A feature the model needs has no fresh value for the request's entity (the entity
+    is missing from its view, or its value is older than the view's ttl or null) and the
+    feature has no default; carries a violation per row and key, like a contract's."""
+
+    slug, title = "feature-unavailable", "Feature unavailable"
+
+    def __init__(self, violations: list[Violation]) -> None:
+        n = len(violations)
+        super().__init__(
+            violations,
+            f"{n} request row{'s' if n != 1 else ''} lack{'s' if n == 1 else ''} features "
+            "that have no default",
+        )
+
+
 class UpstreamRejectedError(RequestError):
     """The LLM provider refused the request itself (a 4xx such as a context too long):
     retrying or another model would not help; the caller must change it."""
@@ -332,6 +350,13 @@ class UpstreamUnavailableError(UnavailableError):
     def __init__(self, detail: str, retry_after: int = 1, **extra: Any) -> None:
         super().__init__(detail, **extra)
         self.retry_after = retry_after
+
+
+class FeatureStoreError(UnavailableError):
+    """The online feature store (Redis, the store, or Feast's) did not answer a lookup."""
+
+    slug, title = "feature-store", "Feature store unavailable"
+    user_error = False
 
 
 class UpstreamFailedError(ProdgateError):

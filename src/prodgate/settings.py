@@ -289,8 +289,9 @@ class Settings:
     )
     redis_url: str = _setting(
         "",
-        "Redis for limits exact across replicas (redis://host:6379/0); empty: limits are "
-        "kept in this process's memory.",
+        "Redis for limits exact across replicas (redis://host:6379/0), and the online "
+        "feature store; empty: limits are kept in this process's memory, features in the "
+        "store.",
         parse=_redis_url,
         shown="empty: in memory",
     )
@@ -308,6 +309,14 @@ class Settings:
         "What requests that have limits get while Redis is unreachable: closed (429 with "
         "Retry-After) or open (let through, unlimited).",
         parse=_choice("closed", "open"),
+    )
+    features_online: str = _setting(
+        "auto",
+        "Where feature views' latest values are kept for the gateway's lookups: redis (the "
+        "Redis of PRODGATE_REDIS_URL), store (the store's feature_values table), or auto "
+        "(Redis when PRODGATE_REDIS_URL is set, else the store). Views with a feast source "
+        "are read from Feast's own online store.",
+        parse=_choice("auto", "redis", "store"),
     )
     controller: bool = _setting(
         True, "Run the rollout controller inside the server (one replica drives each rollout)."

@@ -26,6 +26,7 @@ import jsonschema_rs
 import yaml
 
 from prodgate.exceptions import SpecError
+from prodgate.spec import features as features_module
 from prodgate.spec import guard as guard_module
 from prodgate.spec import monitor as monitor_module
 from prodgate.spec import policy as policy_module
@@ -189,6 +190,12 @@ def parse(text: str, file: Path) -> Spec:
 
     services: dict[str, ServiceSpec] = {}
     providers: dict[str, Provider] = {}
+    views: dict[str, features_module.FeatureView] = {}
+    if not problems:
+        try:
+            views = features_module.build_views(data.get("features"))
+        except features_module.FeatureProblem as exc:
+            problems.append(_problem(file, lines, exc.path, exc.message))
     if not problems:
         providers = {n: _provider(n, raw) for n, raw in data.get("providers", {}).items()}
         for name, raw in data["services"].items():
@@ -221,9 +228,19 @@ def parse(text: str, file: Path) -> Spec:
                 continue
             labels_t = tuple(str(x) for x in labels) if labels else None
             try:
-                policy = policy_module.build(
-                    raw, raw["kind"], labels_t, list(contract["properties"])
+                if raw.get("features") and raw["kind"] == "llm":
+                    raise features_module.FeatureProblem(
+                        ("features",), "feature views feed models; a service of kind llm has none"
+                    )
+                features = features_module.build_service(
+                    raw.get("features"), views, list(contract["properties"])
                 )
+            except features_module.FeatureProblem as exc:
+                problems.append(_problem(file, lines, (*base, *exc.path), exc.message))
+                continue
+            fields = [*contract["properties"], *features.names]
+            try:
+                policy = policy_module.build(raw, raw["kind"], labels_t, fields)
             except policy_module.PolicyProblem as exc:
                 problems.append(_problem(file, lines, (*base, *exc.path), exc.message))
                 continue
@@ -237,7 +254,7 @@ def parse(text: str, file: Path) -> Spec:
                 monitor = monitor_module.build(
                     raw.get("monitor"),
                     raw["kind"],
-                    list(contract["properties"]),
+                    fields,
                     [c.name for c in policy.cohorts],
                     business=policy.business is not None,
                 )
@@ -263,11 +280,12 @@ def parse(text: str, file: Path) -> Spec:
                 llm=llm,
                 guard=guard,
                 monitor=monitor,
+                features=features,
             )
     if problems:
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
         raise SpecError(problems[0] + more, problems=problems)
-    return Spec(path=file, services=services, providers=providers)
+    return Spec(path=file, services=services, providers=providers, views=views)
 
 
 def _provider(name: str, raw: dict[str, Any]) -> Provider:

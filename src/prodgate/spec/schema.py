@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from prodgate.spec.costs import OUTCOMES
+from prodgate.spec.features import FEATURES_SCHEMA, SERVICE_FEATURES_SCHEMA
 from prodgate.spec.guard import GUARD_SCHEMA
 from prodgate.spec.monitor import MONITOR_SCHEMA
 from prodgate.spec.policy import Checks
@@ -181,6 +182,7 @@ SPEC_SCHEMA: dict[str, Any] = {
             "propertyNames": {"pattern": PROVIDER_NAME},
             "additionalProperties": {"$ref": "#/$defs/provider"},
         },
+        "features": FEATURES_SCHEMA,
         "services": {
             "type": "object",
             "minProperties": 1,
@@ -209,6 +211,7 @@ SPEC_SCHEMA: dict[str, Any] = {
                 "llm": LLM_SCHEMA,
                 "guard": GUARD_SCHEMA,
                 "monitor": MONITOR_SCHEMA,
+                "features": SERVICE_FEATURES_SCHEMA,
                 "labels": {
                     "type": "array",
                     "minItems": 2,

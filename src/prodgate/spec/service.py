@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from prodgate.exceptions import UnknownServiceError
+from prodgate.spec.features import NO_FEATURES, FeatureView, ServiceFeatures
 from prodgate.spec.guard import OFF, GuardSpec
 from prodgate.spec.llm import LlmService, Provider
 from prodgate.spec.monitor import OFF as NO_MONITOR
@@ -48,11 +50,29 @@ class ServiceSpec:
     guard: GuardSpec = OFF
     #: The production window, drift settings, alert rules and webhooks.
     monitor: MonitorSpec = NO_MONITOR
+    #: The features the model reads from feature views, besides what callers send.
+    features: ServiceFeatures = NO_FEATURES
 
     @property
     def feature_names(self) -> list[str]:
-        """Input fields in the order the contract declares them."""
-        return list(self.contract.get("properties", {}))
+        """The model's input fields: the contract's, in its order, then the features
+        that enrichment adds from feature views."""
+        return list(self.model_contract.get("properties", {}))
+
+    @cached_property
+    def model_contract(self) -> dict[str, Any]:
+        """The JSON Schema of a row as the model sees it: :attr:`contract` (what callers
+        send) with each feature from a view added and required (enrichment always
+        fills it, with its default where the view has none to give). The same object as
+        :attr:`contract` for a service without features."""
+        if not self.features.on:
+            return self.contract
+        added = self.features.properties()
+        return {
+            **self.contract,
+            "properties": {**self.contract.get("properties", {}), **added},
+            "required": [*self.contract.get("required", []), *added],
+        }
 
     def as_labels(self, values: Sequence[Any]) -> list[str] | None:
         """True classes *values* as the service's labels; None if some stand for none.
@@ -115,6 +135,8 @@ class Spec:
     services: dict[str, ServiceSpec] = field(default_factory=dict)
     #: The upstream LLM APIs services of kind ``llm`` may call, by name.
     providers: dict[str, Provider] = field(default_factory=dict)
+    #: The feature views services read, by name.
+    views: dict[str, FeatureView] = field(default_factory=dict)
 
     def service(self, name: str) -> ServiceSpec:
         try:

@@ -266,3 +266,35 @@ alert_states = Table(
     Column("since_us", BigInteger, nullable=False),
     Column("updated_at_us", BigInteger, nullable=False),
 )
+
+#: The online feature store when Redis is not configured: the latest value of each
+#: feature view's features per entity (``entity`` is the key as text), written by
+#: ``prodgate features materialize`` and read, one batched query per micro-batch, by
+#: the gateway's enrichment stage. ``feature_values`` is the JSON of the features,
+#: ``event_us`` the source's timestamp of those values (their freshness).
+feature_values = Table(
+    "feature_values",
+    metadata,
+    Column("view", String(64), primary_key=True),
+    Column("entity", String(255), primary_key=True),
+    Column("feature_values", Text, nullable=False),
+    Column("event_us", BigInteger, nullable=False),
+    Column("written_us", BigInteger, nullable=False),
+)
+
+#: Each materialisation run of a view: to which online store, up to which source
+#: timestamp (the next run's ``--since`` by default), how many rows and entities.
+feature_loads = Table(
+    "feature_loads",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("view", String(64), nullable=False),
+    Column("target", String(16), nullable=False),  # store | redis
+    Column("since_us", BigInteger, nullable=True),
+    Column("watermark_us", BigInteger, nullable=True),
+    Column("source_rows", BigInteger, nullable=False),
+    Column("entities", BigInteger, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("at_us", BigInteger, nullable=False),
+    Index("ix_feature_loads_view_target", "view", "target", "id"),
+)
