@@ -24,3 +24,12 @@ def parse_duration(text: str, what: str = "window") -> float:
     if seconds > MAX_DAYS * 86400:
         raise UsageError(f"{what} {text!r}: must be at most {MAX_DAYS}d")
     return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as people write them: the largest unit that divides them (``30d``,
+    ``36h``, ``90s``)."""
+    for unit, size in sorted(_UNITS.items(), key=lambda u: -u[1]):
+        if seconds >= size and float(seconds / size).is_integer():
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"

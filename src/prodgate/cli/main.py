@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "drift": "drift",
     "enable": "governance",
     "evaluate": "evaluation",
+    "features": "features",
     "guard": "guard",
     "history": "governance",
     "init": "init",

@@ -195,12 +195,12 @@ class RedisOnline:
         n = 0
         pipe = self._sync.pipeline(transaction=False)
         for entity, values, event_us in rows:
-            mapping: dict[str, Any] = {
+            mapping: dict[str | bytes, bytes | str] = {
                 name: dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
                 for name, value in values.items()
             }
             mapping[TS_FIELD] = str(event_us)
-            pipe.hset(self.key(view.name, entity), mapping=mapping)
+            pipe.hset(self.key(view.name, entity), mapping=mapping)  # type: ignore[arg-type]
             n += 1
             if n % 1000 == 0:
                 pipe.execute()

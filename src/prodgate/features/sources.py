@@ -71,7 +71,7 @@ def read_source(
         }
     )
     for name in view.features:
-        out[name] = frame[name].to_numpy()
+        out[name] = frame[name].reset_index(drop=True)
     out = out[out[view.entity].notna()]
     if since_us is not None:
         out = out[out[TS] > since_us]
@@ -95,7 +95,8 @@ def timestamps_us(column: pd.Series[Any], label: str) -> np.ndarray[Any, Any]:
             seconds = column.astype("float64").to_numpy()
             if np.isnan(seconds).any():
                 raise ValueError("a timestamp is empty")
-            return np.round(seconds * 1_000_000).astype("int64")
+            out: np.ndarray[Any, Any] = np.round(seconds * 1_000_000).astype("int64")
+            return out
         parsed = pd.to_datetime(column, utc=True)
         if parsed.isna().any():
             raise ValueError("a timestamp is empty")
@@ -128,7 +129,8 @@ def _read_sql(view: FeatureView, store_url: str | None) -> pd.DataFrame:
         with engine.connect() as conn:
             return pd.read_sql_query(sa.text(view.source.query), conn)
     except sa.exc.SQLAlchemyError as exc:
-        why = str(exc.orig) if getattr(exc, "orig", None) is not None else type(exc).__name__
+        orig = getattr(exc, "orig", None)
+        why = str(orig) if orig is not None else type(exc).__name__
         raise UsageError(f"feature view {view.name!r}: its query failed: {why}") from None
     finally:
         engine.dispose()

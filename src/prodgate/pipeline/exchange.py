@@ -36,6 +36,9 @@ class Exchange:
     #: replaced), and the guard's verdict on it.
     masked: Any = None
     guard: Any = None  # prodgate.guard.policy.Verdict of the input guard
+    #: What the enrich stage added: per row, each view's record (entity, status, as of,
+    #: defaults) and the features' values.
+    features: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
 
 
 @dataclass(slots=True)

@@ -43,6 +43,7 @@ from prodgate.monitor import profiles as profile_store
 from prodgate.monitor.tally import Tally
 from prodgate.pipeline.completion import LlmPath
 from prodgate.pipeline.decision import AUTO, ESCALATED, REJECTED
+from prodgate.pipeline.enrichment import Enricher
 from prodgate.pipeline.exchange import Exchange, Outcome
 from prodgate.pipeline.fleet import Fleet
 from prodgate.pipeline.guarding import Rails, check_request, check_text
@@ -58,7 +59,7 @@ from prodgate.pipeline.shadow import Shadows
 from prodgate.pipeline.spending import Spending
 from prodgate.rollout.router import Router
 from prodgate.settings import Settings
-from prodgate.spec import Spec
+from prodgate.spec import ServiceSpec, Spec
 from prodgate.spec.guard import text_fields
 from prodgate.spec.monitor import OFF as NO_MONITOR
 from prodgate.store.engine import Store, now_us
@@ -114,10 +115,34 @@ def monitor_tally(settings: Settings, spec: Spec) -> Tally:
     return Tally(
         replica,
         {n: s.kind for n, s in spec.services.items()},
-        {n: s.contract for n, s in spec.services.items()},
+        {n: _monitored(s) for n, s in spec.services.items()},
         lengths,
         flush_s=settings.monitor_flush,
     )
+
+
+def _monitored(service: ServiceSpec) -> dict[str, Any]:
+    """The schema of the rows a service's windows count: what the model sees (the
+    contract's fields and the features), less the entity keys (ids, not signals)."""
+    schema = service.model_contract
+    if not service.features.on:
+        return schema
+    keys = set(service.features.entities)
+    properties = {k: v for k, v in schema.get("properties", {}).items() if k not in keys}
+    required = [k for k in schema.get("required", []) if k not in keys]
+    return {**schema, "properties": properties, "required": required}
+
+
+def _enricher(settings: Settings, spec: Spec, store: Store, metrics: Metrics) -> Enricher:
+    """The lookups of the views services read, on the deployment's online store (Redis or
+    the store; Feast's own for a view whose source is Feast)."""
+    used = {u.view.name: u.view for s in spec.services.values() for u in s.features.uses}
+    online = None
+    if any(v.source.kind != "feast" for v in used.values()):
+        from prodgate.features.online import build_online
+
+        online = build_online(settings, store)
+    return Enricher(used, online, spec.path.parent, metrics)
 
 
 #: A ``/guard`` check's record: ``rejected`` when a rail blocks, ``escalated`` when one
@@ -183,6 +208,7 @@ class Gateway:
         self.telemetry = telemetry if telemetry is not None else build_telemetry(settings)
         self.ledger = build_ledger(settings)
         self.spending = Spending(self.ledger, spec.services, metrics)
+        self.enricher = _enricher(settings, spec, store, metrics)
         router = Router()
         self.paths: dict[str, ServicePath | LlmPath] = {}
         self.rails: dict[str, Rails] = {}
@@ -217,6 +243,7 @@ class Gateway:
                 limits=limits,
                 max_rows=settings.max_queue,
                 rails=rails,
+                enrichment=self.enricher.stage(name, service.features),
                 telemetry=self.telemetry,
             )
         self.started = False
@@ -248,6 +275,7 @@ class Gateway:
                 if isinstance(path, LlmPath):
                     await path.close()
             await self.fleet.close()
+            await self.enricher.close()
             await self.llm.close()
             await self.limiter.close()
             await self.ledger.close()
@@ -436,6 +464,11 @@ class Gateway:
             view["error"] = state.error
         if state.shadow_error:
             view["shadow_error"] = state.shadow_error
+        if service.features.on:
+            view["features"] = {
+                u.view.name: {"entity": u.view.entity, "features": list(u.names)}
+                for u in service.features.uses
+            }
         if full:
             view["contract"] = service.contract
             view["example"] = {"inputs": self.examples[name]}

@@ -52,6 +52,40 @@ class Metrics:
             ["service", "version"],
             registry=r,
         )
+        self.feature_lookups = Counter(
+            "prodgate_feature_lookups",
+            "Rows looked up in a feature view, by service, view and outcome: fresh, stale "
+            "(older than the view's ttl) or missing (no such entity).",
+            ["service", "view", "status"],
+            registry=r,
+        )
+        self.feature_defaults = Counter(
+            "prodgate_feature_defaults",
+            "Features that took their view's default (missing, stale or null values).",
+            ["service", "view", "feature"],
+            registry=r,
+        )
+        self.feature_lookup_seconds = Histogram(
+            "prodgate_feature_lookup_duration_seconds",
+            "Time of one batched lookup in the online feature store (redis, store, feast).",
+            ["view", "store"],
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0),
+            registry=r,
+        )
+        self.feature_batch_size = Histogram(
+            "prodgate_feature_lookup_batch_size",
+            "Entities per batched lookup (concurrent requests share one).",
+            ["view"],
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.feature_age = Histogram(
+            "prodgate_feature_age_seconds",
+            "Age of the feature values found (now minus their source timestamp): freshness.",
+            ["view"],
+            buckets=(60, 600, 3600, 21_600, 86_400, 604_800, 2_592_000, 7_776_000, 31_536_000),
+            registry=r,
+        )
         self.shed = Counter(
             "prodgate_shed_requests",
             "Requests refused with 503 because the model's queue was full.",

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prodgate.durations import parse_duration
+from prodgate.exceptions import UsageError
 
 #: A view's name, and a feature's.
 VIEW_NAME = r"^[a-z][a-z0-9_]{0,62}$"
@@ -225,8 +226,8 @@ def _view(name: str, raw: dict[str, Any]) -> FeatureView:
     if "ttl" in raw:
         try:
             ttl_s = parse_duration(raw["ttl"], "ttl")
-        except ValueError as exc:
-            raise FeatureProblem((*base, "ttl"), str(exc)) from None
+        except UsageError as exc:
+            raise FeatureProblem((*base, "ttl"), exc.detail) from None
     features: dict[str, Feature] = {}
     for fname, fraw in raw["features"].items():
         if fname == raw["entity"]:
@@ -264,7 +265,9 @@ def build_service(
         view = views.get(view_name)
         if view is None:
             known = ", ".join(sorted(views)) or "none"
-            raise FeatureProblem(where, f"no feature view {view_name!r}; the spec declares: {known}")
+            raise FeatureProblem(
+                where, f"no feature view {view_name!r}; the spec declares: {known}"
+            )
         if feature != "*" and feature not in view.features:
             raise FeatureProblem(
                 where,
@@ -298,4 +301,3 @@ def build_service(
             seen[name] = view_name
         uses.append(ViewUse(view, tuple(names)))
     return ServiceFeatures(tuple(uses))
-

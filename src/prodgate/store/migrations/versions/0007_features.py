@@ -36,9 +36,7 @@ def upgrade() -> None:
         sa.Column("actor", sa.String(128), nullable=False),
         sa.Column("at_us", sa.BigInteger, nullable=False),
     )
-    op.create_index(
-        "ix_feature_loads_view_target", "feature_loads", ["view", "target", "id"]
-    )
+    op.create_index("ix_feature_loads_view_target", "feature_loads", ["view", "target", "id"])
 
 
 def downgrade() -> None:
