@@ -10,12 +10,12 @@ import orjson
 import pandas as pd
 import pytest
 from click.testing import Result
-from features_support import NOW, write
-from test_cli import assert_one_line_error, run
 
+from features_support import NOW, write
 from prodgate.audit import log
 from prodgate.settings import Settings
 from prodgate.store.engine import open_store
+from test_cli import assert_one_line_error, run
 
 REDIS = "redis://127.0.0.1:6379/0"
 
