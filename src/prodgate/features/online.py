@@ -19,6 +19,7 @@ as 17 and one materialised from an integer column as 17 are the same key.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -31,6 +32,8 @@ from prodgate.settings import Settings
 from prodgate.spec.features import FeatureView
 from prodgate.store.engine import Store, now_us
 from prodgate.store.tables import feature_values
+
+logger = logging.getLogger("prodgate.features")
 
 #: Entities per ``IN`` query (SQLite's default limit on parameters is 32,766).
 CHUNK = 500
@@ -99,7 +102,7 @@ class StoreOnline:
                     for entity, values, event_us in conn.execute(query):
                         found[entity] = Found(orjson.loads(values), int(event_us))
         except Exception as exc:  # the store's own errors are scrubbed already
-            raise FeatureStoreError(f"the feature store did not answer: {exc}") from None
+            raise _unavailable("the store", exc) from None
         return [found.get(k) for k in keys]
 
     def write(self, view: FeatureView, rows: Iterable[tuple[str, dict[str, Any], int]]) -> int:
@@ -172,7 +175,7 @@ class RedisOnline:
                     pipe.hmget(self.key(view.name, k), names)
                 replies = await pipe.execute()
         except Exception as exc:
-            raise FeatureStoreError(f"the feature store (Redis) did not answer: {exc}") from None
+            raise _unavailable("Redis", exc) from None
         out: list[Found | None] = []
         loads = orjson.loads
         for reply in replies:
@@ -211,6 +214,13 @@ class RedisOnline:
         await self._client.aclose()
         if self._sync is not None:
             self._sync.close()
+
+
+def _unavailable(where: str, exc: Exception) -> FeatureStoreError:
+    """The caller's error for a lookup that failed: retry later; the cause (which may
+    name hosts) goes to the log, once per failure."""
+    logger.warning("feature lookup in %s failed: %s: %s", where, type(exc).__name__, exc)
+    return FeatureStoreError("the online feature store did not answer; retry shortly")
 
 
 def build_online(settings: Settings, store: Store) -> Online:
