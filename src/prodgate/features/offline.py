@@ -13,7 +13,7 @@ row is dropped (serving would have refused the request) and counted.
 The policy runs per row through :func:`~prodgate.features.lookup.resolve` itself rather
 than a vectorised copy of it: one rule in one place is what keeps training and serving
 alike, and it is fast enough: 100,000 events against a view of three features with
-200,000 source rows join in about half a second.
+200,000 source rows join in 0.5 s (1.1 to 1.9 s on a busy machine).
 """
 
 from __future__ import annotations
