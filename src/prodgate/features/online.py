@@ -70,8 +70,8 @@ class Online(Protocol):
 def entity_key(value: Any) -> str | None:
     """A request's (or a source's) entity value as the online store's key; None for
     none (null, or an empty text)."""
-    if value is None or value == "":
-        return None
+    if value is None or value == "" or (isinstance(value, float) and value != value):
+        return None  # null, empty, or NaN (an empty cell of a numeric column)
     if isinstance(value, float) and value.is_integer():
         return str(int(value))  # 17.0 from a CSV column is the entity 17
     return str(value)

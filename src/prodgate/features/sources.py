@@ -97,7 +97,9 @@ def timestamps_us(column: pd.Series[Any], label: str) -> np.ndarray[Any, Any]:
                 raise ValueError("a timestamp is empty")
             out: np.ndarray[Any, Any] = np.round(seconds * 1_000_000).astype("int64")
             return out
-        parsed = pd.to_datetime(column, utc=True)
+        # ISO8601: text of mixed precision (a fraction of a second on some rows only,
+        # as isoformat() and PostgreSQL write them) is one format, not several.
+        parsed = pd.to_datetime(column, utc=True, format="ISO8601")
         if parsed.isna().any():
             raise ValueError("a timestamp is empty")
         return np.asarray(parsed.dt.as_unit("us").astype("int64"), dtype="int64")
