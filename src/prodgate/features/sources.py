@@ -104,7 +104,8 @@ def timestamps_us(column: pd.Series[Any], label: str) -> np.ndarray[Any, Any]:
             raise ValueError("a timestamp is empty")
         return np.asarray(parsed.dt.as_unit("us").astype("int64"), dtype="int64")
     except (ValueError, TypeError, OverflowError) as exc:
-        raise UsageError(f"{label}: not a timestamp: {exc}") from None
+        first = (str(exc).splitlines() or [""])[0]  # pandas adds lines of advice
+        raise UsageError(f"{label}: not a timestamp: {first}") from None
 
 
 def _read_file(view: FeatureView, base: Path, label: str) -> pd.DataFrame:
