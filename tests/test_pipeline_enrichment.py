@@ -212,3 +212,38 @@ async def test_an_online_store_that_does_not_answer_is_a_503_recorded(
         store.dispose()
     assert record["status"] == 503
     assert record["problem"] == "feature-store"
+
+
+async def test_windows_count_each_views_freshness_for_monitoring(served: Settings) -> None:
+    from prodgate import spec as spec_module
+    from prodgate.monitor.report import flatten, monitor_report
+
+    write(served, features="policy.prior_claims, policy.customer_age")
+    async with running(served) as client:
+        for key in ("P1", "P2", "P3", "P4", "P9"):
+            r = await client.post(
+                "/v1/services/claims/predict", json={"inputs": {"amount": 10, "policy_id": key}}
+            )
+            assert r.status_code == 200, r.text
+    # The gateway's close flushed the windows.
+    spec = spec_module.load(served.config)
+    store = open_store(served)
+    try:
+        report = monitor_report(store, spec, "claims", 3600)
+    finally:
+        store.dispose()
+    (entry,) = report["versions"]
+    assert entry["features"]["policy"] == {
+        "fresh": 3,
+        "stale": 1,
+        "missing": 1,
+        "rows": 5,
+        "stale_rate": 0.2,
+        "missing_rate": 0.2,
+    }
+    figures = flatten(report)
+    assert figures["stale_rate(policy)"] == 0.2
+    assert figures["missing_rate(policy)"] == 0.2
+    # The entity key is not a monitored column; the features are.
+    columns = [c["column"] for c in entry["columns"]]
+    assert "policy_id" not in columns

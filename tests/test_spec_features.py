@@ -114,3 +114,21 @@ def test_an_llm_service_reads_no_features() -> None:
     text = text.replace("    cohorts:\n      young: {where: age < 3}\n", "")
     with pytest.raises(SpecError, match="a service of kind llm has none"):
         parse(text, Path("prodgate.yaml"))
+
+
+def test_alert_rules_on_a_views_freshness() -> None:
+    text = BASE.format(
+        source="{path: p.parquet}", ttl="30d", extra="policy_id: {type: string}", uses="[policy.*]"
+    )
+    rules = """    monitor:
+      alerts:
+        - {name: policy-stale, when: stale_rate(policy) > 5%}
+        - {name: policy-missing, when: missing_rate(policy) > 0.01}
+"""
+    loaded = parse(text + rules, Path("prodgate.yaml"))
+    keys = [r.key for r in loaded.services["s"].monitor.alerts]
+    assert keys == ["stale_rate(policy)", "missing_rate(policy)"]
+    with pytest.raises(SpecError, match="unknown feature view 'age'; the service reads: policy"):
+        parse(text + rules.replace("stale_rate(policy)", "stale_rate(age)"), Path("p.yaml"))
+    with pytest.raises(SpecError, match=r"stale_rate needs a feature view: stale_rate\(VIEW\)"):
+        parse(text + rules.replace("stale_rate(policy)", "stale_rate"), Path("p.yaml"))

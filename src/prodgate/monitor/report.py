@@ -334,8 +334,28 @@ def _version_entry(
         "estimate": estimate,
         "realised": realised,
         "cohorts": _cohorts(conn, service, number, start, end, cal) if cohorts else [],
+        "features": _features(service, current),
         "notes": notes,
     }
+
+
+def _features(service: ServiceSpec, current: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Per view the service reads: how its values were for the answered rows (fresh,
+    stale, missing) and the shares stale and missing: a feature source that stopped
+    refreshing shows here before anywhere else."""
+    counted = (current or {}).get("features") or {}
+    out: dict[str, Any] = {}
+    for use in service.features.uses:
+        counts = counted.get(use.view.name) or {}
+        n = {s: int(counts.get(s, 0)) for s in ("fresh", "stale", "missing")}
+        rows = sum(n.values())
+        out[use.view.name] = {
+            **n,
+            "rows": rows,
+            "stale_rate": n["stale"] / rows if rows else None,
+            "missing_rate": n["missing"] / rows if rows else None,
+        }
+    return out
 
 
 def monitor_report(
@@ -537,6 +557,9 @@ def flatten(report: Mapping[str, Any], version: int | None = None) -> dict[str, 
         _put(out, "violation_rate", entry.get("violation_rate"))
         for name, v in (entry.get("violations") or {}).items():
             _put(out, f"violation_rate({name})", v["rate"])
+    for view, counts in (entry.get("features") or {}).items():
+        _put(out, f"stale_rate({view})", counts.get("stale_rate"))
+        _put(out, f"missing_rate({view})", counts.get("missing_rate"))
     realised = entry.get("realised") or {}
     _put(out, "error_rate", realised.get("error_rate"))
     _put(out, "escalation_rate", realised.get("escalation_rate"))

@@ -26,7 +26,11 @@ A window's JSON (the ``counts`` column) is the plan's "current statistics" shape
     {"format": 1, "requests": n, "rows": n, "refused": n, "violations": {field: n},
      "reference": created_us of the profile binned on | null,
      "columns": [COLUMN...], "outputs": [COLUMN...],
-     "calibration_counts": {predicted label: [20 counts by confidence bin]}}
+     "calibration_counts": {predicted label: [20 counts by confidence bin]},
+     "features": {view: {"fresh": n, "stale": n, "missing": n}}}
+
+``features`` counts the answered rows of a service that reads feature views, by how
+each view's values were (``features`` in their records); it is left out otherwise.
 
 Windows are aligned on the epoch (``start_us = ts_us // length_us * length_us``), so
 replicas with the same window length count into the same windows. Records of
@@ -86,6 +90,7 @@ class Window:
         "calibration",
         "changes",
         "columns",
+        "features",
         "flushed",
         "layout",
         "length_us",
@@ -111,6 +116,7 @@ class Window:
         self.layout = layout
         self.requests = self.refused = self.rows = 0
         self.violations: dict[str, int] = {}
+        self.features: dict[str, dict[str, int]] = {}
         self.columns = [(s.name, s.start()) for s in layout.columns]
         self.outputs = {s.name: s.start() for s in layout.outputs}
         self.pushes = [(name, column.add) for name, column in self.columns]
@@ -156,12 +162,30 @@ class Window:
             out = payload.get("output")
             self.push_prediction(out.get("prediction") if type(out) is dict else None)
             self.push_confidence(record.confidence)
+            seen = payload.get("features")
+            if seen:
+                self._count_features(seen)
         elif status == 422:
             self.refused += 1
             violations = self.violations
             for error in payload.get("errors") or ():
                 name = _field(error.get("path", "")) if type(error) is dict else "-"
                 violations[name] = violations.get(name, 0) + 1
+
+    def _count_features(self, seen: Any) -> None:
+        """Count how each view's values were for one answered row (fresh, stale,
+        missing): the freshness of a feature source, as the window saw it."""
+        if type(seen) is not dict:
+            return
+        features = self.features
+        for view, about in seen.items():
+            status = about.get("status") if type(about) is dict else None
+            if type(status) is not str:
+                continue
+            counts = features.get(view)
+            if counts is None:
+                counts = features[view] = {}
+            counts[status] = counts.get(status, 0) + 1
 
     def _add_llm(self, payload: Mapping[str, Any]) -> None:
         inp = payload.get("input")
@@ -232,6 +256,8 @@ class Window:
         }
         if self.layout.service_kind == "classifier":
             out["calibration_counts"] = {k: list(v) for k, v in self.calibration.items()}
+        if self.features:
+            out["features"] = {view: dict(counts) for view, counts in self.features.items()}
         return out
 
 

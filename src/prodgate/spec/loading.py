@@ -257,6 +257,7 @@ def parse(text: str, file: Path) -> Spec:
                     fields,
                     [c.name for c in policy.cohorts],
                     business=policy.business is not None,
+                    views=[u.view.name for u in features.uses],
                 )
             except monitor_module.MonitorProblem as exc:
                 problems.append(_problem(file, lines, (*base, *exc.path), exc.message))

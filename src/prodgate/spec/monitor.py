@@ -36,6 +36,9 @@ keys, all rates and shares as fractions in [0, 1]:
                                does not hold
 ``invalid_rate(COL)``          share of non-null values of another type than the
                                reference's (a schema change)
+``stale_rate(VIEW)``           share of answered rows whose values from feature view VIEW
+                               were older than its ttl (so they took defaults)
+``missing_rate(VIEW)``         share of answered rows whose entity VIEW does not hold
 ``violation_rate``             share of requests refused for a contract violation
                                (``contract violations`` is the same metric)
 ``violation_rate(COL)``        share of requests refused for a violation on field COL
@@ -97,6 +100,8 @@ COLUMN_METRICS = (
     "invalid_rate",
 )
 OPTIONAL_COLUMN_METRICS = ("violation_rate",)
+#: Metrics that name a feature view the service reads, not a column.
+VIEW_METRICS = ("stale_rate", "missing_rate")
 PLAIN_METRICS = (
     "drift share",
     "error_rate",
@@ -106,7 +111,7 @@ PLAIN_METRICS = (
     "accuracy",
     "cost",
 )
-METRICS = COLUMN_METRICS + OPTIONAL_COLUMN_METRICS + PLAIN_METRICS
+METRICS = COLUMN_METRICS + OPTIONAL_COLUMN_METRICS + VIEW_METRICS + PLAIN_METRICS
 #: Other spellings of a metric, and the canonical name each stands for.
 ALIASES = {"contract violations": "violation_rate", "drift_share": "drift share"}
 #: Metrics only a classifier has, and those that need the spec's business costs.
@@ -296,6 +301,7 @@ def parse_rule(
     cohorts: Sequence[str] = (),
     business: bool = False,
     any_column: bool = False,
+    views: Sequence[str] = (),
 ) -> Rule:
     """Parse a rule's ``when`` (named by itself); ValueError says what is wrong.
 
@@ -321,7 +327,13 @@ def parse_rule(
         raise ValueError(f"{raw_metric} takes no column; write violation_rate({column})")
     if metric in COLUMN_METRICS and not column:
         raise ValueError(f"{metric} needs a column: {metric}(COLUMN)")
-    if column is not None and not any_column and column not in columns:
+    if metric in VIEW_METRICS:
+        if not column:
+            raise ValueError(f"{metric} needs a feature view: {metric}(VIEW)")
+        if not any_column and column not in views:
+            known = ", ".join(views) or "none"
+            raise ValueError(f"unknown feature view {column!r}; the service reads: {known}")
+    elif column is not None and not any_column and column not in columns:
         known = ", ".join(columns) or "none"
         raise ValueError(f"unknown column {column!r}; the contract's fields and outputs: {known}")
     if metric in CLASSIFIER_ONLY and kind != "classifier":
@@ -361,6 +373,7 @@ def build(
     fields: Sequence[str],
     cohorts: Sequence[str] = (),
     business: bool = False,
+    views: Sequence[str] = (),
 ) -> MonitorSpec:
     """A service's monitoring from its ``monitor`` section (already schema-checked);
     raises :class:`MonitorProblem` saying where and what is wrong."""
@@ -386,7 +399,12 @@ def build(
         where = ("monitor", "alerts", str(i))
         try:
             rule = parse_rule(
-                str(item["when"]), columns=columns, kind=kind, cohorts=cohorts, business=business
+                str(item["when"]),
+                columns=columns,
+                kind=kind,
+                cohorts=cohorts,
+                business=business,
+                views=views,
             )
         except ValueError as exc:
             raise MonitorProblem((*where, "when"), str(exc)) from None
