@@ -247,3 +247,15 @@ async def test_windows_count_each_views_freshness_for_monitoring(served: Setting
     # The entity key is not a monitored column; the features are.
     columns = [c["column"] for c in entry["columns"]]
     assert "policy_id" not in columns
+    # ... and `prodgate monitor` says so.
+    from click.testing import CliRunner
+
+    from prodgate.cli.main import cli
+
+    shown = CliRunner().invoke(
+        cli,
+        ["--home", served.home, "--config", served.config, "monitor", "claims", "--window", "1h"],
+        env={"PRODGATE_DATABASE_URL": served.database_url},
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "feature view policy: 5 rows, stale 20.0%, missing 20.0%" in shown.output

@@ -121,6 +121,12 @@ def _quality_lines(entry: Mapping[str, Any], classifier: bool) -> list[str]:
         if not v["count"]:
             continue
         lines.append(f"  contract violations on {name}: {v['count']:,} ({_pct(v['rate'])})")
+    for view, f in (entry.get("features") or {}).items():
+        if f["rows"]:
+            lines.append(
+                f"feature view {view}: {f['rows']:,} rows, stale {_pct(f['stale_rate'])}, "
+                f"missing {_pct(f['missing_rate'])}"
+            )
     for c in entry.get("cohorts") or []:
         guess: Mapping[str, Any] = c.get("estimate") or {}
         parts = [f"{c['rows']:,} decisions", f"estimated accuracy {number(guess.get('accuracy'))}"]
