@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from prodgate.exceptions import FeatureStoreError, UsageError
-from prodgate.features.online import Found
+from prodgate.features.online import Found, Online
 from prodgate.spec.features import FeatureView
 
 #: Feast's status of a value that its online store does not have (FieldStatus.NOT_FOUND).
@@ -48,7 +48,7 @@ class _Plan:
     integer_key: bool
 
 
-def feast_online(view: FeatureView, base: Path) -> FeastOnline:
+def feast_online(view: FeatureView, base: Path) -> Online:
     """The online store of *view*'s Feast repository (``source.feast``, relative to
     *base*, the spec file's folder). Raises :class:`UsageError` when Feast is not
     installed, or the repository or its feature view do not match the view."""
