@@ -4,6 +4,8 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 PORT ?= 8000
 DEMO_HOME ?= .prodgate-demo
+# Feast pins pandas<3: the Feast tests run it from an environment of its own.
+FEAST_VENV ?= $(VENV)-feast
 
 .PHONY: install install-dev demo test check lint format bench bench-replicas bench-keys bench-llm bench-guard bench-drift bench-monitor bench-features clean
 
@@ -19,6 +21,11 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@ $(VENV)/.core
 
+$(FEAST_VENV)/.ready: pyproject.toml
+	$(PYTHON) -m venv $(FEAST_VENV)
+	$(FEAST_VENV)/bin/pip install -q -e '.[feast]'
+	touch $@
+
 install: $(VENV)/.core
 install-dev: $(VENV)/.dev
 
@@ -26,8 +33,8 @@ install-dev: $(VENV)/.dev
 demo: $(VENV)/.core
 	$(BIN)/prodgate --home $(DEMO_HOME) demo --port $(PORT)
 
-## test: the test suite, on SQLite and PostgreSQL
-test: $(VENV)/.dev
+## test: the test suite, on SQLite and PostgreSQL (and Feast, from $(FEAST_VENV))
+test: $(VENV)/.dev $(FEAST_VENV)/.ready
 	$(BIN)/pytest -q
 
 ## check: lint, format check, type check
@@ -74,4 +81,4 @@ bench-features: $(VENV)/.dev
 	$(BIN)/python bench/features_overhead.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_HOME) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(FEAST_VENV) $(DEMO_HOME) .pytest_cache .mypy_cache .ruff_cache

@@ -26,12 +26,16 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serving(
-    settings: Settings, timeout: float = 30.0, env_extra: dict[str, str] | None = None
+    settings: Settings,
+    timeout: float = 30.0,
+    env_extra: dict[str, str] | None = None,
+    python: str = sys.executable,
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """Start ``prodgate serve`` for *settings*; yield the process and its base URL.
 
     The data plane is open (``PRODGATE_AUTH=off``) unless *env_extra* says otherwise:
-    the tests that use this are about durability and serving, not access."""
+    the tests that use this are about durability and serving, not access. *python* is
+    the interpreter that runs it (another environment's, for Feast)."""
     port = free_port()
     env = dict(os.environ)
     env["PRODGATE_AUTH"] = "off"
@@ -40,7 +44,7 @@ def serving(
     env["PRODGATE_DATABASE_URL"] = settings.database_url
     env["PRODGATE_REFRESH_INTERVAL"] = "0.2"
     cmd = [
-        sys.executable,
+        python,
         "-m",
         "prodgate.cli.main",
         "--home",
