@@ -212,7 +212,9 @@ def generate(
 
 
 def policy_ids(n: int, seed: int) -> list[str]:
-    """The policy keys of :func:`generate`'s *n* claims for *seed*."""
+    """The policy keys of :func:`generate`'s *n* claims for *seed*. (The claims of
+    another *n* for the same seed are other claims, drawn apart: keep the pair, not the
+    seed alone, to name a set of policies.)"""
     return [f"POL-{seed:04d}-{i:06d}" for i in range(n)]
 
 
