@@ -5,7 +5,7 @@ BIN = $(VENV)/bin
 PORT ?= 8000
 DEMO_HOME ?= .prodgate-demo
 
-.PHONY: install install-dev demo test check lint format bench bench-replicas bench-keys bench-llm bench-guard bench-drift bench-monitor clean
+.PHONY: install install-dev demo test check lint format bench bench-replicas bench-keys bench-llm bench-guard bench-drift bench-monitor bench-features clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,10 @@ bench-drift: $(VENV)/.dev
 ## bench-monitor: the gateway with production monitoring on against off, in one run (needs wrk)
 bench-monitor: $(VENV)/.dev
 	$(BIN)/python bench/monitor_overhead.py
+
+## bench-features: the gateway enriching requests from a feature view (the store, Redis) against the caller sending the features, in one run (needs wrk and Redis)
+bench-features: $(VENV)/.dev
+	$(BIN)/python bench/features_overhead.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_HOME) .pytest_cache .mypy_cache .ruff_cache

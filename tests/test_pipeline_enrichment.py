@@ -190,3 +190,25 @@ async def test_concurrent_requests_share_one_lookup(served: Settings) -> None:
     ]
     assert float(total[0].rsplit(" ", 1)[1]) == 40  # every row looked up once
     assert lookups < 40 / 4, lines  # batched: far fewer lookups than requests
+
+
+async def test_an_online_store_that_does_not_answer_is_a_503_recorded(
+    sqlite_settings: Settings,
+) -> None:
+    settings = sqlite_settings.with_(redis_url="redis://127.0.0.1:6390/0")  # nothing listens
+    write(settings)
+    register_and_deploy(settings, "fixture_models:by_policy")
+    async with running(settings) as client:
+        r = await client.post(
+            "/v1/services/claims/predict", json={"inputs": {"amount": 5, "policy_id": "P4"}}
+        )
+    assert r.status_code == 503, r.text
+    assert r.json()["type"].endswith("feature-store")
+    store = open_store(settings)
+    try:
+        with store.read() as conn:
+            (record,) = [x for x in log.tail(conn, 5, service="claims") if x["action"] == "predict"]
+    finally:
+        store.dispose()
+    assert record["status"] == 503
+    assert record["problem"] == "feature-store"

@@ -17,6 +17,7 @@ from prodgate.evaluation import report
 from prodgate.settings import ACTING
 
 if TYPE_CHECKING:
+    from prodgate.evaluation.evaluate import FeatureJoin
     from prodgate.evaluation.prompts import Limits
 
 _DATA = click.option(
@@ -36,6 +37,14 @@ _LABEL = click.option(
     "for an llm service, the field of a JSON answer holding its label.",
 )
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+_AT = click.option(
+    "--at",
+    "at",
+    default=None,
+    metavar="COLUMN",
+    help="Services with feature views: the column of each row's time; data with only the "
+    "entity keys gets the features joined as of then (as 'features dataset' does).",
+)
 _CONCURRENCY = click.option(
     "--concurrency",
     type=click.IntRange(1, 1024),
@@ -52,6 +61,15 @@ _MAX_COST = click.option(
     help="llm services: start no more cases once the calls cost this much (the run then "
     "does not pass).",
 )
+
+
+def _join(ctx: Context, at: str | None) -> FeatureJoin | None:
+    """``--at``: features joined as of each row's time, file sources beside the spec."""
+    if at is None:
+        return None
+    from prodgate.evaluation.evaluate import FeatureJoin
+
+    return FeatureJoin(at, ctx.spec().path.parent)
 
 
 def _progress(message: str) -> None:
@@ -103,6 +121,7 @@ class _Bar:
 @_LABEL
 @_CONCURRENCY
 @_MAX_COST
+@_AT
 @_JSON
 @setting_options(ACTING)
 @pass_ctx
@@ -114,6 +133,7 @@ def evaluate(
     label: str | None,
     concurrency: int | None,
     max_cost: float | None,
+    at: str | None,
     as_json: bool,
 ) -> None:
     """Measure VERSION of SERVICE on labelled data: metrics, business cost, cohorts, gates.
@@ -140,6 +160,7 @@ def evaluate(
             progress=_progress,
             limits=_limits(concurrency, max_cost),
             step=bar,
+            join=_join(ctx, at),
         )
     finally:
         bar.close()
@@ -177,6 +198,7 @@ def evaluate(
 @_LABEL
 @_CONCURRENCY
 @_MAX_COST
+@_AT
 @_JSON
 @pass_ctx
 def compare(
@@ -188,6 +210,7 @@ def compare(
     label: str | None,
     concurrency: int | None,
     max_cost: float | None,
+    at: str | None,
     as_json: bool,
 ) -> None:
     """Score versions A and B of SERVICE on the same labelled data, side by side.
@@ -210,6 +233,7 @@ def compare(
             progress=_progress,
             limits=_limits(concurrency, max_cost),
             step=bar,
+            join=_join(ctx, at),
         )
     finally:
         bar.close()

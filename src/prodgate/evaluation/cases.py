@@ -191,9 +191,10 @@ def read_cases(service: ServiceSpec, path: Path | str) -> Cases:
 
 
 def _missing_required(service: ServiceSpec, cases: Sequence[Case]) -> tuple[Case, list[str]] | None:
-    """The first case lacking a variable the contract requires: the template would fail
-    on it (or answer nonsense), so it is the file's mistake, not the version's."""
-    required: Sequence[str] = service.contract.get("required", [])
+    """The first case lacking a variable the model reads (the contract's required fields,
+    and the service's features: a case carries them itself): the template would fail on
+    it (or answer nonsense), so it is the file's mistake, not the version's."""
+    required: Sequence[str] = service.model_contract.get("required", [])
     for case in cases:
         names = [n for n in required if n not in case.inputs]
         if names:

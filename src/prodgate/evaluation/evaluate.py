@@ -61,10 +61,23 @@ class Dataset:
     """A labelled data file read for evaluation."""
 
     frame: pd.DataFrame
-    rows: list[dict[str, Any]]  # input fields only, plain Python values
+    rows: list[dict[str, Any]]  # the model's input fields only, plain Python values
     truth: list[Any]
     label_column: str
     fingerprint: dict[str, Any]
+    #: How the service's features were joined onto the data (point-in-time), when they
+    #: were: :meth:`prodgate.features.offline.Joined.summary`, with ``at``.
+    features: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class FeatureJoin:
+    """How to add a service's features to data that has only their entity keys: as of
+    each row's time in column *at* (:func:`prodgate.features.offline.join`), file
+    sources relative to *base* (the spec's folder)."""
+
+    at: str
+    base: Path
 
 
 def pick_label_column(columns: Sequence[str], fields: Sequence[str], given: str | None) -> str:
@@ -93,9 +106,10 @@ def _is_integer_field(prop: Any) -> bool:
 
 
 def input_rows(frame: pd.DataFrame, service: ServiceSpec) -> list[dict[str, Any]]:
-    """The rows as requests would carry them: the contract's input fields only, plain
-    Python values, missing as None, whole floats in integer fields as ints."""
-    properties = service.contract.get("properties", {})
+    """The rows as the model sees them: the model's input fields only (the contract's,
+    then the features), plain Python values, missing as None, whole floats in integer
+    fields as ints."""
+    properties = service.model_contract.get("properties", {})
     fields = [f for f in service.feature_names if f in frame.columns]
     if not fields:
         return [{} for _ in range(len(frame))]
@@ -111,8 +125,20 @@ def input_rows(frame: pd.DataFrame, service: ServiceSpec) -> list[dict[str, Any]
     return [dict(zip(fields, cells, strict=True)) for cells in zip(*columns.values(), strict=True)]
 
 
-def load_dataset(service: ServiceSpec, data_path: Path | str, label_column: str | None) -> Dataset:
-    """Read *data_path*, pick its label column and turn its rows into requests."""
+def load_dataset(
+    service: ServiceSpec,
+    data_path: Path | str,
+    label_column: str | None,
+    *,
+    join: FeatureJoin | None = None,
+    store_url: str | None = None,
+) -> Dataset:
+    """Read *data_path*, pick its label column and turn its rows into the model's.
+
+    Data with every feature of a service that reads feature views is used as it is;
+    data with none of them gets them joined point-in-time (*join*; *store_url* is what
+    a view's ``query`` without a ``url`` runs against), the same values a training set
+    built by ``features dataset`` holds, and rows the join drops are not scored."""
     path = Path(data_path)
     fingerprint = data_fingerprint(path)
     frame = read_table(path)
@@ -120,19 +146,59 @@ def load_dataset(service: ServiceSpec, data_path: Path | str, label_column: str 
         raise UsageError(f"{path}: the data has no rows")
     columns = [str(c) for c in frame.columns]
     frame.columns = pd.Index(columns)
+    frame, features = _join_features(service, path, frame, join, store_url)
+    columns = [str(c) for c in frame.columns]
     fields = service.feature_names
-    required = service.contract.get("required", [])
+    required = service.model_contract.get("required", [])
     absent = [f for f in required if f not in columns]
     if absent:
         raise UsageError(f"{path}: the data lacks required input field(s): {', '.join(absent)}")
-    label = pick_label_column(columns, fields, label_column)
+    others = [c for c in columns if join is None or c != join.at]  # the time is no label
+    label = pick_label_column(others, fields, label_column)
     return Dataset(
         frame=frame,
         rows=input_rows(frame, service),
         truth=frame[label].tolist(),
         label_column=label,
         fingerprint=fingerprint,
+        features=features,
     )
+
+
+def _join_features(
+    service: ServiceSpec,
+    path: Path,
+    frame: pd.DataFrame,
+    join: FeatureJoin | None,
+    store_url: str | None,
+) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+    """*frame* with the service's features joined when it lacks them (see
+    :func:`load_dataset`), and the join's summary (None: no join)."""
+    names = service.features.names
+    if not names:
+        if join is not None:
+            raise UsageError(f"--at joins features, and {service.name} reads none")
+        return frame, None
+    lacking = [n for n in names if n not in frame.columns]
+    if not lacking:
+        return frame, None  # the data has every feature: used as it is
+    if len(lacking) < len(names):
+        have = [n for n in names if n in frame.columns]
+        raise UsageError(
+            f"{path}: the data has some of {service.name}'s features ({', '.join(have)}) "
+            f"but not {', '.join(lacking)}: give every feature, or none and --at COLUMN to "
+            "join them from their views"
+        )
+    if join is None:
+        raise UsageError(
+            f"{path}: the data lacks {service.name}'s features ({', '.join(lacking)}); pass "
+            "--at COLUMN (each row's time) to join them from their views point-in-time, "
+            "or give data that has them"
+        )
+    from prodgate.features import offline
+
+    joined = offline.join(frame, service, join.base, store_url, join.at)
+    return joined.frame, {"at": join.at, **joined.summary()}
 
 
 def _predict(
@@ -197,9 +263,11 @@ def score_version(
         escalated,
         drift=data_drift(store, service, version.number, data.frame),
     )
+    if data.features is not None:
+        result["features"] = data.features
     # Rows the gateway would refuse with 422 are scored all the same (they are the data
     # given), but the report says how many there were.
-    contract = Contract(service.contract)
+    contract = Contract(service.model_contract)
     result["contract_violations"] = sum(not contract.is_valid(row) for row in data.rows)
     if calibrate and service.kind == "classifier":
         from prodgate.monitor.estimate import calibration
@@ -278,6 +346,7 @@ def evaluate_version(
     progress: Progress | None = None,
     limits: Limits | None = None,
     step: Step | None = None,
+    join: FeatureJoin | None = None,
 ) -> StoredEvaluation:
     """Evaluate version *version_number* of *service* on a labelled data file.
 
@@ -289,7 +358,12 @@ def evaluate_version(
     A prompt version (a service of kind ``llm``) is run over a cases file instead,
     with *limits* and told of each case by *step*; *label_column* then names the
     answer's label field (:mod:`~prodgate.evaluation.prompts`).
+
+    Data with only the entity keys of a service's feature views gets their features
+    joined point-in-time by *join* (see :func:`load_dataset`); the result's
+    ``features`` then says how (fresh, stale, missing, defaults, rows dropped).
     """
+    _refuse_join(service, join)
     if service.kind == "llm":
         from prodgate.evaluation.prompts import evaluate_prompt_version
 
@@ -307,7 +381,7 @@ def evaluate_version(
     _refuse_limits(limits)
     with store.read() as conn:
         version = get_version(conn, service.name, version_number)
-    data = load_dataset(service, data_path, label_column)
+    data = load_dataset(service, data_path, label_column, join=join, store_url=store.url)
     if progress:
         progress(f"scoring {len(data.rows):,} rows with {service.name} version {version.number}...")
     predictions = _predict(store, service, version, data.rows)
@@ -353,6 +427,15 @@ def evaluate_version(
         then=held_out_outputs,
     )
     return StoredEvaluation(evaluation_id, result, data.fingerprint, data.label_column)
+
+
+def _refuse_join(service: ServiceSpec, join: FeatureJoin | None) -> None:
+    """A prompt version's cases carry their inputs whole: nothing to join them to."""
+    if join is not None and service.kind == "llm":
+        raise UsageError(
+            "--at joins features onto labelled data; an llm service's cases "
+            "carry every input themselves"
+        )
 
 
 def _refuse_limits(limits: Limits | None) -> None:
@@ -412,6 +495,7 @@ def compare(
     progress: Progress | None = None,
     limits: Limits | None = None,
     step: Step | None = None,
+    join: FeatureJoin | None = None,
 ) -> dict[str, Any]:
     """Score versions *a* and *b* of *service* on the same data (nothing is stored).
 
@@ -419,8 +503,10 @@ def compare(
     version's full result (with its ``version``) and, for overall and every cohort,
     one row per metric ``{"cohort", "rows", "metric", "a", "b", "difference"}``
     (difference is b - a, None when either is not measurable). Prompt versions run
-    over the same cases file, with *limits* and *step* as in :func:`evaluate_version`.
+    over the same cases file, with *limits* and *step* as in :func:`evaluate_version`;
+    *join* adds features to entity-only data as there.
     """
+    _refuse_join(service, join)
     if service.kind == "llm":
         from prodgate.evaluation.prompts import compare_prompt_versions
 
@@ -441,7 +527,7 @@ def compare(
         with store.read() as conn:
             va = get_version(conn, service.name, a)
             vb = get_version(conn, service.name, b)
-        data = load_dataset(service, data_path, label_column)
+        data = load_dataset(service, data_path, label_column, join=join, store_url=store.url)
         ra = score_version(store, service, va, data, progress)
         rb = score_version(store, service, vb, data, progress)
         dataset, label = data.fingerprint, data.label_column

@@ -355,7 +355,7 @@ def score_prompt_version(
     got, spent = answer_cases(service, prompt, cases, limits=limits, step=step)
     result = scoring.score(service, cases.cases, got, form)
     ran = sum(a is not None for a in got)
-    contract = Contract(service.contract)
+    contract = Contract(service.model_contract)
     result.update(
         kind="llm",
         cases=len(cases),

@@ -124,6 +124,7 @@ def evaluation_text(
             f"warning: {refused:,} of {result['rows']:,} rows break the input contract; "
             "the gateway would refuse them with 422"
         )
+    lines += _features_lines(result.get("features"))
     lines += ["", "overall"]
     metrics = result["metrics"]
     lines.append("  " + "  ".join(f"{n} {_value(n, v)}" for n, v in metrics.items()))
@@ -147,6 +148,27 @@ def evaluation_text(
         lines += ["", "cohorts", _cohort_table(result)]
     lines += _verdict_lines(result["gates"])
     return "\n".join(lines)
+
+
+def _features_lines(joined: Mapping[str, Any] | None) -> list[str]:
+    """How the features were joined onto the data, when they were (point-in-time)."""
+    if not joined:
+        return []
+    views = "; ".join(
+        f"{view} {c['fresh']:,} fresh, {c['stale']:,} stale, {c['missing']:,} missing"
+        for view, c in joined["views"].items()
+    )
+    lines = [f"features joined as of {joined['at']!r}: {views}"]
+    if joined["defaulted"]:
+        taken = ", ".join(f"{n} {c:,}" for n, c in joined["defaulted"].items())
+        lines.append(f"  defaults taken: {taken}")
+    if joined["dropped"]:
+        why = ", ".join(f"{n} {c:,}" for n, c in joined["refused"].items())
+        lines.append(
+            f"  not scored: {joined['dropped']:,} of {joined['rows_in']:,} rows without a "
+            f"value for a feature that has no default (the gateway would refuse them): {why}"
+        )
+    return lines
 
 
 def _verdict_lines(gates: Sequence[Mapping[str, Any]]) -> list[str]:

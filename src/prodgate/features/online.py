@@ -5,9 +5,10 @@ Two of prodgate's own, one interface (:class:`Online`):
 - :class:`RedisOnline` when ``PRODGATE_REDIS_URL`` is set: one hash per entity,
   ``{prefix}feature:{view}:{entity}``, a field per feature (its JSON) and ``_ts`` (the
   source's timestamp of the values, in microseconds). Written by pipelined ``HSET``s,
-  read by pipelined ``HMGET``s: one round trip for a whole micro-batch.
+  read by one script call that ``HMGET``s every key of a batch: one round trip and one
+  command for a whole micro-batch.
 - :class:`StoreOnline` otherwise: the store's ``feature_values`` table (SQLite or
-  PostgreSQL), one row per view and entity, read with one ``IN`` query per batch.
+  PostgreSQL), one row per view and entity, read with one query per batch.
 
 A team that runs Feast keeps it: a view whose source is ``feast`` is read from Feast's
 own online store (:mod:`prodgate.features.feast`), through the same interface.
@@ -19,12 +20,12 @@ as 17 and one materialised from an integer column as 17 are the same key.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
-import sqlalchemy as sa
 
 from prodgate.exceptions import FeatureStoreError, UsageError
 from prodgate.settings import Settings
@@ -32,8 +33,11 @@ from prodgate.spec.features import FeatureView
 from prodgate.store.engine import Store, now_us
 from prodgate.store.tables import feature_values
 
-#: Entities per ``IN`` query (SQLite's default limit on parameters is 32,766).
-CHUNK = 500
+logger = logging.getLogger("prodgate.features")
+
+_COLUMNS = "SELECT entity, feature_values, event_us FROM feature_values WHERE view = "
+_SQLITE_LOOKUP = _COLUMNS + "? AND entity IN (SELECT value FROM json_each(?))"
+_POSTGRES_LOOKUP = _COLUMNS + "%s AND entity = ANY(%s)"
 #: The hash field that holds the values' timestamp.
 TS_FIELD = "_ts"
 
@@ -67,8 +71,8 @@ class Online(Protocol):
 def entity_key(value: Any) -> str | None:
     """A request's (or a source's) entity value as the online store's key; None for
     none (null, or an empty text)."""
-    if value is None or value == "":
-        return None
+    if value is None or value == "" or (isinstance(value, float) and value != value):
+        return None  # null, empty, or NaN (an empty cell of a numeric column)
     if isinstance(value, float) and value.is_integer():
         return str(int(value))  # 17.0 from a CSV column is the entity 17
     return str(value)
@@ -86,20 +90,23 @@ class StoreOnline:
         return await asyncio.to_thread(self.read, view, keys)
 
     def read(self, view: FeatureView, keys: Sequence[str]) -> list[Found | None]:
-        """:meth:`lookup`, in the caller's thread."""
-        t = feature_values.c
+        """:meth:`lookup`, in the caller's thread: one statement for all *keys*, its SQL
+        text fixed per dialect (the keys go as one JSON array on SQLite, one array on
+        PostgreSQL), so nothing is compiled per lookup."""
         found: dict[str, Found] = {}
         unique = list(dict.fromkeys(keys))
+        if self.store.is_sqlite:
+            sql, param = _SQLITE_LOOKUP, orjson.dumps(unique).decode()
+        else:
+            sql, param = _POSTGRES_LOOKUP, unique  # type: ignore[assignment]
+        loads = orjson.loads
         try:
-            with self.store.read() as conn:
-                for i in range(0, len(unique), CHUNK):
-                    query = sa.select(t.entity, t.feature_values, t.event_us).where(
-                        t.view == view.name, t.entity.in_(unique[i : i + CHUNK])
-                    )
-                    for entity, values, event_us in conn.execute(query):
-                        found[entity] = Found(orjson.loads(values), int(event_us))
-        except Exception as exc:  # the store's own errors are scrubbed already
-            raise FeatureStoreError(f"the feature store did not answer: {exc}") from None
+            with self.store.engine.connect() as conn:
+                rows = conn.exec_driver_sql(sql, (view.name, param)).fetchall()
+        except Exception as exc:
+            raise _unavailable("the store", exc) from None
+        for entity, values, event_us in rows:
+            found[entity] = Found(loads(values), int(event_us))
         return [found.get(k) for k in keys]
 
     def write(self, view: FeatureView, rows: Iterable[tuple[str, dict[str, Any], int]]) -> int:
@@ -158,29 +165,33 @@ class RedisOnline:
         self._url, self._timeout = url, timeout
         self._sync: redis.Redis | None = None
         self._fields: dict[str, list[str]] = {}
+        self._script = self._client.register_script(_HMGET_ALL)
 
     def key(self, view: str, entity: str) -> str:
         return f"{self.prefix}feature:{view}:{entity}"
 
     async def lookup(self, view: FeatureView, keys: Sequence[str]) -> list[Found | None]:
+        """One ``EVALSHA`` for the whole batch: the script ``HMGET``s each hash inside
+        Redis. A pipeline of one ``HMGET`` per key cost about 16 µs of the gateway's CPU
+        per key in redis-py (a command built and a reply parsed per key); one command
+        with one nested reply costs a fraction of that."""
         names = self._fields.get(view.name)
         if names is None:
             names = self._fields[view.name] = [*view.features, TS_FIELD]
+        prefix = f"{self.prefix}feature:{view.name}:"
         try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for k in keys:
-                    pipe.hmget(self.key(view.name, k), names)
-                replies = await pipe.execute()
+            replies = await self._script(keys=[prefix + k for k in keys], args=names)
         except Exception as exc:
-            raise FeatureStoreError(f"the feature store (Redis) did not answer: {exc}") from None
+            raise _unavailable("Redis", exc) from None
         out: list[Found | None] = []
         loads = orjson.loads
+        features = names[:-1]
         for reply in replies:
             ts = reply[-1]
             if ts is None:
                 out.append(None)
                 continue
-            values = {n: loads(v) for n, v in zip(names[:-1], reply, strict=False) if v is not None}
+            values = {n: loads(v) for n, v in zip(features, reply, strict=False) if v is not None}
             out.append(Found(values, int(ts)))
         return out
 
@@ -211,6 +222,23 @@ class RedisOnline:
         await self._client.aclose()
         if self._sync is not None:
             self._sync.close()
+
+
+#: Every key's ``HMGET`` of the same fields, in one call.
+_HMGET_ALL = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  out[i] = redis.call('HMGET', key, unpack(ARGV))
+end
+return out
+"""
+
+
+def _unavailable(where: str, exc: Exception) -> FeatureStoreError:
+    """The caller's error for a lookup that failed: retry later; the cause (which may
+    name hosts) goes to the log, once per failure."""
+    logger.warning("feature lookup in %s failed: %s: %s", where, type(exc).__name__, exc)
+    return FeatureStoreError("the online feature store did not answer; retry shortly")
 
 
 def build_online(settings: Settings, store: Store) -> Online:

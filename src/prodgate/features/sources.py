@@ -97,12 +97,15 @@ def timestamps_us(column: pd.Series[Any], label: str) -> np.ndarray[Any, Any]:
                 raise ValueError("a timestamp is empty")
             out: np.ndarray[Any, Any] = np.round(seconds * 1_000_000).astype("int64")
             return out
-        parsed = pd.to_datetime(column, utc=True)
+        # ISO8601: text of mixed precision (a fraction of a second on some rows only,
+        # as isoformat() and PostgreSQL write them) is one format, not several.
+        parsed = pd.to_datetime(column, utc=True, format="ISO8601")
         if parsed.isna().any():
             raise ValueError("a timestamp is empty")
         return np.asarray(parsed.dt.as_unit("us").astype("int64"), dtype="int64")
     except (ValueError, TypeError, OverflowError) as exc:
-        raise UsageError(f"{label}: not a timestamp: {exc}") from None
+        first = (str(exc).splitlines() or [""])[0]  # pandas adds lines of advice
+        raise UsageError(f"{label}: not a timestamp: {first}") from None
 
 
 def _read_file(view: FeatureView, base: Path, label: str) -> pd.DataFrame:

@@ -254,7 +254,8 @@ def compute(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """The reference profile (JSON) of *data* for *service*: its input fields (the
-    contract's, those the file has; bounded memory however large the file), and the
+    model's, those the file has, not entity keys: :func:`profiled_fields`; bounded
+    memory however large the file), and the
     outputs of *predict* (the version's model) on up to *max_output_rows* rows of it:
     the predicted class (classifiers) or value (regressors) and the confidence on
     fixed bins. An LLM service's profile has ``prompt_chars`` instead (no model call)."""
@@ -263,14 +264,15 @@ def compute(
     if not data.is_file():
         raise UsageError(f"{data}: no such data file")
     head = _head(data, max_output_rows)
-    fields = [f for f in service.feature_names if f in head.columns]
+    fields = profiled_fields(service, head.columns)
     if not fields:
         raise UsageError(
             f"{data}: none of {service.name}'s input fields "
-            f"({', '.join(service.feature_names)}) is a column of it"
+            f"({', '.join(profiled_fields(service))}) is a column of it"
         )
-    categorical = [f for f in fields if _kind(service.contract, f) == "categorical"]
-    numeric = [f for f in fields if _kind(service.contract, f) == "numeric"]
+    model_contract = service.model_contract
+    categorical = [f for f in fields if _kind(model_contract, f) == "categorical"]
+    numeric = [f for f in fields if _kind(model_contract, f) == "numeric"]
     try:
         reference = profile(str(data), columns=fields, categorical=categorical, numeric=numeric)
     except ProdgateError:
@@ -288,6 +290,15 @@ def compute(
         outputs.extend(output_columns(service, predictions))
     reference.outputs = outputs
     return reference.to_json()
+
+
+def profiled_fields(service: ServiceSpec, columns: Any = None) -> list[str]:
+    """The fields a profile holds: the model's inputs (the contract's, then the
+    features), those in *columns* when given, but not the feature views' entity keys: an
+    id is no distribution, and new ids are what production brings, not drift."""
+    keys = set(service.features.entities)
+    have = None if columns is None else {str(c) for c in columns}
+    return [f for f in service.feature_names if f not in keys and (have is None or f in have)]
 
 
 def output_columns(service: ServiceSpec, predictions: Sequence[Prediction]) -> list[Any]:

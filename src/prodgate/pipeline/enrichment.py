@@ -158,12 +158,13 @@ class Enrichment:
             now = now_us()
             name = use.view.name
             tally = {FRESH: 0, STALE: 0, MISSING: 0}
+            oldest = None  # the oldest value's timestamp: one observation per request
             for i, key in enumerate(keys):
                 found = next(it) if key is not None else None
                 resolved = resolve(use, found, now)
                 tally[resolved.status] += 1
-                if found is not None:
-                    self.age[name].observe(max(0.0, (now - found.event_us) / 1e6))
+                if found is not None and (oldest is None or found.event_us < oldest):
+                    oldest = found.event_us
                 for feature in resolved.defaulted:
                     self.defaults[(name, feature)].inc()
                 if resolved.refused:
@@ -173,6 +174,8 @@ class Enrichment:
                     )
                 added[i].update(resolved.values)
                 meta[i][name] = resolved.record(key)
+            if oldest is not None:
+                self.age[name].observe(max(0.0, (now - oldest) / 1e6))
             for status, n in tally.items():
                 if n:
                     self.counts[name][status].inc(n)

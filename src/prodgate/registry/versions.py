@@ -129,7 +129,8 @@ class Version:
 def _check_model(
     service: ServiceSpec, location: str, flavor: str, trusted: Trust, path: str
 ) -> Model | None:
-    """Load the model and run it on the contract's example input; ArtifactError if not.
+    """Load the model and run it on the example input of the rows it sees (the contract's
+    fields and the features); ArtifactError if not.
     A prompt version is parsed and checked against its service instead (None)."""
     from prodgate.contract import Contract
 
@@ -149,7 +150,7 @@ def _check_model(
             providers=service.llm.providers,
             fields=service.feature_names,
             output_contract=service.output_contract,
-            example=Contract(service.contract).example(),
+            example=Contract(service.model_contract).example(),
         )
         return None
     from prodgate.runtime.base import ModelInfo
@@ -162,7 +163,7 @@ def _check_model(
         trusted=trusted,
     )
     model = load_model(location, flavor, info)
-    example = Contract(service.contract).example()
+    example = Contract(service.model_contract).example()
     try:
         model.predict([example])
     except ArtifactError:
