@@ -40,12 +40,14 @@ import pyarrow.parquet as pq
 from prodgate.contract import Contract
 from prodgate.contract_batch import Report, check_file
 from prodgate.contract_read import DataFile
-from prodgate.examples.claims_triage.generate import FEATURES, generate
+from prodgate.examples.claims_triage.generate import CALLER_FIELDS, generate
 from prodgate.examples.claims_triage.spec import CONTRACT
 
 
 def make_files(rows: int, folder: Path) -> list[Path]:
-    frame = generate(rows, seed=7, new_claim_type_rate=0.01, empty_field_rate=0.01)[FEATURES]
+    # What callers send (the policy's features are the gateway's to add).
+    frame = generate(rows, seed=7, new_claim_type_rate=0.01, empty_field_rate=0.01)
+    frame = frame[CALLER_FIELDS]
     rng = np.random.default_rng(7)
     negative = rng.random(rows) < 0.005
     frame.loc[negative, "claim_amount"] = -frame.loc[negative, "claim_amount"]
@@ -55,8 +57,6 @@ def make_files(rows: int, folder: Path) -> list[Path]:
     pacsv.write_csv(table, csv)
     with jsonl.open("wb") as f:
         for row in table.to_pylist():
-            if row["customer_age"] is None or row["customer_age"] != row["customer_age"]:
-                row["customer_age"] = None
             f.write(orjson.dumps(row) + b"\n")
     return [parquet, csv, jsonl]
 

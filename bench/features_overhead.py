@@ -216,7 +216,7 @@ def bodies(
     ids = table["policy_id"].tolist()
     values = {c: table[c].tolist() for c in POLICY}
     for claim, i in zip(claims(rows, seed), drawn.tolist(), strict=True):
-        own = {k: v for k, v in claim.items() if k not in POLICY}
+        own = {k: v for k, v in claim.items() if k != "policy_id"}  # the example's key
         age = values["customer_age"][i]
         features = {
             "policy_age_years": int(values["policy_age_years"][i]),

@@ -76,6 +76,7 @@ from harness import (
     create_key,
     emit,
     gateway_stats,
+    load_policies,
     lua_script,
     machine,
     model_path,
@@ -146,6 +147,8 @@ def benchmark(arguments: list[str]) -> int:
         home = args.home.resolve() if args.home else work / "home"
         print(f"building the claims-triage example in {home} ...", flush=True)
         build_example(prodgate, home)
+        # Callers send a claim's policy_id; the gateway looks up the policy's features.
+        load_policies(prodgate, home, args.rows, args.seed)
         # prodgate asks for an API key by default; a key without limits, sent to all three.
         _, key = create_key(prodgate, {"PRODGATE_HOME": str(home)}, "bench", SERVICE)
         headers = {"Authorization": f"Bearer {key}"}
@@ -168,7 +171,8 @@ def benchmark(arguments: list[str]) -> int:
             report_failures(gw)
         audit = verify_audit(prodgate, home, gw.acknowledged)
         print(f"prodgate audit verify: {audit.summary}", flush=True)
-        bare_env = {"BARE_MODEL": str(model_path(home))}
+        # The pilot reads the same policies' features from the same files, per request.
+        bare_env = {"BARE_MODEL": str(model_path(home)), "BARE_POLICIES": str(home / "example")}
         bare = measure(
             uvicorn_server("bare FastAPI", "bare_fastapi:app", work, pinning, bare_env), PILOT_PATH
         )

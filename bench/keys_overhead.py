@@ -68,6 +68,7 @@ from harness import (
     create_key,
     emit,
     gateway_stats,
+    load_policies,
     lua_script,
     machine,
     post_json,
@@ -186,6 +187,7 @@ def benchmark(arguments: list[str]) -> int:
             home = work / "home"
             print(f"building the claims-triage example in {home} ...", flush=True)
             build_example(prodgate, home)
+            load_policies(prodgate, home, args.rows, args.seed)
             at_home = {"PRODGATE_HOME": str(home)}
             limited = create_key(prodgate, at_home, "bench", SERVICE, "--rpm", str(RPM))[1]
             unlimited = create_key(prodgate, at_home, "bench-unlimited", SERVICE)[1]

@@ -65,6 +65,7 @@ from harness import (
     create_key,
     emit,
     gateway_stats,
+    load_policies,
     lua_script,
     machine,
     post_json,
@@ -120,7 +121,7 @@ def windows(db: Path) -> tuple[int, int, bool]:
 
 
 def observe_cost(home: Path, rows: Sequence[dict[str, object]], group: int = 60) -> float:
-    """Microseconds the tally takes per answered record of these bodies, in this
+    """Microseconds the tally takes per answered record of these rows, in this
     process: observed in groups of *group* (the gateway's group commits hold about that
     many here), then folded and serialised as a flush does, binned on version 1's stored
     profile if it has one: the best of 5."""
@@ -135,7 +136,16 @@ def observe_cost(home: Path, rows: Sequence[dict[str, object]], group: int = 60)
         found = c.execute(
             "SELECT profile FROM profiles WHERE service = ? AND version = 1", (SERVICE,)
         ).fetchone()
-    tally = Tally("bench", {SERVICE: spec.kind}, {SERVICE: spec.contract}, {SERVICE: 300.0})
+    # The gateway counts the rows as the model sees them (the policy's features added),
+    # less the entity key.
+    schema = spec.model_contract
+    keys = set(spec.features.entities)
+    monitored = {
+        **schema,
+        "properties": {k: v for k, v in schema["properties"].items() if k not in keys},
+        "required": [k for k in schema.get("required", []) if k not in keys],
+    }
+    tally = Tally("bench", {SERVICE: spec.kind}, {SERVICE: monitored}, {SERVICE: 300.0})
     if found:
         tally.use_profiles({(SERVICE, 1): orjson.loads(found[0])})
     now = time.time_ns() // 1000
@@ -179,6 +189,7 @@ def benchmark(arguments: list[str]) -> int:
         home = work / "home"
         print(f"building the claims-triage example in {home} ...", flush=True)
         build_example(prodgate, home)
+        load_policies(prodgate, home, args.rows, args.seed)
         key = create_key(prodgate, {"PRODGATE_HOME": str(home)}, "bench", SERVICE)[1]
         headers = {"Authorization": f"Bearer {key}"}
         rows = claims(args.rows, args.seed)
@@ -216,7 +227,8 @@ def benchmark(arguments: list[str]) -> int:
         print(f"prodgate audit verify: {audit.summary}", flush=True)
         answered_on = sum(r.ok for r in runs[ON]) + warm[ON].ok + 1
         counted, replicas, binned = windows(home / "prodgate.db")
-        per_record_us = observe_cost(home, rows)
+        # Records keep the rows the model saw: the bodies with the policy's features.
+        per_record_us = observe_cost(home, claims(args.rows, args.seed, features=True))
 
     total = {c: combined(runs[c]) for c in CONFIGS}
     per_round = [ratio(on.rps, off.rps) for on, off in zip(runs[ON], runs[OFF], strict=True)]

@@ -86,6 +86,7 @@ from harness import (
     create_key,
     emit,
     gateway_stats,
+    load_policies,
     machine,
     prodgate_command,
     run_main,
@@ -911,6 +912,7 @@ def benchmark(arguments: list[str]) -> int:
         builder = work / "ci-home"
         print(f"building the claims-triage example on {db.rsplit('/', 1)[-1]} ...", flush=True)
         build_example(prodgate, builder, base_env)
+        load_policies(prodgate, builder, args.rows, args.seed, base_env)
         spec = builder / "example" / "prodgate.yaml"
         versions = {"PostgreSQL": postgres_version(db)}
         if set(args.parts) & set("ab"):

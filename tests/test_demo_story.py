@@ -107,11 +107,22 @@ def _check_letter(runner: CliRunner, home: str, env: dict[str, str], output: str
 def _check_drift(
     history: list[dict[str, Any]], output: str, runner: CliRunner, home: str, env: dict[str, str]
 ) -> None:
-    """Step 7: the drift is named column by column, its alerts fire and resolve (in the
-    audit log, by the monitor), and the estimate falls before the labels come."""
+    """Step 7: the drift is named column by column, the policyholder feed goes stale (the
+    gateway counts the stale lookups and serves customer_age null), its alerts fire and
+    resolve (in the audit log, by the monitor), and the estimate falls before the labels
+    come."""
+    before = output.split("7. Production drifts")[0]
+    loaded = re.findall(r"feature view (policy|policyholder): ([\d,]+) policies loaded", before)
+    assert {view for view, _ in loaded} == {"policy", "policyholder"}, before
     chapter = output.split("7. Production drifts")[1].split("Production is version")[0]
     assert "claim_amount: drifted" in chapter
-    assert re.search(r"customer_age: empty in \d+% of rows \(reference 2%\)", chapter)
+    # 30% of the drifted claims' policyholders are stale: customer_age takes its default.
+    stale = re.search(r"policyholder lookups stale \(older than the view's ttl\): (\d+)", chapter)
+    assert stale is not None, chapter
+    assert int(stale.group(1)) > 0
+    empty = re.search(r"customer_age: empty in (\d+)% of rows \(reference 2%\)", chapter)
+    assert empty is not None, chapter
+    assert 20 <= int(empty.group(1)) <= 40
     assert "claim_type: " in chapter
     assert "refused by the contract" in chapter
     assert "before any label (realised: unknown)" in chapter
@@ -122,6 +133,20 @@ def _check_drift(
         states = [h["state"] for h in alerts if h["alert"] == name]
         assert states[:1] == ["firing"], (name, states)
         assert states[-1] == "resolved", (name, states)
+    # The records keep which policyholder rows were stale and that customer_age defaulted.
+    tail = ["audit", "tail", "-n", "100000", "--service", "claims-triage", "--json"]
+    r = runner.invoke(cli, ["--home", home, *tail], env=env)
+    assert r.exit_code == 0, r.output
+    records = json.loads(r.output)
+    holders = [
+        rec["features"]["policyholder"]
+        for rec in records
+        if isinstance(rec.get("features"), dict) and "policyholder" in rec["features"]
+    ]
+    assert holders, "no record kept the features the model saw"
+    stale_records = [f for f in holders if f["status"] == "stale"]
+    assert stale_records
+    assert all(f["defaulted"] == ["customer_age"] for f in stale_records)
     r = runner.invoke(cli, ["--home", home, "monitor", "claims-triage", "--json"], env=env)
     assert r.exit_code == 0, r.output
     report = json.loads(r.output)

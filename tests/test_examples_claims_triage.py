@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from pathlib import Path
 from typing import Any
@@ -13,23 +14,38 @@ import pytest
 import skops.io
 
 from prodgate.examples.claims_triage.build import (
+    TRAFFIC,
     BuildResult,
     build,
     example_request,
     holdout_metrics,
+    load_features,
     main,
+    sources,
 )
 from prodgate.examples.claims_triage.generate import (
+    CALLER_FIELDS,
     CLAIM_TYPES,
     FEATURES,
     HIGH_VALUE,
     LABEL,
     LABELS,
     NEW_CLAIM_TYPE,
+    POLICY_FEATURES,
+    POLICY_ID,
+    POLICYHOLDER_FEATURES,
     REGIONS,
+    STALE_AGE,
     generate,
+    policy_sources,
 )
-from prodgate.examples.claims_triage.spec import CONTRACT, SERVICE, write_spec
+from prodgate.examples.claims_triage.spec import (
+    CONTRACT,
+    EXAMPLE_POLICY,
+    SERVICE,
+    write_spec,
+)
+from prodgate.settings import Settings
 
 ALLOWED_ROOTS = {"sklearn", "numpy", "scipy", "builtins", "collections"}
 VALIDATOR = jsonschema_rs.validator_for(CONTRACT)
@@ -48,7 +64,8 @@ def json_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def requests(df: pd.DataFrame) -> list[dict[str, Any]]:
-    return [json_row(r) for r in df[FEATURES].to_dict(orient="records")]
+    """The claims as callers send them: the claim and its policy_id, not the features."""
+    return [json_row(r) for r in df[CALLER_FIELDS].to_dict(orient="records")]
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +95,7 @@ def test_knobs_change_only_what_they_say() -> None:
 
 
 def test_columns_and_ranges(claims: pd.DataFrame) -> None:
-    assert list(claims.columns) == [*FEATURES, LABEL]
+    assert list(claims.columns) == [POLICY_ID, *FEATURES, LABEL]
     assert set(claims["claim_type"]) == set(CLAIM_TYPES)
     assert set(claims["region"]) == set(REGIONS)
     assert claims["police_report"].dtype == bool
@@ -104,7 +121,8 @@ def test_generated_rows_honour_the_contract(claims: pd.DataFrame) -> None:
     rows = requests(sample)
     bad = [r for r in rows if not VALIDATOR.is_valid(r)]
     assert bad == []
-    assert any(r["customer_age"] is None for r in rows)  # nullable, and allowed
+    # A caller sending a feature the gateway looks up is refused.
+    assert not VALIDATOR.is_valid({**rows[0], "customer_age": 40})
 
 
 def test_amounts_are_heavy_tailed(claims: pd.DataFrame) -> None:
@@ -159,6 +177,72 @@ def test_customer_age_goes_missing_at_the_rate_within_the_contract() -> None:
     assert all(VALIDATOR.is_valid(r) for r in rows)
 
 
+def test_policy_ids_are_unique_and_deterministic_whatever_the_knobs() -> None:
+    a = generate(2_000, seed=5)
+    assert a[POLICY_ID].is_unique
+    assert a[POLICY_ID].iloc[0] == "POL-0005-000000"
+    shifted = generate(2_000, seed=5, inflation=2.0, new_claim_type_rate=0.2)
+    pd.testing.assert_series_equal(a[POLICY_ID], shifted[POLICY_ID])
+    assert set(a[POLICY_ID]).isdisjoint(generate(2_000, seed=6)[POLICY_ID])
+
+
+NOW = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
+
+
+def test_policy_sources_hold_the_claims_features(claims: pd.DataFrame) -> None:
+    policies, holders = policy_sources(claims, NOW, seed=3)
+    assert list(policies.columns) == [POLICY_ID, "updated_at", *POLICY_FEATURES]
+    assert list(holders.columns) == [POLICY_ID, "updated_at", *POLICYHOLDER_FEATURES]
+    assert list(policies[POLICY_ID]) == list(claims[POLICY_ID])
+    for column in POLICY_FEATURES:
+        assert (policies[column].to_numpy() == claims[column].to_numpy()).all()
+    ages = holders["customer_age"]
+    assert str(ages.dtype) == "Int64"  # a missing age stays missing, the rest integers
+    assert (ages.isna().to_numpy() == claims["customer_age"].isna().to_numpy()).all()
+    known = claims["customer_age"].notna()
+    assert (ages[known].astype(float).to_numpy() == claims["customer_age"][known]).all()
+    for frame in (policies, holders):
+        age = NOW - frame["updated_at"]
+        assert age.min() >= pd.Timedelta(hours=2)
+        assert age.max() <= pd.Timedelta(days=5)
+    again = policy_sources(claims, NOW, seed=3)
+    pd.testing.assert_frame_equal(again[1], holders)
+
+
+def test_stale_rate_ages_that_share_of_policyholders_only(claims: pd.DataFrame) -> None:
+    policies, holders = policy_sources(claims, NOW, stale_rate=0.3, seed=3)
+    stale = (NOW - holders["updated_at"]) == pd.Timedelta(STALE_AGE)
+    assert 0.28 <= stale.mean() <= 0.32
+    assert (NOW - policies["updated_at"]).max() <= pd.Timedelta(days=5)
+    fresh = policy_sources(claims, NOW, seed=3)[1]
+    assert ((NOW - fresh["updated_at"]) <= pd.Timedelta(days=5)).all()
+    # Only the timestamps: the values are the claims' still.
+    pd.testing.assert_series_equal(holders["customer_age"], fresh["customer_age"])
+    with pytest.raises(ValueError, match="stale_rate"):
+        policy_sources(claims, NOW, stale_rate=1.5)
+    with pytest.raises(ValueError, match="timezone"):
+        policy_sources(claims, NOW.replace(tzinfo=None))
+
+
+def test_the_demo_sources_cover_its_traffic_and_example(claims: pd.DataFrame) -> None:
+    holdout = claims.head(500)
+    policies, holders = sources(holdout, NOW)
+    keys = set(policies[POLICY_ID])
+    assert keys == set(holders[POLICY_ID])
+    assert policies[POLICY_ID].is_unique
+    assert set(holdout[POLICY_ID]) <= keys
+    for n, seed in TRAFFIC.values():
+        assert set(generate(n, seed=seed)[POLICY_ID]) <= keys
+    assert example_request()[POLICY_ID] in keys
+    example = policies.set_index(POLICY_ID).loc[EXAMPLE_POLICY[POLICY_ID]]
+    assert example["policy_age_years"] == EXAMPLE_POLICY["policy_age_years"]
+    # The drifted traffic's policyholders are the only stale ones: 30% of them.
+    stale = (NOW - holders["updated_at"]) > pd.Timedelta(days=30)
+    drifted = holders[POLICY_ID].isin(generate(*TRAFFIC["drifted"])[POLICY_ID])
+    assert not stale[~drifted].any()
+    assert 0.27 <= stale[drifted].mean() <= 0.33
+
+
 def test_knobs_are_checked() -> None:
     with pytest.raises(ValueError, match="inflation"):
         generate(10, inflation=0)
@@ -182,19 +266,22 @@ def test_example_request_is_valid_and_is_the_contract_example() -> None:
     row = example_request()
     assert VALIDATOR.is_valid(row)
     assert row == CONTRACT["examples"][0]
-    assert list(row) == FEATURES
+    assert list(row) == CALLER_FIELDS
+    assert row[POLICY_ID] == EXAMPLE_POLICY[POLICY_ID]
     row["claim_type"] = "changed"
     assert example_request()["claim_type"] != "changed"  # a copy each time
 
 
 def test_contract_shape() -> None:
     assert CONTRACT["additionalProperties"] is False
-    assert list(CONTRACT["properties"]) == FEATURES
-    assert set(CONTRACT["required"]) == set(FEATURES) - {"customer_age"}
+    assert list(CONTRACT["properties"]) == CALLER_FIELDS
+    assert CONTRACT["required"] == CALLER_FIELDS
     jsonschema_rs.meta.validate(CONTRACT)
     assert not VALIDATOR.is_valid({**example_request(), "extra": 1})
     assert not VALIDATOR.is_valid({**example_request(), "claim_amount": -1})
-    assert VALIDATOR.is_valid({**example_request(), "customer_age": None})
+    assert not VALIDATOR.is_valid({**example_request(), POLICY_ID: ""})
+    for feature in [*POLICY_FEATURES, *POLICYHOLDER_FEATURES]:  # the gateway's to add
+        assert not VALIDATOR.is_valid({**example_request(), feature: 1})
 
 
 def test_written_spec_loads(tmp_path: Path) -> None:
@@ -205,7 +292,18 @@ def test_written_spec_loads(tmp_path: Path) -> None:
     service = spec_module.load(path).service(SERVICE)
     assert service.kind == "classifier"
     assert list(service.labels) == LABELS
-    assert service.feature_names == FEATURES
+    # The model's inputs: what callers send, then the features of the two views.
+    assert service.feature_names == [*CALLER_FIELDS, *POLICY_FEATURES, *POLICYHOLDER_FEATURES]
+    assert set(FEATURES) <= set(service.feature_names)
+    assert service.features.entities == [POLICY_ID]
+    loaded = spec_module.load(path)
+    policy, holder = loaded.views["policy"], loaded.views["policyholder"]
+    assert policy.ttl_s == 400 * 86400
+    assert not policy.features["policy_age_years"].has_default  # unknown policy: 422
+    assert policy.features["prior_claims"].default == 0
+    assert holder.ttl_s == 30 * 86400
+    age = holder.features["customer_age"]
+    assert (age.has_default, age.default) == (True, None)  # stale: null, as a missing age
     assert service.escalation_below == 0.7
     assert (service.max_batch_size, service.max_wait_ms) == (64, 6)
     assert service.owner.contact == "claims-ops@example.com"
@@ -220,7 +318,8 @@ def test_skops_file_holds_only_allow_listed_types(built: BuildResult) -> None:
     model = skops.io.load(built.model, trusted=untrusted)
     assert list(model.feature_names_in_) == FEATURES
     assert list(model.classes_) == [0, 1]
-    rows = pd.DataFrame([example_request(), {**example_request(), "customer_age": None}])
+    seen = {**example_request(), **EXAMPLE_POLICY}  # the row with its features added
+    rows = pd.DataFrame([seen, {**seen, "customer_age": None}])
     probabilities = model.predict_proba(rows[FEATURES])
     assert probabilities.shape == (2, 2)
     assert np.allclose(probabilities.sum(axis=1), 1.0)
@@ -275,3 +374,38 @@ def test_command_line_says_what_it_wrote(
     assert str(built.model) in out
     assert "kept" in out
     assert "holdout accuracy" in out
+
+
+def test_load_features_writes_the_sources_and_loads_both_views(
+    built: BuildResult, sqlite_settings: Settings
+) -> None:
+    import asyncio
+
+    from prodgate import spec as spec_module
+    from prodgate.features.online import build_online
+    from prodgate.store.engine import open_store
+
+    spec = spec_module.load(built.spec)
+    store = open_store(sqlite_settings)
+    try:
+        loads = load_features(sqlite_settings, store, spec, "tester", now=NOW)
+        assert set(loads) == {"policy", "policyholder"}
+        holdout = pd.read_parquet(built.holdout_data)
+        expected = len(holdout) + sum(n for n, _ in TRAFFIC.values()) + 1  # + the example
+        assert {load.entities for load in loads.values()} == {expected}
+        assert (built.directory / "policies.parquet").is_file()
+        online = build_online(sqlite_settings, store)
+        first = str(holdout[POLICY_ID].iloc[0])
+        found = asyncio.run(
+            online.lookup(spec.views["policy"], [first, EXAMPLE_POLICY[POLICY_ID], "POL-NONE"])
+        )
+        assert found[0] is not None
+        assert found[0].values["policy_age_years"] == int(holdout["policy_age_years"].iloc[0])
+        assert found[1] is not None
+        assert found[1].values["prior_claims"] == EXAMPLE_POLICY["prior_claims"]
+        assert found[2] is None
+        # A later run reloads everything as of its own now (a month on, nothing is stale).
+        later = load_features(sqlite_settings, store, spec, "tester", now=NOW + dt.timedelta(30))
+        assert later["policyholder"].watermark_us > loads["policyholder"].watermark_us
+    finally:
+        store.dispose()

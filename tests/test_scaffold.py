@@ -27,7 +27,8 @@ def init(settings: Settings, *args: str) -> Result:
 def test_the_claims_triage_contract_takes_every_training_row_and_bounds_numbers(
     sqlite_settings: Settings, tmp_path: Path
 ) -> None:
-    frame = generate(4000, seed=3)
+    # The training data as the model reads it (the policy's features joined, no key).
+    frame = generate(4000, seed=3)[[*FEATURES, LABEL]]
     data = tmp_path / "train.parquet"
     frame.to_parquet(data, index=False)
     r = init(sqlite_settings, "claims-triage", "--data", str(data), "--label", LABEL)

@@ -11,8 +11,8 @@ measured in the same run on the same machine. The modules:
   :meth:`~harness.wrk.Load.measure`, the procedure applied to every server;
 - ``report``: the report model (servers, checks, machine) as text and Markdown;
 - ``options``: shared command-line options, exit codes, warnings, output;
-- ``gateway``: prodgate as a server under test (its example, its CLI, its metrics,
-  its audit);
+- ``gateway``: prodgate as a server under test (its example, the claims' policies in its
+  feature views, its CLI, its metrics, its audit);
 - ``cluster``: prodgate as replicas: a PostgreSQL database for the run, Redis (shared
   under a prefix, or a private ``redis-server`` to kill), replicas with their own HOME;
 - ``client``: a paced asyncio client that keeps every answer (status, headers, times),
@@ -29,6 +29,7 @@ from .gateway import (
     cli,
     create_key,
     gateway_stats,
+    load_policies,
     model_path,
     prodgate_command,
     prodgate_server,
@@ -97,6 +98,7 @@ __all__ = [
     "free_port",
     "gateway_stats",
     "http_get",
+    "load_policies",
     "lua_script",
     "machine",
     "metric_delta",

@@ -150,18 +150,47 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def claims(n: int, seed: int) -> list[dict[str, Any]]:
-    """*n* varied claims that pass the example's contract (the label column dropped)."""
-    from prodgate.examples.claims_triage.generate import FEATURES, generate
+def claims(n: int, seed: int, *, features: bool = False) -> list[dict[str, Any]]:
+    """*n* varied claims that pass the example's contract, as callers send them: the
+    claim and its ``policy_id`` (the gateway adds the policy's features; load them with
+    :func:`load_policies`). With *features*, the rows as the model sees them: the
+    policy's features added, as the gateway adds them."""
+    from prodgate.examples.claims_triage.generate import CALLER_FIELDS, FEATURES, generate
 
-    frame = generate(n, seed=seed)[FEATURES]
+    columns = list(dict.fromkeys([*CALLER_FIELDS, *FEATURES])) if features else CALLER_FIELDS
+    frame = generate(n, seed=seed)[columns]
     rows: list[dict[str, Any]] = []
     for record in frame.to_dict(orient="records"):
         row = {k: _plain(v) for k, v in record.items()}
-        if row["customer_age"] is not None:
-            row["customer_age"] = int(row["customer_age"])  # the contract says integer
+        if row.get("customer_age") is not None:
+            row["customer_age"] = int(row["customer_age"])  # the view says integer
         rows.append(row)
     return rows
+
+
+def load_policies(
+    prodgate: list[str], home: Path, n: int, seed: int, env: Mapping[str, str] | None = None
+) -> None:
+    """The policies of :func:`claims` *n*, *seed* added to the example's feature sources
+    in *home* (as built by :func:`build_example`, with the same *env*) and loaded into
+    its online store, so the gateway finds every claim's policy (fresh) and answers
+    them as the bare endpoint does."""
+    import datetime as dt
+
+    import pandas as pd
+
+    from prodgate.examples.claims_triage.generate import POLICY_ID, generate, policy_sources
+    from prodgate.examples.claims_triage.spec import POLICIES_FILE, POLICYHOLDERS_FILE, VIEWS
+
+    folder = home / "example"
+    added = policy_sources(generate(n, seed=seed), dt.datetime.now(dt.UTC), seed=seed)
+    for frame, name in zip(added, (POLICIES_FILE, POLICYHOLDERS_FILE), strict=True):
+        path = folder / name
+        both = pd.concat([pd.read_parquet(path), frame], ignore_index=True)
+        both.drop_duplicates(subset=POLICY_ID, keep="last").to_parquet(path, index=False)
+    settings = {"PRODGATE_HOME": str(home), **dict(env or {})}
+    for view in VIEWS:
+        cli(prodgate, settings, "features", "materialize", view, "--full")
 
 
 # -- what prodgate says about a run ------------------------------------------------------

@@ -100,7 +100,8 @@ def demo(ctx: Context, no_serve: bool, story: bool) -> None:
 
     The first run generates synthetic claims, trains a scikit-learn model, writes
     its prodgate.yaml, registers the model as version 1, evaluates it on the holdout,
-    has two people approve it and deploys it; the same for the claims-letter prompt
+    has two people approve it and deploys it, then loads the policy feature views it
+    reads (every run, stamped as of now); the same for the claims-letter prompt
     over the bundled mock LLM, which runs as long as the demo does. Later runs reuse
     all of that. It prints a curl line for each service and an openai SDK snippet to
     try once the gateway is up. With --story it tells the whole governance story
@@ -110,7 +111,7 @@ def demo(ctx: Context, no_serve: bool, story: bool) -> None:
     from prodgate.examples.claims_letter import build as letter_build
     from prodgate.examples.claims_letter import story as letter_story
     from prodgate.examples.claims_letter.spec import EXAMPLE, point_at_mock
-    from prodgate.examples.claims_triage.build import build, example_request
+    from prodgate.examples.claims_triage.build import build, example_request, load_features
     from prodgate.examples.claims_triage.story import ensure_v1, tell
     from prodgate.llm.mock import load_config, running_mock
     from prodgate.registry import versions
@@ -166,6 +167,8 @@ def demo(ctx: Context, no_serve: bool, story: bool) -> None:
         echo = click.echo
         echo(f"{SERVICE}:")
         ensure_v1(store, spec.service(SERVICE), result, echo)
+        # Callers send a claim's policy_id; the policy's features come from its views.
+        load_features(settings, store, spec, ctx.actor, echo=echo)
         echo(f"{LETTER}:")
         letter_story.ensure_v1(store, spec.service(LETTER), letter, echo)
         base = f"http://{settings.host}:{settings.port}"

@@ -9,25 +9,53 @@ seeds), ``DIR/model.skops`` (the trained pipeline), ``DIR/prodgate.yaml`` (the s
 and ``DIR/build.json`` (what was built with which parameters, and the holdout figures).
 A second run with the same parameters finds everything in place and does nothing;
 a file that is missing, or was built with other parameters, is built again.
+
+The model reads three facts of the policy that callers do not send; the gateway looks
+them up in the spec's feature views. :func:`load_features` writes the views' sources
+(``DIR/policies.parquet``, ``DIR/policyholders.parquet``: the policies of the holdout,
+of the production claims the demo sends, :data:`TRAFFIC`, and of the example request),
+stamped as of now, and loads both views into the online store; the demo runs it on
+each start, after deploying.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import copy
+import datetime as dt
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from prodgate.examples.claims_triage.generate import FEATURES, HIGH_VALUE, LABEL, generate
-from prodgate.examples.claims_triage.spec import EXAMPLE_ROW, write_spec
+from prodgate.examples.claims_triage.generate import (
+    FEATURES,
+    HIGH_VALUE,
+    LABEL,
+    generate,
+    policy_sources,
+)
+from prodgate.examples.claims_triage.spec import (
+    EXAMPLE_POLICY,
+    EXAMPLE_ROW,
+    POLICIES_FILE,
+    POLICYHOLDERS_FILE,
+    VIEWS,
+    write_spec,
+)
 from prodgate.examples.claims_triage.train import save, train, untrusted_types
+
+if TYPE_CHECKING:
+    from prodgate.features.materialize import Load
+    from prodgate.settings import Settings
+    from prodgate.spec import Spec
+    from prodgate.store.engine import Store
 
 TRAIN_FILE = "train.parquet"
 HOLDOUT_FILE = "holdout.parquet"
@@ -36,6 +64,17 @@ SPEC_FILE = "prodgate.yaml"
 MANIFEST_FILE = "build.json"
 _FORMAT = 1
 _HOLDOUT_SEED_OFFSET = 1_000
+
+#: The production claims the demo sends, as (rows, seed) of :func:`generate`: the
+#: story's canary traffic, then its drift chapter's ordinary, drifted and calm traffic.
+TRAFFIC: dict[str, tuple[int, int]] = {
+    "canary": (6_000, 99),
+    "ordinary": (4_000, 21),
+    "drifted": (4_000, 22),
+    "calm": (4_000, 23),
+}
+#: The share of the drifted claims' policyholders whose CRM rows stopped being refreshed.
+DRIFT_STALE_RATE = 0.3
 
 
 @dataclass(frozen=True)
@@ -63,6 +102,59 @@ class BuildResult:
 def example_request() -> dict[str, Any]:
     """One valid input row (the contract's example), e.g. for a curl line."""
     return copy.deepcopy(EXAMPLE_ROW)
+
+
+def sources(
+    holdout: pd.DataFrame, now: dt.datetime, *, stale_rate: float = DRIFT_STALE_RATE
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The views' sources as of *now*: ``(policies, policyholders)`` of the *holdout*'s
+    claims, of every :data:`TRAFFIC` (the drifted traffic's policyholders *stale_rate*
+    stale) and of the example request's policy."""
+    parts = [policy_sources(holdout, now, seed=1)]
+    for i, (name, (n, seed)) in enumerate(TRAFFIC.items()):
+        rate = stale_rate if name == "drifted" else 0.0
+        parts.append(policy_sources(generate(n, seed=seed), now, stale_rate=rate, seed=2 + i))
+    example = pd.DataFrame([EXAMPLE_POLICY])
+    parts.append(policy_sources(example, now, seed=0))
+    policies = pd.concat([p for p, _ in parts], ignore_index=True)
+    holders = pd.concat([h for _, h in parts], ignore_index=True)
+    return policies, holders
+
+
+def load_features(
+    settings: Settings,
+    store: Store,
+    spec: Spec,
+    actor: str,
+    *,
+    now: dt.datetime | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> dict[str, Load]:
+    """Write the views' sources beside *spec* (stamped as of *now*) and load every row
+    of both into the online store (Redis when the settings name one, else the store).
+
+    Each run loads everything again (``full``), so values written as of an earlier run
+    are replaced by those as of this one: a demo started a month later does not serve
+    a month-old CRM."""
+    from prodgate.features.materialize import materialize
+    from prodgate.features.online import build_online
+
+    directory = spec.path.parent
+    holdout = pd.read_parquet(directory / HOLDOUT_FILE)
+    policies, holders = sources(holdout, now or dt.datetime.now(dt.UTC))
+    _write_parquet(policies, directory / POLICIES_FILE)
+    _write_parquet(holders, directory / POLICYHOLDERS_FILE)
+    online = build_online(settings, store)
+    loads: dict[str, Load] = {}
+    try:
+        for name in VIEWS:
+            load = materialize(spec.views[name], directory, online, store, actor, full=True)
+            loads[name] = load
+            if echo is not None:
+                echo(f"  feature view {name}: {load.entities:,} policies loaded ({load.target})")
+    finally:
+        asyncio.run(online.close())
+    return loads
 
 
 def _read_manifest(path: Path) -> dict[str, Any] | None:

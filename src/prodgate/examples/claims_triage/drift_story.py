@@ -5,11 +5,15 @@ Time is compressed: the story's gateway counts windows of :data:`WINDOW_S` secon
 second. The chapter drives three kinds of traffic through the real gateway:
 
 1. ordinary claims, answered and labelled at once: nothing moves, no alert;
-2. the drift the generator's knobs make (claims inflated, ``customer_age`` arriving
-   empty, a new ``cyber`` claim type the contract refuses), with the labels held back
-   as they are in a real claims system: the monitor names each column as it moves, the
-   alerts fire, and the label-free estimate of accuracy falls while the realised
-   accuracy is not known yet;
+2. the drift the generator's knobs make (claims inflated, a new ``cyber`` claim type
+   the contract refuses), and a feature source going stale: the CRM stopped refreshing
+   a share of the drifted claims' policyholders (:data:`~prodgate.examples.
+   claims_triage.build.DRIFT_STALE_RATE`, 45 days old, past the ``policyholder`` view's
+   30-day ttl), so the gateway serves their ``customer_age`` as the view's default,
+   null. The labels are held back as they are in a real claims system: the monitor
+   names each column as it moves, the alerts fire (``customer-age-missing`` among them,
+   while the gateway counts the stale lookups), and the label-free estimate of accuracy
+   falls while the realised accuracy is not known yet;
 3. the labels of the drifted claims arrive (the realised accuracy confirms the
    estimate), and traffic goes back to ordinary: the alerts resolve.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -25,7 +30,8 @@ from typing import Any
 
 import httpx
 
-from prodgate.examples.claims_triage.generate import FEATURES, LABEL, LABELS, generate
+from prodgate.examples.claims_triage.build import DRIFT_STALE_RATE, TRAFFIC
+from prodgate.examples.claims_triage.generate import CALLER_FIELDS, LABEL, LABELS, generate
 from prodgate.examples.claims_triage.spec import SERVICE
 from prodgate.monitor.alerts import states as alert_states
 from prodgate.monitor.report import monitor_report
@@ -36,10 +42,9 @@ Echo = Callable[[str], None]
 
 #: The story's window (the spec's is five minutes; the story cannot wait that long).
 WINDOW_S = 5.0
-#: The drift: claims inflated by this much, a share of customer_age arriving empty,
-#: a share of claims of a type the contract does not know.
+#: The drift: claims inflated by this much, a share of claims of a type the contract
+#: does not know (and DRIFT_STALE_RATE of their policyholders stale in the CRM).
 INFLATION = 3.0
-MISSING_AGE = 0.3
 NEW_TYPE = 0.05
 #: Longest wait for each turn of the story.
 PATIENCE_S = 40.0
@@ -54,17 +59,25 @@ def compressed(spec: Spec) -> Spec:
 
 
 def rows_of(n: int, seed: int, **knobs: Any) -> tuple[list[dict[str, Any]], list[str]]:
-    """*n* claims as request rows (JSON values, nulls for missing) and their labels."""
+    """*n* claims as callers send them (the claim and its ``policy_id``, JSON values,
+    nulls for missing; the gateway adds the policy's features) and their labels."""
     frame = generate(n, seed=seed, **knobs)
-    inputs = frame[FEATURES].astype(object).where(frame[FEATURES].notna(), None)
+    inputs = frame[CALLER_FIELDS].astype(object).where(frame[CALLER_FIELDS].notna(), None)
     rows = [
         {k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()}
         for r in inputs.to_dict("records")
     ]
-    for row in rows:
-        if row["customer_age"] is not None:
-            row["customer_age"] = int(row["customer_age"])
     return rows, [LABELS[int(y)] for y in frame[LABEL]]
+
+
+def stale_lookups(metrics: str) -> int:
+    """The gateway's count of claims-triage rows whose policyholder was stale, from the
+    text of its ``/metrics``."""
+    pattern = (
+        r"^prodgate_feature_lookups_total\{(?=[^}]*service=\"" + re.escape(SERVICE) + r"\")"
+        r"(?=[^}]*view=\"policyholder\")(?=[^}]*status=\"stale\")[^}]*\} (\S+)$"
+    )
+    return sum(int(float(m)) for m in re.findall(pattern, metrics, flags=re.MULTILINE))
 
 
 @dataclass
@@ -174,7 +187,7 @@ async def tell(store: Store, spec: Spec, client: httpx.AsyncClient, echo: Echo) 
         )
 
     echo(f"  (time compressed: windows of {WINDOW_S:g} s instead of the spec's five minutes)")
-    rows, truths = rows_of(4_000, seed=21)
+    rows, truths = rows_of(*TRAFFIC["ordinary"])
     ok = await callers.send(rows, truths, judged, label=True) and ok
     before = _production(monitor_report(store, spec, SERVICE, cohorts=False))
     est_before = (before.get("estimate") or {}).get("accuracy")
@@ -190,22 +203,26 @@ async def tell(store: Store, spec: Spec, client: httpx.AsyncClient, echo: Echo) 
     )
 
     echo(
-        f"\n  claims inflate x{INFLATION:g}, customer_age arrives empty for {MISSING_AGE:.0%}, "
-        f"and {NEW_TYPE:.0%} are of a new type (the labels come later)"
+        f"\n  claims inflate x{INFLATION:g}, {NEW_TYPE:.0%} are of a new type, and the CRM "
+        f"stopped refreshing {DRIFT_STALE_RATE:.0%} of their policyholders 45 days ago "
+        "(the labels come later)"
     )
     wanted = {"claim-amounts-moving", "customer-age-missing", "contract-violations"}
-    rows, truths = rows_of(
-        4_000,
-        seed=22,
-        inflation=INFLATION,
-        missing_age_rate=MISSING_AGE,
-        new_claim_type_rate=NEW_TYPE,
-    )
+    stale_before = stale_lookups((await client.get("/metrics")).text)
+    n, seed = TRAFFIC["drifted"]
+    rows, truths = rows_of(n, seed, inflation=INFLATION, new_claim_type_rate=NEW_TYPE)
     fired = await callers.send(rows, truths, lambda: wanted <= _firing(store), label=False)
     echo(f"  firing: {', '.join(sorted(_firing(store))) or 'none'}")
     # One more window of the drift alone, so that the figures below are of it only.
     settled = time.monotonic() + WINDOW_S
+    sent = callers.sent
     await callers.send(rows, truths, lambda: time.monotonic() > settled, label=False)
+    stale = stale_lookups((await client.get("/metrics")).text) - stale_before
+    echo(
+        f"  policyholder lookups stale (older than the view's ttl): {stale}, answered with "
+        f"customer_age null ({callers.sent - sent} drifted claims in the last window)"
+    )
+    ok = ok and stale > 0
     end = now_us()
     during = _production(monitor_report(store, spec, SERVICE, end_us=end, cohorts=False))
     moved = _describe(during, echo)
@@ -225,7 +242,7 @@ async def tell(store: Store, spec: Spec, client: httpx.AsyncClient, echo: Echo) 
     ok = ok and confirmed is not None
 
     echo("\n  traffic goes back to ordinary")
-    rows, truths = rows_of(4_000, seed=23)
+    rows, truths = rows_of(*TRAFFIC["calm"])
     resolved = await callers.send(rows, truths, lambda: not (wanted & _firing(store)), label=True)
     echo(f"  firing: {', '.join(sorted(_firing(store))) or 'none'} (the alerts resolved)")
     echo(f"  ({callers.sent} requests, {callers.refused} refused by the contract)")

@@ -1,7 +1,11 @@
 """Synthetic insurance claims, with a label that a shallow model gets wrong where it hurts.
 
-Every claim has the columns in :data:`FEATURES` and the label :data:`LABEL`
-(1: the claim needs a human adjuster, 0: it can be handled routinely).
+Every claim has a ``policy_id``, the columns in :data:`FEATURES` (what the model reads)
+and the label :data:`LABEL` (1: the claim needs a human adjuster, 0: it can be handled
+routinely). Callers send only :data:`CALLER_FIELDS`: ``policy_age_years``,
+``prior_claims`` and ``customer_age`` belong to the policy, not the claim, and the
+gateway looks them up in the example's feature views, whose sources
+:func:`policy_sources` builds from the claims.
 
 How the data is made (all vectorised numpy, deterministic for a seed):
 
@@ -30,15 +34,24 @@ The shift knobs make the production traffic drift from the training data:
 a ``cyber`` claim (a type the contract does not know), ``empty_field_rate`` empties that
 share of ``police_report`` (None; the contract does not allow it), and
 ``missing_age_rate`` empties that share of ``customer_age`` besides the usual 2% (NaN; the
-contract allows it, so only monitoring sees it).
+view allows it, so only monitoring sees it).
+
+The feature sources have a knob of their own: :func:`policy_sources`'s ``stale_rate`` is
+the share of policyholder rows last updated 45 days before ``now`` (the CRM feed stopped
+refreshing them), older than the ``policyholder`` view's ttl, so the gateway serves their
+``customer_age`` as the view's default (null) and monitoring sees the ages go missing.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pandas as pd
 
-#: The model's input columns, in contract order.
+#: The key of a claim's policy: callers send it, feature views are keyed by it.
+POLICY_ID = "policy_id"
+#: The model's input columns (the order it was trained with).
 FEATURES: list[str] = [
     "claim_amount",
     "claim_type",
@@ -48,6 +61,20 @@ FEATURES: list[str] = [
     "days_to_report",
     "police_report",
     "customer_age",
+]
+#: The features of the ``policy`` view (the policy system's), and of the ``policyholder``
+#: view (the CRM's).
+POLICY_FEATURES: list[str] = ["policy_age_years", "prior_claims"]
+POLICYHOLDER_FEATURES: list[str] = ["customer_age"]
+#: What a caller sends for a claim, in contract order: the claim's own facts and the
+#: policy's key, not the features the gateway looks up.
+CALLER_FIELDS: list[str] = [
+    "claim_amount",
+    "claim_type",
+    "region",
+    POLICY_ID,
+    "days_to_report",
+    "police_report",
 ]
 #: The label column: 1 when the claim needs a human adjuster.
 LABEL = "needs_adjuster"
@@ -73,6 +100,8 @@ _NEEDS_POLICE = np.array([True, False, False, True, False])  # auto, liability
 
 _MAX_AMOUNT = 2_000_000.0  # before inflation
 _MISSING_AGE_RATE = 0.02
+#: How old a policyholder row is when the CRM feed stopped refreshing it.
+STALE_AGE = dt.timedelta(days=45)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -88,9 +117,13 @@ def generate(
     empty_field_rate: float = 0.0,
     missing_age_rate: float = 0.0,
 ) -> pd.DataFrame:
-    """Return *n* synthetic claims: the :data:`FEATURES` columns and :data:`LABEL`.
+    """Return *n* synthetic claims: ``policy_id``, the :data:`FEATURES` columns and
+    :data:`LABEL`.
 
-    The same *seed* gives the same frame. The knobs shift the data the way production
+    The same *seed* gives the same frame. ``policy_id`` is ``POL-{seed}-{i}`` (seed to
+    four digits, the row to six): one policy per claim, unique for a seed and the same
+    whatever the knobs, so the sources of the claims' policies can be built before the
+    claims arrive. The knobs shift the data the way production
     traffic drifts: *inflation* multiplies every amount (the label is drawn before, so
     it does not change), *new_claim_type_rate* is the share of claims whose type becomes
     ``"cyber"``, *empty_field_rate* the share whose ``police_report`` is None (the
@@ -164,6 +197,7 @@ def generate(
 
     return pd.DataFrame(
         {
+            POLICY_ID: policy_ids(n, seed),
             "claim_amount": np.round(amount * inflation, 2),
             "claim_type": types,
             "region": np.array(REGIONS, dtype=object)[region_idx],
@@ -175,3 +209,55 @@ def generate(
             LABEL: label,
         }
     )
+
+
+def policy_ids(n: int, seed: int) -> list[str]:
+    """The policy keys of :func:`generate`'s *n* claims for *seed*. (The claims of
+    another *n* for the same seed are other claims, drawn apart: keep the pair, not the
+    seed alone, to name a set of policies.)"""
+    return [f"POL-{seed:04d}-{i:06d}" for i in range(n)]
+
+
+def policy_sources(
+    claims: pd.DataFrame,
+    now: dt.datetime,
+    *,
+    stale_rate: float = 0.0,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The two feature sources behind *claims*: ``(policies, policyholders)``.
+
+    ``policies`` (the policy system) has ``policy_id``, ``updated_at``,
+    ``policy_age_years`` and ``prior_claims``; ``policyholders`` (the CRM) has
+    ``policy_id``, ``updated_at`` and ``customer_age`` (nullable integers: a missing age
+    stays missing). The values are the claims' own, so the gateway serves the model what
+    the claims held. Each ``updated_at`` is between two hours and five days before *now*
+    (UTC), drawn from *seed*; a *stale_rate* share of policyholder rows is
+    :data:`STALE_AGE` old instead.
+    """
+    if not 0.0 <= stale_rate <= 1.0:
+        raise ValueError(f"stale_rate must be within [0, 1], not {stale_rate}")
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    n = len(claims)
+    rng = np.random.default_rng(seed)
+    ago = rng.uniform(2 * 3600, 5 * 86400, size=(2, n))
+    stale = rng.random(n) < stale_rate
+    ago[1, stale] = STALE_AGE.total_seconds()
+    at = pd.Timestamp(now).tz_convert("UTC")
+    keys = claims[POLICY_ID].astype(str).to_numpy()
+    policies = pd.DataFrame(
+        {
+            POLICY_ID: keys,
+            "updated_at": at - pd.to_timedelta(ago[0], unit="s"),
+            **{c: claims[c].to_numpy(dtype=np.int64) for c in POLICY_FEATURES},
+        }
+    )
+    holders = pd.DataFrame(
+        {
+            POLICY_ID: keys,
+            "updated_at": at - pd.to_timedelta(ago[1], unit="s"),
+            "customer_age": claims["customer_age"].astype("Float64").round().astype("Int64").array,
+        }
+    )
+    return policies, holders

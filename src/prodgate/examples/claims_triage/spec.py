@@ -1,11 +1,18 @@
-"""The claims-triage service's input contract and its ``prodgate.yaml``.
+"""The claims-triage service's input contract, its feature views and ``prodgate.yaml``.
 
-:data:`CONTRACT` is the JSON Schema every request row must satisfy. It is strict:
-every field but ``customer_age`` is required, no other field is allowed, the claim types
-and regions are closed enums, and ``police_report`` may not be null. So the shifts that
-:func:`~prodgate.examples.claims_triage.generate.generate` can make (a new ``cyber``
-claim type, an empty ``police_report``) are contract violations in production, while
-a missing ``customer_age`` is not.
+:data:`CONTRACT` is the JSON Schema every request row must satisfy: the claim's own
+facts and its ``policy_id``. It is strict: every field is required, no other field is
+allowed, the claim types and regions are closed enums, and ``police_report`` may not be
+null. So the shifts that :func:`~prodgate.examples.claims_triage.generate.generate` can
+make (a new ``cyber`` claim type, an empty ``police_report``) are contract violations in
+production.
+
+The model also reads three facts of the policy, which callers do not send: the gateway
+looks them up by ``policy_id`` in two feature views (:data:`VIEWS`). ``policy`` (the
+policy system) has ``policy_age_years``, without a default (a claim on a policy the
+view does not know is refused with a 422), and ``prior_claims`` (0 when unknown);
+``policyholder`` (the CRM) has ``customer_age``, which is null when the CRM's row is
+older than 30 days, as a missing age always was: only monitoring sees it.
 """
 
 from __future__ import annotations
@@ -18,52 +25,99 @@ import yaml
 
 from prodgate.examples.claims_letter import spec as letter_spec
 from prodgate.examples.claims_triage.generate import (
+    CALLER_FIELDS,
     CLAIM_TYPES,
-    FEATURES,
     HIGH_VALUE,
     LABELS,
+    POLICY_FEATURES,
+    POLICY_ID,
+    POLICYHOLDER_FEATURES,
     REGIONS,
 )
 
 #: The service's name in the spec and the registry.
 SERVICE = "claims-triage"
 
+#: The policy of the example request: in the feature sources the demo writes.
+EXAMPLE_POLICY: dict[str, Any] = {
+    POLICY_ID: "POL-EXAMPLE",
+    "policy_age_years": 3,
+    "prior_claims": 1,
+    "customer_age": 41,
+}
+
 #: One valid request row (the contract's example, and the demo's curl line).
 EXAMPLE_ROW: dict[str, Any] = {
     "claim_amount": 4250.0,
     "claim_type": "auto",
     "region": "north",
-    "policy_age_years": 3,
-    "prior_claims": 1,
+    POLICY_ID: EXAMPLE_POLICY[POLICY_ID],
     "days_to_report": 2,
     "police_report": True,
-    "customer_age": 41,
 }
 
-#: The input contract (JSON Schema) of the claims-triage service.
+#: The input contract (JSON Schema) of the claims-triage service: what callers send.
 CONTRACT: dict[str, Any] = {
     "type": "object",
-    "required": [f for f in FEATURES if f != "customer_age"],
+    "required": list(CALLER_FIELDS),
     "additionalProperties": False,
     "properties": {
         "claim_amount": {"type": "number", "minimum": 0, "maximum": 10_000_000},
         "claim_type": {"type": "string", "enum": list(CLAIM_TYPES)},
         "region": {"type": "string", "enum": list(REGIONS)},
-        "policy_age_years": {"type": "integer", "minimum": 0, "maximum": 100},
-        "prior_claims": {"type": "integer", "minimum": 0, "maximum": 100},
+        POLICY_ID: {"type": "string", "minLength": 1, "maxLength": 64},
         "days_to_report": {"type": "integer", "minimum": 0, "maximum": 3650},
         "police_report": {"type": "boolean"},
-        "customer_age": {"type": ["integer", "null"], "minimum": 18, "maximum": 120},
     },
     "examples": [EXAMPLE_ROW],
 }
+
+#: Where the views' sources are, relative to the spec (the build's directory).
+POLICIES_FILE = "policies.parquet"
+POLICYHOLDERS_FILE = "policyholders.parquet"
+
+#: The spec's ``features:`` section: the policy system's view and the CRM's.
+VIEWS: dict[str, Any] = {
+    "policy": {
+        "description": "The policy system: how old the policy is, how many claims it had.",
+        "entity": POLICY_ID,
+        "source": {"path": POLICIES_FILE, "timestamp": "updated_at"},
+        "ttl": "400d",
+        "features": {
+            "policy_age_years": {"type": "integer", "minimum": 0, "maximum": 100},
+            "prior_claims": {"type": "integer", "minimum": 0, "maximum": 100, "default": 0},
+        },
+    },
+    "policyholder": {
+        "description": "The CRM: who holds the policy. Refreshed daily; 30 days is stale.",
+        "entity": POLICY_ID,
+        "source": {"path": POLICYHOLDERS_FILE, "timestamp": "updated_at"},
+        "ttl": "30d",
+        "features": {
+            "customer_age": {
+                "type": ["integer", "null"],
+                "minimum": 18,
+                "maximum": 120,
+                "default": None,
+            },
+        },
+    },
+}
+
+#: The service's ``features:``: what its model reads from the views.
+SERVICE_FEATURES: list[str] = [
+    *(f"policy.{f}" for f in POLICY_FEATURES),
+    *(f"policyholder.{f}" for f in POLICYHOLDER_FEATURES),
+]
 
 _HEADER = """\
 # prodgate.yaml for the claims-triage example, written by
 # `python -m prodgate.examples.claims_triage.build`.
 # claims-triage: a classifier that decides whether an insurance claim needs a human
 # adjuster. Requests must satisfy the input contract (a JSON Schema); answers whose
-# confidence is below 0.7 are escalated to a person.
+# confidence is below 0.7 are escalated to a person. Callers send the claim and its
+# policy_id; the gateway adds the policy's features from the views under `features:`
+# (load them with `prodgate features materialize policy` and `... policyholder`).
 # claims-letter: an LLM service (prompt versions over the providers below, which the
 # demo points at the bundled mock LLM) that sorts a claimant's message and drafts
 # the reply.
@@ -112,7 +166,8 @@ ROLLOUT: dict[str, Any] = {
 
 #: Production monitoring: windows of five minutes compared with the training data's
 #: profile, and the alerts the claims team wants: the inputs moving, customer_age
-#: arriving empty (the contract allows a null, so only monitoring sees it), callers
+#: arriving empty (the view's default for a stale CRM row is null, so only monitoring
+#: sees it), callers
 #: breaking the contract, and the accuracy to expect before the labels come.
 MONITOR: dict[str, Any] = {
     "window": "5m",
@@ -132,6 +187,7 @@ def spec_document() -> dict[str, Any]:
     (:mod:`prodgate.examples.claims_letter.spec`)."""
     document: dict[str, Any] = {
         "version": 1,
+        "features": copy.deepcopy(VIEWS),
         "services": {
             SERVICE: {
                 "description": "Decide whether an insurance claim needs a human adjuster.",
@@ -139,6 +195,7 @@ def spec_document() -> dict[str, Any]:
                 "kind": "classifier",
                 "labels": list(LABELS),
                 "contract": {"input": copy.deepcopy(CONTRACT)},
+                "features": list(SERVICE_FEATURES),
                 "escalation": {"confidence_below": 0.7},
                 # This pipeline's call costs about the same for 1 row or 64 (pandas and
                 # the column transformer, per call), so under load a fuller batch halves

@@ -33,7 +33,7 @@ import pandas as pd
 from prodgate import spec as spec_module
 from prodgate.evaluation import evaluate_version
 from prodgate.examples.claims_triage import drift_story
-from prodgate.examples.claims_triage.build import BuildResult
+from prodgate.examples.claims_triage.build import TRAFFIC, BuildResult, load_features
 from prodgate.examples.claims_triage.generate import LABEL
 from prodgate.examples.claims_triage.spec import SERVICE
 from prodgate.examples.claims_triage.train import save, train
@@ -160,8 +160,8 @@ class Traffic:
     failed: int = 0
 
     @classmethod
-    def make(cls, client: httpx.AsyncClient, n: int = 6_000, seed: int = 99) -> Traffic:
-        rows, truths = drift_story.rows_of(n, seed)
+    def make(cls, client: httpx.AsyncClient) -> Traffic:
+        rows, truths = drift_story.rows_of(*TRAFFIC["canary"])
         return cls(client, rows, truths)
 
     async def run(self, until: Callable[[], bool], workers: int = 16, timeout: float = 90) -> None:
@@ -248,6 +248,8 @@ async def _tell(settings: Settings, store: Store, result: BuildResult, echo: Ech
 
     echo("\n1. The pilot model goes to production")
     ensure_v1(store, service, result, echo)
+    # The policy features its callers no longer send: loaded from their sources.
+    await asyncio.to_thread(load_features, settings, store, spec, AUTHOR, echo=echo)
 
     echo("\n2. v2: the 'outliers' above 20,000 were dropped before training")
     v2, passed = register_evaluated(
