@@ -129,7 +129,12 @@ def _check_drift(
     assert "firing: none (the alerts resolved)" in chapter
     alerts = [h for h in history if h["action"] == "alert"]
     assert all(h["actor"] == "monitor" for h in alerts)
-    for name in ("claim-amounts-moving", "customer-age-missing", "contract-violations"):
+    for name in (
+        "claim-amounts-moving",
+        "customer-age-missing",
+        "policyholder-feed-stale",
+        "contract-violations",
+    ):
         states = [h["state"] for h in alerts if h["alert"] == name]
         assert states[:1] == ["firing"], (name, states)
         assert states[-1] == "resolved", (name, states)

@@ -11,8 +11,9 @@ second. The chapter drives three kinds of traffic through the real gateway:
    claims_triage.build.DRIFT_STALE_RATE`, 45 days old, past the ``policyholder`` view's
    30-day ttl), so the gateway serves their ``customer_age`` as the view's default,
    null. The labels are held back as they are in a real claims system: the monitor
-   names each column as it moves, the alerts fire (``customer-age-missing`` among them,
-   while the gateway counts the stale lookups), and the label-free estimate of accuracy
+   names each column as it moves, the alerts fire (``customer-age-missing`` and
+   ``policyholder-feed-stale`` among them, while the gateway counts the stale
+   lookups), and the label-free estimate of accuracy
    falls while the realised accuracy is not known yet;
 3. the labels of the drifted claims arrive (the realised accuracy confirms the
    estimate), and traffic goes back to ordinary: the alerts resolve.
@@ -207,7 +208,12 @@ async def tell(store: Store, spec: Spec, client: httpx.AsyncClient, echo: Echo) 
         f"stopped refreshing {DRIFT_STALE_RATE:.0%} of their policyholders 45 days ago "
         "(the labels come later)"
     )
-    wanted = {"claim-amounts-moving", "customer-age-missing", "contract-violations"}
+    wanted = {
+        "claim-amounts-moving",
+        "customer-age-missing",
+        "policyholder-feed-stale",
+        "contract-violations",
+    }
     stale_before = stale_lookups((await client.get("/metrics")).text)
     n, seed = TRAFFIC["drifted"]
     rows, truths = rows_of(n, seed, inflation=INFLATION, new_claim_type_rate=NEW_TYPE)

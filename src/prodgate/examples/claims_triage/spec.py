@@ -167,14 +167,15 @@ ROLLOUT: dict[str, Any] = {
 #: Production monitoring: windows of five minutes compared with the training data's
 #: profile, and the alerts the claims team wants: the inputs moving, customer_age
 #: arriving empty (the view's default for a stale CRM row is null, so only monitoring
-#: sees it), callers
-#: breaking the contract, and the accuracy to expect before the labels come.
+#: sees it), the policyholder feed going stale, callers breaking the contract, and the
+#: accuracy to expect before the labels come.
 MONITOR: dict[str, Any] = {
     "window": "5m",
     "alerts": [
         {"name": "inputs-drifting", "when": "drift share > 0.3"},
         {"name": "claim-amounts-moving", "when": "drift(claim_amount) > 0.1"},
         {"name": "customer-age-missing", "when": "null_rate(customer_age) > 0.10", "clear": 0.05},
+        {"name": "policyholder-feed-stale", "when": "stale_rate(policyholder) > 5%", "clear": 0.01},
         {"name": "contract-violations", "when": "contract violations > 1%", "clear": 0.005},
         {"name": "accuracy-expected-low", "when": "estimated accuracy < 0.90"},
     ],
