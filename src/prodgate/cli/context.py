@@ -198,6 +198,29 @@ def add_shared_options(command: click.Command) -> None:
             command.params.append(setting_option(setting))
 
 
+class ProgressBar:
+    """A progress bar on a terminal's stderr, drawn only for work of at least *least*
+    steps (small work finishes before a bar would say anything)."""
+
+    def __init__(self, label: str, least: int) -> None:
+        self.label = label
+        self.least = least
+        self.bar: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            if total < self.least or not sys.stderr.isatty():
+                return
+            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr)
+            self.bar.__enter__()
+        self.bar.update(min(done, total) - self.bar.pos)  # some totals are estimates
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
 def echo_json(obj: Any) -> None:
     sys.stdout.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode() + "\n")
 

@@ -8,14 +8,13 @@ contract, 2 on a usage error (an unknown service, a file that cannot be read).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 import orjson
 
-from prodgate.cli.context import Context, echo_json, pass_ctx, table
+from prodgate.cli.context import Context, ProgressBar, echo_json, pass_ctx, table
 from prodgate.contract_batch import Report, check_file
 
 #: From this size (rows of a Parquet file, bytes of another) a terminal shows a bar.
@@ -82,7 +81,7 @@ def check(
     """
     schema = ctx.spec().service(service).contract
     left_out = tuple(c.strip() for c in ignore.split(",") if c.strip())
-    bar = _Bar()
+    bar = ProgressBar("checking", PROGRESS_FROM)
     try:
         report = check_file(
             schema,
@@ -100,26 +99,6 @@ def check(
         click.echo(render(service, report))
     if report.rows_with_violations:
         click.get_current_context().exit(1)
-
-
-class _Bar:
-    """A progress bar on a terminal's stderr, for a large file only."""
-
-    def __init__(self) -> None:
-        self.bar: Any = None
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.bar is None:
-            if total < PROGRESS_FROM or not sys.stderr.isatty():
-                return
-            self.bar = click.progressbar(length=total, label="checking", file=sys.stderr)
-            self.bar.__enter__()
-        self.bar.update(min(done, total) - self.bar.pos)  # CSV sizes are estimates
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
-            self.bar = None
 
 
 def _value(value: Any) -> str:

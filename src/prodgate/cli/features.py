@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import sys
 from typing import Any
 
 import click
 
-from prodgate.cli.context import Context, Group, echo_json, pass_ctx, setting_options, table
+from prodgate.cli.context import (
+    Context,
+    Group,
+    ProgressBar,
+    echo_json,
+    pass_ctx,
+    setting_options,
+    table,
+)
 from prodgate.durations import format_duration, parse_duration
 from prodgate.exceptions import UsageError
 from prodgate.settings import ACTING
@@ -171,7 +178,7 @@ def materialize(ctx: Context, view_name: str, since: str | None, full: bool, as_
             "'feast materialize' in its repository"
         )
     online = _online(ctx, view)
-    bar = _Bar()
+    bar = ProgressBar("materializing", PROGRESS_FROM)
     try:
         load = run(
             view,
@@ -249,26 +256,6 @@ def get(ctx: Context, view_name: str, keys: tuple[str, ...], as_json: bool) -> N
         for e in out
     ]
     click.echo(table(rows, [view.entity, "status", "as of", "values", "defaulted", "refused"]))
-
-
-class _Bar:
-    """A progress bar on a terminal's stderr, for a large load only."""
-
-    def __init__(self) -> None:
-        self.bar: Any = None
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.bar is None:
-            if total < PROGRESS_FROM or not sys.stderr.isatty():
-                return
-            self.bar = click.progressbar(length=total, label="materializing", file=sys.stderr)
-            self.bar.__enter__()
-        self.bar.update(done - self.bar.pos)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
-            self.bar = None
 
 
 COMMANDS = [features]
