@@ -179,3 +179,25 @@ def test_errors_are_one_line(sqlite_settings: Settings) -> None:
     assert_one_line_error(
         run(sqlite_settings, "features", "materialize", "policy"), "not a timestamp"
     )
+
+
+def test_a_view_pointed_at_another_source_is_loaded_in_full(sqlite_settings: Settings) -> None:
+    write(sqlite_settings)
+    env: dict[str, str | None] = {"PRODGATE_REDIS_URL": None}
+    first = as_json(run(sqlite_settings, "features", "materialize", "policy", "--json", env=env))
+    assert first["source_rows"] == 5
+    # Another file, all of it older than the first run's watermark: an incremental run
+    # of the old definition would load none of it.
+    folder = Path(sqlite_settings.config).parent
+    older = pd.read_parquet(folder / "policies.parquet")
+    older["policy_id"] = [f"Q{i}" for i in range(len(older))]
+    older["updated_at"] = older["updated_at"] - dt.timedelta(days=3)
+    older.to_parquet(folder / "other.parquet")
+    config = Path(sqlite_settings.config)
+    config.write_text(config.read_text().replace("policies.parquet", "other.parquet"))
+    second = as_json(run(sqlite_settings, "features", "materialize", "policy", "--json", env=env))
+    assert second["since_us"] is None
+    assert second["source_rows"] == 5
+    assert second["definition"] != first["definition"]
+    got = as_json(run(sqlite_settings, "features", "get", "policy", "Q0", "--json", env=env))
+    assert got["entities"][0]["status"] == "fresh"

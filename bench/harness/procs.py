@@ -153,8 +153,11 @@ def post_json(
         data=orjson.dumps(body),
         headers={"Content-Type": "application/json", **(headers or {})},
     )
-    with urllib.request.urlopen(request, timeout=30) as resp:
-        answer: dict[str, Any] = orjson.loads(resp.read())
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            answer: dict[str, Any] = orjson.loads(resp.read())
+    except urllib.error.HTTPError as exc:  # say why: the problem document's text
+        raise RuntimeError(f"POST {url}: {exc.code}: {exc.read()[:600]!r}") from None
     return answer
 
 

@@ -1,7 +1,8 @@
 """Loading a view's latest values into the online store, incrementally.
 
 A run reads the source rows newer than the last run's watermark (the newest source
-timestamp it loaded), or than ``--since``, keeps the newest row of each entity, and
+timestamp it loaded; of a run of the same definition: source, entity, features), or
+than ``--since``, keeps the newest row of each entity, and
 writes those online in chunks (pipelined ``HSET``s for Redis, one multi-row upsert per
 chunk for the store). Each run is a row of ``feature_loads`` and an audit record
 (action ``materialize``), written after its values are online: a run that fails half
@@ -11,16 +12,18 @@ idempotent: the same latest values).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 from prodgate.audit import log
 from prodgate.features.online import Online
-from prodgate.features.sources import TS, latest, read_source
+from prodgate.features.sources import TS, latest, read_source, source_path
 from prodgate.spec.features import FeatureView
 from prodgate.store.engine import Store, now_us
 from prodgate.store.tables import feature_loads
@@ -37,6 +40,7 @@ class Load:
 
     view: str
     target: str
+    definition: str
     since_us: int | None
     watermark_us: int | None
     source_rows: int
@@ -48,12 +52,29 @@ class Load:
         return asdict(self)
 
 
-def last_load(store: Store, view: str, target: str | None = None) -> Load | None:
-    """The latest run for *view* (into *target*, when given)."""
+def definition(view: FeatureView, base: Path) -> str:
+    """What a run loads, as a hash: the source (its file, resolved, or its query and
+    URL), the entity, the timestamp column and the features. A run continues from the
+    watermark of the last run of the same definition only: a view pointed at another
+    file, or given another feature, is loaded in full the next time."""
+    source = view.source
+    where = str(source_path(view, base).resolve()) if source.kind == "file" else ""
+    text = orjson.dumps(
+        [where, source.query, source.url, view.entity, source.timestamp, sorted(view.features)]
+    )
+    return hashlib.sha256(text).hexdigest()[:32]
+
+
+def last_load(
+    store: Store, view: str, target: str | None = None, definition: str | None = None
+) -> Load | None:
+    """The latest run for *view* (into *target*, of *definition*, when given)."""
     t = feature_loads.c
     query = sa.select(feature_loads).where(t.view == view)
     if target is not None:
         query = query.where(t.target == target)
+    if definition is not None:
+        query = query.where(t.definition == definition)
     with store.read() as conn:
         row = conn.execute(query.order_by(t.id.desc()).limit(1)).mappings().first()
     if row is None:
@@ -61,6 +82,7 @@ def last_load(store: Store, view: str, target: str | None = None) -> Load | None
     return Load(
         view=row["view"],
         target=row["target"],
+        definition=row["definition"],
         since_us=row["since_us"],
         watermark_us=row["watermark_us"],
         source_rows=row["source_rows"],
@@ -81,10 +103,12 @@ def materialize(
     full: bool = False,
     progress: Progress | None = None,
 ) -> Load:
-    """Load *view*'s values newer than *since_us* (default: the last run's watermark;
-    *full*: every row) into *online*; record and return the run."""
+    """Load *view*'s values newer than *since_us* (default: the watermark of the last
+    run of the same :func:`definition` into the same store; *full*: every row) into
+    *online*; record and return the run."""
+    defined = definition(view, base)
     if since_us is None and not full:
-        previous = last_load(store, view.name, online.target)
+        previous = last_load(store, view.name, online.target, defined)
         since_us = previous.watermark_us if previous is not None else None
     frame = read_source(view, base, store.settings.store_url, since_us=since_us)
     newest = latest(frame, view.entity)
@@ -102,6 +126,7 @@ def materialize(
     load = Load(
         view=view.name,
         target=online.target,
+        definition=defined,
         since_us=since_us,
         watermark_us=watermark,
         source_rows=len(frame),

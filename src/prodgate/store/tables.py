@@ -282,19 +282,23 @@ feature_values = Table(
     Column("written_us", BigInteger, nullable=False),
 )
 
-#: Each materialisation run of a view: to which online store, up to which source
-#: timestamp (the next run's ``--since`` by default), how many rows and entities.
+#: Each materialisation run of a view: to which online store, of which definition, up
+#: to which source timestamp (the next run's ``--since`` by default), how many rows and
+#: entities.
 feature_loads = Table(
     "feature_loads",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("view", String(64), nullable=False),
     Column("target", String(16), nullable=False),  # store | redis
+    #: What was loaded: a hash of the source (path or query), entity, timestamp column and
+    #: features. A run continues from the last run's watermark only when it matches.
+    Column("definition", String(64), nullable=False),
     Column("since_us", BigInteger, nullable=True),
     Column("watermark_us", BigInteger, nullable=True),
     Column("source_rows", BigInteger, nullable=False),
     Column("entities", BigInteger, nullable=False),
     Column("actor", String(128), nullable=False),
     Column("at_us", BigInteger, nullable=False),
-    Index("ix_feature_loads_view_target", "view", "target", "id"),
+    Index("ix_feature_loads_view_target", "view", "target", "definition", "id"),
 )

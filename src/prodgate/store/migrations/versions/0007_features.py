@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("view", sa.String(64), nullable=False),
         sa.Column("target", sa.String(16), nullable=False),
+        sa.Column("definition", sa.String(64), nullable=False),
         sa.Column("since_us", sa.BigInteger, nullable=True),
         sa.Column("watermark_us", sa.BigInteger, nullable=True),
         sa.Column("source_rows", sa.BigInteger, nullable=False),
