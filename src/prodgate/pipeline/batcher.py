@@ -16,6 +16,12 @@ error, the others get their answers, and one bad row costs about 2 log2(n) extra
 calls rather than one per caller, which matters for a model that is slow per call.
 The extra calls are capped, so a model that fails on everything costs a few calls
 more, not one per caller.
+
+A service that reads feature views gives its batchers a *prepare* step: each batch
+taken goes through it before the model call (one feature lookup for the whole batch,
+:mod:`prodgate.pipeline.enrichment`), which gives each caller's rows back as the model
+sees them, or the error that refuses that caller alone. Rows sent without a context
+(a shadow's copies, already enriched) skip it.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -32,6 +38,8 @@ from prodgate.runtime.base import Model, Prediction
 
 Rows = Sequence[Mapping[str, Any]]
 Waiter = tuple[Rows, asyncio.Future[list[Prediction]]]  # a caller's rows, its answer
+#: Each caller's rows and its context in, its prepared rows (or its refusal) out.
+Prepare = Callable[[Sequence[tuple[Rows, Any]]], Awaitable[list[Rows | Exception]]]
 
 
 class Batcher:
@@ -45,8 +53,11 @@ class Batcher:
         on_batch: Callable[[int], None] | None = None,
         on_depth: Callable[[int], None] | None = None,
         name: str = "model",
+        prepare: Prepare | None = None,
     ) -> None:
         self.model = model
+        self._prepare = prepare
+        self._contexts: dict[int, Any] = {}  # id of a waiter's future -> its context
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000.0
         self.max_queue = max_queue
@@ -68,8 +79,9 @@ class Batcher:
     def pending_rows(self) -> int:
         return self._pending
 
-    async def predict(self, rows: Rows) -> list[Prediction]:
-        """Predict *rows* in some shared batch; raises OverloadedError when full."""
+    async def predict(self, rows: Rows, context: Any = None) -> list[Prediction]:
+        """Predict *rows* in some shared batch; raises OverloadedError when full. With a
+        *context* (the request's exchange), the batch's prepare step sees the rows first."""
         if self._closing:
             raise OverloadedError("this model version is being replaced; retry", retry_after=1)
         n = len(rows)
@@ -79,6 +91,8 @@ class Batcher:
                 retry_after=1,
             )
         fut: asyncio.Future[list[Prediction]] = asyncio.get_running_loop().create_future()
+        if context is not None and self._prepare is not None:
+            self._contexts[id(fut)] = context
         self._queue.append((rows, fut))
         self._pending += n
         self._wakeup.set()
@@ -96,6 +110,7 @@ class Batcher:
             self._queue.popleft()
             self._pending -= len(unit)
             if fut.cancelled():
+                self._contexts.pop(id(fut), None)
                 continue
             rows.extend(unit)
             owners.append((unit, fut))
@@ -116,6 +131,8 @@ class Batcher:
             rows, owners = self._take()
             if self._on_depth:
                 self._on_depth(self._pending)
+            if self._contexts and owners:
+                rows, owners = await self._prepared(owners)
             if not rows:
                 if self._closing and not self._queue:
                     return
@@ -136,6 +153,33 @@ class Batcher:
                     start += len(unit)
             if self._closing and not self._queue:
                 return
+
+    async def _prepared(self, owners: list[Waiter]) -> tuple[list[Mapping[str, Any]], list[Waiter]]:
+        """The batch after its prepare step: each caller with a context gets its rows
+        replaced by the prepared ones, or its refusal and leaves the batch."""
+        assert self._prepare is not None
+        contexts = self._contexts
+        asked = [
+            (i, unit, contexts.pop(id(fut)))
+            for i, (unit, fut) in enumerate(owners)
+            if id(fut) in contexts
+        ]
+        if not asked:
+            return [row for unit, _ in owners for row in unit], owners
+        try:
+            prepared = await self._prepare([(unit, ctx) for _, unit, ctx in asked])
+        except Exception as exc:  # the step's own failure: every caller it was for gets it
+            prepared = [exc] * len(asked)
+        kept = list(owners)
+        for (i, _, _), result in zip(asked, prepared, strict=True):
+            fut = owners[i][1]
+            if isinstance(result, Exception):
+                _settle(fut, result)
+                kept[i] = ((), fut)  # answered: no rows in the model call
+            else:
+                kept[i] = (result, fut)
+        kept = [(unit, fut) for unit, fut in kept if not fut.done()]  # refused, or gone
+        return [row for unit, _ in kept for row in unit], kept
 
     def _call(self, rows: Rows) -> list[Prediction]:
         predictions = self.model.predict(rows)

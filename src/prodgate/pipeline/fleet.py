@@ -24,12 +24,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from prodgate.exceptions import ArtifactError, ProdgateError
-from prodgate.pipeline.batcher import Batcher
+from prodgate.pipeline.batcher import Batcher, Prepare
 from prodgate.pipeline.metrics import Metrics
 from prodgate.registry import artifacts
 from prodgate.registry.approvals import approved_versions
@@ -111,9 +111,12 @@ class Fleet:
         store: Store,
         metrics: Metrics,
         make_route: RouteMaker | None = None,
+        prepare: Mapping[str, Prepare] | None = None,
     ) -> None:
         self.settings = settings
         self.make_route = make_route
+        #: Each feature-reading service's enrich step, run by its batchers on each batch.
+        self.prepare = dict(prepare or {})
         self.spec = spec
         self.store = store
         self.metrics = metrics
@@ -285,6 +288,7 @@ class Fleet:
             on_batch=self.metrics.batch_size.labels(service.name, label).observe,
             on_depth=self.metrics.queue_depth.labels(service.name, label).set,
             name=f"{service.name}-v{version.number}",
+            prepare=self.prepare.get(service.name),
         )
         return Live(service, version, batcher)
 

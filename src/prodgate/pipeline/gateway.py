@@ -181,7 +181,16 @@ class Gateway:
         self.contracts = {name: Contract(s.contract) for name, s in spec.services.items()}
         self.examples = {name: c.example() for name, c in self.contracts.items()}
         self.llm = LlmRuntime(spec, metrics)
-        self.fleet = Fleet(settings, spec, store, metrics, self.llm.route)
+        self.enricher = _enricher(settings, spec, store, metrics)
+        stages = {n: self.enricher.stage(n, s.features) for n, s in spec.services.items()}
+        self.fleet = Fleet(
+            settings,
+            spec,
+            store,
+            metrics,
+            self.llm.route,
+            prepare={n: stage.prepare for n, stage in stages.items() if stage is not None},
+        )
         self.recorder = Recorder(
             store,
             metrics,
@@ -208,7 +217,6 @@ class Gateway:
         self.telemetry = telemetry if telemetry is not None else build_telemetry(settings)
         self.ledger = build_ledger(settings)
         self.spending = Spending(self.ledger, spec.services, metrics)
-        self.enricher = _enricher(settings, spec, store, metrics)
         router = Router()
         self.paths: dict[str, ServicePath | LlmPath] = {}
         self.rails: dict[str, Rails] = {}
@@ -243,7 +251,6 @@ class Gateway:
                 limits=limits,
                 max_rows=settings.max_queue,
                 rails=rails,
-                enrichment=self.enricher.stage(name, service.features),
                 telemetry=self.telemetry,
             )
         self.started = False

@@ -1,4 +1,6 @@
-"""The infer stage: the request's rows through the version's micro-batcher.
+"""The infer stage: the request's rows through the version's micro-batcher (which,
+for a service that reads feature views, looks their features up for the whole batch
+first: :mod:`prodgate.pipeline.enrichment`).
 
 A model that fails on a valid input is the operator's problem, not the caller's: the
 caller gets a generic 500 naming the audit record, while the exception's text goes to
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import logging
 
-from prodgate.exceptions import ModelError, OverloadedError
+from prodgate.exceptions import ModelError, ProdgateError
 from prodgate.pipeline.exchange import Exchange
 from prodgate.pipeline.fleet import Live
 from prodgate.runtime.base import Prediction
@@ -22,8 +24,8 @@ async def infer(ex: Exchange, live: Live) -> list[Prediction]:
     """One prediction per row of *ex*, from a batch shared with concurrent requests."""
     try:
         assert live.batcher is not None  # a model version
-        return await live.batcher.predict(ex.rows)
-    except OverloadedError:
+        return await live.batcher.predict(ex.rows, ex)
+    except ProdgateError:  # shed, or refused by the enrich step: the caller's answer
         raise
     except Exception as exc:
         cause = f"{type(exc).__name__}: {exc}"

@@ -81,8 +81,8 @@ class Metrics:
         )
         self.feature_age = Histogram(
             "prodgate_feature_age_seconds",
-            "Age of the oldest feature value each request read from a view (now minus its "
-            "source timestamp): freshness.",
+            "Age of the oldest feature value in each batched lookup of a view (now minus "
+            "its source timestamp): freshness.",
             ["view"],
             buckets=(60, 600, 3600, 21_600, 86_400, 604_800, 2_592_000, 7_776_000, 31_536_000),
             registry=r,

@@ -7,10 +7,11 @@
     limit        Limits.admit        the key's and the service's rates, rows, concurrency
     route        routing.choose      the version the split sends it to (sticky by key)
     contract     validation.validate every row against the compiled contract
-    enrich       Enrichment          the features of each row's entity keys, one batched lookup
     guard input  Rails.check_rows    injections, PII, secrets in the free-text fields
     route        routing.admit       the kill switch; nothing loaded to answer
-    infer        inference.infer     the micro-batched model call
+    infer        inference.infer     the micro-batched model call; a service that reads
+                                     feature views has them looked up for the whole batch
+                                     first (enrichment.Enrichment.prepare)
     decide       records.decided     auto, or escalated to a person (decision.decide)
     record       Recorder.record     group commit; the answer waits until it is durable
     respond      Outcome
@@ -38,7 +39,7 @@ from prodgate.contract import Contract
 from prodgate.exceptions import ProdgateError
 from prodgate.guard.policy import Verdict
 from prodgate.pipeline.decision import AUTO, ESCALATED
-from prodgate.pipeline.enrichment import Enrichment, with_features
+from prodgate.pipeline.enrichment import with_features
 from prodgate.pipeline.envelope import parse
 from prodgate.pipeline.exchange import Exchange, Outcome
 from prodgate.pipeline.fleet import Fleet
@@ -83,7 +84,6 @@ class ServicePath:
         limits: Limits,
         max_rows: int,
         rails: Rails | None = None,
-        enrichment: Enrichment | None = None,
         telemetry: Telemetry | None = None,
     ) -> None:
         self.name = service.name
@@ -106,7 +106,6 @@ class ServicePath:
         self._limit = staged("limit", limits.admit)
         self._choose = staged("route", choose)
         self._validate = staged("contract", validate)
-        self._enrich = staged("enrich", enrichment.__call__) if enrichment is not None else None
         self._guard: Callable[[Exchange], Awaitable[list[Verdict] | None]] | None = (
             staged("guard_input", self.rails.check_rows)
             if self.rails is not None and self.rails.input.on
@@ -150,8 +149,6 @@ class ServicePath:
             state = self.fleet.services[self.name]
             chosen = self._choose(ex, state, self.router)
             self._validate(ex, self.contract)
-            if self._enrich is not None:
-                await self._enrich(ex)
             verdicts = await self._guard(ex) if self._guard is not None else None
             live = self._admit(ex, state, chosen)
             predictions = await self._infer(ex, live)
