@@ -142,3 +142,19 @@ def test_profiles_hold_the_models_fields_but_not_entity_keys(ready: Settings) ->
     service = spec_module.load(ready.config).service("claims")
     assert profiles.profiled_fields(service) == ["amount", "policy_age_years", "prior_claims"]
     assert profiles.profiled_fields(service, ["policy_id", "prior_claims", "x"]) == ["prior_claims"]
+
+
+def test_a_profile_of_entity_only_data_joins_the_features(ready: Settings, tmp_path: Path) -> None:
+    data = str(tmp_path / "holdout.csv")
+    r = run(ready, "profile", "claims", "1", "--data", data, "--at", "at", "--json")
+    assert r.exit_code == 0, r.output
+    assert "claims: 4 rows in, 3 rows out" in r.stderr
+    body = json.loads(r.stdout)
+    assert body["rows"] == 3
+    assert body["columns"] == ["amount", "policy_age_years", "prior_claims"]
+    # The joined values, point-in-time: p1 had no prior claims in January.
+    stored = {c["name"]: c for c in body["profile"]["columns"]}
+    assert stored["prior_claims"]["min"] == 0
+    r = run(ready, "profile", "claims", "1", "--at", "at")
+    assert r.exit_code == 2
+    assert "--at joins features into --data: give both" in r.stderr

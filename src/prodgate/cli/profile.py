@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,20 @@ PROGRESS_ABOVE = 20_000
     help="Reference data (csv, parquet, jsonl): profile it and store it as VERSION's "
     "reference, replacing any. Without it, show the stored profile.",
 )
+@click.option(
+    "--at",
+    "at",
+    default=None,
+    metavar="COLUMN",
+    help="Services with feature views: the column of each row's time; data with only the "
+    "entity keys gets the features joined as of then (as 'features dataset' does).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (with the statistics).")
 @setting_options(ACTING)
 @pass_ctx
-def profile(ctx: Context, service: str, version: int, data: Path | None, as_json: bool) -> None:
+def profile(
+    ctx: Context, service: str, version: int, data: Path | None, at: str | None, as_json: bool
+) -> None:
     """Compute and store the reference profile of SERVICE's VERSION from --data.
 
     Per input field: rows, nulls, quantiles and bins (numbers) or category counts (text);
@@ -43,6 +54,8 @@ def profile(ctx: Context, service: str, version: int, data: Path | None, as_json
     with store.read() as conn:
         found = get_version(conn, service, version)
         stored = profiles.load(conn, service, version) if data is None else None
+    if at is not None and data is None:
+        raise UsageError("--at joins features into --data: give both")
     if data is None:
         if stored is None:
             raise UsageError(
@@ -61,11 +74,22 @@ def profile(ctx: Context, service: str, version: int, data: Path | None, as_json
                 bars[0].__enter__()
             bars[0].update(done - bars[0].pos)
 
-        try:
-            computed = profiles.compute_for_version(store, spec, found, data, progress=progress)
-        finally:
-            for bar in bars:
-                bar.__exit__(None, None, None)
+        with tempfile.TemporaryDirectory(prefix="prodgate-profile-") as tmp:
+            source = data
+            if at is not None:
+                from prodgate.cli.features_dataset import store_url, summary_text
+                from prodgate.features.offline import joined_file
+
+                base = ctx.spec().path.parent
+                source, joined = joined_file(spec, data, at, base, store_url(ctx, spec), Path(tmp))
+                click.echo(summary_text(joined.summary(), service=service), err=True)
+            try:
+                computed = profiles.compute_for_version(
+                    store, spec, found, source, progress=progress
+                )
+            finally:
+                for bar in bars:
+                    bar.__exit__(None, None, None)
         stored = profiles.save(store, service, version, computed, source=data.name, actor=ctx.actor)
     if as_json:
         echo_json({**stored.summary(), "profile": stored.profile})

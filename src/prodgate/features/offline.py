@@ -137,6 +137,20 @@ def join(
     return joined
 
 
+def joined_file(
+    service: ServiceSpec, data: Path, at: str, base: Path, store_url: str | None, folder: Path
+) -> tuple[Path, Joined]:
+    """*data* (a csv, parquet or jsonl file of events) with *service*'s features joined
+    as :func:`join` does, written to a Parquet file in *folder*: for the commands that
+    read a file (``profile --data``)."""
+    from prodgate.registry.fingerprint import read_table
+
+    joined = join(read_table(data), service, base, store_url, at)
+    out = folder / f"{data.stem}-features.parquet"
+    joined.frame.to_parquet(out, index=False)
+    return out, joined
+
+
 def entity_keys(column: pd.Series[Any]) -> list[str | None]:
     """An input column of entity values as the online store's keys (a null is none)."""
     values = column.tolist()
