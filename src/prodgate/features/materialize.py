@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from prodgate.audit import log
 from prodgate.features.online import Online
-from prodgate.features.sources import TS, latest, read_source, source_path
+from prodgate.features.sources import TS, latest, plain, read_source, source_path
 from prodgate.spec.features import FeatureView
 from prodgate.store.engine import Store, now_us
 from prodgate.store.tables import feature_loads
@@ -167,20 +167,3 @@ def _chunks(frame: Any, view: FeatureView) -> Iterator[list[tuple[str, dict[str,
             )
             for i in range(start, stop)
         ]
-
-
-def plain(column: Any, schema: dict[str, Any]) -> list[Any]:
-    """A source column as the JSON values a feature of *schema* takes: NaN, NaT and NA
-    as None, numpy scalars as Python ones, and a whole float as an integer where the
-    feature's type is integer (a nullable integer column read as floats)."""
-    values = column.astype(object).where(column.notna(), None).tolist()
-    kind = schema.get("type")
-    integer = kind == "integer" or (isinstance(kind, list) and "integer" in kind)
-    out: list[Any] = []
-    for v in values:
-        if hasattr(v, "item") and not isinstance(v, (str, bytes)):
-            v = v.item()
-        if integer and isinstance(v, float) and v.is_integer():
-            v = int(v)
-        out.append(v)
-    return out

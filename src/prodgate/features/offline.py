@@ -29,7 +29,7 @@ import pandas as pd
 from prodgate.exceptions import UsageError
 from prodgate.features.lookup import STATUSES, resolve
 from prodgate.features.online import Found, entity_key
-from prodgate.features.sources import TS, read_source, timestamps_us
+from prodgate.features.sources import TS, plain, read_source, timestamps_us
 from prodgate.spec.features import ViewUse
 from prodgate.spec.service import ServiceSpec
 
@@ -220,7 +220,7 @@ def _join_view(
         )
     source = read_source(view, base, store_url)
     positions = found_positions(entity_keys(frame[view.entity]), at_us, source, view.entity)
-    cells = {name: _plain(source[name], view.features[name].schema) for name in use.names}
+    cells = {name: plain(source[name], view.features[name].schema) for name in use.names}
     stamps = source[TS].to_numpy(dtype="int64").tolist()
     n = len(frame)
     values: dict[str, list[Any]] = {name: [None] * n for name in use.names}
@@ -241,24 +241,6 @@ def _join_view(
         for name in resolved.refused:
             refused[name][i] = True
     return values, statuses, defaulted, {k: v for k, v in refused.items() if v.any()}
-
-
-def _plain(column: pd.Series[Any], schema: dict[str, Any]) -> list[Any]:
-    """A source column as plain Python values: pandas' NaN, NaT and NA as None (a null
-    in the source is a null to the policy, whatever pandas made of it), and whole
-    floats as integers in an integer feature (a CSV column with a gap reads as floats)."""
-    values: list[Any] = column.tolist()
-    for i in np.flatnonzero(column.isna().to_numpy()):
-        values[i] = None
-    if _integer(schema) and pd.api.types.is_float_dtype(column.dtype):
-        values = [int(v) if v is not None and float(v).is_integer() else v for v in values]
-    return values
-
-
-def _integer(schema: dict[str, Any]) -> bool:
-    kind = schema.get("type")
-    kinds = kind if isinstance(kind, list) else [kind]
-    return "integer" in kinds and "number" not in kinds
 
 
 def _column(values: list[Any]) -> Any:

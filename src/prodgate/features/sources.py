@@ -88,6 +88,24 @@ def latest(frame: pd.DataFrame, entity: str) -> pd.DataFrame:
     return ordered.drop_duplicates(subset=[entity], keep="last").reset_index(drop=True)
 
 
+def plain(column: pd.Series[Any], schema: dict[str, Any]) -> list[Any]:
+    """A source column as the JSON values a feature of *schema* takes, the one rule for
+    loading online and joining offline (two rules would be training/serving skew): NaN,
+    NaT and NA as None, numpy scalars as Python ones, and a whole float as an integer
+    where the feature is an integer (a CSV column with a gap reads as floats)."""
+    kind = schema.get("type")
+    kinds = kind if isinstance(kind, list) else [kind]
+    integer = "integer" in kinds and "number" not in kinds
+    out: list[Any] = []
+    for v in column.astype(object).where(column.notna(), None).tolist():
+        if hasattr(v, "item") and not isinstance(v, (str, bytes)):
+            v = v.item()
+        if integer and isinstance(v, float) and v.is_integer():
+            v = int(v)
+        out.append(v)
+    return out
+
+
 def timestamps_us(column: pd.Series[Any], label: str) -> np.ndarray[Any, Any]:
     """*column* as microseconds since the epoch, UTC (int64). Raises :class:`UsageError`."""
     try:
