@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ast
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,12 @@ class Condition:
     def mask(self, frame: Any) -> Any:
         """A boolean Series: which rows of *frame* belong to the cohort."""
         return _evaluate(self.tree, frame)
+
+    def matches(self, row: Mapping[str, Any]) -> bool:
+        """Whether one row (a request's input) belongs to the cohort, by the rule
+        :meth:`mask` applies to a frame: a missing or null value, or one a comparison
+        cannot order, does not match."""
+        return _holds(self.tree, row)
 
 
 def _literal(node: ast.expr) -> Any:
@@ -94,6 +100,31 @@ def _evaluate(node: ast.expr, frame: Any) -> Any:
         return ~column.isin(value)
     result = _COMPARE[type(op)](column, value)
     return result.fillna(False).astype(bool)
+
+
+def _holds(node: ast.expr, row: Mapping[str, Any]) -> bool:
+    """:func:`_evaluate` for one row."""
+    if isinstance(node, ast.BoolOp):
+        parts = (_holds(v, row) for v in node.values)
+        return all(parts) if isinstance(node.op, ast.And) else any(parts)
+    if isinstance(node, ast.UnaryOp):
+        return not _holds(node.operand, row)
+    if isinstance(node, ast.Name):
+        return bool(row.get(node.id))
+    assert isinstance(node, ast.Compare)
+    assert isinstance(node.left, ast.Name)
+    value = row.get(node.left.id)
+    op = node.ops[0]
+    literal = _literal(node.comparators[0])
+    if isinstance(op, (ast.In, ast.NotIn)):
+        inside = value is not None and value in literal
+        return inside if isinstance(op, ast.In) else not inside
+    if value is None:  # as a frame's null compares: unequal to everything, in no order
+        return isinstance(op, ast.NotEq)
+    try:
+        return bool(_COMPARE[type(op)](value, literal))
+    except TypeError:  # text against a number: no order, as a frame's comparison fails
+        return False
 
 
 def parse_condition(text: str) -> Condition:

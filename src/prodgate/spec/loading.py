@@ -30,6 +30,7 @@ from prodgate.spec import features as features_module
 from prodgate.spec import guard as guard_module
 from prodgate.spec import monitor as monitor_module
 from prodgate.spec import policy as policy_module
+from prodgate.spec import review as review_module
 from prodgate.spec.llm import (
     Breaker,
     LlmService,
@@ -262,6 +263,11 @@ def parse(text: str, file: Path) -> Spec:
             except monitor_module.MonitorProblem as exc:
                 problems.append(_problem(file, lines, (*base, *exc.path), exc.message))
                 continue
+            try:
+                review = review_module.build(raw.get("review"), raw["kind"], fields, policy.cohorts)
+            except review_module.ReviewProblem as exc:
+                problems.append(_problem(file, lines, (*base, *exc.path), exc.message))
+                continue
             owner = raw["owner"]
             batching = raw.get("batching", {})
             services[name] = ServiceSpec(
@@ -282,6 +288,7 @@ def parse(text: str, file: Path) -> Spec:
                 guard=guard,
                 monitor=monitor,
                 features=features,
+                review=review,
             )
     if problems:
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""

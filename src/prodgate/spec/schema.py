@@ -9,6 +9,7 @@ from prodgate.spec.features import FEATURES_SCHEMA, SERVICE_FEATURES_SCHEMA
 from prodgate.spec.guard import GUARD_SCHEMA
 from prodgate.spec.monitor import MONITOR_SCHEMA
 from prodgate.spec.policy import Checks
+from prodgate.spec.review import REVIEW_SCHEMA
 
 SERVICE_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
 PROVIDER_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
@@ -212,6 +213,7 @@ SPEC_SCHEMA: dict[str, Any] = {
                 "guard": GUARD_SCHEMA,
                 "monitor": MONITOR_SCHEMA,
                 "features": SERVICE_FEATURES_SCHEMA,
+                "review": REVIEW_SCHEMA,
                 "labels": {
                     "type": "array",
                     "minItems": 2,

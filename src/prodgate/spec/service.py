@@ -16,6 +16,7 @@ from prodgate.spec.llm import LlmService, Provider
 from prodgate.spec.monitor import OFF as NO_MONITOR
 from prodgate.spec.monitor import MonitorSpec
 from prodgate.spec.policy import Policy
+from prodgate.spec.review import NO_REVIEW, ReviewSpec
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,8 @@ class ServiceSpec:
     monitor: MonitorSpec = NO_MONITOR
     #: The features the model reads from feature views, besides what callers send.
     features: ServiceFeatures = NO_FEATURES
+    #: Which decisions reach a person (escalations, rules, a sample), and how.
+    review: ReviewSpec = NO_REVIEW
 
     @property
     def feature_names(self) -> list[str]:

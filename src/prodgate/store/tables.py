@@ -302,3 +302,48 @@ feature_loads = Table(
     Column("at_us", BigInteger, nullable=False),
     Index("ix_feature_loads_view_target", "view", "target", "definition", "id"),
 )
+
+#: The review queue: one item per inference that a person must (escalated) or may
+#: (sampled) judge. Created by the recorder in the same transaction as the inference's
+#: audit record (:mod:`prodgate.review.entry`); its life after that (claims with a
+#: lease, decisions, adjudication, the final label) is :mod:`prodgate.review.queue`'s,
+#: and ``attributions`` (the explanation, computed off the request path) is
+#: :mod:`prodgate.review.explaining`'s.
+review_items = Table(
+    "review_items",
+    metadata,
+    Column("id", String(32), primary_key=True),  # the inference's id
+    Column("service", String(128), nullable=False),
+    Column("version", Integer, nullable=True),
+    Column("state", String(16), nullable=False),  # open | adjudication | decided
+    Column("reasons", Text, nullable=False),  # JSON list: low_confidence, guard, rule:NAME, sampled
+    Column("cohort", String(128), nullable=True),
+    Column("decision", String(16), nullable=False),  # the model's: auto | escalated
+    Column("prediction", Text, nullable=True),  # JSON: the model's answer
+    Column("reviewers", Integer, nullable=False),  # reviews needed
+    Column("created_us", BigInteger, nullable=False),  # the inference's time
+    Column("deadline_us", BigInteger, nullable=True),
+    Column("claimed_by", String(128), nullable=True),
+    Column("lease_until_us", BigInteger, nullable=True),
+    Column("final", Text, nullable=True),  # JSON: the final label or value
+    Column("override", Boolean, nullable=True),  # the final differs from the model's answer
+    Column("decided_us", BigInteger, nullable=True),
+    Column("attributions", Text, nullable=True),  # JSON: the decision's explanation
+    Index("ix_review_items_service_state", "service", "state", "created_us"),
+)
+
+#: Each reviewer's act on an item: a review, an adjudication, or a skip.
+review_decisions = Table(
+    "review_decisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("item_id", String(32), nullable=False),
+    Column("reviewer", String(128), nullable=False),
+    Column("role", String(16), nullable=False),  # review | adjudicate | skip
+    Column("label", Text, nullable=True),  # JSON
+    Column("note", Text, nullable=False, default=""),
+    Column("claimed_us", BigInteger, nullable=True),
+    Column("at_us", BigInteger, nullable=False),
+    UniqueConstraint("item_id", "reviewer", "role", name="uq_review_decisions_once"),
+    Index("ix_review_decisions_item", "item_id"),
+)

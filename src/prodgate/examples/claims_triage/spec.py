@@ -182,6 +182,18 @@ MONITOR: dict[str, Any] = {
 }
 
 
+#: Review: every high-value claim reaches two people (it is escalated, whatever the
+#: model's confidence), and 5% of the automatic decisions reach one, so the automatic
+#: path's accuracy is measured without waiting for the claims' outcomes.
+REVIEW: dict[str, Any] = {
+    "sample": "5%",
+    "rules": [{"name": "high-value", "where": f"claim_amount >= {HIGH_VALUE}", "reviewers": 2}],
+    "deadline": "24h",
+    "lease": "15m",
+    "separation_of_duties": True,
+}
+
+
 def spec_document() -> dict[str, Any]:
     """The ``prodgate.yaml`` document for the example, as a plain dict: the
     claims-triage classifier, and the claims-letter LLM service with its providers
@@ -214,6 +226,7 @@ def spec_document() -> dict[str, Any]:
                 "approvals": {"required": 2, "separation_of_duties": True},
                 "rollout": copy.deepcopy(ROLLOUT),
                 "monitor": copy.deepcopy(MONITOR),
+                "review": copy.deepcopy(REVIEW),
             }
         },
     }
