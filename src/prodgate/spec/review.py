@@ -160,16 +160,16 @@ def build(
     by_name = {c.name: c for c in cohorts}
     strata = []
     for name, rate in raw.get("sample_cohorts", {}).items():
-        path = ("sample_cohorts", name)
+        at: tuple[str, ...] = ("sample_cohorts", name)
         cohort = by_name.get(name)
         if cohort is None:
             declared = ", ".join(sorted(by_name)) or "none"
-            raise ReviewProblem(path, f"no cohort named {name!r}; declared: {declared}")
+            raise ReviewProblem(at, f"no cohort named {name!r}; declared: {declared}")
         if cohort.where is None:
             raise ReviewProblem(
-                path, f"cohort {name!r} is one per value of {cohort.by!r}; a rate needs a `where`"
+                at, f"cohort {name!r} is one per value of {cohort.by!r}; a rate needs a `where`"
             )
-        strata.append((name, cohort.where, _rate(rate, path)))
+        strata.append((name, cohort.where, _rate(rate, at)))
     if kind == "llm" and (rules or strata):
         which = "rules" if rules else "sample_cohorts"
         raise ReviewProblem((which,), "rules and cohort rates are for models' inputs, not llm")
