@@ -54,8 +54,11 @@ logger = logging.getLogger(__name__)
 
 #: Items explained per pass of the loop (one read, one write transaction).
 BATCH = 32
-#: Items explained at most per pass of :func:`run_explainer` (then it checks for stop).
-PASS = 4 * BATCH
+#: Items explained at most per pass of :func:`run_explainer`, which looks at its stop
+#: event between passes: one batch, so stopping the server waits for one at most.
+PASS = BATCH
+#: Seconds between passes of :func:`run_explainer` when nothing is waiting.
+INTERVAL = 2.0
 #: Recent inputs of a version that make the background of its explanations.
 BACKGROUND = 200
 #: Loaded versions the worker keeps.

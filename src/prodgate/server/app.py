@@ -23,6 +23,8 @@ from prodgate.monitor.operational import default_source
 from prodgate.monitor.webhooks import Webhooks
 from prodgate.pipeline.gateway import Gateway
 from prodgate.pipeline.metrics import Metrics
+from prodgate.review.explaining import INTERVAL as EXPLAIN_INTERVAL
+from prodgate.review.explaining import run_explainer
 from prodgate.rollout.controller import run_controller
 from prodgate.server import openapi, problems, routes
 from prodgate.server.access import ANY_KEY, PUBLIC, Access, Gatekeeper, Guarded
@@ -81,6 +83,13 @@ def create_app(
                     stop=stopping,
                 )
             )
+        explainer = None
+        if any(s.review.on for s in spec.services.values()):
+            # Review items' explanations, computed beside the gateway and off the
+            # request path (the work runs in a thread, a batch of items at a time).
+            explainer = asyncio.get_running_loop().create_task(
+                run_explainer(store, spec, EXPLAIN_INTERVAL, stop=stopping)
+            )
         try:
             yield
         finally:
@@ -91,6 +100,8 @@ def create_app(
                 await controller
             if monitor is not None:
                 await monitor
+            if explainer is not None:
+                await explainer
             if webhooks is not None:
                 await webhooks.stop()
             await gateway.stop()
