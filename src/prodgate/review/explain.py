@@ -26,10 +26,11 @@ Three methods, the first that applies:
   classifier without probabilities: 1 when the predicted label comes out, else 0) or
   the regressor's value. The cost is ``PERMUTATIONS * (2 * fields + 1)`` masked
   evaluations of ``PERMUTATION_BACKGROUND`` rows each, in batches: for 8 fields,
-  3,400 rows through the model in about 10 calls, 20-100 ms a row for a
-  scikit-learn pipeline. The sums are exact (the values add up to the output minus
-  the base); each value is an estimate, seeded so the same inputs give the same
-  values.
+  3,400 rows through the model in a few calls: about 40 ms a row for the
+  claims-triage pipeline. The first permutation in a process also compiles shap's
+  masking code with numba, once, 4-6 s. The sums are exact (the values add up to the
+  output minus the base); each value is an estimate, seeded so the same inputs give
+  the same values.
 
 Where an encoder's output columns trace back to input fields by name (a
 ColumnTransformer of one-hot encoders, scalers, imputers and passthroughs, the usual
@@ -38,7 +39,9 @@ encoded matrix and add each field's columns back onto the field, which keeps
 additivity. A field the model does not read gets 0.
 
 ``shap`` imports numba and takes about a second to import, so it is imported inside
-the functions that need it, never at module level.
+the functions that need it, never at module level. Measured on the development
+machine for the claims-triage pipeline (8 fields): ``tree`` 0.5 ms a row in a batch
+of 32 (16 ms for a batch of one), ``linear`` 0.4 ms, ``permutation`` 40 ms.
 """
 
 from __future__ import annotations
