@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -17,7 +18,7 @@ from prodgate.audit.record import Record, new_id
 from prodgate.review.entry import Entry, draw
 from prodgate.settings import Settings
 from prodgate.spec import parse
-from prodgate.store.engine import open_store
+from prodgate.store.engine import Store, open_store
 from prodgate.store.tables import audit_log, review_items
 
 REVIEW = """\
@@ -216,3 +217,42 @@ async def test_every_sampled_decision_has_its_item(settings: Settings) -> None:
         store.dispose()
     assert len(ids) == 12
     assert ids <= recorded
+
+
+def _marked(n: int) -> Record:
+    record = _record({"amount": float(n), "category": "auto"})
+    record.payload["review"] = {"reasons": ["sampled"], "cohort": None, "reviewers": 1}
+    return record
+
+
+def test_a_journal_replay_creates_each_item_once(store: Store, tmp_path: Path) -> None:
+    """A group committed (records and items), then the process died before emptying
+    its journal: the replay adds the missing record and its item, and no item twice."""
+    import asyncio
+
+    from prodgate.audit import log
+    from prodgate.pipeline.journal import Journal
+    from prodgate.pipeline.metrics import Metrics
+    from prodgate.pipeline.recorder import Recorder
+    from prodgate.review import entry
+
+    records = [_marked(1), _marked(2)]
+    old = Journal(tmp_path / "journal")
+    old.open()
+    old.append(records)
+    with store.write() as conn:
+        log.append(store, conn, records[:1])
+        entry.enter(conn, records[:1])
+    old.close()
+
+    async def scenario() -> None:
+        recorder = Recorder(store, Metrics(), journal=Journal(tmp_path / "journal"))
+        recorder.start()
+        await recorder.record([_marked(3)])  # replays first, then commits this
+        await recorder.close()
+
+    asyncio.run(scenario())
+    with store.read() as conn:
+        ids = list(conn.execute(sa.select(review_items.c.id)).scalars())
+    assert len(ids) == len(set(ids)) == 3
+    assert {records[0].id, records[1].id} <= set(ids)
