@@ -9,7 +9,6 @@ decisions so far, and the people separation of duties keeps away from an item.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -61,12 +60,6 @@ def accountable(reviewer: str) -> str:
 
 def _loads(text: str | None) -> Any:
     return orjson.loads(text) if text is not None else None
-
-
-def _time(us: int | None) -> str | None:
-    if us is None:
-        return None
-    return dt.datetime.fromtimestamp(us / 1e6, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def as_dict(row: Any, now: int | None = None) -> dict[str, Any]:
@@ -195,29 +188,6 @@ def show(store: Store, item_id: str) -> dict[str, Any]:
         }
     )
     return item
-
-
-def review_summary(conn: Connection, item_id: str) -> dict[str, Any] | None:
-    """What ``GET /v1/inferences/{id}`` tells the caller of an item: its state, reasons,
-    the final decision, whether it overrode the model, and when."""
-    row = conn.execute(
-        sa.select(
-            review_items.c.state,
-            review_items.c.reasons,
-            review_items.c.final,
-            review_items.c.override,
-            review_items.c.decided_us,
-        ).where(review_items.c.id == item_id)
-    ).first()
-    if row is None:
-        return None
-    return {
-        "state": row.state,
-        "reasons": _loads(row.reasons) or [],
-        "final": _loads(row.final),
-        "override": row.override,
-        "decided_at": _time(row.decided_us),
-    }
 
 
 class Duties:

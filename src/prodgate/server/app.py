@@ -24,7 +24,7 @@ from prodgate.monitor.webhooks import Webhooks
 from prodgate.pipeline.gateway import Gateway
 from prodgate.pipeline.metrics import Metrics
 from prodgate.rollout.controller import run_controller
-from prodgate.server import openapi, problems, routes
+from prodgate.server import openapi, problems, review, routes
 from prodgate.server.access import ANY_KEY, PUBLIC, Access, Gatekeeper, Guarded
 from prodgate.server.admin import Admin
 from prodgate.settings import Settings
@@ -125,6 +125,7 @@ def create_app(
                 access=Access(("feedback",), service_of=routes.inference_service),
             ),
             *admin.routes(),
+            *review.routes(),
         ],
         exception_handlers={
             HTTPException: problems.on_http_exception,
