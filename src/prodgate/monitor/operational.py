@@ -7,7 +7,8 @@ reads the few figures the audit log alone answers (error, contract-violation and
 escalation rates of the service; realised accuracy and cost of its production
 version), so rules on those work without reference profiles or windows.
 :func:`default_source` is what the server evaluates with: the report's figures over
-the operational ones where the report is installed, else the operational ones.
+the operational ones where the report is installed, else the operational ones, and
+in both cases the review queue's (:func:`prodgate.review.stats.review_figures`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import sqlalchemy as sa
 from prodgate.audit.record import KIND_INFERENCE
 from prodgate.monitor.alerts import Figures, FiguresSource
 from prodgate.monitor.window import window_stats
+from prodgate.review.stats import review_figures
 from prodgate.rollout.split import get_deployment
 from prodgate.spec import Spec
 from prodgate.store.engine import Store
@@ -94,6 +96,7 @@ def default_source() -> FiguresSource:
     try:
         report = importlib.import_module("prodgate.monitor.report")
     except ImportError:
-        return operational_figures
+        return combined(operational_figures, review_figures)
     found: FiguresSource | None = getattr(report, "figures", None)
-    return operational_figures if found is None else combined(operational_figures, found)
+    first = combined(operational_figures, review_figures)
+    return first if found is None else combined(first, found)

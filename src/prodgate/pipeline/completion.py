@@ -72,6 +72,7 @@ from prodgate.pipeline.refusal import Refusal
 from prodgate.pipeline.routing import admit, choose
 from prodgate.pipeline.spending import Spending
 from prodgate.pipeline.validation import validate
+from prodgate.review.entry import Entry
 from prodgate.rollout.router import Router
 from prodgate.spec import ServiceSpec
 from prodgate.spec.guard import OUTPUT
@@ -119,6 +120,7 @@ class LlmPath:
         telemetry: Telemetry | None = None,
     ) -> None:
         self.name = service.name
+        self.entry = Entry(service)
         self.service = service
         self.contract = contract
         self.fleet = fleet
@@ -569,6 +571,8 @@ class LlmPath:
             error=error,
             action=action,
         )
+        if self.entry.on and action == "predict" and status == 200:
+            self.entry.mark([record])
         await self.recorder.record([record])
         if action == "predict":
             self.counts.count(

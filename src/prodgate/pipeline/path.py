@@ -12,7 +12,8 @@
     infer        inference.infer     the micro-batched model call; a service that reads
                                      feature views has them looked up for the whole batch
                                      first (enrichment.Enrichment.prepare)
-    decide       records.decided     auto, or escalated to a person (decision.decide)
+    decide       records.decided     auto, or escalated to a person (decision.decide);
+                 Entry.mark          review's rules escalate, a sample enters review
     record       Recorder.record     group commit; the answer waits until it is durable
     respond      Outcome
 
@@ -53,6 +54,7 @@ from prodgate.pipeline.refusal import Refusal
 from prodgate.pipeline.routing import admit, choose
 from prodgate.pipeline.shadow import Shadows
 from prodgate.pipeline.validation import validate
+from prodgate.review.entry import Entry
 from prodgate.rollout.router import Router
 from prodgate.spec import ServiceSpec
 from prodgate.store.engine import now_us
@@ -97,6 +99,7 @@ class ServicePath:
         self.limits = limits
         self.max_rows = max_rows
         self.threshold = service.escalation_below
+        self.entry = Entry(service)
         self.rails = rails if rails is not None and rails.on else None
         self._counts: dict[int, _Counts] = {}
         self.telemetry = telemetry = telemetry if telemetry is not None else Telemetry()
@@ -180,6 +183,8 @@ class ServicePath:
         if ex.features is not None:
             for record, seen in zip(records, ex.features[0], strict=True):
                 record.payload["features"] = seen
+        if self.entry.on:
+            self.entry.mark(records)
         answers = [
             answer(r, p, self.name, number, latency_ms)
             for r, p in zip(records, predictions, strict=True)

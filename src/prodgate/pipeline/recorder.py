@@ -36,6 +36,7 @@ from prodgate.monitor import tally as tally_module
 from prodgate.monitor.tally import Tally
 from prodgate.pipeline.journal import DEAD_LETTER, Journal
 from prodgate.pipeline.metrics import Metrics
+from prodgate.review import entry
 from prodgate.store.engine import Store, now_us
 
 logger = logging.getLogger("prodgate.recorder")
@@ -120,6 +121,7 @@ class Recorder:
             if records:
                 with self.store.write() as conn:
                     log.append(self.store, conn, records)
+                    entry.enter(conn, records)
                     if flush:
                         flushed = self._write_windows(conn, flush)
         except StoreUnreachableError as exc:
@@ -206,6 +208,7 @@ class Recorder:
         try:
             with self.store.write() as conn:
                 log.append_missing(self.store, conn, records)
+                entry.enter(conn, records, replay=True)
         except StoreUnreachableError:
             raise
         except Exception as exc:  # the store (or its driver) refuses something: find it
@@ -214,6 +217,7 @@ class Recorder:
                 try:
                     with self.store.write() as conn:
                         log.append_missing(self.store, conn, [record])
+                        entry.enter(conn, [record], replay=True)
                 except StoreUnreachableError:
                     raise
                 except Exception as refused:

@@ -23,6 +23,7 @@ from prodgate.monitor.operational import default_source
 from prodgate.monitor.webhooks import Webhooks
 from prodgate.pipeline.gateway import Gateway
 from prodgate.pipeline.metrics import Metrics
+from prodgate.review import metrics as review_metrics
 from prodgate.rollout.controller import run_controller
 from prodgate.server import openapi, problems, review, routes
 from prodgate.server.access import ANY_KEY, PUBLIC, Access, Gatekeeper, Guarded
@@ -138,6 +139,8 @@ def create_app(
     app.state.settings = state.settings = settings
     app.state.spec = state.spec = spec
     app.state.metrics = metrics
+    # The review queue on /metrics, read from the store once it is open.
+    review_metrics.register(metrics.registry, spec, lambda: getattr(state, "store", None))
     app.state.keyring = keyring
     app.state.gatekeeper = Gatekeeper(settings, spec, keyring, metrics)
     # Built once: the spec cannot change while the app lives.

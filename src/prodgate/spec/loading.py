@@ -268,6 +268,7 @@ def parse(text: str, file: Path) -> Spec:
             except review_module.ReviewProblem as exc:
                 problems.append(_problem(file, lines, (*base, *exc.path), exc.message))
                 continue
+            monitor = monitor_module.with_review(monitor, review.on)
             owner = raw["owner"]
             batching = raw.get("batching", {})
             services[name] = ServiceSpec(

@@ -49,6 +49,9 @@ keys, all rates and shares as fractions in [0, 1]:
                                with a ``business`` section)
 ``accuracy``                   realised accuracy from feedback
 ``cost``                       realised business cost per decision from feedback
+``review_overdue``             review items waiting past their deadline (a count, as the
+                               queue stands now; services with a ``review:`` section)
+``review_queue``               review items waiting for a person (a count, as above)
 =============================  ====================================================
 
 A cohort adds `` on COHORT`` to the key (``estimated accuracy on high_value``,
@@ -56,6 +59,11 @@ A cohort adds `` on COHORT`` to the key (``estimated accuracy on high_value``,
 key: it is the span the figures are computed over (default: the window), so the
 evaluator asks for figures once per distinct span. A figure that is missing or None
 (no traffic, no reference profile, no calibration) leaves the rule's state as it is.
+
+A service with a ``review:`` section has one rule in force without declaring it:
+``review-overdue: review_overdue > 0`` (:func:`with_review`), so an alert fires when
+the queue's oldest item passes its deadline and resolves once no item is overdue. A
+rule of its own named ``review-overdue`` takes its place.
 
 COLUMN is an input field of the contract or an output (``prediction`` and, for
 classifiers, ``confidence``; for LLM services ``prompt_chars``, ``answer_chars``,
@@ -66,7 +74,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from prodgate.durations import parse_duration
@@ -110,6 +118,8 @@ PLAIN_METRICS = (
     "estimated cost",
     "accuracy",
     "cost",
+    "review_overdue",
+    "review_queue",
 )
 METRICS = COLUMN_METRICS + OPTIONAL_COLUMN_METRICS + VIEW_METRICS + PLAIN_METRICS
 #: Other spellings of a metric, and the canonical name each stands for.
@@ -259,6 +269,23 @@ class MonitorSpec:
 
 
 OFF = MonitorSpec()
+
+#: The rule in force for every service with review: an item waits past its deadline.
+REVIEW_OVERDUE = Rule(
+    name="review-overdue",
+    text="review_overdue > 0",
+    metric="review_overdue",
+    op=">",
+    threshold=0.0,
+)
+
+
+def with_review(monitor: MonitorSpec, review_on: bool) -> MonitorSpec:
+    """*monitor* with :data:`REVIEW_OVERDUE` among its rules when the service declares
+    review (*review_on*) and no rule of its own bears that name."""
+    if not review_on or any(rule.name == REVIEW_OVERDUE.name for rule in monitor.alerts):
+        return monitor
+    return replace(monitor, alerts=(*monitor.alerts, REVIEW_OVERDUE))
 
 
 class MonitorProblem(ValueError):
