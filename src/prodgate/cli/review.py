@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from prodgate.cli.context import Context, Group, echo_json, pass_ctx, setting_options, table
-from prodgate.exceptions import UsageError
+from prodgate.exceptions import ContractViolationError, UsageError
 from prodgate.settings import ACTING
 
 #: The commands of the group that live in :mod:`prodgate.cli.review_report`.
@@ -219,7 +219,15 @@ def decide(
         k: _number(v, f"--{k}") if k in ("value", "score") else v for k, v in given.items()
     }
     body["note"] = note
-    result = queue.decide(ctx.store(), ctx.spec(), item_id, ctx.actor, body)
+    try:
+        result = queue.decide(ctx.store(), ctx.spec(), item_id, ctx.actor, body)
+    except ContractViolationError as exc:
+        # The body's JSON paths are this command's options.
+        said = "; ".join(
+            f"--{v.path.strip('/') or 'label'} {v.message}".replace("-- ", "")
+            for v in exc.violations
+        )
+        raise UsageError(said) from None
     if as_json:
         echo_json(result)
         return
