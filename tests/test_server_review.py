@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway_support import bearer, make_key, register_and_deploy, running, write_spec
+from gateway_support import GOOD, bearer, make_key, register_and_deploy, running, write_spec
 from prodgate.settings import Settings
 from prodgate.store.engine import open_store
 from review_support import REVIEW_SPEC, actions, add_item
@@ -173,3 +173,26 @@ async def test_the_document_lists_the_review_routes(reviewed: Settings) -> None:
         assert "Scopes: review." in op["description"]
         assert {"401", "403", "404", "409", "422"} <= set(op["responses"])
     assert "post" in paths["/v1/review/next"]
+
+
+async def test_a_decision_through_the_gateway_is_reviewed_end_to_end(settings: Settings) -> None:
+    write_spec(settings, REVIEW_SPEC.replace("      reviewers: 1\n", "      sample: 1\n", 1))
+    register_and_deploy(settings)
+    token = make_key(settings, "alice", "review")
+    async with running(settings) as client:
+        answer = await client.post("/v1/services/claims/predict", json={"inputs": GOOD})
+        assert answer.status_code == 200, answer.text
+        inference = answer.json()["id"]
+        got = await client.post(
+            "/v1/review/next", json={"service": "claims"}, headers=bearer(token)
+        )
+        assert got.json()["item"]["id"] == inference
+        model = got.json()["item"]["prediction"]
+        truth = "adjuster" if model == "routine" else "routine"
+        decided = await client.post(
+            f"{ITEMS}/{inference}/decision", json={"label": truth}, headers=bearer(token)
+        )
+        assert decided.status_code == 200, decided.text
+        review = (await client.get(f"/v1/inferences/{inference}")).json()["review"]
+        assert (review["state"], review["final"], review["override"]) == ("decided", truth, True)
+        assert "sampled" in review["reasons"]
