@@ -14,9 +14,11 @@ exits with code 2 (a user's mistake) without a traceback.
     │   ├── UnknownServiceError        404  unknown-service
     │   ├── UnknownVersionError        404  unknown-version
     │   ├── UnknownInferenceError      404  unknown-inference
+    │   ├── UnknownReviewItemError     404  unknown-review-item
     │   └── NoRolloutError             404  no-rollout
     ├── ConflictError                  409  conflict
     │   ├── ApprovalRefused            409  approval-refused (gates failed, duties, twice)
+    │   ├── ReviewRefused              409  review-refused (duties, twice, leased, decided)
     │   ├── NotApprovedError           409  not-approved (no production/canary traffic)
     │   ├── RolloutRefused             409  rollout-refused (cannot start)
     │   └── RolloutStateError          409  rollout-state (command not allowed now)
@@ -133,6 +135,10 @@ class UnknownInferenceError(NotFoundError):
     slug, title = "unknown-inference", "Unknown inference"
 
 
+class UnknownReviewItemError(NotFoundError):
+    slug, title = "unknown-review-item", "Unknown review item"
+
+
 class NoRolloutError(NotFoundError):
     slug, title = "no-rollout", "No rollout"
 
@@ -157,6 +163,13 @@ class ApprovalRefused(ConflictError):
     """The approval breaks a rule (gates failed, separation of duties, twice)."""
 
     slug, title = "approval-refused", "Approval refused"
+
+
+class ReviewRefused(ConflictError):
+    """A review action breaks a rule: separation of duties, reviewing an item twice,
+    an item leased to someone else, or one already decided."""
+
+    slug, title = "review-refused", "Review refused"
 
 
 class NotApprovedError(ConflictError):

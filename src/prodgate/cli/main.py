@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "mock-llm": "mock",
     "monitor": "monitor",
     "profile": "profile",
+    "review": "review",
     "register": "registry",
     "rollback": "governance",
     "rollout": "rollout",

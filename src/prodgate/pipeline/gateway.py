@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import gc
 import logging
 import os
@@ -25,6 +26,10 @@ import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from prodgate.audit import log
 from prodgate.contract import Contract
@@ -63,6 +68,7 @@ from prodgate.spec import ServiceSpec, Spec
 from prodgate.spec.guard import text_fields
 from prodgate.spec.monitor import OFF as NO_MONITOR
 from prodgate.store.engine import Store, now_us
+from prodgate.store.tables import review_items
 from prodgate.telemetry import Telemetry, build_telemetry
 
 logger = logging.getLogger("prodgate.gateway")
@@ -496,9 +502,39 @@ class Gateway:
 
         def read() -> dict[str, Any] | None:
             with self.store.read() as conn:
-                return log.get(conn, record_id)
+                record = log.get(conn, record_id)
+                review = _review(conn, record_id) if record is not None else None
+            if review is not None and record is not None:
+                record["review"] = review
+            return record
 
         record = await asyncio.to_thread(read) if len(record_id) <= MAX_ID else None
         if record is None:
             raise UnknownInferenceError(f"no inference with id {record_id!r}")
         return record
+
+
+def _review(conn: Connection, record_id: str) -> dict[str, Any] | None:
+    """What the caller of a decision learns of its review, when it has one: the item's
+    state and reasons, the final label, whether it overrode the model, and when."""
+    row = conn.execute(
+        sa.select(
+            review_items.c.state,
+            review_items.c.reasons,
+            review_items.c.final,
+            review_items.c.override,
+            review_items.c.decided_us,
+        ).where(review_items.c.id == record_id)
+    ).first()
+    if row is None:
+        return None
+    decided = row.decided_us
+    return {
+        "state": row.state,
+        "reasons": orjson.loads(row.reasons),
+        "final": orjson.loads(row.final) if row.final is not None else None,
+        "override": row.override,
+        "decided_at": None
+        if decided is None
+        else dt.datetime.fromtimestamp(decided / 1e6, dt.UTC).isoformat().replace("+00:00", "Z"),
+    }

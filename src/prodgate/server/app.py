@@ -27,7 +27,7 @@ from prodgate.review import metrics as review_metrics
 from prodgate.review.explaining import INTERVAL as EXPLAIN_INTERVAL
 from prodgate.review.explaining import run_explainer
 from prodgate.rollout.controller import run_controller
-from prodgate.server import openapi, problems, routes
+from prodgate.server import openapi, problems, review, routes
 from prodgate.server.access import ANY_KEY, PUBLIC, Access, Gatekeeper, Guarded
 from prodgate.server.admin import Admin
 from prodgate.settings import Settings
@@ -137,6 +137,7 @@ def create_app(
                 access=Access(("feedback",), service_of=routes.inference_service),
             ),
             *admin.routes(),
+            *review.routes(),
         ],
         exception_handlers={
             HTTPException: problems.on_http_exception,

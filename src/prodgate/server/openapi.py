@@ -19,6 +19,7 @@ from prodgate.monitor.feedback import MAX_CORRECT
 from prodgate.server.access import Access
 from prodgate.server.admin import PATH_PARAMETERS
 from prodgate.server.admin import ROUTES as ADMIN_ROUTES
+from prodgate.server.review import openapi_paths as review_paths
 from prodgate.spec import Spec
 
 #: Each route's declared access, by (path template, method).
@@ -534,6 +535,7 @@ def build(spec: Spec, access: AccessTable | None = None) -> dict[str, Any]:
         "/v1/services/{service}/guard": _guard(service_param),
         "/v1/chat/completions": _chat(spec),
         **_admin(names),
+        **review_paths(spec, _problems, _json),
     }
     for name, service in spec.services.items():
         key = "Input_" + name.replace("-", "_")
