@@ -4,40 +4,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-import click
 import pandas as pd
 import pytest
 from click.testing import CliRunner, Result
 
 from prodgate.cli import main
-from prodgate.cli.context import Context, Group, setting_options
-from prodgate.cli.review_report import COMMANDS
-from prodgate.settings import GLOBAL, Settings
+from prodgate.settings import Settings
 from prodgate.store.engine import Store, now_us
 from review_report_support import HOUR, Item, add, load_spec, row
 
 
-@click.group(cls=Group)
-@setting_options(GLOBAL, expose=True)
-@click.pass_context
-def _standalone(ctx: click.Context, /, **options: Any) -> None:
-    """``prodgate`` with only these commands, while no ``review`` group loads them."""
-    obj = Context(Settings.load(options))
-    ctx.obj = obj
-    ctx.call_on_close(obj.close)
-
-
-_review = click.Group("review", commands=COMMANDS)
-_standalone.add_command(_review)
-
-
 def run(settings: Settings, *args: str) -> Result:
-    root = main.cli if "review" in main.COMMANDS else _standalone
     env = {"PRODGATE_USER": "alice", "PRODGATE_DATABASE_URL": settings.database_url}
     return CliRunner().invoke(
-        root, ["--home", settings.home, "--config", settings.config, "review", *args], env=env
+        main.cli, ["--home", settings.home, "--config", settings.config, "review", *args], env=env
     )
 
 

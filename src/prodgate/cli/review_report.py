@@ -1,6 +1,6 @@
 """``review stats`` and ``review export``: how a service's review is going, and the
 reviewed inferences as a dataset. The ``review`` group loads them by name from
-:data:`COMMANDS`."""
+:data:`SUBCOMMANDS`."""
 
 from __future__ import annotations
 
@@ -168,4 +168,4 @@ def export(
         )
 
 
-COMMANDS = [stats, export]
+SUBCOMMANDS = [stats, export]
