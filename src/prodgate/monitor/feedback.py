@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from prodgate.audit import log
 from prodgate.audit.record import KIND_INFERENCE
@@ -183,47 +184,55 @@ def _not_a_label(service: ServiceSpec) -> str:
 def submit(store: Store, spec: Spec, inference_id: str, body: Any) -> dict[str, Any]:
     """Store feedback for *inference_id*; raises 404 for unknown ids, 409 for repeats."""
     with store.write() as conn:
-        row = conn.execute(
-            sa.select(
-                audit_log.c.service, audit_log.c.version, audit_log.c.status, audit_log.c.action
-            ).where(audit_log.c.id == inference_id, audit_log.c.kind == KIND_INFERENCE)
-        ).first()
-        if row is None or row.status != 200 or row.action != "predict":
-            raise UnknownInferenceError(f"no accepted decision with id {inference_id!r}")
-        service = spec.service(row.service)
-        value, source, observed = parse(body, service)
-        if service.kind == "llm":
-            payload = conn.execute(
-                sa.select(audit_log.c.payload).where(audit_log.c.id == inference_id)
-            ).scalar_one()
-            value = llm.grade(service, orjson.loads(payload).get("output"), value)
-        exists = conn.execute(
-            sa.select(feedback.c.inference_id).where(feedback.c.inference_id == inference_id)
-        ).first()
-        if exists is not None:
-            raise ConflictError(f"inference {inference_id} already has feedback")
-        received = now_us()
-        conn.execute(
-            feedback.insert().values(
-                inference_id=inference_id,
-                service=service.name,
-                version=row.version,
-                value=orjson.dumps(value).decode(),
-                source=source,
-                observed_at_us=observed,
-                received_at_us=received,
-            )
-        )
-        record = log.action(
-            "feedback",
-            actor=source,
+        return write(store, conn, spec, inference_id, body)
+
+
+def write(
+    store: Store, conn: Connection, spec: Spec, inference_id: str, body: Any
+) -> dict[str, Any]:
+    """:func:`submit` inside the caller's write transaction (a review's decision and
+    the feedback it makes commit together)."""
+    row = conn.execute(
+        sa.select(
+            audit_log.c.service, audit_log.c.version, audit_log.c.status, audit_log.c.action
+        ).where(audit_log.c.id == inference_id, audit_log.c.kind == KIND_INFERENCE)
+    ).first()
+    if row is None or row.status != 200 or row.action != "predict":
+        raise UnknownInferenceError(f"no accepted decision with id {inference_id!r}")
+    service = spec.service(row.service)
+    value, source, observed = parse(body, service)
+    if service.kind == "llm":
+        payload = conn.execute(
+            sa.select(audit_log.c.payload).where(audit_log.c.id == inference_id)
+        ).scalar_one()
+        value = llm.grade(service, orjson.loads(payload).get("output"), value)
+    exists = conn.execute(
+        sa.select(feedback.c.inference_id).where(feedback.c.inference_id == inference_id)
+    ).first()
+    if exists is not None:
+        raise ConflictError(f"inference {inference_id} already has feedback")
+    received = now_us()
+    conn.execute(
+        feedback.insert().values(
+            inference_id=inference_id,
             service=service.name,
             version=row.version,
-            inference_id=inference_id,
-            truth=value,
+            value=orjson.dumps(value).decode(),
+            source=source,
+            observed_at_us=observed,
+            received_at_us=received,
         )
-        record.kind = "feedback"
-        log.append(store, conn, [record])
+    )
+    record = log.action(
+        "feedback",
+        actor=source,
+        service=service.name,
+        version=row.version,
+        inference_id=inference_id,
+        truth=value,
+    )
+    record.kind = "feedback"
+    log.append(store, conn, [record])
     return {
         "inference_id": inference_id,
         "service": service.name,

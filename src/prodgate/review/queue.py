@@ -31,7 +31,6 @@ from sqlalchemy.engine import Connection
 
 from prodgate.audit import log
 from prodgate.exceptions import (
-    ConflictError,
     ContractViolationError,
     ReviewRefused,
     StoreError,
@@ -351,6 +350,8 @@ def decide(store: Store, spec: Spec, item_id: str, reviewer: str, body: Any) -> 
                 refused = problem
             else:
                 outcome = _record(store, conn, service, row, reviewer, value, note, made, now)
+                if outcome["state"] == DECIDED:
+                    outcome["feedback"] = _feedback(store, conn, spec, item_id, truth_body)
     except StoreError as exc:
         if isinstance(exc.__cause__, sa.exc.IntegrityError):  # the unique constraint
             raise ReviewRefused(f"{reviewer} has already reviewed item {item_id}") from None
@@ -358,7 +359,6 @@ def decide(store: Store, spec: Spec, item_id: str, reviewer: str, body: Any) -> 
     if refused is not None:
         raise ReviewRefused(refused)
     if outcome["state"] == DECIDED:
-        outcome["feedback"] = _feedback(store, spec, item_id, truth_body)
         outcome["webhook"] = _notify(service, outcome)
     return outcome
 
@@ -437,23 +437,21 @@ def _record(
     }
 
 
-def _feedback(store: Store, spec: Spec, item_id: str, body: dict[str, Any]) -> dict[str, Any]:
-    """The final label as the inference's feedback (source ``review``); feedback that
-    came first from elsewhere is kept, and the answer says so."""
-    with store.read() as conn:
-        existing = conn.execute(
-            sa.select(feedback_table.c.source).where(feedback_table.c.inference_id == item_id)
-        ).scalar()
+def _feedback(
+    store: Store, conn: Connection, spec: Spec, item_id: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    """The final label as the inference's feedback (source ``review``), in the
+    decision's transaction; feedback that came first from elsewhere is kept, and the
+    answer says so."""
+    existing = conn.execute(
+        sa.select(feedback_table.c.source).where(feedback_table.c.inference_id == item_id)
+    ).scalar()
     if existing is None:
         try:
-            feedback.submit(store, spec, item_id, body)
-        except ConflictError:
-            with store.read() as conn:
-                existing = conn.execute(
-                    sa.select(feedback_table.c.source).where(
-                        feedback_table.c.inference_id == item_id
-                    )
-                ).scalar()
+            with conn.begin_nested():  # feedback posted meanwhile keeps the decision
+                feedback.write(store, conn, spec, item_id, body)
+        except sa.exc.IntegrityError:
+            existing = "another source, meanwhile"
         else:
             return {"written": True, "source": "review"}
     return {
