@@ -52,6 +52,11 @@ def test_a_reviewer_works_through_the_queue(queued: tuple[Settings, list[str]]) 
     assert "low_confidence" in shown.output
     assert "claimed by bob" in shown.output
     assert "category: auto" in shown.output
+    # Explained on the spot (no server has): the callable through the permutation
+    # method, over its input fields, the amount (all it reads) first.
+    assert "explanation  permutation attributions towards 'routine'" in shown.output
+    first_field = shown.output.split("base ")[1].splitlines()[1].split()[0]
+    assert first_field == "amount"
     decided = run(s, "review", "decide", first, "--label", "adjuster", "--note", "n", "--by", "bob")
     assert decided.exit_code == 0, decided.output
     assert "decided: adjuster (overrides the model)" in decided.output

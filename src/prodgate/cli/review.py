@@ -133,8 +133,7 @@ def _print_item(item: dict[str, Any]) -> None:
         click.echo("  input")
         for key, value in item["input"].items():
             click.echo(f"    {key}: {value}")
-    if item.get("attributions"):
-        click.echo(f"  explanation {item['attributions']}")
+    _print_explanation(item.get("attributions"))
     for d in item.get("decisions", []):
         label = "" if d["role"] == "skip" else f" {d['label']}"
         note = f"  ({d['note']})" if d["note"] else ""
@@ -142,6 +141,40 @@ def _print_item(item: dict[str, Any]) -> None:
     if item["final"] is not None:
         override = "  (overrides the model)" if item["override"] else ""
         click.echo(f"  final      {item['final']}{override}")
+
+
+#: Fields an explanation shows, the largest pushes first.
+SHOWN_FIELDS = 8
+
+
+def _print_explanation(found: dict[str, Any] | None) -> None:
+    """Why the model decided so: each input field's push towards its answer."""
+    if not found:
+        click.echo("  explanation  not computed yet")
+        return
+    if "error" in found:
+        click.echo(f"  explanation  unavailable: {found['error']}")
+        return
+    values: dict[str, float] = found.get("values", {})
+    click.echo(
+        f"  explanation  {found.get('method')} attributions towards {found.get('target')!r}"
+        f" ({found.get('space')}, base {found.get('base', 0):.3f})"
+    )
+    top = max((abs(v) for v in values.values()), default=0.0) or 1.0
+    for name, value in list(values.items())[:SHOWN_FIELDS]:
+        bar = "#" * max(1, round(12 * abs(value) / top)) if value else ""
+        click.echo(f"    {name:24} {value:+.3f} {bar}")
+
+
+def _explained(ctx: Context, item: dict[str, Any]) -> dict[str, Any]:
+    """*item* with its explanation, computed here when the server has not yet."""
+    if item.get("attributions") is not None:
+        return item
+    from prodgate.review import explaining, items
+
+    explaining.explain_pending(ctx.store(), ctx.spec(), ids=[item["id"]])
+    shown = items.show(ctx.store(), item["id"])
+    return {**item, "attributions": shown.get("attributions")}
 
 
 @review.command("next")
@@ -154,6 +187,8 @@ def next_command(ctx: Context, service: str, as_json: bool) -> None:
     from prodgate.review import queue
 
     item = queue.claim_next(ctx.store(), ctx.spec().service(service), ctx.actor)
+    if item is not None:
+        item = _explained(ctx, item)
     if as_json:
         echo_json({"item": item})
     elif item is None:
@@ -170,7 +205,7 @@ def show(ctx: Context, item_id: str, as_json: bool) -> None:
     """One item: the input, the model's answer, why it is here, the decisions so far."""
     from prodgate.review import items
 
-    item = items.show(ctx.store(), item_id)
+    item = _explained(ctx, items.show(ctx.store(), item_id))
     if as_json:
         echo_json(item)
     else:

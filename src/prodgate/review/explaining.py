@@ -113,10 +113,17 @@ class _Unexplainable(Exception):
 
 
 def explain_pending(
-    store: Store, spec: Spec, limit: int | None = None, *, models: Models | None = None
+    store: Store,
+    spec: Spec,
+    limit: int | None = None,
+    *,
+    models: Models | None = None,
+    ids: Sequence[str] | None = None,
 ) -> int:
     """Explain the items whose ``attributions`` are NULL, oldest first, at most *limit*
-    of them (all when None); how many were written (explanations and errors alike).
+    of them (all when None), or only those of *ids* (``review show`` explains the item
+    it shows when the server has not yet); how many were written (explanations and
+    errors alike).
 
     Raises :class:`StoreError` when the store cannot be reached; every other failure
     is the item's, and stored as its ``{"error": ...}``.
@@ -128,7 +135,10 @@ def explain_pending(
         with store.read() as conn:
             items = conn.execute(
                 sa.select(review_items.c.id, review_items.c.service, review_items.c.version)
-                .where(review_items.c.attributions.is_(None))
+                .where(
+                    review_items.c.attributions.is_(None),
+                    review_items.c.id.in_(ids) if ids is not None else sa.true(),
+                )
                 .order_by(review_items.c.created_us, review_items.c.id)
                 .limit(size)
             ).all()
