@@ -49,6 +49,7 @@ def test_story_runs_and_history_shows_each_step(tmp_path: Path) -> None:
     assert actions.index("approve_refused") < actions.index("promote") < actions.index("rollback")
     assert all(h["actor"] for h in history)
     _check_drift(history, r_story, runner, home, env)
+    _check_review(r_story, runner, home, env)
 
     _check_letter(runner, home, env, r_story)
 
@@ -102,6 +103,44 @@ def _check_letter(runner: CliRunner, home: str, env: dict[str, str], output: str
     assert actions.index("approve_refused") < actions.index("rollout_start")
     assert actions.index("rollout_start") < actions.index("promote")
     _check_rails(history, output)
+
+
+def _check_review(output: str, runner: CliRunner, home: str, env: dict[str, str]) -> None:
+    """Step 8: every high-value claim reaches two people, 5% of the automatic ones one;
+    the simulated adjusters empty the queue, and ``review stats`` gives their kappa,
+    equal to scikit-learn's on the same decisions."""
+    import sqlalchemy as sa
+    from sklearn.metrics import cohen_kappa_score
+
+    chapter = output.split("8. People review")[1].split("Production is version")[0]
+    high = re.search(r"(\d+) of 20,000 or more, each to two people\s+\((\d+) of them", chapter)
+    assert high is not None, chapter
+    assert int(high.group(1)) == int(high.group(2)) > 0
+    sampled = re.search(r"(\d+) decided automatically,\s+(\d+) sampled for review", chapter)
+    assert sampled is not None, chapter
+    share = int(sampled.group(2)) / int(sampled.group(1))
+    assert 0.02 <= share <= 0.09, share  # 5% of some 900: a binomial's spread
+    assert "queue: 0 open, 0 in adjudication" in chapter
+    r = runner.invoke(cli, ["--home", home, "review", "stats", "claims-triage", "--json"], env=env)
+    assert r.exit_code == 0, r.output
+    stats = json.loads(r.output)
+    overall = stats["agreement"]["overall"]
+    assert overall["method"] == "cohen_kappa"
+    engine = sa.create_engine(f"sqlite:///{home}/prodgate.db")
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT a.label, b.label FROM review_decisions a JOIN review_decisions b "
+                "ON a.item_id = b.item_id WHERE a.reviewer = 'adjuster-ana' "
+                "AND b.reviewer = 'adjuster-ben' AND a.role = 'review' AND b.role = 'review'"
+            )
+        ).all()
+    engine.dispose()
+    assert len(rows) == overall["n"] > 50
+    expected = cohen_kappa_score([a for a, _ in rows], [b for _, b in rows])
+    assert overall["value"] == expected
+    assert 0.4 < overall["value"] < 0.95  # two imperfect adjusters agree, not always
+    assert stats["automatic"]["accuracy"]["n"] >= int(sampled.group(2))
 
 
 def _check_drift(

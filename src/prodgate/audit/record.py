@@ -20,6 +20,8 @@ GENESIS = "0" * 64
 
 KIND_INFERENCE = "inference"
 KIND_ACTION = "action"
+#: A reviewer's act on a review item (claim, decide, adjudicate, skip, refused).
+KIND_REVIEW = "review"
 #: The action a gateway records when an LLM model's circuit breaker changes state.
 ACTION_BREAKER = "breaker"
 

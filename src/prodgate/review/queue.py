@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from prodgate.audit import log
+from prodgate.audit.record import KIND_REVIEW
 from prodgate.exceptions import (
     ContractViolationError,
     ReviewRefused,
@@ -81,21 +82,19 @@ def _audit(
     row: Any,
     **details: Any,
 ) -> None:
-    log.append(
-        store,
-        conn,
-        [
-            log.action(
-                act,
-                actor=reviewer,
-                service=row.service,
-                version=row.version,
-                item_id=row.id,
-                inference_id=row.id,
-                **details,
-            )
-        ],
+    """One audit record of kind ``review`` (beside a service's governance history, as
+    feedback is: a busy queue's claims and decisions would drown its approvals)."""
+    record = log.action(
+        act,
+        actor=reviewer,
+        service=row.service,
+        version=row.version,
+        item_id=row.id,
+        inference_id=row.id,
+        **details,
     )
+    record.kind = KIND_REVIEW
+    log.append(store, conn, [record])
 
 
 def _lease_free(row: Any, reviewer: str, now: int) -> bool:

@@ -72,6 +72,7 @@ TRAFFIC: dict[str, tuple[int, int]] = {
     "ordinary": (4_000, 21),
     "drifted": (4_000, 22),
     "calm": (4_000, 23),
+    "reviewed": (1_000, 24),
 }
 #: The share of the drifted claims' policyholders whose CRM rows stopped being refreshed.
 DRIFT_STALE_RATE = 0.3

@@ -8,7 +8,9 @@
 - v3, a deeper model, passes its gates, is approved by two people, rolls out as a
   canary under simulated traffic with feedback, and is promoted;
 - v4, a rushed hotfix approved with its gates overridden, is slow and fails on travel
-  claims: its canary is rolled back automatically.
+  claims: its canary is rolled back automatically;
+- production drifts, and monitoring says so (:mod:`.drift_story`);
+- people review the escalated and sampled decisions (:mod:`.review_story`).
 
 Everything goes through the same library calls as the CLI, and the gateway runs
 in-process with its rollout controller, so the history at the end is the real one.
@@ -32,7 +34,7 @@ import pandas as pd
 
 from prodgate import spec as spec_module
 from prodgate.evaluation import evaluate_version
-from prodgate.examples.claims_triage import drift_story
+from prodgate.examples.claims_triage import drift_story, review_story
 from prodgate.examples.claims_triage.build import TRAFFIC, BuildResult, load_features
 from prodgate.examples.claims_triage.generate import LABEL
 from prodgate.examples.claims_triage.spec import SERVICE
@@ -311,6 +313,9 @@ async def _tell(settings: Settings, store: Store, result: BuildResult, echo: Ech
         echo("\n7. Production drifts")
         drifted = await drift_story.tell(store, story_spec, client, echo)
         ok = ok and drifted
+        echo("\n8. People review what was escalated or sampled")
+        reviewed = await review_story.tell(store, story_spec, client, echo)
+        ok = ok and reviewed
     with store.read() as conn:
         dep = deployments.get_deployment(conn, service.name)
     production = dep.production_version if dep else None
