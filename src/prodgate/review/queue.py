@@ -155,6 +155,27 @@ def _check_may_judge(
     return problem, problem is not None
 
 
+def _may_not(
+    store: Store,
+    conn: Connection,
+    service: ServiceSpec,
+    row: Any,
+    reviewer: str,
+    made: list[dict[str, Any]],
+    act: str,
+    now: int,
+) -> str | None:
+    """Why *reviewer* may not *act* on *row* now (None when they may): the rules of
+    :func:`_check_may_judge`, then someone else's lease. A refusal under separation
+    of duties is recorded."""
+    problem, duty = _check_may_judge(conn, service, row, reviewer, made)
+    if problem is None and not _lease_free(row, reviewer, now):
+        problem = f"review item {row.id} is claimed by {row.claimed_by} until its lease ends"
+    if problem is not None and duty:
+        _refuse(store, conn, reviewer, row, act, problem)
+    return problem
+
+
 def claim(store: Store, spec: Spec, item_id: str, reviewer: str) -> dict[str, Any]:
     """*reviewer* takes item *item_id* under a lease; refused (409) when someone else
     holds it, when it is decided, when they reviewed it already, or under separation of
@@ -165,16 +186,9 @@ def claim(store: Store, spec: Spec, item_id: str, reviewer: str) -> dict[str, An
         row = get_row(conn, item_id, lock=True)
         service = spec.service(row.service)
         now = now_us()
-        problem, duty = _check_may_judge(
-            conn, service, row, reviewer, decisions(conn, [row.id])[row.id]
-        )
-        if problem is None and not _lease_free(row, reviewer, now):
-            problem = f"review item {row.id} is claimed by {row.claimed_by} until its lease ends"
-        if problem is not None:
-            if duty:
-                _refuse(store, conn, reviewer, row, "claim", problem)
-            refused = problem
-        else:
+        made = decisions(conn, [row.id])[row.id]
+        refused = _may_not(store, conn, service, row, reviewer, made, "claim", now)
+        if refused is None:
             until = _take(conn, row, reviewer, service.review.lease_s, now)
             if until is None:  # lost to a concurrent claim
                 refused = f"review item {row.id} was just claimed by someone else"
@@ -340,14 +354,8 @@ def decide(store: Store, spec: Spec, item_id: str, reviewer: str, body: Any) -> 
             row = get_row(conn, item_id, lock=True)
             now = now_us()
             made = decisions(conn, [row.id])[row.id]
-            problem, duty = _check_may_judge(conn, service, row, reviewer, made)
-            if problem is None and not _lease_free(row, reviewer, now):
-                problem = f"review item {row.id} is claimed by {row.claimed_by}; claim it first"
-            if problem is not None:
-                if duty:
-                    _refuse(store, conn, reviewer, row, "decide", problem)
-                refused = problem
-            else:
+            refused = _may_not(store, conn, service, row, reviewer, made, "decide", now)
+            if refused is None:
                 outcome = _record(store, conn, service, row, reviewer, value, note, made, now)
                 if outcome["state"] == DECIDED:
                     outcome["feedback"] = _feedback(store, conn, spec, item_id, truth_body)
