@@ -557,3 +557,30 @@ async def test_the_server_explains_what_enters_review(settings: Settings) -> Non
     assert found["target"] == "adjuster"
     assert found["method"] == PERMUTATION
     assert set(found["values"]) == {"amount", "category", "code", "note", "count"}
+
+
+@pytest.mark.anyio
+async def test_an_explain_interval_of_zero_leaves_it_to_other_replicas(
+    settings: Settings,
+) -> None:
+    """``PRODGATE_REVIEW_EXPLAIN_INTERVAL=0``: this server explains nothing (another
+    replica, or ``review show``, will)."""
+    from gateway_support import SPEC as GATEWAY_SPEC
+    from gateway_support import register_and_deploy, running, write_spec
+
+    write_spec(
+        settings,
+        GATEWAY_SPEC.replace(
+            "    escalation:", "    review:\n      sample: 1.0\n    escalation:", 1
+        ),
+    )
+    register_and_deploy(settings)
+    async with running(settings.with_(review_explain_interval=0)) as client:
+        body = {"inputs": {"amount": 9500.0, "category": "auto", "count": 1}}
+        answered = await client.post("/v1/services/claims/predict", json=body)
+        assert answered.status_code == 200, answered.text
+        item = answered.json()["id"]
+        store = client.app.state.gateway.store  # type: ignore[attr-defined]
+        await asyncio.sleep(0.5)
+        assert item in _attributions(store)
+        assert _attributions(store)[item] is None

@@ -350,6 +350,12 @@ class Settings:
         "here; on a shared store one replica wins each transition).",
         parse=_non_negative,
     )
+    review_explain_interval: float = _setting(
+        2.0,
+        "Seconds between the server's passes over review items waiting for an explanation "
+        "(0: none here, e.g. on all replicas but one; `review show` explains on demand).",
+        parse=_non_negative,
+    )
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -24,7 +24,6 @@ from prodgate.monitor.webhooks import Webhooks
 from prodgate.pipeline.gateway import Gateway
 from prodgate.pipeline.metrics import Metrics
 from prodgate.review import metrics as review_metrics
-from prodgate.review.explaining import INTERVAL as EXPLAIN_INTERVAL
 from prodgate.review.explaining import run_explainer
 from prodgate.rollout.controller import run_controller
 from prodgate.server import openapi, problems, review, routes
@@ -85,11 +84,12 @@ def create_app(
                 )
             )
         explainer = None
-        if any(s.review.on for s in spec.services.values()):
+        explain_every = settings.review_explain_interval
+        if explain_every > 0 and any(s.review.on for s in spec.services.values()):
             # Review items' explanations, computed beside the gateway and off the
             # request path (the work runs in a thread, a batch of items at a time).
             explainer = asyncio.get_running_loop().create_task(
-                run_explainer(store, spec, EXPLAIN_INTERVAL, stop=stopping)
+                run_explainer(store, spec, explain_every, stop=stopping)
             )
         try:
             yield
