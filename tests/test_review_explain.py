@@ -23,9 +23,9 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from prodgate import spec as spec_module
 from prodgate.audit import log as audit_log
 from prodgate.audit.record import Record
+from prodgate.pipeline import review_entry as entry
 from prodgate.pipeline.records import inference_record
 from prodgate.registry import versions
-from prodgate.review import entry
 from prodgate.review.explain import LINEAR, PERMUTATION, TREE, Explanation, explain
 from prodgate.review.explaining import explain_pending, run_explainer
 from prodgate.runtime.base import ModelInfo

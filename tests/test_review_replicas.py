@@ -7,7 +7,7 @@ import httpx
 import sqlalchemy as sa
 
 from gateway_support import GOOD, SPEC, register_and_deploy, write_spec
-from prodgate.review.entry import draw
+from prodgate.pipeline.review_entry import draw
 from prodgate.settings import Settings
 from prodgate.store.engine import open_store
 from prodgate.store.tables import audit_log, review_items

@@ -69,10 +69,10 @@ from prodgate.pipeline.metrics import Metrics
 from prodgate.pipeline.recorder import Recorder
 from prodgate.pipeline.records import llm_record
 from prodgate.pipeline.refusal import Refusal
+from prodgate.pipeline.review_entry import Entry
 from prodgate.pipeline.routing import admit, choose
 from prodgate.pipeline.spending import Spending
 from prodgate.pipeline.validation import validate
-from prodgate.review.entry import Entry
 from prodgate.rollout.router import Router
 from prodgate.spec import ServiceSpec
 from prodgate.spec.guard import OUTPUT

@@ -51,10 +51,10 @@ from prodgate.pipeline.metrics import Metrics
 from prodgate.pipeline.recorder import Recorder
 from prodgate.pipeline.records import answer, decided
 from prodgate.pipeline.refusal import Refusal
+from prodgate.pipeline.review_entry import Entry
 from prodgate.pipeline.routing import admit, choose
 from prodgate.pipeline.shadow import Shadows
 from prodgate.pipeline.validation import validate
-from prodgate.review.entry import Entry
 from prodgate.rollout.router import Router
 from prodgate.spec import ServiceSpec
 from prodgate.store.engine import now_us

@@ -34,9 +34,9 @@ from prodgate.audit.record import Record
 from prodgate.exceptions import StoreError, StoreUnreachableError
 from prodgate.monitor import tally as tally_module
 from prodgate.monitor.tally import Tally
+from prodgate.pipeline import review_entry as entry
 from prodgate.pipeline.journal import DEAD_LETTER, Journal
 from prodgate.pipeline.metrics import Metrics
-from prodgate.review import entry
 from prodgate.store.engine import Store, now_us
 
 logger = logging.getLogger("prodgate.recorder")

@@ -1,2 +1,3 @@
-"""Human review: what enters the queue (:mod:`.entry`, on the request path), the
-queue itself, explanations, agreement and exports (the control plane)."""
+"""Human review, the control plane's side: the queue (claims, decisions, adjudication),
+explanations, agreement and exports. What enters review is decided on the request path
+(:mod:`prodgate.pipeline.review_entry`)."""

@@ -1,7 +1,7 @@
 """Filling in the explanation of each review item, off the request path.
 
 An item enters review in the recorder's group commit with ``attributions`` NULL
-(:mod:`prodgate.review.entry`); this worker finds such items, oldest first and a batch
+(:mod:`prodgate.pipeline.review_entry`); this worker finds such items, oldest first and a batch
 at a time, explains each decision (:func:`prodgate.review.explain.explain`) and
 writes the JSON::
 

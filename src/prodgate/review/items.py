@@ -1,7 +1,7 @@
 """Reading the review queue: items as reviewers see them, and who may judge them.
 
 An item is one inference a person must (escalated) or may (sampled) judge; its row is
-created by the recorder (:mod:`prodgate.review.entry`) and changed only by
+created by the recorder (:mod:`prodgate.pipeline.review_entry`) and changed only by
 :mod:`prodgate.review.queue`. This module only reads: the listing, one item with the
 inference behind it (input, answer, probabilities, confidence, explanation) and its
 decisions so far, and the people separation of duties keeps away from an item.

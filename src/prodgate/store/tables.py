@@ -305,7 +305,7 @@ feature_loads = Table(
 
 #: The review queue: one item per inference that a person must (escalated) or may
 #: (sampled) judge. Created by the recorder in the same transaction as the inference's
-#: audit record (:mod:`prodgate.review.entry`); its life after that (claims with a
+#: audit record (:mod:`prodgate.pipeline.review_entry`); its life after that (claims with a
 #: lease, decisions, adjudication, the final label) is :mod:`prodgate.review.queue`'s,
 #: and ``attributions`` (the explanation, computed off the request path) is
 #: :mod:`prodgate.review.explaining`'s.

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from gateway_support import GOOD, SPEC, register_and_deploy, running, write_spec
 from prodgate.audit.record import Record, new_id
-from prodgate.review.entry import Entry, draw
+from prodgate.pipeline.review_entry import Entry, draw
 from prodgate.settings import Settings
 from prodgate.spec import parse
 from prodgate.store.engine import Store, open_store
@@ -87,7 +87,7 @@ def test_the_sample_is_the_same_in_another_process() -> None:
     here = sorted(i for i in ids if draw("claims", i) < 0.05)
     code = (
         "import json, sys\n"
-        "from prodgate.review.entry import draw\n"
+        "from prodgate.pipeline.review_entry import draw\n"
         "ids = json.load(sys.stdin)\n"
         "print(json.dumps(sorted(i for i in ids if draw('claims', i) < 0.05)))\n"
     )
@@ -231,10 +231,10 @@ def test_a_journal_replay_creates_each_item_once(store: Store, tmp_path: Path) -
     import asyncio
 
     from prodgate.audit import log
+    from prodgate.pipeline import review_entry as entry
     from prodgate.pipeline.journal import Journal
     from prodgate.pipeline.metrics import Metrics
     from prodgate.pipeline.recorder import Recorder
-    from prodgate.review import entry
 
     records = [_marked(1), _marked(2)]
     old = Journal(tmp_path / "journal")
