@@ -235,6 +235,24 @@ def test_separation_of_duties_keeps_registrant_and_requester_away(store: Store, 
     )
 
 
+def test_next_looks_past_more_items_than_a_batch_that_are_not_the_reviewers(
+    store: Store, spec: Spec
+) -> None:
+    """dana's agent made the oldest requests (more than one read's worth): next passes
+    over them all and finds the item she may judge."""
+    issued = keys.create(
+        store, "triage-bot", scopes=["predict:claims"], actor="tester", owner="dana", agent=True
+    )
+    bot = Principal(issued.key.id, "triage-bot", "dana", ("predict:claims",), True)
+    start = now_us()
+    for i in range(queue.BATCH + 5):
+        add_item(store, caller=bot, created_us=start + i)
+    hers = add_item(store, created_us=start + queue.BATCH + 10)
+    got = queue.claim_next(store, spec.service("claims"), "dana")
+    assert got is not None
+    assert got["id"] == hers
+
+
 def test_the_final_label_is_feedback_from_review_and_counts_in_production_metrics(
     store: Store, spec: Spec
 ) -> None:

@@ -210,6 +210,7 @@ def claim_next(store: Store, service: ServiceSpec, reviewer: str) -> dict[str, A
     """
     reviewer = _named(reviewer)
     c = review_items.c
+    passed: list[str] = []  # items this reviewer may not judge: not read again
     for _ in range(ROUNDS):
         now = now_us()
         contested = False
@@ -219,6 +220,7 @@ def claim_next(store: Store, service: ServiceSpec, reviewer: str) -> dict[str, A
                 .where(
                     c.service == service.name,
                     c.state.in_(PENDING),
+                    c.id.not_in(passed) if passed else sa.true(),
                     sa.or_(
                         c.claimed_by.is_(None),
                         c.lease_until_us < now,
@@ -244,9 +246,10 @@ def claim_next(store: Store, service: ServiceSpec, reviewer: str) -> dict[str, A
             requesters = duties.requesters([r.id for r in rows])
             taken: str | None = None
             for row in rows:
-                if _acted(made[row.id], reviewer, (REVIEW, ADJUDICATE, SKIP)):
-                    continue  # the same person under another spelling of their name
-                if duties.refusal(row, reviewer, requesters[row.id]) is not None:
+                if _acted(made[row.id], reviewer, (REVIEW, ADJUDICATE, SKIP)) or (
+                    duties.refusal(row, reviewer, requesters[row.id]) is not None
+                ):  # acted on under another spelling of their name, or not theirs to judge
+                    passed.append(row.id)
                     continue
                 until = _take(conn, row, reviewer, service.review.lease_s, now)
                 if until is None:
