@@ -46,6 +46,12 @@ def test_demo_serves_and_its_curl_line_returns_a_decision(tmp_path: Path) -> Non
             if line.strip().startswith("curl "):
                 curls.append(line.strip())
         assert len(curls) == 2, "".join(output)
+        while not output[-1].startswith("Stop with"):
+            output.append(proc.stdout.readline())
+        assert any(
+            line.startswith("Review:") and "review next claims-triage --by you" in line
+            for line in output
+        ), "".join(output)
         curl, letter_curl = curls
         assert f"http://127.0.0.1:{port}/v1/services/claims-triage/predict" in curl
         # The line is announced once the gateway is up; it answers as pasted.
@@ -79,6 +85,16 @@ def test_demo_serves_and_its_curl_line_returns_a_decision(tmp_path: Path) -> Non
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "verified" in verify.stdout
+    # And the review line works as printed: the queue answers (empty or not).
+    review = subprocess.run(
+        [*cmd[:-1], "review", "next", "claims-triage", "--by", "you"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert review.returncode == 0, review.stdout + review.stderr
+    assert "nothing to review for you" in review.stdout or "item " in review.stdout
 
 
 def _check_letter(curl: str, output: str, port: int) -> None:

@@ -195,6 +195,8 @@ def demo(ctx: Context, no_serve: bool, story: bool) -> None:
                 f"      {base}/metrics  {base}/openapi.json\n"
                 f"Then: {prog} --home {settings.home} audit tail; "
                 f"{prog} --home {settings.home} audit verify\n"
+                f"Review: a claim of 20,000 or more, or an unsure one, waits for a person: "
+                f"{prog} --home {settings.home} review next {SERVICE} --by you\n"
                 "Stop with Ctrl-C.\n"
             )
 
