@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import http.server
+import json
+import threading
+import time
+from typing import Any, ClassVar
+
 import pytest
 
 from gateway_support import GOOD, bearer, make_key, register_and_deploy, running, write_spec
@@ -196,3 +203,61 @@ async def test_a_decision_through_the_gateway_is_reviewed_end_to_end(settings: S
         review = (await client.get(f"/v1/inferences/{inference}")).json()["review"]
         assert (review["state"], review["final"], review["override"]) == ("decided", truth, True)
         assert "sampled" in review["reasons"]
+
+
+class _Flaky(http.server.BaseHTTPRequestHandler):
+    """A receiver that fails its first delivery and takes the next."""
+
+    bodies: ClassVar[list[bytes]] = []
+    calls: ClassVar[int] = 0
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["content-length"]))
+        type(self).calls += 1
+        if type(self).calls == 1:
+            self.send_response(503)
+        else:
+            type(self).bodies.append(body)
+            self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+async def test_the_webhook_is_queued_and_retried_not_awaited(settings: Settings) -> None:
+    """Over the API a decision answers at once (``queued``); the server delivers the
+    event with retries: a receiver that fails once gets it on the next try."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
+    _Flaky.bodies, _Flaky.calls = [], 0
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    try:
+        write_spec(
+            settings,
+            REVIEW_SPEC.replace(
+                "      deadline: 1h\n", f"      deadline: 1h\n      webhook: {url}\n"
+            ),
+        )
+        register_and_deploy(settings)
+        first = item(settings)
+        token = make_key(settings, "alice", "review")
+        async with running(settings) as client:
+            started = time.monotonic()
+            decided = await client.post(
+                f"{ITEMS}/{first}/decision", json={"label": "adjuster"}, headers=bearer(token)
+            )
+            assert decided.status_code == 200, decided.text
+            assert decided.json()["webhook"] == "queued"
+            assert time.monotonic() - started < 1.0  # the retry's backoff is not waited for
+            for _ in range(100):
+                if _Flaky.bodies:
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _Flaky.calls == 2
+    (event,) = [json.loads(b) for b in _Flaky.bodies]
+    assert (event["event"], event["id"], event["final"]) == ("review.decided", first, "adjuster")

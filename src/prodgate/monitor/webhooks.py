@@ -1,4 +1,5 @@
-"""Delivering alert transitions to webhooks: a JSON POST, retried with backoff.
+"""Delivering events to webhooks (alert transitions; decided review items): a JSON
+POST, retried with backoff.
 
 :meth:`Webhooks.send` only puts the delivery on a bounded queue and returns: nothing
 that calls it (the monitor's loop, let alone a request) waits for a receiver. A task
@@ -57,8 +58,10 @@ class Webhooks:
         timeout_s: float = 10.0,
         queue_size: int = 1000,
         concurrency: int = 8,
+        user_agent: str = USER_AGENT,
     ) -> None:
         self.metrics = metrics
+        self.user_agent = user_agent
         self.attempts = max(1, attempts)
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
@@ -76,7 +79,7 @@ class Webhooks:
 
     async def start(self) -> None:
         self._client = httpx.AsyncClient(
-            timeout=self.timeout_s, headers={"user-agent": USER_AGENT}, follow_redirects=False
+            timeout=self.timeout_s, headers={"user-agent": self.user_agent}, follow_redirects=False
         )
         self._worker = asyncio.get_running_loop().create_task(self._work())
 
@@ -88,7 +91,7 @@ class Webhooks:
                 self._queue.put_nowait((url, body))
             except asyncio.QueueFull:
                 self._count("dropped")
-                logger.error("webhook %s: queue full, alert delivery dropped", where(url))
+                logger.error("webhook %s: queue full, delivery dropped", where(url))
 
     async def _work(self) -> None:
         while True:
@@ -144,7 +147,7 @@ class Webhooks:
         left = self._queue.qsize() + len(self._running)
         if left:
             self._count("dropped", left)
-            logger.error("stopping with %d alert webhook deliveries undone", left)
+            logger.error("stopping with %d webhook deliveries undone", left)
         tasks = [t for t in (self._worker, *self._running) if t is not None]
         for task in tasks:
             task.cancel()

@@ -22,6 +22,7 @@ review webhook, best effort.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -337,7 +338,20 @@ def _is_override(service: ServiceSpec, prediction: Any, final: Any) -> bool | No
     return bool(prediction != final)
 
 
-def decide(store: Store, spec: Spec, item_id: str, reviewer: str, body: Any) -> dict[str, Any]:
+#: How a decided item's event reaches the service's webhook: given the service and
+#: the event, returns what became of it (``sent``, ``failed``, ``queued``) or None.
+Notify = Callable[[ServiceSpec, dict[str, Any]], str | None]
+
+
+def decide(
+    store: Store,
+    spec: Spec,
+    item_id: str,
+    reviewer: str,
+    body: Any,
+    *,
+    notify: Notify | None = None,
+) -> dict[str, Any]:
     """*reviewer*'s decision on an item: ``{"label": L}`` (or ``value``, or an LLM
     answer's ``label``/``score``/``correct``) and an optional ``note``.
 
@@ -369,7 +383,8 @@ def decide(store: Store, spec: Spec, item_id: str, reviewer: str, body: Any) -> 
     if refused is not None:
         raise ReviewRefused(refused)
     if outcome["state"] == DECIDED:
-        outcome["webhook"] = _notify(service, outcome)
+        event = {"event": "review.decided", **{k: v for k, v in outcome.items() if k != "feedback"}}
+        outcome["webhook"] = (notify or _post)(service, event)
     return outcome
 
 
@@ -471,14 +486,14 @@ def _feedback(
     }
 
 
-def _notify(service: ServiceSpec, outcome: dict[str, Any]) -> str | None:
-    """POST the decision to the service's review webhook, if it has one: best effort,
-    with a short timeout; a failure is logged (scheme and host only: webhook URLs carry
-    tokens), never the decision's failure. Returns ``sent``, ``failed`` or None."""
+def _post(service: ServiceSpec, event: dict[str, Any]) -> str | None:
+    """POST the event to the service's review webhook, if it has one, now: one try
+    with a short timeout (the command line's way; the server queues it for delivery
+    with retries instead). A failure is logged (scheme and host only: webhook URLs
+    carry tokens), never the decision's failure. Returns ``sent``, ``failed`` or None."""
     url = service.review.webhook
     if not url:
         return None
-    event = {"event": "review.decided", **{k: outcome[k] for k in outcome if k != "feedback"}}
     try:
         response = httpx.post(
             url,
@@ -492,7 +507,7 @@ def _notify(service: ServiceSpec, outcome: dict[str, Any]) -> str | None:
         logger.warning(
             "review webhook %s failed for item %s: %s",
             where(url),
-            outcome["id"],
+            event["id"],
             type(exc).__name__,
         )
         return "failed"

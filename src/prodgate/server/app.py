@@ -83,6 +83,12 @@ def create_app(
                     stop=stopping,
                 )
             )
+        review_hooks = None
+        if any(s.review.webhook for s in spec.services.values()):
+            # Decided review items, told to each service's webhook with retries.
+            review_hooks = Webhooks(user_agent="prodgate-review")
+            await review_hooks.start()
+        app.state.review_webhooks = review_hooks
         explainer = None
         explain_every = settings.review_explain_interval
         if explain_every > 0 and any(s.review.on for s in spec.services.values()):
@@ -103,8 +109,9 @@ def create_app(
                 await monitor
             if explainer is not None:
                 await explainer
-            if webhooks is not None:
-                await webhooks.stop()
+            for hooks in (webhooks, review_hooks):
+                if hooks is not None:
+                    await hooks.stop()
             await gateway.stop()
             store.dispose()
 

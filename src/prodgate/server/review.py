@@ -10,6 +10,7 @@ OpenAPI entries are declared here, beside them (:func:`openapi_paths`).
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 from starlette.requests import Request
@@ -18,11 +19,12 @@ from starlette.responses import Response
 from prodgate.exceptions import ContractViolationError, UsageError, Violation
 from prodgate.identity.actor import Actor
 from prodgate.monitor.feedback import MAX_CORRECT
+from prodgate.monitor.webhooks import Webhooks
 from prodgate.review import items, queue
 from prodgate.server import body as request_body
 from prodgate.server.access import Access, Guarded, principal
 from prodgate.server.problems import json_response
-from prodgate.spec import Spec
+from prodgate.spec import ServiceSpec, Spec
 from prodgate.store.engine import Store
 
 #: Reviewing: the ``review`` scope, and a key even when auth is off (it names who).
@@ -123,13 +125,28 @@ async def claim(request: Request) -> Response:
 
 async def decision(request: Request) -> Response:
     payload = await _body(request)
+    loop = asyncio.get_running_loop()
+    hooks: Webhooks | None = getattr(request.app.state, "review_webhooks", None)
+
+    def notify(service: ServiceSpec, event: dict[str, Any]) -> str | None:
+        """Queue the event for delivery with retries, from the store's thread into
+        the server's loop: the reviewer's answer never waits for a receiver."""
+        url = service.review.webhook
+        if not url or hooks is None:
+            return None
+        loop.call_soon_threadsafe(hooks.send, event, (url,))
+        return "queued"
+
     result = await asyncio.to_thread(
-        queue.decide,
-        _store(request),
-        _spec(request),
-        _item_id(request),
-        _reviewer(request),
-        payload,
+        functools.partial(
+            queue.decide,
+            _store(request),
+            _spec(request),
+            _item_id(request),
+            _reviewer(request),
+            payload,
+            notify=notify,
+        )
     )
     return json_response(result)
 
