@@ -7,7 +7,7 @@ DEMO_HOME ?= .prodgate-demo
 # Feast pins pandas<3: the Feast tests run it from an environment of its own.
 FEAST_VENV ?= $(VENV)-feast
 
-.PHONY: install install-dev demo test check lint format bench bench-replicas bench-keys bench-llm bench-guard bench-drift bench-monitor bench-features clean
+.PHONY: install install-dev demo test check lint format bench bench-replicas bench-keys bench-llm bench-guard bench-drift bench-monitor bench-features bench-review clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -79,6 +79,10 @@ bench-monitor: $(VENV)/.dev
 ## bench-features: the gateway enriching requests from a feature view (the store, Redis) against the caller sending the features, in one run (needs wrk and Redis)
 bench-features: $(VENV)/.dev
 	$(BIN)/python bench/features_overhead.py
+
+## bench-review: the gateway with review on (rules, a 5% sample, items in the group commit, the explainer) against off, in one run (needs wrk)
+bench-review: $(VENV)/.dev
+	$(BIN)/python bench/review_overhead.py
 
 clean:
 	rm -rf $(VENV) $(FEAST_VENV) $(DEMO_HOME) .pytest_cache .mypy_cache .ruff_cache
