@@ -201,3 +201,19 @@ def test_a_view_pointed_at_another_source_is_loaded_in_full(sqlite_settings: Set
     assert second["definition"] != first["definition"]
     got = as_json(run(sqlite_settings, "features", "get", "policy", "Q0", "--json", env=env))
     assert got["entities"][0]["status"] == "fresh"
+
+
+def test_a_spec_reached_through_a_link_reads_its_sources_beside_its_target(
+    sqlite_settings: Settings, tmp_path: Path
+) -> None:
+    """The demo links HOME/prodgate.yaml to the example's spec: relative source paths
+    are read beside the file itself, not beside the link."""
+    write(sqlite_settings)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    link = elsewhere / "prodgate.yaml"
+    link.symlink_to(Path(sqlite_settings.config).resolve())
+    linked = sqlite_settings.with_(config=str(link))
+    env: dict[str, str | None] = {"PRODGATE_REDIS_URL": None}
+    loaded = as_json(run(linked, "features", "materialize", "policy", "--full", "--json", env=env))
+    assert loaded["source_rows"] == 5

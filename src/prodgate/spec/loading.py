@@ -294,7 +294,11 @@ def parse(text: str, file: Path) -> Spec:
     if problems:
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
         raise SpecError(problems[0] + more, problems=problems)
-    return Spec(path=file, services=services, providers=providers, views=views)
+    # Relative paths in the spec (feature sources, ...) are relative to the file itself:
+    # a spec reached through a symbolic link (the demo links HOME/prodgate.yaml to the
+    # example's) reads them beside its target.
+    where = file.resolve() if file.is_symlink() else file
+    return Spec(path=where, services=services, providers=providers, views=views)
 
 
 def _provider(name: str, raw: dict[str, Any]) -> Provider:
