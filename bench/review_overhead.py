@@ -87,6 +87,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=8, help="runs of each configuration [8]")
     p.add_argument("--rows", type=int, default=1000, help="distinct request bodies [1000]")
     p.add_argument("--seed", type=int, default=2024, help="seed of the request bodies [2024]")
+    p.add_argument(
+        "--explain-interval",
+        default=None,
+        help="PRODGATE_REVIEW_EXPLAIN_INTERVAL of the review-on server [prodgate's default]",
+    )
     args = p.parse_args(argv)
     if args.rounds < 1:
         p.error("--rounds is at least 1")
@@ -149,8 +154,11 @@ def benchmark(arguments: list[str]) -> int:
         with contextlib.ExitStack() as stack:
             servers = {}
             for n, config in enumerate(CONFIGS):
+                env = {}
+                if config == ON and args.explain_interval is not None:
+                    env["PRODGATE_REVIEW_EXPLAIN_INTERVAL"] = str(args.explain_interval)
                 server = prodgate_server(
-                    prodgate, home, work, pinning, name=f"config-{n}", spec=specs[config]
+                    prodgate, home, work, pinning, env=env, name=f"config-{n}", spec=specs[config]
                 )
                 server.name = config
                 servers[config] = stack.enter_context(running(server))

@@ -563,8 +563,8 @@ async def test_the_server_explains_what_enters_review(settings: Settings) -> Non
 async def test_an_explain_interval_of_zero_leaves_it_to_other_replicas(
     settings: Settings,
 ) -> None:
-    """``PRODGATE_REVIEW_EXPLAIN_INTERVAL=0``: this server explains nothing (another
-    replica, or ``review show``, will)."""
+    """``PRODGATE_REVIEW_EXPLAIN_INTERVAL=0``: this server explains nothing by itself
+    (another replica will), but an item a reviewer opens is explained then."""
     from gateway_support import SPEC as GATEWAY_SPEC
     from gateway_support import register_and_deploy, running, write_spec
 
@@ -584,3 +584,8 @@ async def test_an_explain_interval_of_zero_leaves_it_to_other_replicas(
         await asyncio.sleep(0.5)
         assert item in _attributions(store)
         assert _attributions(store)[item] is None
+        # A reviewer who opens the item gets it explained on the spot.
+        shown = await client.get(f"/v1/review/items/{item}")
+        assert shown.status_code == 200, shown.text
+        assert shown.json()["attributions"]["method"] == PERMUTATION
+        assert _attributions(store)[item] is not None

@@ -168,13 +168,9 @@ def _print_explanation(found: dict[str, Any] | None) -> None:
 
 def _explained(ctx: Context, item: dict[str, Any]) -> dict[str, Any]:
     """*item* with its explanation, computed here when the server has not yet."""
-    if item.get("attributions") is not None:
-        return item
-    from prodgate.review import explaining, items
+    from prodgate.review.explaining import explained
 
-    explaining.explain_pending(ctx.store(), ctx.spec(), ids=[item["id"]])
-    shown = items.show(ctx.store(), item["id"])
-    return {**item, "attributions": shown.get("attributions")}
+    return explained(ctx.store(), ctx.spec(), item)
 
 
 @review.command("next")

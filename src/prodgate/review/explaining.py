@@ -57,7 +57,8 @@ BATCH = 32
 #: Items explained at most per pass of :func:`run_explainer`, which looks at its stop
 #: event between passes: one batch, so stopping the server waits for one at most.
 PASS = BATCH
-#: Seconds between passes of :func:`run_explainer` when nothing is waiting.
+#: Seconds between passes of :func:`run_explainer` (the server's
+#: ``PRODGATE_REVIEW_EXPLAIN_INTERVAL``): at most :data:`PASS` items an interval.
 INTERVAL = 2.0
 #: Recent inputs of a version that make the background of its explanations.
 BACKGROUND = 200
@@ -119,11 +120,12 @@ def explain_pending(
     *,
     models: Models | None = None,
     ids: Sequence[str] | None = None,
+    waiting: bool = False,
 ) -> int:
     """Explain the items whose ``attributions`` are NULL, oldest first, at most *limit*
     of them (all when None), or only those of *ids* (``review show`` explains the item
-    it shows when the server has not yet); how many were written (explanations and
-    errors alike).
+    it shows when the server has not yet), or with *waiting* only those still waiting
+    for a person; how many were written (explanations and errors alike).
 
     Raises :class:`StoreError` when the store cannot be reached; every other failure
     is the item's, and stored as its ``{"error": ...}``.
@@ -138,6 +140,7 @@ def explain_pending(
                 .where(
                     review_items.c.attributions.is_(None),
                     review_items.c.id.in_(ids) if ids is not None else sa.true(),
+                    review_items.c.state != "decided" if waiting else sa.true(),
                 )
                 .order_by(review_items.c.created_us, review_items.c.id)
                 .limit(size)
@@ -244,11 +247,38 @@ def _background(conn: Connection, service: str, number: int) -> list[dict[str, A
     return [r for r in rows if isinstance(r, dict)]
 
 
+def explained(store: Store, spec: Spec, item: dict[str, Any]) -> dict[str, Any]:
+    """*item* (as :func:`prodgate.review.items.show` gives it) with its explanation,
+    computed now when the server's explainer has not come to it yet: what a reviewer
+    is shown, on the command line and over the API."""
+    if item.get("attributions") is not None:
+        return item
+    try:
+        explain_pending(store, spec, ids=[item["id"]])
+        with store.read() as conn:
+            found = conn.execute(
+                sa.select(review_items.c.attributions).where(review_items.c.id == item["id"])
+            ).scalar()
+    except StoreError as exc:  # the item is shown (or claimed) all the same
+        logger.warning("explaining review item %s on demand failed: %s", item["id"], exc)
+        return item
+    return {**item, "attributions": orjson.loads(found) if found else None}
+
+
 async def run_explainer(
     store: Store, spec: Spec, interval_s: float, stop: asyncio.Event | None = None
 ) -> None:
-    """Explain waiting items every *interval_s* seconds until *stop* is set (or the
-    task is cancelled), the work in a thread so the event loop keeps serving.
+    """Explain waiting items, at most :data:`PASS` every *interval_s* seconds, until
+    *stop* is set (or the task is cancelled), the work in a thread so the event loop
+    keeps serving.
+
+    The pace is bounded on purpose: the explainer shares the gateway's process (and
+    its interpreter lock), and explaining every item as fast as items enter cost the
+    gateway half its throughput when a fifth of the decisions entered review
+    (``bench/review_overhead.py``: 0.46x, CPU per request 2.3x; 0.98x without the
+    explainer). People decide far fewer items a second than that; the explainer keeps
+    ahead of them oldest first, skips items already decided, and ``review show`` (or
+    ``next``) explains an item on the spot when it has not come to it yet.
 
     A failure is logged and the loop goes on; the items stay NULL and the next pass
     tries them again. Does nothing when no service has review on.
@@ -258,12 +288,9 @@ async def run_explainer(
     models = Models(store, spec)
     while stop is None or not stop.is_set():
         try:
-            done = await asyncio.to_thread(explain_pending, store, spec, PASS, models=models)
+            await asyncio.to_thread(explain_pending, store, spec, PASS, models=models, waiting=True)
         except Exception:
             logger.exception("explaining review items failed")
-            done = 0
-        if done >= PASS:
-            continue  # more are waiting: no pause, but a look at *stop* between passes
         if stop is None:
             await asyncio.sleep(interval_s)
         else:

@@ -20,7 +20,7 @@ from prodgate.exceptions import ContractViolationError, UsageError, Violation
 from prodgate.identity.actor import Actor
 from prodgate.monitor.feedback import MAX_CORRECT
 from prodgate.monitor.webhooks import Webhooks
-from prodgate.review import items, queue
+from prodgate.review import explaining, items, queue
 from prodgate.server import body as request_body
 from prodgate.server.access import Access, Guarded, principal
 from prodgate.server.problems import json_response
@@ -111,16 +111,29 @@ async def list_items(request: Request) -> Response:
     return json_response({"items": found})
 
 
+def _shown(store: Store, spec: Spec, item: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An item as a reviewer sees it: with its explanation, computed now if the
+    server's explainer has not come to it yet."""
+    return None if item is None else explaining.explained(store, spec, item)
+
+
 async def get_item(request: Request) -> Response:
-    return json_response(await asyncio.to_thread(items.show, _store(request), _item_id(request)))
+    store, spec = _store(request), _spec(request)
+
+    def read() -> dict[str, Any] | None:
+        return _shown(store, spec, items.show(store, _item_id(request)))
+
+    return json_response(await asyncio.to_thread(read))
 
 
 async def claim(request: Request) -> Response:
     await _no_fields(request)
-    item = await asyncio.to_thread(
-        queue.claim, _store(request), _spec(request), _item_id(request), _reviewer(request)
-    )
-    return json_response(item)
+    store, spec = _store(request), _spec(request)
+
+    def take() -> dict[str, Any] | None:
+        return _shown(store, spec, queue.claim(store, spec, _item_id(request), _reviewer(request)))
+
+    return json_response(await asyncio.to_thread(take))
 
 
 async def decision(request: Request) -> Response:
@@ -169,9 +182,13 @@ async def next_item(request: Request) -> Response:
         problems.append(Violation("/service", "the service to review: its name"))
     if problems:
         raise ContractViolationError(problems)
-    service = _spec(request).service(str(name))
-    item = await asyncio.to_thread(queue.claim_next, _store(request), service, _reviewer(request))
-    return json_response({"item": item})
+    store, spec = _store(request), _spec(request)
+    service = spec.service(str(name))
+
+    def take() -> dict[str, Any] | None:
+        return _shown(store, spec, queue.claim_next(store, service, _reviewer(request)))
+
+    return json_response({"item": await asyncio.to_thread(take)})
 
 
 def routes() -> list[Guarded]:

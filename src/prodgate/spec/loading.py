@@ -297,8 +297,8 @@ def parse(text: str, file: Path) -> Spec:
     # Relative paths in the spec (feature sources, ...) are relative to the file itself:
     # a spec reached through a symbolic link (the demo links HOME/prodgate.yaml to the
     # example's) reads them beside its target.
-    where = file.resolve() if file.is_symlink() else file
-    return Spec(path=where, services=services, providers=providers, views=views)
+    real = file.resolve() if file.is_symlink() else file
+    return Spec(path=real, services=services, providers=providers, views=views)
 
 
 def _provider(name: str, raw: dict[str, Any]) -> Provider:
