@@ -33,6 +33,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -60,6 +62,8 @@ PASS = BATCH
 #: Seconds between passes of :func:`run_explainer` (the server's
 #: ``PRODGATE_REVIEW_EXPLAIN_INTERVAL``): at most :data:`PASS` items an interval.
 INTERVAL = 2.0
+#: Seconds a version's background is kept before it is read again.
+BACKGROUND_TTL_S = 60.0
 #: Recent inputs of a version that make the background of its explanations.
 BACKGROUND = 200
 #: Loaded versions the worker keeps.
@@ -81,9 +85,28 @@ class Models:
         self.store = store
         self.spec = spec
         self._loaded: OrderedDict[tuple[str, int], _Loaded] = OrderedDict()
+        self._backgrounds: dict[tuple[str, int], tuple[float, list[dict[str, Any]]]] = {}
+        # The server's explainer and reviewers' requests share one: a version loads once.
+        self._lock = threading.Lock()
+
+    def background(self, service: str, number: int) -> list[dict[str, Any]]:
+        """The version's recent inputs (:func:`_background`), read again at most every
+        :data:`BACKGROUND_TTL_S` seconds."""
+        key = (service, number)
+        found = self._backgrounds.get(key)
+        if found is not None and time.monotonic() - found[0] < BACKGROUND_TTL_S:
+            return found[1]
+        with self.store.read() as conn:
+            rows = _background(conn, service, number)
+        self._backgrounds[key] = (time.monotonic(), rows)
+        return rows
 
     def get(self, service: str, number: int) -> _Loaded:
         """The loaded version; raises ProdgateError (e.g. ArtifactError) when it cannot be."""
+        with self._lock:
+            return self._get(service, number)
+
+    def _get(self, service: str, number: int) -> _Loaded:
         key = (service, number)
         if key in self._loaded:
             self._loaded.move_to_end(key)
@@ -183,8 +206,7 @@ def _explain_batch(
             error = {"error": _reason(exc)}
             answers.update((i, error) for i in ids)
             continue
-        with store.read() as conn:
-            background = _background(conn, service, number)
+        background = models.background(service, number)
         answers.update(_explain_version(loaded, ids, rows, background))
     return answers
 
@@ -247,14 +269,17 @@ def _background(conn: Connection, service: str, number: int) -> list[dict[str, A
     return [r for r in rows if isinstance(r, dict)]
 
 
-def explained(store: Store, spec: Spec, item: dict[str, Any]) -> dict[str, Any]:
+def explained(
+    store: Store, spec: Spec, item: dict[str, Any], models: Models | None = None
+) -> dict[str, Any]:
     """*item* (as :func:`prodgate.review.items.show` gives it) with its explanation,
     computed now when the server's explainer has not come to it yet: what a reviewer
-    is shown, on the command line and over the API."""
+    is shown, on the command line and over the API (the server passes its *models*,
+    so a version is loaded once, not per request)."""
     if item.get("attributions") is not None:
         return item
     try:
-        explain_pending(store, spec, ids=[item["id"]])
+        explain_pending(store, spec, ids=[item["id"]], models=models)
         with store.read() as conn:
             found = conn.execute(
                 sa.select(review_items.c.attributions).where(review_items.c.id == item["id"])
@@ -266,7 +291,11 @@ def explained(store: Store, spec: Spec, item: dict[str, Any]) -> dict[str, Any]:
 
 
 async def run_explainer(
-    store: Store, spec: Spec, interval_s: float, stop: asyncio.Event | None = None
+    store: Store,
+    spec: Spec,
+    interval_s: float,
+    stop: asyncio.Event | None = None,
+    models: Models | None = None,
 ) -> None:
     """Explain waiting items, at most :data:`PASS` every *interval_s* seconds, until
     *stop* is set (or the task is cancelled), the work in a thread so the event loop
@@ -285,7 +314,7 @@ async def run_explainer(
     """
     if not any(s.review.on for s in spec.services.values()):
         return
-    models = Models(store, spec)
+    models = models or Models(store, spec)
     while stop is None or not stop.is_set():
         try:
             await asyncio.to_thread(explain_pending, store, spec, PASS, models=models, waiting=True)

@@ -24,6 +24,7 @@ from prodgate.monitor.webhooks import Webhooks
 from prodgate.pipeline.gateway import Gateway
 from prodgate.pipeline.metrics import Metrics
 from prodgate.review import metrics as review_metrics
+from prodgate.review.explaining import Models as ReviewModels
 from prodgate.review.explaining import run_explainer
 from prodgate.rollout.controller import run_controller
 from prodgate.server import openapi, problems, review, routes
@@ -90,12 +91,14 @@ def create_app(
             await review_hooks.start()
         app.state.review_webhooks = review_hooks
         explainer = None
+        # The versions loaded to explain review items: the explainer's and reviewers'.
+        models = app.state.review_models = ReviewModels(store, spec)
         explain_every = settings.review_explain_interval
         if explain_every > 0 and any(s.review.on for s in spec.services.values()):
             # Review items' explanations, computed beside the gateway and off the
             # request path (the work runs in a thread, a batch of items at a time).
             explainer = asyncio.get_running_loop().create_task(
-                run_explainer(store, spec, explain_every, stop=stopping)
+                run_explainer(store, spec, explain_every, stop=stopping, models=models)
             )
         try:
             yield

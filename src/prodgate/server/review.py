@@ -111,17 +111,29 @@ async def list_items(request: Request) -> Response:
     return json_response({"items": found})
 
 
-def _shown(store: Store, spec: Spec, item: dict[str, Any] | None) -> dict[str, Any] | None:
+def _models(request: Request) -> explaining.Models:
+    """The versions loaded to explain items on demand: the server's explainer's own."""
+    models: explaining.Models | None = getattr(request.app.state, "review_models", None)
+    if models is None:
+        models = request.app.state.review_models = explaining.Models(
+            _store(request), _spec(request)
+        )
+    return models
+
+
+def _shown(request: Request, item: dict[str, Any] | None) -> dict[str, Any] | None:
     """An item as a reviewer sees it: with its explanation, computed now if the
     server's explainer has not come to it yet."""
-    return None if item is None else explaining.explained(store, spec, item)
+    if item is None:
+        return None
+    return explaining.explained(_store(request), _spec(request), item, _models(request))
 
 
 async def get_item(request: Request) -> Response:
-    store, spec = _store(request), _spec(request)
+    store = _store(request)
 
     def read() -> dict[str, Any] | None:
-        return _shown(store, spec, items.show(store, _item_id(request)))
+        return _shown(request, items.show(store, _item_id(request)))
 
     return json_response(await asyncio.to_thread(read))
 
@@ -131,7 +143,7 @@ async def claim(request: Request) -> Response:
     store, spec = _store(request), _spec(request)
 
     def take() -> dict[str, Any] | None:
-        return _shown(store, spec, queue.claim(store, spec, _item_id(request), _reviewer(request)))
+        return _shown(request, queue.claim(store, spec, _item_id(request), _reviewer(request)))
 
     return json_response(await asyncio.to_thread(take))
 
@@ -186,7 +198,7 @@ async def next_item(request: Request) -> Response:
     service = spec.service(str(name))
 
     def take() -> dict[str, Any] | None:
-        return _shown(store, spec, queue.claim_next(store, service, _reviewer(request)))
+        return _shown(request, queue.claim_next(store, service, _reviewer(request)))
 
     return json_response({"item": await asyncio.to_thread(take)})
 
