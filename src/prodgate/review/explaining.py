@@ -144,11 +144,12 @@ def explain_pending(
     models: Models | None = None,
     ids: Sequence[str] | None = None,
     waiting: bool = False,
+    first: str | None = None,
 ) -> int:
     """Explain the items whose ``attributions`` are NULL, oldest first, at most *limit*
-    of them (all when None), or only those of *ids* (``review show`` explains the item
-    it shows when the server has not yet), or with *waiting* only those still waiting
-    for a person; how many were written (explanations and errors alike).
+    of them (all when None), or only those of *ids*, or with *waiting* only those still
+    waiting for a person, and item *first* before any other whatever its state (the
+    one a reviewer opened); how many were written (explanations and errors alike).
 
     Raises :class:`StoreError` when the store cannot be reached; every other failure
     is the item's, and stored as its ``{"error": ...}``.
@@ -162,10 +163,21 @@ def explain_pending(
                 sa.select(review_items.c.id, review_items.c.service, review_items.c.version)
                 .where(
                     review_items.c.attributions.is_(None),
-                    review_items.c.id.in_(ids) if ids is not None else sa.true(),
-                    review_items.c.state != "decided" if waiting else sa.true(),
+                    sa.or_(
+                        review_items.c.id == first if first is not None else sa.false(),
+                        sa.and_(
+                            review_items.c.id.in_(ids) if ids is not None else sa.true(),
+                            review_items.c.state != "decided" if waiting else sa.true(),
+                        ),
+                    ),
                 )
-                .order_by(review_items.c.created_us, review_items.c.id)
+                .order_by(
+                    sa.case((review_items.c.id == first, 0), else_=1)
+                    if first is not None
+                    else sa.true(),
+                    review_items.c.created_us,
+                    review_items.c.id,
+                )
                 .limit(size)
             ).all()
             if not items:
@@ -279,7 +291,10 @@ def explained(
     if item.get("attributions") is not None:
         return item
     try:
-        explain_pending(store, spec, ids=[item["id"]], models=models)
+        # With the items that wait after it: explaining a batch costs little more than
+        # one (a pipeline's fixed cost per call dominates), so the reviewer's next
+        # items are ready when they come to them.
+        explain_pending(store, spec, BATCH, models=models, waiting=True, first=item["id"])
         with store.read() as conn:
             found = conn.execute(
                 sa.select(review_items.c.attributions).where(review_items.c.id == item["id"])
