@@ -172,9 +172,7 @@ def explain_pending(
                     ),
                 )
                 .order_by(
-                    sa.case((review_items.c.id == first, 0), else_=1)
-                    if first is not None
-                    else sa.true(),
+                    *([sa.case((review_items.c.id == first, 0), else_=1)] if first else []),
                     review_items.c.created_us,
                     review_items.c.id,
                 )
