@@ -15,32 +15,10 @@ from sqlalchemy.engine import Connection
 
 from prodgate.audit.record import GENESIS, KIND_ACTION, Record, seal
 from prodgate.identity.actor import Actor
-from prodgate.store.engine import LOCK_AUDIT, Store, now_us
+from prodgate.store.engine import LOCK_AUDIT, Store, insert_many, now_us
 from prodgate.store.tables import audit_log, state
 
 HEAD_KEY = "audit_head"
-
-_INSERTS: dict[tuple[str, str, str], tuple[str, tuple[str, ...] | None]] = {}
-
-
-def _insert(conn: Connection) -> tuple[str, tuple[str, ...] | None]:
-    """The audit log's INSERT in the driver's own SQL, compiled once per dialect, and
-    the column order of its parameters (None: the driver takes them by name).
-
-    Group commits insert thousands of rows a second. Through SQLAlchemy's executemany
-    each row's parameters are processed in Python (about 17 us a row on the
-    development machine, as much as the insert itself); the driver's executemany
-    takes plain tuples or dicts.
-    """
-    dialect = conn.dialect
-    key = (dialect.name, dialect.driver, dialect.paramstyle)  # the SQL text depends on all
-    if key not in _INSERTS:
-        compiled = audit_log.insert().compile(
-            dialect=dialect, column_keys=[c.name for c in audit_log.columns]
-        )
-        order = tuple(compiled.positiontup or ()) if compiled.positional else None
-        _INSERTS[key] = (compiled.string, order)
-    return _INSERTS[key]
 
 
 def append(store: Store, conn: Connection, records: Sequence[Record]) -> None:
@@ -54,8 +32,7 @@ def append(store: Store, conn: Connection, records: Sequence[Record]) -> None:
     seq, prev = (int(last[0]), str(last[1])) if last else (0, GENESIS)
     rows = [r.row(seq + i + 1) for i, r in enumerate(records)]
     seal(rows, prev)
-    sql, keys = _insert(conn)
-    conn.exec_driver_sql(sql, [tuple(row[k] for k in keys) for row in rows] if keys else rows)
+    insert_many(conn, audit_log, rows)
     head = seq + len(rows)
     updated = conn.execute(state.update().where(state.c.key == HEAD_KEY).values(value=head))
     if updated.rowcount == 0:

@@ -34,6 +34,7 @@ from prodgate.audit.record import KIND_INFERENCE, Record
 from prodgate.pipeline.decision import ESCALATED
 from prodgate.spec import ServiceSpec
 from prodgate.spec.cohorts import Condition
+from prodgate.store.engine import insert_many
 from prodgate.store.tables import review_items
 
 REVIEW = "review"  # the payload key of the mark
@@ -157,6 +158,5 @@ def enter(conn: Connection, records: Sequence[Record], *, replay: bool = False) 
             conn.execute(sa.select(review_items.c.id).where(review_items.c.id.in_(ids))).scalars()
         )
         rows = [row for row in rows if row["id"] not in present]
-    if rows:
-        conn.execute(review_items.insert(), rows)
+    insert_many(conn, review_items, rows)
     return len(rows)

@@ -40,6 +40,33 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
+_INSERTS: dict[tuple[str, str, str, str], tuple[str, tuple[str, ...] | None]] = {}
+
+
+def insert_many(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """Insert *rows* (each with every column of *table*) through the driver's own
+    executemany, the statement compiled once per table and dialect.
+
+    Group commits insert thousands of rows a second. Through SQLAlchemy's executemany
+    each row's parameters are processed in Python (about 17 us a row on the
+    development machine, as much as the insert itself); the driver's executemany
+    takes plain tuples or dicts.
+    """
+    if not rows:
+        return
+    dialect = conn.dialect
+    # The SQL text depends on all of these.
+    key = (table.name, dialect.name, dialect.driver, dialect.paramstyle)
+    if key not in _INSERTS:
+        compiled = table.insert().compile(
+            dialect=dialect, column_keys=[c.name for c in table.columns]
+        )
+        order = tuple(compiled.positiontup or ()) if compiled.positional else None
+        _INSERTS[key] = (compiled.string, order)
+    sql, keys = _INSERTS[key]
+    conn.exec_driver_sql(sql, [tuple(row[k] for k in keys) for row in rows] if keys else rows)
+
+
 def _redact(url: str) -> str:
     try:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
