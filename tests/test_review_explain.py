@@ -542,7 +542,7 @@ async def test_the_server_explains_what_enters_review(settings: Settings) -> Non
         ),
     )
     register_and_deploy(settings)
-    async with running(settings) as client:
+    async with running(settings.with_(review_explain_interval=0.2)) as client:
         body = {"inputs": {"amount": 9500.0, "category": "auto", "count": 1}}
         answered = await client.post("/v1/services/claims/predict", json=body)
         assert answered.status_code == 200, answered.text

@@ -351,7 +351,7 @@ class Settings:
         parse=_non_negative,
     )
     review_explain_interval: float = _setting(
-        2.0,
+        10.0,
         "Seconds between the server's passes over review items waiting for an explanation "
         "(0: none here, e.g. on all replicas but one; `review show` explains on demand).",
         parse=_non_negative,

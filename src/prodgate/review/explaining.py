@@ -61,7 +61,7 @@ BATCH = 32
 PASS = BATCH
 #: Seconds between passes of :func:`run_explainer` (the server's
 #: ``PRODGATE_REVIEW_EXPLAIN_INTERVAL``): at most :data:`PASS` items an interval.
-INTERVAL = 2.0
+INTERVAL = 10.0
 #: Seconds a version's background is kept before it is read again.
 BACKGROUND_TTL_S = 60.0
 #: Recent inputs of a version that make the background of its explanations.
