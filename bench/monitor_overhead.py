@@ -56,7 +56,6 @@ from harness import (
     Check,
     Load,
     Report,
-    WrkResult,
     add_load_arguments,
     build_example,
     choose_pinning,
@@ -75,10 +74,10 @@ from harness import (
     require_wrk,
     run_main,
     running,
-    scrape,
     verify_audit,
     warn_if_disturbed,
 )
+from harness.rounds import alternate, order
 from keys_overhead import combined
 
 SERVICE = "claims-triage"
@@ -100,14 +99,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     if args.rounds < 1:
         p.error("--rounds is at least 1")
     return args
-
-
-def order(rounds: int) -> list[str]:
-    """off, on; then on, off; and so on."""
-    out: list[str] = []
-    for r in range(rounds):
-        out += list(CONFIGS if r % 2 == 0 else reversed(CONFIGS))
-    return out
 
 
 def windows(db: Path) -> tuple[int, int, bool]:
@@ -181,8 +172,6 @@ def benchmark(arguments: list[str]) -> int:
     pinning = choose_pinning(not args.no_pin)
     prodgate = prodgate_command()
     warn_if_disturbed()
-    runs: dict[str, list[WrkResult]] = {c: [] for c in CONFIGS}
-    warm: dict[str, WrkResult] = {}
     settings = {OFF: {"PRODGATE_MONITOR": "off"}, ON: {"PRODGATE_MONITOR": "on"}}
     with tempfile.TemporaryDirectory(prefix="prodgate-bench-") as tmp:
         work = Path(tmp)
@@ -208,18 +197,12 @@ def benchmark(arguments: list[str]) -> int:
             print(
                 f"{pinning.note}; wrk {args.connections} connections, {args.threads} threads; "
                 f"{args.warmup:g} s warm-up each, then {args.rounds} rounds of "
-                f"{args.duration:g} s on each: {', '.join(order(2))}, ...",
+                f"{args.duration:g} s on each: {', '.join(order(CONFIGS, 2))}, ...",
                 flush=True,
             )
-            for config, server in servers.items():
-                warm[config] = load.run(server.base + PREDICT_PATH, args.warmup, server.pid)
-            before = {c: scrape(s.base) for c, s in servers.items()}
-            for n, config in enumerate(order(args.rounds)):
-                if n % len(CONFIGS) == 0:
-                    print(f"round {n // len(CONFIGS) + 1} of {args.rounds} ...", flush=True)
-                server = servers[config]
-                runs[config].append(load.run(server.base + PREDICT_PATH, args.duration, server.pid))
-            after = {c: scrape(s.base) for c, s in servers.items()}
+            measured = alternate(load, servers, args.rounds, args.duration, args.warmup)
+            runs, warm = measured.runs, measured.warm
+            before, after = measured.before, measured.after
         # Both servers stopped: monitoring on flushed its last counts as it closed.
         all_runs = [r for rs in runs.values() for r in rs] + list(warm.values())
         acknowledged = sum(r.ok for r in all_runs) + len(CONFIGS)
