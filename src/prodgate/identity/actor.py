@@ -58,6 +58,13 @@ class Origin:
         return cls(channel, os_user=login_name(), host=socket.gethostname())
 
 
+def same_person(name: str) -> str:
+    """The identity a name stands for, as people mean it: case and surrounding blanks
+    do not count (``Alice``, ``alice`` and `` alice `` are one person). The rule for
+    separation of duties and for counting distinct people, in approvals and reviews."""
+    return name.strip().casefold()
+
+
 class Actor(str):
     """A declared name together with the :class:`Origin` of the action; immutable.
 

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 
 from prodgate.audit import log
 from prodgate.exceptions import ApprovalRefused, NotApprovedError, UsageError
-from prodgate.identity.actor import Actor
+from prodgate.identity.actor import Actor, same_person
 from prodgate.registry.versions import get_version
 from prodgate.spec import ServiceSpec
 from prodgate.store.engine import Store, now_us
@@ -101,11 +101,6 @@ def _failed_gates(evaluation: dict[str, Any]) -> list[dict[str, Any]]:
     return [g for g in evaluation.get("gates", []) if not g.get("passed")]
 
 
-def _person(name: str) -> str:
-    """The identity a name stands for: case and surrounding blanks do not count."""
-    return name.strip().casefold()
-
-
 def approve(
     store: Store,
     service: ServiceSpec,
@@ -136,11 +131,11 @@ def approve(
         failed: list[dict[str, Any]] = []
         # People are compared, not names: an agent's approval is its owner's.
         owner = by.origin.owner if isinstance(by, Actor) else None
-        who = _person(owner or by)
+        who = same_person(owner or by)
         as_who = f"{by} (owned by {owner})" if owner else str(by)
-        if service.policy.approvals.separation_of_duties and who == _person(v.registrant):
+        if service.policy.approvals.separation_of_duties and who == same_person(v.registrant):
             problem = f"{as_who} registered version {version} and may not approve it too"
-        elif any(_person(a.person) == who for a in list_approvals(conn, service.name, version)):
+        elif any(same_person(a.person) == who for a in list_approvals(conn, service.name, version)):
             problem = f"{as_who} has already approved version {version}"
         elif evaluation is None and not override_gates:
             problem = (

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 
 from prodgate.audit.record import KIND_INFERENCE
 from prodgate.exceptions import UnknownReviewItemError, UsageError
-from prodgate.identity.actor import Actor
+from prodgate.identity.actor import Actor, same_person
 from prodgate.registry.versions import get_version
 from prodgate.spec import ServiceSpec
 from prodgate.store.engine import Store, now_us
@@ -35,12 +35,6 @@ REVIEW, ADJUDICATE, SKIP = "review", "adjudicate", "skip"
 MAX_LIMIT = 1000
 #: The longest reviewer name kept (the width of the columns that hold it).
 MAX_NAME = 128
-
-
-def person(name: str) -> str:
-    """The identity a name stands for: case and surrounding blanks do not count (the
-    same rule as approvals')."""
-    return name.strip().casefold()
 
 
 def reviewer_name(reviewer: str) -> str:
@@ -221,7 +215,7 @@ class Duties:
         out: dict[str, set[str]] = {i: set() for i in ids}
         for r in rows:
             if r.actor:
-                out[r.id].add(person(r.actor))
+                out[r.id].add(same_person(r.actor))
             key = _loads(r.payload).get("key")
             if isinstance(key, str):
                 keys[r.id] = key
@@ -235,18 +229,20 @@ class Duties:
             )
             for item_id, key in keys.items():
                 if key in owners:
-                    out[item_id].add(person(owners[key]))
+                    out[item_id].add(same_person(owners[key]))
         return out
 
     def refusal(self, row: Any, reviewer: str, requesters: set[str]) -> str | None:
         """Why *reviewer* may not judge the item of *row*, or None when they may."""
         if not self.service.review.separation_of_duties:
             return None
-        who = person(accountable(reviewer))
-        owned = f"{reviewer} (owned by {accountable(reviewer)})" if who != person(reviewer) else ""
+        who = same_person(accountable(reviewer))
+        owned = (
+            f"{reviewer} (owned by {accountable(reviewer)})" if who != same_person(reviewer) else ""
+        )
         named = owned or str(reviewer)
         registrant = self.registrant(row.version)
-        if registrant is not None and who == person(registrant):
+        if registrant is not None and who == same_person(registrant):
             return (
                 f"{named} registered version {row.version} of {row.service} and may not "
                 "review its decisions (separation of duties)"

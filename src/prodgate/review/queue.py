@@ -38,6 +38,7 @@ from prodgate.exceptions import (
     StoreError,
     Violation,
 )
+from prodgate.identity.actor import same_person
 from prodgate.monitor import feedback
 from prodgate.monitor.webhooks import where
 from prodgate.review.items import (
@@ -51,7 +52,6 @@ from prodgate.review.items import (
     Duties,
     decisions,
     get_row,
-    person,
     reviewer_name,
     show,
 )
@@ -104,13 +104,13 @@ def _lease_free(row: Any, reviewer: str, now: int) -> bool:
     return (
         row.claimed_by is None
         or (row.lease_until_us or 0) < now
-        or person(row.claimed_by) == person(reviewer)
+        or same_person(row.claimed_by) == same_person(reviewer)
     )
 
 
 def _acted(made: list[dict[str, Any]], reviewer: str, roles: tuple[str, ...]) -> bool:
-    who = person(reviewer)
-    return any(person(d["reviewer"]) == who and d["role"] in roles for d in made)
+    who = same_person(reviewer)
+    return any(same_person(d["reviewer"]) == who and d["role"] in roles for d in made)
 
 
 def _take(conn: Connection, row: Any, reviewer: str, lease_s: float, now: int) -> int | None:
@@ -118,7 +118,7 @@ def _take(conn: Connection, row: Any, reviewer: str, lease_s: float, now: int) -
     when someone else won it first (the UPDATE's row count says so)."""
     c = review_items.c
     free = [c.claimed_by.is_(None), c.lease_until_us < now]
-    if row.claimed_by is not None and person(row.claimed_by) == person(reviewer):
+    if row.claimed_by is not None and same_person(row.claimed_by) == same_person(reviewer):
         free.append(c.claimed_by == row.claimed_by)  # theirs already: renewed
     until = now + int(lease_s * 1_000_000)
     taken = conn.execute(
@@ -288,7 +288,9 @@ def skip(store: Store, item_id: str, reviewer: str) -> dict[str, Any]:
                     at_us=now,
                 )
             )
-        released = row.claimed_by is not None and person(row.claimed_by) == person(reviewer)
+        released = row.claimed_by is not None and same_person(row.claimed_by) == same_person(
+            reviewer
+        )
         if released:
             conn.execute(
                 review_items.update()
@@ -401,7 +403,7 @@ def _record(
 ) -> dict[str, Any]:
     """Store one decision and move the item on; its audit record says where to."""
     role = ADJUDICATE if row.state == ADJUDICATION else REVIEW
-    held = row.claimed_by is not None and person(row.claimed_by) == person(reviewer)
+    held = row.claimed_by is not None and same_person(row.claimed_by) == same_person(reviewer)
     claimed = (row.lease_until_us - int(service.review.lease_s * 1_000_000)) if held else now
     conn.execute(
         review_decisions.insert().values(

@@ -110,7 +110,7 @@ def _known_outcomes(store: Store) -> dict[str, str]:
                 feedback.c.service == SERVICE, feedback.c.source == "claims-system"
             )
         ).all()
-    return {str(i): str(v).strip('"') for i, v in rows}
+    return {str(i): str(orjson.loads(v)) for i, v in rows}
 
 
 def _truth(store: Store, known: dict[str, str]) -> tuple[float, float]:
